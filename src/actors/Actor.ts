@@ -1,0 +1,340 @@
+/**
+ * Actors and services: typed protocols declared with `@effect/rpc`, hosted by a `Node`.
+ *
+ * @example
+ * ```ts
+ * import { Rpc } from "@effect/rpc"
+ * import { Effect, Ref, Schema } from "effect"
+ * import { Actor } from "troupe"
+ *
+ * const Counter = Actor.make("Counter", [
+ *   Rpc.make("Increment", { payload: { by: Schema.Number }, success: Schema.Number }),
+ *   Rpc.make("Get", { success: Schema.Number })
+ * ])
+ *
+ * const CounterLive = Actor.toLayer(Counter, Effect.gen(function* () {
+ *   const count = yield* Ref.make(0)
+ *   return {
+ *     Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by),
+ *     Get: () => Ref.get(count)
+ *   }
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type * as Rpc from "@effect/rpc/Rpc"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { ActorAddress, Headers } from "../schema/Envelope.ts"
+import type { AskError, TellError } from "../schema/Errors.ts"
+import {
+  type ActorSystemShape,
+  type AnyHandler,
+  type EntityOptions,
+  type Envelope,
+  type HandlerContext,
+  type KindDefinition,
+  ActorSystem
+} from "./ActorSystem.ts"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("troupe/Actor")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A declared kind: an actor (`Actor.make`) or a service (`Actor.service`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Kind<Tag extends "Actor" | "Service", Name extends string, Rpcs extends Rpc.Any>
+  extends KindDefinition
+{
+  readonly [TypeId]: { readonly _Rpcs: (_: never) => Rpcs }
+  readonly _tag: Tag
+  readonly kind: Name
+}
+
+/**
+ * An actor kind: one instance per id, one message at a time.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Actor<Name extends string, Rpcs extends Rpc.Any> extends Kind<"Actor", Name, Rpcs> {}
+
+/**
+ * A service: interchangeable instances, handlers run concurrently.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service<Name extends string, Rpcs extends Rpc.Any> extends Kind<"Service", Name, Rpcs> {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = Kind<"Actor" | "Service", string, Rpc.Any>
+
+/**
+ * The Rpcs of a kind.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Rpcs<K> = K extends Kind<infer _T, infer _N, infer R> ? R : never
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isKind = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u
+
+const makeKind = <Tag extends "Actor" | "Service">(
+  _tag: Tag,
+  kind: string,
+  rpcs: ReadonlyArray<Rpc.Any>
+): Kind<Tag, string, Rpc.Any> => {
+  if (!/^[A-Za-z0-9_-]+$/.test(kind)) {
+    throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]+ (it becomes a subject token)`)
+  }
+  const map = new Map<string, Rpc.AnyWithProps>()
+  for (const rpc of rpcs as ReadonlyArray<Rpc.Any> as ReadonlyArray<unknown> as ReadonlyArray<Rpc.AnyWithProps>) {
+    if (map.has(rpc._tag)) throw new TypeError(`kind "${kind}" declares "${rpc._tag}" twice`)
+    map.set(rpc._tag, rpc)
+  }
+  return { [TypeId]: { _Rpcs: (_: never) => _ }, _tag, kind, rpcs: map }
+}
+
+/**
+ * Declares an actor kind from its Rpcs.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <const Name extends string, const R extends ReadonlyArray<Rpc.Any>>(
+  kind: Name,
+  rpcs: R
+): Actor<Name, R[number]> => makeKind("Actor", kind, rpcs) as Actor<Name, R[number]>
+
+/**
+ * Declares a service from its Rpcs.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const service = <const Name extends string, const R extends ReadonlyArray<Rpc.Any>>(
+  kind: Name,
+  rpcs: R
+): Service<Name, R[number]> => makeKind("Service", kind, rpcs) as Service<Name, R[number]>
+
+/**
+ * The address of the instance a handler belongs to.
+ *
+ * @since 0.1.0
+ * @category context
+ */
+export class CurrentAddress extends Context.Tag("troupe/Actor/CurrentAddress")<CurrentAddress, ActorAddress>() {}
+
+/**
+ * The handlers of a kind: one per Rpc tag.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Handlers<R extends Rpc.Any, Env> = {
+  readonly [Current in R as Current["_tag"]]: (
+    payload: Rpc.Payload<Current>,
+    context: HandlerContext
+  ) => Rpc.ResultFrom<Current, Env>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ToLayerOptions {
+  /** an idle actor is passivated (its scope closed) after this; default 5 minutes */
+  readonly maxIdleTime?: Duration.DurationInput | undefined
+  /** messages waiting beyond this fail with `MailboxFull`; default 1024 */
+  readonly mailboxCapacity?: number | undefined
+  /** handlers running at once: always 1 for actors; default 64 for services */
+  readonly concurrency?: number | undefined
+  /**
+   * restarts after a defect; when the schedule ends the actor stops. Default: exponential from
+   * 100 ms, at most 5 consecutive restarts.
+   */
+  readonly supervision?: Schedule.Schedule<unknown, unknown> | undefined
+}
+
+/**
+ * The default supervision: exponential backoff from 100 ms, at most 5 consecutive restarts.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultSupervision: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+const resolveOptions = (definition: KindDefinition, options: ToLayerOptions | undefined): EntityOptions => {
+  const mailboxCapacity = options?.mailboxCapacity ?? 1024
+  const concurrency = definition._tag === "Actor" ? 1 : options?.concurrency ?? 64
+  if (!Number.isInteger(mailboxCapacity) || mailboxCapacity < 0) {
+    throw new RangeError(`mailboxCapacity must be a whole number >= 0, got ${mailboxCapacity}`)
+  }
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new RangeError(`concurrency must be a whole number >= 1, got ${concurrency}`)
+  }
+  return {
+    maxIdleTime: Duration.decode(options?.maxIdleTime ?? "5 minutes"),
+    mailboxCapacity,
+    concurrency,
+    supervision: options?.supervision ?? defaultSupervision
+  }
+}
+
+/**
+ * Hosts a kind on the node: `build` runs once per instance (per id for actors, once per node for
+ * services) with `CurrentAddress` and the instance's `Scope`, and returns the handlers. State
+ * lives in what `build` allocates; finalizers added to the scope run on passivation, restart
+ * and shutdown.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const toLayer = <K extends Any, E, R>(
+  kind: K,
+  build:
+    | Handlers<Rpcs<K>, R>
+    | Effect.Effect<Handlers<Rpcs<K>, R>, E, R | CurrentAddress | Scope.Scope>,
+  options?: ToLayerOptions
+): Layer.Layer<never, never, ActorSystem | Exclude<R, CurrentAddress | Scope.Scope>> =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const system = yield* ActorSystem
+      const context = yield* Effect.context<never>()
+      yield* system.register({
+        definition: kind,
+        build: (Effect.isEffect(build) ? build : Effect.succeed(build)) as Effect.Effect<
+          Readonly<Record<string, AnyHandler>>,
+          unknown,
+          unknown
+        >,
+        context,
+        options: resolveOptions(kind, options)
+      })
+    })
+  )
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface AskOptions {
+  /** overrides the node's default ask timeout (30 seconds) */
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly headers?: Headers | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const AskTypeId: unique symbol = Symbol.for("troupe/Actor/Ask")
+
+/**
+ * An ask: an Effect that sends the message and waits for the reply. Pass it to `Actor.tell`
+ * instead to send it without waiting.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ask<A, E> extends Effect.Effect<A, E> {
+  readonly [AskTypeId]: { readonly envelope: Envelope; readonly system: ActorSystemShape }
+}
+
+/**
+ * The typed client of one actor (or of a service).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Client<R extends Rpc.Any> = {
+  readonly [Current in R as Current["_tag"]]: Rpc.SuccessSchema<Current> extends { readonly _tag: "Stream" }
+    ? (payload: Rpc.Payload<Current>, options?: AskOptions) => Stream.Stream<
+      Rpc.SuccessChunk<Current>,
+      Rpc.ErrorExit<Current> | AskError
+    >
+    : (payload: Rpc.Payload<Current>, options?: AskOptions) => Ask<Rpc.Success<Current>, Rpc.Error<Current> | AskError>
+}
+
+const makeClient = (system: ActorSystemShape, definition: KindDefinition, id: string) => {
+  const client: Record<string, (payload: unknown, options?: AskOptions) => unknown> = {}
+  for (const tag of definition.rpcs.keys()) {
+    client[tag] = (payload, options) => {
+      const envelope: Envelope = {
+        definition,
+        id,
+        tag,
+        payload,
+        timeout: options?.timeout,
+        headers: options?.headers
+      }
+      const ask = system.ask(envelope)
+      return Object.assign(ask, { [AskTypeId]: { envelope, system } })
+    }
+  }
+  return client
+}
+
+/**
+ * The client of a kind: for an actor, a function from id to typed client; for a service, the
+ * typed client itself.
+ *
+ * @since 0.1.0
+ * @category clients
+ */
+export const client = <K extends Any>(
+  kind: K
+): Effect.Effect<
+  K extends Kind<"Service", infer _N, infer R> ? Client<R> : (id: string) => Client<Rpcs<K>>,
+  never,
+  ActorSystem
+> =>
+  Effect.map(ActorSystem, (system) =>
+    (kind._tag === "Service"
+      ? makeClient(system, kind, "")
+      : (id: string) => makeClient(system, kind, id)) as any)
+
+/**
+ * Sends a message without waiting for its reply (at most once). Fails only when the message is
+ * not accepted (unknown kind, full mailbox, stopped actor, transport error).
+ *
+ * @example
+ * ```ts
+ * yield* Actor.tell(counter("c-1").Increment({ by: 1 }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category clients
+ */
+export const tell = <A, E>(ask: Ask<A, E>): Effect.Effect<void, TellError> => {
+  const { envelope, system } = ask[AskTypeId]
+  return system.tell(envelope)
+}

@@ -1,0 +1,29 @@
+/**
+ * Troupe: typed, cancellable, Effect-native actors, in memory or over NATS.
+ *
+ * @since 0.1.0
+ */
+
+/** Actors and services: definitions, hosting layers, clients. @since 0.1.0 */
+export * as Actor from "./actors/Actor.ts"
+
+/** The contract between definitions and the hosting runtime. @since 0.1.0 */
+export * as ActorSystem from "./actors/ActorSystem.ts"
+
+/** Frames ⇄ bytes: JSON and MessagePack. @since 0.1.0 */
+export * as Codec from "./layers/Codec.ts"
+
+/** Membership: who hosts what, and who serves. @since 0.1.0 */
+export * as Discovery from "./layers/Discovery.ts"
+
+/** Moves frames between nodes: in memory or over NATS. @since 0.1.0 */
+export * as Transport from "./layers/Transport.ts"
+
+/** The wire envelope. @since 0.1.0 */
+export * as Envelope from "./schema/Envelope.ts"
+
+/** The typed errors of the runtime. @since 0.1.0 */
+export * as Errors from "./schema/Errors.ts"
+
+/** The node: hosting, routing, lifecycle. @since 0.1.0 */
+export * as Node from "./runtime/Node.ts"

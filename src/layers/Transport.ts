@@ -1,0 +1,291 @@
+/**
+ * `Transport` moves frames between nodes by subject, with NATS semantics: every plain
+ * subscriber of a subject gets a frame, and among subscribers sharing a queue group exactly one
+ * does.
+ *
+ * `Transport.inMemory` is the embedded default: frames are handed over by reference (zero-copy)
+ * inside one process. `layerInMemory({ serialize: true })` forces every frame through the
+ * `Codec`, so a test suite can prove its payloads survive the wire before they meet NATS.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import type * as Scope from "effect/Scope"
+import type { Envelope } from "../schema/Envelope.ts"
+import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
+import { Codec, type CodecShape } from "./Codec.ts"
+import * as Subject from "./internal/subject.ts"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SubscribeOptions {
+  /** deliver each frame to one member of this queue group instead of to every subscriber */
+  readonly queue?: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface TransportShape {
+  /** `"in-memory"`, `"nats"`, ... */
+  readonly name: string
+  /**
+   * `true` when frames reach the other side by reference: bodies are then the payload values
+   * themselves, never Schema-encoded.
+   */
+  readonly zeroCopy: boolean
+  /** Publishes one frame to a (logical, namespace-less) subject. */
+  readonly publish: (
+    subject: string,
+    frame: Envelope
+  ) => Effect.Effect<void, TransportError | EncodeError | PayloadTooLarge>
+  /** Subscribes to a subject (NATS wildcards allowed) until the scope closes. */
+  readonly subscribe: (
+    subject: string,
+    onFrame: (frame: Envelope) => void,
+    options?: SubscribeOptions
+  ) => Effect.Effect<void, TransportError, Scope.Scope>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Transport extends Context.Tag("troupe/Transport")<Transport, TransportShape>() {}
+
+/**
+ * The default per-message limit: 5 MiB.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+
+/**
+ * Frames that arrived but could not be decoded.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const malformedFrames = Metric.counter("troupe_malformed_frames", {
+  description: "frames received that could not be decoded"
+})
+
+interface Subscription {
+  readonly subject: string
+  readonly queue: string | undefined
+  readonly deliver: (frame: Envelope | Uint8Array) => void
+}
+
+/**
+ * One in-process network: every in-memory transport built on the same network can reach the
+ * others, so several nodes can run in one process.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class InMemoryNetwork {
+  private readonly exact = new Map<string, Array<Subscription>>()
+  private readonly wildcard: Array<Subscription> = []
+  private readonly roundRobin = new Map<string, number>()
+
+  /** @internal */
+  add(sub: Subscription): () => void {
+    const list = Subject.isPattern(sub.subject) ? this.wildcard : this.listFor(sub.subject)
+    list.push(sub)
+    return () => {
+      const index = list.indexOf(sub)
+      if (index >= 0) list.splice(index, 1)
+      if (list !== this.wildcard && list.length === 0) this.exact.delete(sub.subject)
+    }
+  }
+
+  /** @internal returns the number of subscriptions the frame was handed to */
+  route(subject: string, frame: Envelope | Uint8Array): number {
+    const direct = this.exact.get(subject)
+    let groups: Map<string, Array<Subscription>> | undefined
+    let delivered = 0
+    const visit = (sub: Subscription) => {
+      if (sub.queue === undefined) {
+        delivered++
+        sub.deliver(frame)
+      } else {
+        groups ??= new Map()
+        const members = groups.get(sub.queue)
+        if (members) members.push(sub)
+        else groups.set(sub.queue, [sub])
+      }
+    }
+    if (direct !== undefined) {
+      // copy: a delivery may subscribe or unsubscribe synchronously
+      for (const sub of direct.length === 1 ? direct : direct.slice()) visit(sub)
+    }
+    for (const sub of this.wildcard.slice()) {
+      if (Subject.matches(sub.subject, subject)) visit(sub)
+    }
+    if (groups !== undefined) {
+      for (const [queue, members] of groups) {
+        const key = `${queue}\u0000${subject}`
+        const next = (this.roundRobin.get(key) ?? 0) % members.length
+        this.roundRobin.set(key, next + 1)
+        delivered++
+        members[next]!.deliver(frame)
+      }
+    }
+    return delivered
+  }
+
+  /** The number of live subscriptions (for leak checks in tests). */
+  get subscriptionCount(): number {
+    let count = this.wildcard.length
+    for (const list of this.exact.values()) count += list.length
+    return count
+  }
+
+  private listFor(subject: string): Array<Subscription> {
+    let list = this.exact.get(subject)
+    if (list === undefined) {
+      list = []
+      this.exact.set(subject, list)
+    }
+    return list
+  }
+}
+
+/**
+ * Creates a fresh in-process network.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeNetwork = (): InMemoryNetwork => new InMemoryNetwork()
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface InMemoryOptions {
+  /** the network to join; default: a private one */
+  readonly network?: InMemoryNetwork | undefined
+  /** the subject namespace, so apps sharing a network do not see each other; default `"default"` */
+  readonly namespace?: string | undefined
+  /** the per-message limit when serializing; default 5 MiB */
+  readonly maxMessageBytes?: number | undefined
+}
+
+const prefixOf = (namespace: string | undefined) => `troupe.${namespace ?? "default"}.`
+
+const subscribeWith = (
+  network: InMemoryNetwork,
+  prefix: string,
+  subject: string,
+  deliver: (frame: Envelope | Uint8Array) => void,
+  options: SubscribeOptions | undefined
+): Effect.Effect<void, TransportError, Scope.Scope> =>
+  Subject.isValidSubject(subject, true)
+    ? Effect.acquireRelease(
+      Effect.sync(() => network.add({ subject: prefix + subject, queue: options?.queue, deliver })),
+      (remove) => Effect.sync(remove)
+    )
+    : Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
+
+/**
+ * A zero-copy in-memory transport on a network.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
+  const network = options.network ?? makeNetwork()
+  const prefix = prefixOf(options.namespace)
+  return {
+    name: "in-memory",
+    zeroCopy: true,
+    publish: (subject, frame) =>
+      Effect.sync(() => {
+        network.route(prefix + subject, frame)
+      }),
+    subscribe: (subject, onFrame, subscribeOptions) =>
+      subscribeWith(network, prefix, subject, onFrame as (frame: Envelope | Uint8Array) => void, subscribeOptions)
+  }
+}
+
+/**
+ * An in-memory transport that encodes every frame with the `Codec` and decodes it on arrival,
+ * exactly as a network transport would.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptions = {}): TransportShape => {
+  const network = options.network ?? makeNetwork()
+  const prefix = prefixOf(options.namespace)
+  const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES
+  return {
+    name: `in-memory+${codec.name}`,
+    zeroCopy: false,
+    publish: (subject, frame) =>
+      Effect.suspend((): Effect.Effect<void, EncodeError | PayloadTooLarge> => {
+        const bytes = codec.encode(frame)
+        if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+        if (bytes.right.byteLength > limit) {
+          return Effect.fail(new PayloadTooLarge({ size: bytes.right.byteLength, limit }))
+        }
+        network.route(prefix + subject, bytes.right)
+        return Effect.void
+      }),
+    subscribe: (subject, onFrame, subscribeOptions) =>
+      subscribeWith(network, prefix, subject, (bytes) => {
+        const bytesIn = bytes as Uint8Array
+        if (bytesIn.byteLength > limit) {
+          malformedFrames.unsafeUpdate(1, [])
+          return
+        }
+        const frame = codec.decode(bytesIn)
+        if (Either.isLeft(frame)) {
+          malformedFrames.unsafeUpdate(1, [])
+          return
+        }
+        onFrame(frame.right)
+      }, subscribeOptions)
+  }
+}
+
+/**
+ * The embedded default: a private zero-copy in-memory network.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const inMemory: Layer.Layer<Transport> = Layer.sync(Transport, () => makeInMemory())
+
+/**
+ * An in-memory transport on a given network (to run several nodes in one process), zero-copy
+ * unless `serialize` is set, in which case every frame goes through the `Codec`.
+ *
+ * @example
+ * ```ts
+ * const network = Transport.makeNetwork()
+ * const a = Transport.layerInMemory({ network })
+ * const b = Transport.layerInMemory({ network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export function layerInMemory(options: InMemoryOptions & { readonly serialize: true }): Layer.Layer<Transport, never, Codec>
+export function layerInMemory(options?: InMemoryOptions & { readonly serialize?: false | undefined }): Layer.Layer<Transport>
+export function layerInMemory(
+  options: InMemoryOptions & { readonly serialize?: boolean | undefined } = {}
+): Layer.Layer<Transport, never, Codec> {
+  return options.serialize === true
+    ? Layer.effect(Transport, Effect.map(Codec, (codec) => makeInMemorySerialized(codec, options)))
+    : Layer.sync(Transport, () => makeInMemory(options))
+}

@@ -1,0 +1,121 @@
+/**
+ * A `Node` is one process-level runtime: it hosts the kinds whose layers are provided to it,
+ * routes asks and tells (locally without copying, or over its `Transport`), and announces itself
+ * to `Discovery`.
+ *
+ * @example
+ * ```ts
+ * const App = CounterLive.pipe(Layer.provideMerge(Node.inMemory))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { ActorSystem } from "../actors/ActorSystem.ts"
+import * as Discovery from "../layers/Discovery.ts"
+import * as Transport from "../layers/Transport.ts"
+import type { TransportError } from "../schema/Errors.ts"
+import * as internal from "./internal/node.ts"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface NodeShape {
+  /** unique per process start: `<name>-<random>` */
+  readonly nodeId: string
+  readonly name: string
+  readonly incarnation: string
+  /** the kinds hosted here */
+  readonly kinds: () => ReadonlyArray<string>
+  /** live instances of a kind on this node */
+  readonly activeInstances: (kind: string) => number
+  /** whether the actor `(kind, id)` is active on this node */
+  readonly isActive: (kind: string, id: string) => boolean
+  /** remote asks waiting for their reply */
+  readonly pendingAsks: () => number
+  /** marks the node (not) serving in discovery: a draining node gets no new routes */
+  readonly setServing: (serving: boolean) => Effect.Effect<void>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Node extends Context.Tag("troupe/Node")<Node, NodeShape>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface NodeOptions {
+  /** a readable name, the prefix of the node id; default `"node"` */
+  readonly name?: string | undefined
+  /** default timeout of every ask (overridable per call); default 30 seconds */
+  readonly askTimeout?: Duration.DurationInput | undefined
+  /** bound of the table of remote asks waiting for a reply; default 65536 */
+  readonly maxPendingAsks?: number | undefined
+  /** on shutdown, how long accepted work may finish before it is interrupted; default 10 seconds */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /** the address announced to discovery; default derived from the transport and node id */
+  readonly address?: string | undefined
+}
+
+const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
+  const maxPendingAsks = options?.maxPendingAsks ?? 65536
+  if (!Number.isInteger(maxPendingAsks) || maxPendingAsks < 1) {
+    throw new RangeError(`maxPendingAsks must be a whole number >= 1, got ${maxPendingAsks}`)
+  }
+  const name = options?.name ?? "node"
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) {
+    throw new TypeError(`node name "${name}" must match [A-Za-z0-9_-]+ (it becomes a subject token)`)
+  }
+  return {
+    name,
+    askTimeout: Duration.decode(options?.askTimeout ?? "30 seconds"),
+    maxPendingAsks,
+    shutdownTimeout: Duration.decode(options?.shutdownTimeout ?? "10 seconds"),
+    address: options?.address
+  }
+}
+
+/**
+ * A node on the `Transport` and `Discovery` it is given. Provides `Node` and the
+ * `ActorSystem` that `Actor.toLayer` and `Actor.client` use.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options?: NodeOptions
+): Layer.Layer<Node | ActorSystem, TransportError, Transport.Transport | Discovery.Discovery> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const config = resolve(options)
+    const handle = yield* internal.make(config, yield* Transport.Transport, yield* Discovery.Discovery)
+    const { system, ...node } = handle
+    return Context.make(Node, node).pipe(Context.add(ActorSystem, system))
+  }))
+
+/**
+ * The embedded default in one layer: a node on a private zero-copy in-memory transport and
+ * in-process discovery.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSystem> =>
+  layer(options).pipe(
+    Layer.provide(Layer.merge(Transport.inMemory, Discovery.inMemory)),
+    Layer.orDie
+  )
+
+/**
+ * `layerInMemory()` with every default.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const inMemory: Layer.Layer<Node | ActorSystem> = layerInMemory()

@@ -1,0 +1,503 @@
+/**
+ * The node: hosts kinds, routes asks and tells (local fast path, rendezvous placement of actors,
+ * queue groups for services), keeps the bounded table of pending remote asks and the single
+ * deadline timer, and speaks the wire protocol over the `Transport`.
+ *
+ * @internal
+ */
+import type * as Rpc from "@effect/rpc/Rpc"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type { ActorSystemShape, EntityDefinition, Envelope, KindDefinition } from "../../actors/ActorSystem.ts"
+import { decodeWith, encodeWith } from "../../layers/Codec.ts"
+import { type DiscoveryShape, type DiscoveryState, servingMembers } from "../../layers/Discovery.ts"
+import type { TransportShape } from "../../layers/Transport.ts"
+import {
+  type Envelope as Frame,
+  type ExitFrame,
+  type InterruptFrame,
+  ProtocolVersion,
+  type RequestFrame,
+  type WireExit
+} from "../../schema/Envelope.ts"
+import {
+  ActorNotFound,
+  AskTimeout,
+  type DecodeError,
+  type EncodeError,
+  MailboxFull,
+  NoAvailableNode,
+  type TellError,
+  TransportError
+} from "../../schema/Errors.ts"
+import { type Deadline, Deadlines } from "./deadlines.ts"
+import { EntityManager, type Job, type JobExit, makeJob } from "./entity.ts"
+import { owner } from "./placement.ts"
+
+/** @internal */
+export interface NodeConfig {
+  readonly name: string
+  readonly askTimeout: Duration.Duration
+  readonly maxPendingAsks: number
+  readonly shutdownTimeout: Duration.Duration
+  readonly address: string | undefined
+}
+
+interface PendingAsk {
+  readonly kind: string
+  readonly id: string
+  readonly tag: string
+  readonly rpc: Rpc.AnyWithProps
+  readonly startedAt: number
+  readonly deferred: Deferred.Deferred<unknown, unknown>
+  deadline: Deadline | undefined
+}
+
+/** Schema encoders/decoders of one Rpc, compiled once. */
+interface RpcCodec {
+  readonly encodePayload: (value: unknown) => Either.Either<unknown, EncodeError>
+  readonly decodePayload: (value: unknown) => Either.Either<unknown, DecodeError>
+  readonly encodeSuccess: (value: unknown) => Either.Either<unknown, EncodeError>
+  readonly decodeSuccess: (value: unknown) => Either.Either<unknown, DecodeError>
+  readonly encodeError: (value: unknown) => Either.Either<unknown, EncodeError>
+  readonly decodeError: (value: unknown) => Either.Either<unknown, DecodeError>
+}
+
+const rpcCodecs = new WeakMap<Rpc.AnyWithProps, RpcCodec>()
+const rpcCodec = (kind: string, rpc: Rpc.AnyWithProps): RpcCodec => {
+  let codec = rpcCodecs.get(rpc)
+  if (codec === undefined) {
+    const payload = rpc.payloadSchema as Schema.Schema<unknown, unknown>
+    const success = rpc.successSchema as Schema.Schema<unknown, unknown>
+    const error = rpc.errorSchema as Schema.Schema<unknown, unknown>
+    const name = `${kind}.${rpc._tag}`
+    codec = {
+      encodePayload: encodeWith(payload, `payload of ${name}`),
+      decodePayload: decodeWith(payload, `payload of ${name}`),
+      encodeSuccess: encodeWith(success, `reply of ${name}`),
+      decodeSuccess: decodeWith(success, `reply of ${name}`),
+      encodeError: encodeWith(error, `error of ${name}`),
+      decodeError: decodeWith(error, `error of ${name}`)
+    }
+    rpcCodecs.set(rpc, codec)
+  }
+  return codec
+}
+
+type Route =
+  | { readonly _tag: "Local"; readonly manager: EntityManager }
+  | { readonly _tag: "Remote"; readonly subject: string }
+  | { readonly _tag: "Unavailable"; readonly error: ActorNotFound | NoAvailableNode }
+
+const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
+  exit._tag === "Success" ? Exit.succeed(exit.value) : Exit.fail(exit.error)
+
+const randomId = () => Math.random().toString(36).slice(2, 10)
+
+/** @internal */
+export interface NodeHandle {
+  readonly nodeId: string
+  readonly name: string
+  readonly incarnation: string
+  readonly system: ActorSystemShape
+  readonly kinds: () => ReadonlyArray<string>
+  readonly activeInstances: (kind: string) => number
+  readonly isActive: (kind: string, id: string) => boolean
+  readonly pendingAsks: () => number
+  readonly setServing: (serving: boolean) => Effect.Effect<void>
+}
+
+/** @internal */
+export const make = (
+  config: NodeConfig,
+  transport: TransportShape,
+  discovery: DiscoveryShape
+): Effect.Effect<NodeHandle, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const clock = yield* Effect.clock
+    const fork = Runtime.runFork(runtime)
+    const nodeId = `${config.name}-${randomId()}`
+    const incarnation = `${nodeId}.${Date.now().toString(36)}`
+    const zeroCopy = transport.zeroCopy
+    const askTimeoutMillis = Duration.toMillis(config.askTimeout)
+    const deadlines = new Deadlines(clock)
+    const managers = new Map<string, EntityManager>()
+    const pending = new Map<number, PendingAsk>()
+    const inbound = new Map<string, { readonly manager: EntityManager; readonly job: Job }>()
+    let nextRequestId = 0
+    let closed = false
+
+    yield* Effect.forkScoped(deadlines.run)
+
+    const publishInBackground = (subject: string, frame: Frame): void => {
+      fork(
+        Effect.catchAll(transport.publish(subject, frame), (error) =>
+          Effect.logWarning(`could not publish ${frame._tag} frame to ${subject}`, error))
+      )
+    }
+
+    // ---- routing -----------------------------------------------------------------------------
+
+    let routedState: DiscoveryState | undefined
+    const servingByKind = new Map<string, ReadonlyArray<string>>()
+    const servingNodes = (kind: string): ReadonlyArray<string> => {
+      const state = discovery.unsafeState()
+      if (state !== routedState) {
+        routedState = state
+        servingByKind.clear()
+      }
+      let nodes = servingByKind.get(kind)
+      if (nodes === undefined) {
+        nodes = servingMembers(state, kind).map((m) => m.nodeId)
+        servingByKind.set(kind, nodes)
+      }
+      return nodes
+    }
+
+    const unavailable = (kind: string, id: string): Route => {
+      const hosted = discovery.unsafeState().members.some((m) => m.kinds.includes(kind))
+      return {
+        _tag: "Unavailable",
+        error: hosted ? new NoAvailableNode({ kind, id }) : new ActorNotFound({ kind, id })
+      }
+    }
+
+    const route = (definition: KindDefinition, id: string): Route => {
+      const local = managers.get(definition.kind)
+      if (definition._tag === "Service") {
+        if (local !== undefined && zeroCopy) return { _tag: "Local", manager: local }
+        return servingNodes(definition.kind).length > 0
+          ? { _tag: "Remote", subject: `actor.${definition.kind}` }
+          : unavailable(definition.kind, id)
+      }
+      const target = owner(servingNodes(definition.kind), id)
+      if (target === undefined) {
+        return local !== undefined && zeroCopy ? { _tag: "Local", manager: local } : unavailable(definition.kind, id)
+      }
+      if (target === nodeId && local !== undefined && zeroCopy) return { _tag: "Local", manager: local }
+      return { _tag: "Remote", subject: `node.${target}` }
+    }
+
+    // ---- the caller side ---------------------------------------------------------------------
+
+    const timeoutOf = (envelope: Envelope): number =>
+      envelope.timeout === undefined ? askTimeoutMillis : Duration.toMillis(envelope.timeout)
+
+    const askLocal = (manager: EntityManager, envelope: Envelope): Effect.Effect<unknown, unknown> =>
+      Effect.async<unknown, unknown>((resume) => {
+        const startedAt = deadlines.now()
+        const timeoutMillis = timeoutOf(envelope)
+        let deadline: Deadline | undefined
+        const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
+          if (deadline !== undefined) deadlines.remove(deadline)
+          resume(jobExitToEffect(exit))
+        })
+        if (Number.isFinite(timeoutMillis)) {
+          deadline = deadlines.add(timeoutMillis, () => {
+            deadline = undefined
+            manager.unsafeCancel(job, () =>
+              resume(Exit.fail(
+                new AskTimeout({
+                  kind: envelope.definition.kind,
+                  id: envelope.id,
+                  tag: envelope.tag,
+                  elapsedMillis: deadlines.now() - startedAt
+                })
+              )))
+          })
+        }
+        manager.deliver(envelope.id, job)
+        return Effect.suspend(() => {
+          if (deadline !== undefined) deadlines.remove(deadline)
+          return manager.cancel(job)
+        })
+      })
+
+    const sendInterrupt = (kind: string, requestId: number): void => {
+      const frame: InterruptFrame = { _tag: "Interrupt", v: ProtocolVersion, source: nodeId, requestId }
+      publishInBackground(`interrupt.${kind}`, frame)
+    }
+
+    const requestFrame = (
+      envelope: Envelope,
+      requestId: number,
+      oneWay: boolean
+    ): Either.Either<RequestFrame, EncodeError> => {
+      const rpc = envelope.definition.rpcs.get(envelope.tag)!
+      let body = envelope.payload
+      if (!zeroCopy) {
+        const encoded = rpcCodec(envelope.definition.kind, rpc).encodePayload(envelope.payload)
+        if (Either.isLeft(encoded)) return Either.left(encoded.left)
+        body = encoded.right
+      }
+      return Either.right({
+        _tag: "Request",
+        v: ProtocolVersion,
+        source: nodeId,
+        requestId,
+        kind: envelope.definition.kind,
+        id: envelope.id,
+        tag: envelope.tag,
+        headers: envelope.headers ?? {},
+        body,
+        ...(oneWay ? { oneWay } : {})
+      })
+    }
+
+    const askRemote = (subject: string, envelope: Envelope): Effect.Effect<unknown, unknown> =>
+      Effect.suspend(() => {
+        const kind = envelope.definition.kind
+        if (pending.size >= config.maxPendingAsks) {
+          return Effect.fail(
+            new MailboxFull({ kind, id: envelope.id, capacity: config.maxPendingAsks, queue: "pending-requests" })
+          )
+        }
+        const requestId = ++nextRequestId
+        const frame = requestFrame(envelope, requestId, false)
+        if (Either.isLeft(frame)) return Effect.fail(frame.left)
+        const entry: PendingAsk = {
+          kind,
+          id: envelope.id,
+          tag: envelope.tag,
+          rpc: envelope.definition.rpcs.get(envelope.tag)!,
+          startedAt: deadlines.now(),
+          deferred: Deferred.unsafeMake(FiberId.none),
+          deadline: undefined
+        }
+        // the reply slot exists before the request leaves
+        pending.set(requestId, entry)
+        const timeoutMillis = timeoutOf(envelope)
+        if (Number.isFinite(timeoutMillis)) {
+          entry.deadline = deadlines.add(timeoutMillis, () => {
+            entry.deadline = undefined
+            if (pending.delete(requestId)) {
+              sendInterrupt(kind, requestId)
+              Deferred.unsafeDone(
+                entry.deferred,
+                Exit.fail(
+                  new AskTimeout({
+                    kind,
+                    id: envelope.id,
+                    tag: envelope.tag,
+                    elapsedMillis: deadlines.now() - entry.startedAt
+                  })
+                )
+              )
+            }
+          })
+        }
+        const forget = () => {
+          if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+          return pending.delete(requestId)
+        }
+        return transport.publish(subject, frame.right).pipe(
+          Effect.tapError(() => Effect.sync(forget)),
+          Effect.zipRight(Deferred.await(entry.deferred)),
+          Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              if (forget()) sendInterrupt(kind, requestId)
+            })
+          )
+        )
+      })
+
+    const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> =>
+      Effect.suspend(() => {
+        const target = route(envelope.definition, envelope.id)
+        switch (target._tag) {
+          case "Local":
+            return askLocal(target.manager, envelope)
+          case "Remote":
+            return askRemote(target.subject, envelope)
+          case "Unavailable":
+            return Effect.fail(target.error)
+        }
+      })
+
+    const logTellOutcome = (envelope: Envelope) => (exit: JobExit) => {
+      if (exit._tag !== "Success") {
+        fork(Effect.logWarning(`tell ${envelope.definition.kind}/${envelope.id}.${envelope.tag} failed`, exit.error))
+      }
+    }
+
+    const tell = (envelope: Envelope): Effect.Effect<void, TellError> =>
+      Effect.suspend((): Effect.Effect<void, TellError> => {
+        const target = route(envelope.definition, envelope.id)
+        if (target._tag === "Unavailable") return Effect.fail(target.error)
+        if (target._tag === "Remote") {
+          const frame = requestFrame(envelope, ++nextRequestId, true)
+          return Either.isLeft(frame) ? Effect.fail(frame.left) : transport.publish(target.subject, frame.right)
+        }
+        // a rejection is reported synchronously by `deliver`; anything later is the handler's
+        let delivering = true
+        let rejected: TellError | undefined
+        const log = logTellOutcome(envelope)
+        const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
+          if (
+            delivering && exit._tag === "Error" &&
+            (exit.error._tag === "MailboxFull" || exit.error._tag === "ActorStopped" ||
+              exit.error._tag === "DecodeError")
+          ) {
+            rejected = exit.error
+          } else {
+            log(exit)
+          }
+        })
+        target.manager.deliver(envelope.id, job)
+        delivering = false
+        return rejected === undefined ? Effect.void : Effect.fail(rejected)
+      })
+
+    // ---- the receiving side ------------------------------------------------------------------
+
+    const encodeExit = (manager: EntityManager, tag: string, exit: JobExit): WireExit => {
+      if (zeroCopy || exit._tag === "Error") return exit
+      const codec = rpcCodec(manager.kind, manager.entity.definition.rpcs.get(tag)!)
+      const encoded = exit._tag === "Success" ? codec.encodeSuccess(exit.value) : codec.encodeError(exit.error)
+      if (Either.isLeft(encoded)) return { _tag: "Error", error: encoded.left }
+      return exit._tag === "Success" ? { _tag: "Success", value: encoded.right } : { _tag: "Failure", error: encoded.right }
+    }
+
+    const onRequest = (frame: RequestFrame): void => {
+      const reply = (exit: WireExit) => {
+        if (frame.oneWay === true) {
+          if (exit._tag !== "Success") {
+            fork(Effect.logWarning(`tell ${frame.kind}/${frame.id}.${frame.tag} from ${frame.source} failed`, exit))
+          }
+          return
+        }
+        const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
+        publishInBackground(`node.${frame.source}`, out)
+      }
+      const manager = managers.get(frame.kind)
+      if (manager === undefined || closed) {
+        return reply({ _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
+      }
+      let payload = frame.body
+      if (!zeroCopy) {
+        const rpc = manager.entity.definition.rpcs.get(frame.tag)
+        if (rpc !== undefined) {
+          const decoded = rpcCodec(frame.kind, rpc).decodePayload(frame.body)
+          if (Either.isLeft(decoded)) return reply({ _tag: "Error", error: decoded.left })
+          payload = decoded.right
+        }
+      }
+      const key = `${frame.source}:${frame.requestId}`
+      const job = makeJob(frame.tag, payload, frame.headers, (exit) => {
+        inbound.delete(key)
+        reply(encodeExit(manager, frame.tag, exit))
+      })
+      if (frame.oneWay !== true) inbound.set(key, { manager, job })
+      manager.deliver(frame.id, job)
+    }
+
+    const onExit = (frame: ExitFrame): void => {
+      const entry = pending.get(frame.requestId)
+      if (entry === undefined) return // timed out or interrupted meanwhile
+      pending.delete(frame.requestId)
+      if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+      const exit = frame.exit
+      let result: Exit.Exit<unknown, unknown>
+      if (exit._tag === "Error") {
+        result = Exit.fail(exit.error)
+      } else if (zeroCopy) {
+        result = exit._tag === "Success" ? Exit.succeed(exit.value) : Exit.fail(exit.error)
+      } else {
+        const codec = rpcCodec(entry.kind, entry.rpc)
+        const decoded = exit._tag === "Success" ? codec.decodeSuccess(exit.value) : codec.decodeError(exit.error)
+        result = Either.isLeft(decoded)
+          ? Exit.fail(decoded.left)
+          : exit._tag === "Success"
+          ? Exit.succeed(decoded.right)
+          : Exit.fail(decoded.right)
+      }
+      Deferred.unsafeDone(entry.deferred, result)
+    }
+
+    const onInterrupt = (frame: InterruptFrame): void => {
+      const key = `${frame.source}:${frame.requestId}`
+      const entry = inbound.get(key)
+      if (entry === undefined) return
+      inbound.delete(key)
+      fork(entry.manager.cancel(entry.job))
+    }
+
+    const onFrame = (frame: Frame): void => {
+      switch (frame._tag) {
+        case "Request":
+          return onRequest(frame)
+        case "Exit":
+          return onExit(frame)
+        case "Interrupt":
+          return onInterrupt(frame)
+        default:
+          return
+      }
+    }
+
+    // ---- membership and lifecycle ------------------------------------------------------------
+
+    yield* transport.subscribe(`node.${nodeId}`, onFrame)
+    const startedAt = clock.unsafeCurrentTimeMillis()
+    yield* discovery.announce({
+      nodeId,
+      name: config.name,
+      incarnation,
+      address: config.address ?? `${transport.name}://${nodeId}`,
+      kinds: [],
+      isServing: true,
+      startedAt
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        const error = new TransportError({ reason: `node ${nodeId} shut down while the ask was pending` })
+        for (const entry of pending.values()) {
+          if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+          Deferred.unsafeDone(entry.deferred, Exit.fail(error))
+        }
+        pending.clear()
+      })
+    )
+
+    const register = (entity: EntityDefinition): Effect.Effect<void, never, Scope.Scope> =>
+      Effect.gen(function*() {
+        const kind = entity.definition.kind
+        if (managers.has(kind)) return yield* Effect.dieMessage(`kind "${kind}" is already hosted on node ${nodeId}`)
+        const manager = new EntityManager(entity, { nodeId, runtime: yield* Effect.runtime<never>(), clock })
+        managers.set(kind, manager)
+        yield* Effect.orDie(transport.subscribe(`actor.${kind}`, onFrame, { queue: kind }))
+        yield* Effect.orDie(transport.subscribe(`interrupt.${kind}`, onFrame))
+        yield* discovery.update(nodeId, { kinds: [...managers.keys()] })
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function*() {
+            // stop being routed to first, then drain what was accepted
+            yield* discovery.update(nodeId, { kinds: [...managers.keys()].filter((k) => k !== kind) })
+            yield* manager.shutdown(config.shutdownTimeout)
+            managers.delete(kind)
+          })
+        )
+      })
+
+    const system: ActorSystemShape = { nodeId, register, ask, tell }
+
+    return {
+      nodeId,
+      name: config.name,
+      incarnation,
+      system,
+      kinds: () => [...managers.keys()],
+      activeInstances: (kind) => managers.get(kind)?.size ?? 0,
+      isActive: (kind, id) => managers.get(kind)?.isActive(id) ?? false,
+      pendingAsks: () => pending.size,
+      setServing: (serving) => discovery.update(nodeId, { isServing: serving })
+    }
+  })

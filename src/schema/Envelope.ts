@@ -1,0 +1,211 @@
+/**
+ * The wire envelope: one schema for every frame Troupe moves between nodes.
+ *
+ * A frame carries the protocol version, the source node, its target (an actor address or a
+ * subject), a request id, headers (trace context) and a body. The body of a request or a reply
+ * is the Schema-*encoded* payload (a plain value), and the `Codec` turns the whole frame into
+ * bytes once; on the zero-copy in-memory transport the body is the payload value itself.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { TroupeError } from "./Errors.ts"
+
+/**
+ * The version of the wire protocol carried in every frame.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const ProtocolVersion = 1 as const
+
+/**
+ * Headers carried with a frame (W3C trace context, user headers).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Headers = Schema.Record({ key: Schema.String, value: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Headers = typeof Headers.Type
+
+/**
+ * The address of one actor: its kind and its id (services use the id `""`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ActorAddress = Schema.Struct({ kind: Schema.String, id: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ActorAddress = typeof ActorAddress.Type
+
+const common = {
+  v: Schema.Literal(ProtocolVersion),
+  source: Schema.String
+}
+
+/**
+ * A request to an actor or service. `oneWay` requests (tells) get no reply.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Request = Schema.TaggedStruct("Request", {
+  ...common,
+  requestId: Schema.Number,
+  kind: Schema.String,
+  id: Schema.String,
+  tag: Schema.String,
+  headers: Headers,
+  body: Schema.Unknown,
+  oneWay: Schema.optional(Schema.Boolean)
+})
+
+/**
+ * How a request ended, as carried in an `Exit` frame.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const WireExit = Schema.Union(
+  Schema.TaggedStruct("Success", { value: Schema.Unknown }),
+  /** the Rpc's declared error, encoded with its schema */
+  Schema.TaggedStruct("Failure", { error: Schema.Unknown }),
+  /** a runtime error of Troupe (including `RemoteDefect`) */
+  Schema.TaggedStruct("Error", { error: TroupeError })
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type WireExit = typeof WireExit.Type
+
+/**
+ * The reply to a request.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Exit = Schema.TaggedStruct("Exit", {
+  ...common,
+  requestId: Schema.Number,
+  exit: WireExit
+})
+
+/**
+ * The caller gave up on a request (interrupt or timeout): interrupt its handler.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Interrupt = Schema.TaggedStruct("Interrupt", {
+  ...common,
+  requestId: Schema.Number
+})
+
+/**
+ * One piece of a chunked payload or stream.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Chunk = Schema.TaggedStruct("Chunk", {
+  ...common,
+  requestId: Schema.Number,
+  seq: Schema.Number,
+  body: Schema.Uint8ArrayFromSelf,
+  last: Schema.Boolean
+})
+
+/**
+ * Flow-control credit for a chunked stream.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Ack = Schema.TaggedStruct("Ack", {
+  ...common,
+  requestId: Schema.Number,
+  credit: Schema.Number
+})
+
+/**
+ * A published topic event.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Event = Schema.TaggedStruct("Event", {
+  ...common,
+  subject: Schema.String,
+  headers: Headers,
+  body: Schema.Unknown
+})
+
+/**
+ * A discovery announcement / heartbeat of one node.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Heartbeat = Schema.TaggedStruct("Heartbeat", {
+  ...common,
+  incarnation: Schema.String,
+  address: Schema.String,
+  kinds: Schema.Array(Schema.String),
+  isServing: Schema.Boolean,
+  startedAt: Schema.Number
+})
+
+/**
+ * A secure-session handshake message.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Handshake = Schema.TaggedStruct("Handshake", {
+  ...common,
+  step: Schema.Number,
+  body: Schema.Uint8ArrayFromSelf
+})
+
+/**
+ * Every frame of the wire protocol.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Envelope = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Event, Heartbeat, Handshake)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Envelope = typeof Envelope.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RequestFrame = typeof Request.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ExitFrame = typeof Exit.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type InterruptFrame = typeof Interrupt.Type
