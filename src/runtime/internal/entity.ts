@@ -494,7 +494,8 @@ export class EntityManager {
       if (this.inflight > 0) {
         const drained = yield* Deferred.make<void>()
         this.drained = drained
-        yield* Deferred.await(drained).pipe(Effect.timeoutOption(timeout))
+        // finalizers run uninterruptibly: the wait must be interruptible for the deadline to win
+        yield* Effect.interruptible(Deferred.await(drained)).pipe(Effect.timeoutOption(timeout))
       }
       const instances = [...this.instances.values()]
       this.instances.clear()
