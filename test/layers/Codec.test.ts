@@ -1,0 +1,50 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import * as Codec from "../../src/layers/Codec.ts"
+import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
+import { MailboxFull } from "../../src/schema/Errors.ts"
+
+const frames: ReadonlyArray<Envelope> = [
+  {
+    _tag: "Request",
+    v: ProtocolVersion,
+    source: "a",
+    requestId: 7,
+    kind: "K",
+    id: "i",
+    tag: "T",
+    headers: { traceparent: "00-1-2-01" },
+    body: { nested: [1, "two", null] }
+  },
+  {
+    _tag: "Exit",
+    v: ProtocolVersion,
+    source: "b",
+    requestId: 7,
+    exit: { _tag: "Error", error: new MailboxFull({ kind: "K", id: "i", capacity: 1, queue: "mailbox" }) }
+  },
+  { _tag: "Chunk", v: ProtocolVersion, source: "a", requestId: 1, seq: 0, body: new Uint8Array([0, 1, 255]), last: true }
+]
+
+describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
+  it("round-trips every kind of frame, errors as typed instances and bytes as bytes", () => {
+    for (const frame of frames) {
+      const bytes = Either.getOrThrow(codec.encode(frame))
+      const back = Either.getOrThrow(codec.decode(bytes))
+      // msgpackr hands binary back as a Buffer (a Uint8Array); compare the bytes
+      const plain = back._tag === "Chunk" ? { ...back, body: new Uint8Array(back.body) } : back
+      expect(plain).toEqual(frame)
+    }
+    const exit = Either.getOrThrow(codec.decode(Either.getOrThrow(codec.encode(frames[1]!))))
+    expect(exit._tag === "Exit" && exit.exit._tag === "Error" && exit.exit.error).toBeInstanceOf(MailboxFull)
+  })
+
+  it("rejects garbage and frames of the wrong shape with DecodeError", () => {
+    const garbage = codec.decode(new Uint8Array([0xc1, 0x7b, 0x00]))
+    expect(Either.isLeft(garbage) && garbage.left._tag).toBe("DecodeError")
+    const wrong = codec.decode(Either.getOrThrow(Codec.msgpackCodec.encode(frames[0]!)).slice(0, 5))
+    expect(Either.isLeft(wrong)).toBe(true)
+    const unknownVersion = codec.encode({ ...frames[0]!, v: 99 } as never)
+    expect(Either.isLeft(unknownVersion) && unknownVersion.left._tag).toBe("EncodeError")
+  })
+})
