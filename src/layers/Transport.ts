@@ -10,6 +10,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -18,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import type { Envelope } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
 import { Codec, type CodecShape } from "./Codec.ts"
+import * as Nats from "./internal/nats.ts"
 import * as Subject from "./internal/subject.ts"
 
 /**
@@ -27,7 +29,32 @@ import * as Subject from "./internal/subject.ts"
 export interface SubscribeOptions {
   /** deliver each frame to one member of this queue group instead of to every subscriber */
   readonly queue?: string | undefined
+  /**
+   * called with the (logical) subject of a reply slot when a frame published with that
+   * `replyTo` reached no subscriber at all (NATS "no responders")
+   */
+  readonly onNoResponders?: ((subject: string) => void) | undefined
 }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PublishOptions {
+  /**
+   * a (logical) subject this node subscribes to: if nobody receives the frame, that
+   * subscription's `onNoResponders` is told at once
+   */
+  readonly replyTo?: string | undefined
+}
+
+/**
+ * What a transport reports about its connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TransportEvent = "disconnected" | "reconnected"
 
 /**
  * @since 0.1.0
@@ -44,14 +71,23 @@ export interface TransportShape {
   /** Publishes one frame to a (logical, namespace-less) subject. */
   readonly publish: (
     subject: string,
-    frame: Envelope
+    frame: Envelope,
+    options?: PublishOptions
   ) => Effect.Effect<void, TransportError | EncodeError | PayloadTooLarge>
+  /** `publish` without an Effect, for hot paths inside callbacks: returns the error, if any. */
+  readonly unsafePublish: (
+    subject: string,
+    frame: Envelope,
+    options?: PublishOptions
+  ) => TransportError | EncodeError | PayloadTooLarge | undefined
   /** Subscribes to a subject (NATS wildcards allowed) until the scope closes. */
   readonly subscribe: (
     subject: string,
     onFrame: (frame: Envelope) => void,
     options?: SubscribeOptions
   ) => Effect.Effect<void, TransportError, Scope.Scope>
+  /** Calls `listener` on every connection event until the scope closes. */
+  readonly watch: (listener: (event: TransportEvent) => void) => Effect.Effect<void, never, Scope.Scope>
 }
 
 /**
@@ -82,6 +118,7 @@ interface Subscription {
   readonly subject: string
   readonly queue: string | undefined
   readonly deliver: (frame: Envelope | Uint8Array) => void
+  readonly onNoResponders: ((subject: string) => void) | undefined
 }
 
 /**
@@ -104,6 +141,18 @@ export class InMemoryNetwork {
       const index = list.indexOf(sub)
       if (index >= 0) list.splice(index, 1)
       if (list !== this.wildcard && list.length === 0) this.exact.delete(sub.subject)
+    }
+  }
+
+  /**
+   * @internal Routes a frame; when nobody received it and `replyTo` is given, tells the
+   * subscriptions of `replyTo` (NATS "no responders").
+   */
+  routeWithReply(subject: string, frame: Envelope | Uint8Array, replyTo: string | undefined, prefix: string): void {
+    if (this.route(subject, frame) > 0 || replyTo === undefined) return
+    const full = prefix + replyTo
+    for (const sub of [...(this.exact.get(full) ?? []), ...this.wildcard]) {
+      if (sub.onNoResponders !== undefined && Subject.matches(sub.subject, full)) sub.onNoResponders(replyTo)
     }
   }
 
@@ -180,6 +229,15 @@ export interface InMemoryOptions {
   readonly maxMessageBytes?: number | undefined
 }
 
+/**
+ * Lifts the result of `unsafePublish` into an Effect.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const fromResult = <E>(error: E | undefined): Effect.Effect<void, E> =>
+  error === undefined ? Effect.void : Effect.fail(error)
+
 const prefixOf = (namespace: string | undefined) => `troupe.${namespace ?? "default"}.`
 
 const subscribeWith = (
@@ -191,7 +249,14 @@ const subscribeWith = (
 ): Effect.Effect<void, TransportError, Scope.Scope> =>
   Subject.isValidSubject(subject, true)
     ? Effect.acquireRelease(
-      Effect.sync(() => network.add({ subject: prefix + subject, queue: options?.queue, deliver })),
+      Effect.sync(() =>
+        network.add({
+          subject: prefix + subject,
+          queue: options?.queue,
+          deliver,
+          onNoResponders: options?.onNoResponders
+        })
+      ),
       (remove) => Effect.sync(remove)
     )
     : Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
@@ -208,12 +273,15 @@ export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
   return {
     name: "in-memory",
     zeroCopy: true,
-    publish: (subject, frame) =>
-      Effect.sync(() => {
-        network.route(prefix + subject, frame)
-      }),
+    publish: (subject, frame, publishOptions) =>
+      Effect.sync(() => network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix)),
+    unsafePublish: (subject, frame, publishOptions) => {
+      network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix)
+      return undefined
+    },
     subscribe: (subject, onFrame, subscribeOptions) =>
-      subscribeWith(network, prefix, subject, onFrame as (frame: Envelope | Uint8Array) => void, subscribeOptions)
+      subscribeWith(network, prefix, subject, onFrame as (frame: Envelope | Uint8Array) => void, subscribeOptions),
+    watch: () => Effect.void
   }
 }
 
@@ -228,19 +296,19 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
   const network = options.network ?? makeNetwork()
   const prefix = prefixOf(options.namespace)
   const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES
+  const unsafePublish: TransportShape["unsafePublish"] = (subject, frame, publishOptions) => {
+    const bytes = codec.encode(frame)
+    if (Either.isLeft(bytes)) return bytes.left
+    if (bytes.right.byteLength > limit) return new PayloadTooLarge({ size: bytes.right.byteLength, limit })
+    network.routeWithReply(prefix + subject, bytes.right, publishOptions?.replyTo, prefix)
+    return undefined
+  }
   return {
     name: `in-memory+${codec.name}`,
     zeroCopy: false,
-    publish: (subject, frame) =>
-      Effect.suspend((): Effect.Effect<void, EncodeError | PayloadTooLarge> => {
-        const bytes = codec.encode(frame)
-        if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
-        if (bytes.right.byteLength > limit) {
-          return Effect.fail(new PayloadTooLarge({ size: bytes.right.byteLength, limit }))
-        }
-        network.route(prefix + subject, bytes.right)
-        return Effect.void
-      }),
+    publish: (subject, frame, publishOptions) =>
+      Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
+    unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) =>
       subscribeWith(network, prefix, subject, (bytes) => {
         const bytesIn = bytes as Uint8Array
@@ -254,7 +322,8 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
           return
         }
         onFrame(frame.right)
-      }, subscribeOptions)
+      }, subscribeOptions),
+    watch: () => Effect.void
   }
 }
 
@@ -289,3 +358,46 @@ export function layerInMemory(
     ? Layer.effect(Transport, Effect.map(Codec, (codec) => makeInMemorySerialized(codec, options)))
     : Layer.sync(Transport, () => makeInMemory(options))
 }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface NatsOptions {
+  /** one or more `nats://host:port` URLs */
+  readonly servers: string | ReadonlyArray<string>
+  /** the connection name shown by the server */
+  readonly name?: string | undefined
+  /** the subject namespace (`troupe.<namespace>.…`), so apps sharing a NATS do not see each other; default `"default"` */
+  readonly namespace?: string | undefined
+  /** the per-message limit, also capped by the server's `max_payload`; default 5 MiB */
+  readonly maxMessageBytes?: number | undefined
+  /** reconnect backoff: exponential with jitter from `initial` (100 ms) to `max` (5 s) */
+  readonly reconnectBackoff?: {
+    readonly initial?: Duration.DurationInput | undefined
+    readonly max?: Duration.DurationInput | undefined
+  } | undefined
+  /** how long the first connection may take; default 5 seconds */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  /** how long draining the connection may take on release; default 5 seconds */
+  readonly drainTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * A transport over a real NATS server: the connection is a scoped resource (drained and closed
+ * on release) that reconnects with backoff; frames are encoded with the `Codec`; a frame over
+ * the limit fails with `PayloadTooLarge` before it is sent.
+ *
+ * @example
+ * ```ts
+ * const transport = Transport.nats({ servers: "nats://127.0.0.1:4222" }).pipe(Layer.provide(Codec.msgpack))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const nats = (options: NatsOptions): Layer.Layer<Transport, TransportError, Codec> =>
+  Layer.scoped(
+    Transport,
+    Effect.flatMap(Codec, (codec) => Nats.make(codec, options, () => malformedFrames.unsafeUpdate(1, [])))
+  )

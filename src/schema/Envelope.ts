@@ -66,7 +66,9 @@ export const Request = Schema.TaggedStruct("Request", {
   tag: Schema.String,
   headers: Headers,
   body: Schema.Unknown,
-  oneWay: Schema.optional(Schema.Boolean)
+  oneWay: Schema.optional(Schema.Boolean),
+  /** how many times the request was forwarded to the actor's owner */
+  hops: Schema.optional(Schema.Number)
 })
 
 /**
@@ -159,11 +161,16 @@ export const Event = Schema.TaggedStruct("Event", {
  */
 export const Heartbeat = Schema.TaggedStruct("Heartbeat", {
   ...common,
+  name: Schema.String,
   incarnation: Schema.String,
   address: Schema.String,
   kinds: Schema.Array(Schema.String),
   isServing: Schema.Boolean,
-  startedAt: Schema.Number
+  startedAt: Schema.Number,
+  /** the node's heartbeat period, so peers judge its silence by its own clock */
+  periodMillis: Schema.Number,
+  /** sent once when the node leaves gracefully */
+  leaving: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -209,3 +216,9 @@ export type ExitFrame = typeof Exit.Type
  * @category models
  */
 export type InterruptFrame = typeof Interrupt.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type HeartbeatFrame = typeof Heartbeat.Type

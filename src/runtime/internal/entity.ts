@@ -116,6 +116,8 @@ class Instance {
   readonly lifecycle = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   stopReason = ""
   draining = false
+  /** no longer owned here: passivate as soon as quiescent */
+  evicting = false
   constructor(readonly id: string, now: number) {
     this.lastActivity = now
   }
@@ -339,6 +341,26 @@ export class EntityManager {
     this.settle()
     if (!cancelled) job.onExit(result)
     this.drain(instance)
+    if (instance.evicting) this.evictIfQuiescent(instance)
+  }
+
+  /**
+   * Passivates every actor for which `disowned(id)` holds (placement moved it to another
+   * node): idle ones at once, busy ones when their work is done.
+   */
+  evict(disowned: (id: string) => boolean): void {
+    for (const instance of this.instances.values()) {
+      if (instance.status === "ready" && !instance.evicting && disowned(instance.id)) {
+        instance.evicting = true
+        this.evictIfQuiescent(instance)
+      }
+    }
+  }
+
+  private evictIfQuiescent(instance: Instance): void {
+    if (instance.quiescent && instance.status === "ready" && this.shuttingDown === undefined) {
+      this.track(instance, this.passivate(instance))
+    }
   }
 
   private track(instance: Instance, effect: Effect.Effect<void>): void {

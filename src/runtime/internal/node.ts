@@ -6,14 +6,13 @@
  * @internal
  */
 import type * as Rpc from "@effect/rpc/Rpc"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
 import type { ActorSystemShape, EntityDefinition, Envelope, KindDefinition } from "../../actors/ActorSystem.ts"
 import { decodeWith, encodeWith } from "../../layers/Codec.ts"
@@ -56,7 +55,7 @@ interface PendingAsk {
   readonly tag: string
   readonly rpc: Rpc.AnyWithProps
   readonly startedAt: number
-  readonly deferred: Deferred.Deferred<unknown, unknown>
+  readonly resume: (exit: Exit.Exit<unknown, unknown>) => void
   deadline: Deadline | undefined
 }
 
@@ -99,6 +98,9 @@ type Route =
 const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
   exit._tag === "Success" ? Exit.succeed(exit.value) : Exit.fail(exit.error)
 
+/** how often a request may be passed on to the owner of its actor */
+const MAX_FORWARDS = 2
+
 const randomId = () => Math.random().toString(36).slice(2, 10)
 
 /** @internal */
@@ -133,15 +135,25 @@ export const make = (
     const pending = new Map<number, PendingAsk>()
     const inbound = new Map<string, { readonly manager: EntityManager; readonly job: Job }>()
     let nextRequestId = 0
+    const noRespondersPrefix = `node.${nodeId}.nr.`
     let closed = false
 
     yield* Effect.forkScoped(deadlines.run)
 
-    const publishInBackground = (subject: string, frame: Frame): void => {
-      fork(
-        Effect.catchAll(transport.publish(subject, frame), (error) =>
-          Effect.logWarning(`could not publish ${frame._tag} frame to ${subject}`, error))
-      )
+    const send = (subject: string, frame: Frame): void => {
+      const error = transport.unsafePublish(subject, frame)
+      if (error !== undefined) fork(Effect.logWarning(`could not publish ${frame._tag} frame to ${subject}`, error))
+    }
+
+    const failPending = (error: TransportError | NoAvailableNode, only?: number): void => {
+      const ids = only === undefined ? [...pending.keys()] : [only]
+      for (const requestId of ids) {
+        const entry = pending.get(requestId)
+        if (entry === undefined) continue
+        pending.delete(requestId)
+        if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+        entry.resume(Exit.fail(error._tag === "NoAvailableNode" ? new NoAvailableNode({ kind: entry.kind, id: entry.id }) : error))
+      }
     }
 
     // ---- routing -----------------------------------------------------------------------------
@@ -223,7 +235,7 @@ export const make = (
 
     const sendInterrupt = (kind: string, requestId: number): void => {
       const frame: InterruptFrame = { _tag: "Interrupt", v: ProtocolVersion, source: nodeId, requestId }
-      publishInBackground(`interrupt.${kind}`, frame)
+      send(`interrupt.${kind}`, frame)
     }
 
     const requestFrame = (
@@ -253,23 +265,23 @@ export const make = (
     }
 
     const askRemote = (subject: string, envelope: Envelope): Effect.Effect<unknown, unknown> =>
-      Effect.suspend(() => {
+      Effect.async<unknown, unknown>((resume) => {
         const kind = envelope.definition.kind
         if (pending.size >= config.maxPendingAsks) {
-          return Effect.fail(
+          return resume(Exit.fail(
             new MailboxFull({ kind, id: envelope.id, capacity: config.maxPendingAsks, queue: "pending-requests" })
-          )
+          ))
         }
         const requestId = ++nextRequestId
         const frame = requestFrame(envelope, requestId, false)
-        if (Either.isLeft(frame)) return Effect.fail(frame.left)
+        if (Either.isLeft(frame)) return resume(Exit.fail(frame.left))
         const entry: PendingAsk = {
           kind,
           id: envelope.id,
           tag: envelope.tag,
           rpc: envelope.definition.rpcs.get(envelope.tag)!,
           startedAt: deadlines.now(),
-          deferred: Deferred.unsafeMake(FiberId.none),
+          resume,
           deadline: undefined
         }
         // the reply slot exists before the request leaves
@@ -280,17 +292,14 @@ export const make = (
             entry.deadline = undefined
             if (pending.delete(requestId)) {
               sendInterrupt(kind, requestId)
-              Deferred.unsafeDone(
-                entry.deferred,
-                Exit.fail(
-                  new AskTimeout({
-                    kind,
-                    id: envelope.id,
-                    tag: envelope.tag,
-                    elapsedMillis: deadlines.now() - entry.startedAt
-                  })
-                )
-              )
+              resume(Exit.fail(
+                new AskTimeout({
+                  kind,
+                  id: envelope.id,
+                  tag: envelope.tag,
+                  elapsedMillis: deadlines.now() - entry.startedAt
+                })
+              ))
             }
           })
         }
@@ -298,15 +307,14 @@ export const make = (
           if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
           return pending.delete(requestId)
         }
-        return transport.publish(subject, frame.right).pipe(
-          Effect.tapError(() => Effect.sync(forget)),
-          Effect.zipRight(Deferred.await(entry.deferred)),
-          Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              if (forget()) sendInterrupt(kind, requestId)
-            })
-          )
-        )
+        const error = transport.unsafePublish(subject, frame.right, { replyTo: `${noRespondersPrefix}${requestId}` })
+        if (error !== undefined) {
+          forget()
+          return resume(Exit.fail(error))
+        }
+        return Effect.sync(() => {
+          if (forget()) sendInterrupt(kind, requestId)
+        })
       })
 
     const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> =>
@@ -375,11 +383,24 @@ export const make = (
           return
         }
         const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
-        publishInBackground(`node.${frame.source}`, out)
+        send(`node.${frame.source}`, out)
       }
       const manager = managers.get(frame.kind)
       if (manager === undefined || closed) {
         return reply({ _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
+      }
+      if (manager.isActor) {
+        // placement: the owner may have changed since the sender looked; pass it on (bounded)
+        const target = owner(servingNodes(frame.kind), frame.id)
+        const hops = frame.hops ?? 0
+        if (target !== undefined && target !== nodeId && hops < MAX_FORWARDS) {
+          const error = transport.unsafePublish(
+            `node.${target}`,
+            { ...frame, hops: hops + 1 },
+            frame.oneWay === true ? undefined : { replyTo: `node.${frame.source}.nr.${frame.requestId}` }
+          )
+          return error === undefined ? undefined : reply({ _tag: "Error", error })
+        }
       }
       let payload = frame.body
       if (!zeroCopy) {
@@ -419,7 +440,7 @@ export const make = (
           ? Exit.succeed(decoded.right)
           : Exit.fail(decoded.right)
       }
-      Deferred.unsafeDone(entry.deferred, result)
+      entry.resume(result)
     }
 
     const onInterrupt = (frame: InterruptFrame): void => {
@@ -446,6 +467,18 @@ export const make = (
     // ---- membership and lifecycle ------------------------------------------------------------
 
     yield* transport.subscribe(`node.${nodeId}`, onFrame)
+    // "no responders" for a request arrives on its reply slot, at once
+    yield* transport.subscribe(`${noRespondersPrefix}*`, () => {}, {
+      onNoResponders: (subject) => {
+        const requestId = Number(subject.slice(noRespondersPrefix.length))
+        if (Number.isSafeInteger(requestId)) failPending(new NoAvailableNode({ kind: "", id: "" }), requestId)
+      }
+    })
+    yield* transport.watch((event) => {
+      if (event === "disconnected") {
+        failPending(new TransportError({ reason: `node ${nodeId} lost its connection while the ask was pending` }))
+      }
+    })
     const startedAt = clock.unsafeCurrentTimeMillis()
     yield* discovery.announce({
       nodeId,
@@ -459,14 +492,23 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closed = true
-        const error = new TransportError({ reason: `node ${nodeId} shut down while the ask was pending` })
-        for (const entry of pending.values()) {
-          if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
-          Deferred.unsafeDone(entry.deferred, Exit.fail(error))
-        }
-        pending.clear()
+        failPending(new TransportError({ reason: `node ${nodeId} shut down while the ask was pending` }))
       })
     )
+
+    // when membership changes, actors this node no longer owns move (passivate here, activate
+    // on their new owner at their next message)
+    const rebalance = () => {
+      for (const manager of managers.values()) {
+        if (!manager.isActor) continue
+        const nodes = servingNodes(manager.kind)
+        manager.evict((id) => {
+          const target = owner(nodes, id)
+          return target !== undefined && target !== nodeId
+        })
+      }
+    }
+    yield* Effect.forkScoped(Stream.runForEach(discovery.changes, () => Effect.sync(rebalance)))
 
     const register = (entity: EntityDefinition): Effect.Effect<void, never, Scope.Scope> =>
       Effect.gen(function*() {
