@@ -12,7 +12,7 @@ import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { Packr } from "msgpackr"
-import { Envelope } from "../schema/Envelope.ts"
+import { Envelope, ProtocolVersion } from "../schema/Envelope.ts"
 import { DecodeError, EncodeError } from "../schema/Errors.ts"
 
 /**
@@ -40,9 +40,47 @@ const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
 const issueOf = (error: unknown): string =>
   ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : String(error)
 
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+
+const isHeaders = (u: unknown): boolean => {
+  if (!isRecord(u)) return false
+  for (const key in u) if (typeof u[key] !== "string") return false
+  return true
+}
+
+const optional = (u: unknown, type: "boolean" | "number") => u === undefined || typeof u === type
+
 /**
- * Builds a codec from a serializer of plain values. Frames go through the envelope schema on
- * both sides.
+ * The hot frames (requests, plain replies, interrupts) are plain data already: they skip the
+ * envelope schema on encode and are checked field by field on decode. Every other frame goes
+ * through the schema.
+ */
+const isPlainFrame = (frame: Envelope): boolean =>
+  frame._tag === "Request" || frame._tag === "Interrupt" || (frame._tag === "Exit" && frame.exit._tag !== "Error")
+
+const checkPlainFrame = (u: Record<string, unknown>): Envelope | undefined => {
+  if (u.v !== ProtocolVersion || typeof u.source !== "string" || typeof u.requestId !== "number") return undefined
+  switch (u._tag) {
+    case "Request":
+      return typeof u.kind === "string" && typeof u.id === "string" && typeof u.tag === "string" &&
+          isHeaders(u.headers) && "body" in u && optional(u.oneWay, "boolean") && optional(u.hops, "number")
+        ? u as unknown as Envelope
+        : undefined
+    case "Interrupt":
+      return u as unknown as Envelope
+    case "Exit": {
+      const exit = u.exit
+      return isRecord(exit) && ((exit._tag === "Success" && "value" in exit) || (exit._tag === "Failure" && "error" in exit))
+        ? u as unknown as Envelope
+        : undefined
+    }
+  }
+  return undefined
+}
+
+/**
+ * Builds a codec from a serializer of plain values. Frames are checked against the envelope
+ * schema on both sides.
  *
  * @since 0.1.0
  * @category constructors
@@ -54,12 +92,16 @@ export const make = (options: {
 }): CodecShape => ({
   name: options.name,
   encode: (frame) => {
-    const encoded = encodeEnvelope(frame)
-    if (Either.isLeft(encoded)) {
-      return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
+    let plain: unknown = frame
+    if (!isPlainFrame(frame)) {
+      const encoded = encodeEnvelope(frame)
+      if (Either.isLeft(encoded)) {
+        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
+      }
+      plain = encoded.right
     }
     try {
-      return Either.right(options.serialize(encoded.right))
+      return Either.right(options.serialize(plain))
     } catch (error) {
       return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: String(error) }))
     }
@@ -70,6 +112,10 @@ export const make = (options: {
       value = options.deserialize(bytes)
     } catch (error) {
       return Either.left(new DecodeError({ what: "frame", issue: `${options.name}: ${String(error)}` }))
+    }
+    if (isRecord(value) && (value._tag === "Request" || value._tag === "Interrupt" || value._tag === "Exit")) {
+      const checked = checkPlainFrame(value)
+      if (checked !== undefined) return Either.right(checked)
     }
     return Either.mapLeft(decodeEnvelope(value), (error) => new DecodeError({ what: "frame", issue: issueOf(error) }))
   }

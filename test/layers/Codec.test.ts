@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import { Packr } from "msgpackr"
 import * as Codec from "../../src/layers/Codec.ts"
 import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { MailboxFull } from "../../src/schema/Errors.ts"
@@ -44,7 +45,23 @@ describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
     expect(Either.isLeft(garbage) && garbage.left._tag).toBe("DecodeError")
     const wrong = codec.decode(Either.getOrThrow(Codec.msgpackCodec.encode(frames[0]!)).slice(0, 5))
     expect(Either.isLeft(wrong)).toBe(true)
-    const unknownVersion = codec.encode({ ...frames[0]!, v: 99 } as never)
-    expect(Either.isLeft(unknownVersion) && unknownVersion.left._tag).toBe("EncodeError")
+    // a frame of another protocol version, or with a field of the wrong type, is refused
+    const foreign = (frame: unknown) =>
+      codec.decode(codec.name === "json" ? new TextEncoder().encode(JSON.stringify(frame)) : new Packr().pack(frame))
+    for (
+      const bad of [
+        { ...frames[0]!, v: 99 },
+        { ...frames[0]!, requestId: "7" },
+        { ...frames[0]!, headers: { a: 1 } },
+        { ...frames[1]!, exit: { _tag: "Exploded" } },
+        { _tag: "Nonsense", v: 1 }
+      ]
+    ) {
+      const decoded = foreign(bad)
+      expect(Either.isLeft(decoded) && decoded.left._tag).toBe("DecodeError")
+    }
+    // an error that is not a Troupe error cannot be encoded
+    const notTroupe = codec.encode({ ...frames[1]!, exit: { _tag: "Error", error: new Error("x") } } as never)
+    expect(Either.isLeft(notTroupe) && notTroupe.left._tag).toBe("EncodeError")
   })
 })
