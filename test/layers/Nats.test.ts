@@ -1,0 +1,252 @@
+/**
+ * Nodes in this process, each with its own connection to a real nats-server.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import { afterAll, beforeAll } from "vitest"
+import * as Actor from "../../src/actors/Actor.ts"
+import type { ActorSystem } from "../../src/actors/ActorSystem.ts"
+import * as Codec from "../../src/layers/Codec.ts"
+import * as Discovery from "../../src/layers/Discovery.ts"
+import * as Transport from "../../src/layers/Transport.ts"
+import * as Node from "../../src/runtime/Node.ts"
+import { eventually } from "../fixtures/clock.ts"
+import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../fixtures/nats.ts"
+import { nodeOf } from "../fixtures/nodes.ts"
+import { makeProbeState, Probe, ProbeService, probeLayer, probeServiceLayer } from "../fixtures/probe.ts"
+
+let server: NatsServer
+let small: NatsServer
+let cluster: NatsCluster
+
+beforeAll(async () => {
+  ;[server, small, cluster] = await Promise.all([
+    startNatsServer(),
+    startNatsServer({ maxPayload: 64 * 1024 }),
+    startNatsCluster(3)
+  ])
+}, 30_000)
+
+afterAll(async () => {
+  await Promise.all([server?.stop(), small?.stop(), cluster?.stop()])
+})
+
+const natsNode = (
+  url: string | ReadonlyArray<string>,
+  codec: "json" | "msgpack",
+  registry: Discovery.Registry,
+  kinds: Layer.Layer<never, never, ActorSystem>,
+  options?: Node.NodeOptions & { readonly namespace?: string }
+) =>
+  Layer.build(
+    kinds.pipe(
+      Layer.provideMerge(Node.layer(options)),
+      Layer.provide(Layer.merge(
+        Transport.nats({ servers: url, namespace: options?.namespace ?? "test" }).pipe(
+          Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
+        ),
+        Discovery.layerInMemory(registry)
+      ))
+    )
+  )
+
+describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
+  it.live("ask, tell, typed errors and defects between nodes on one server", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const state = makeProbeState()
+      yield* natsNode(server.url, codec, registry, probeLayer(state, { label: "host" }), { name: "host" })
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller" })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+      expect(yield* probe.Increment({ by: 2 })).toBe(2)
+      yield* Actor.tell(probe.Increment({ by: 3 }))
+      yield* eventually(() => state.builds === 1, "built")
+      expect(yield* probe.Get().pipe(Effect.repeat({ until: (n) => n === 5, times: 100 }))).toBe(5)
+      expect(yield* probe.Whoami()).toBe("host")
+      expect(yield* Effect.flip(probe.Fail({ reason: "typed" }))).toMatchObject({ _tag: "ProbeError", reason: "typed" })
+      expect(yield* Effect.flip(probe.Die({ message: "boom" }))).toMatchObject({
+        _tag: "RemoteDefect",
+        defect: "boom",
+        node: expect.stringContaining("host")
+      })
+      const at = new Date(1234)
+      const when = yield* probe.When({ at }).pipe(Effect.either)
+      // JSON cannot carry a Date as a Date; MessagePack can
+      expect(Either.isRight(when) ? when.right : when.left._tag).toEqual(codec === "json" ? "DecodeError" : at)
+    }).pipe(Effect.scoped))
+
+  it.live("interrupting an ask interrupts the handler on the other node", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const state = makeProbeState()
+      yield* natsNode(server.url, codec, registry, probeLayer(state), { name: "host" })
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller" })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+      const fiber = yield* Effect.fork(probe.Block({ key: "k" }))
+      yield* waitFor(() => state.latches.has("k"))
+      yield* Fiber.interrupt(fiber)
+      yield* waitFor(() => state.interrupted.includes("k"))
+      const timed = yield* Effect.flip(probe.Block({ key: "t" }, { timeout: "200 millis" }))
+      expect(timed).toMatchObject({ _tag: "AskTimeout", kind: "Probe", id: "a" })
+      yield* waitFor(() => state.interrupted.includes("t"))
+      expect(yield* probe.Increment({ by: 1 })).toBe(1)
+    }).pipe(Effect.scoped))
+
+  it.live("no responders fails the ask at once with NoAvailableNode, not after the timeout", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller" })
+      // discovery believes a node serves both kinds, but nothing listens on NATS
+      yield* Effect.provide(
+        Discovery.Discovery.pipe(Effect.flatMap((d) =>
+          d.announce({
+            nodeId: "ghost-1",
+            name: "ghost",
+            incarnation: "x",
+            address: "nowhere",
+            kinds: ["Probe", "ProbeService"],
+            isServing: true,
+            startedAt: 0
+          })
+        )),
+        Discovery.layerInMemory(registry)
+      )
+      const probe = yield* Effect.provide(Actor.client(Probe), caller)
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      const started = Date.now()
+      expect(yield* Effect.flip(probe("a").Get(undefined, { timeout: "20 seconds" }))).toMatchObject({
+        _tag: "NoAvailableNode",
+        kind: "Probe",
+        id: "a"
+      })
+      expect(yield* Effect.flip(service.Get(undefined, { timeout: "20 seconds" }))).toMatchObject({
+        _tag: "NoAvailableNode",
+        kind: "ProbeService"
+      })
+      expect(Date.now() - started).toBeLessThan(10_000) // far below the 20 s timeout
+      expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.live("a message over the server's max_payload is refused with PayloadTooLarge before sending", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const state = makeProbeState()
+      yield* natsNode(small.url, codec, registry, probeLayer(state), { name: "host" })
+      const caller = yield* natsNode(small.url, codec, registry, Layer.empty, { name: "caller" })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+      const data = Array.from({ length: 50_000 }, (_, i) => i) // > 64 KiB in both codecs
+      const error = yield* Effect.flip(probe.Echo({ data }))
+      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 64 * 1024 })
+      expect(state.builds).toBe(0) // nothing reached the host
+      expect(yield* probe.Echo({ data: [1, 2] })).toEqual([1, 2])
+    }).pipe(Effect.scoped))
+
+  it.live("two namespaces on one server do not see each other", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      yield* natsNode(server.url, codec, registry, probeServiceLayer(makeProbeState(), { label: "blue" }), {
+        name: "blue",
+        namespace: "blue"
+      })
+      yield* natsNode(server.url, codec, registry, probeServiceLayer(makeProbeState(), { label: "green" }), {
+        name: "green",
+        namespace: "green"
+      })
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace: "blue" })
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      for (let i = 0; i < 10; i++) expect(yield* service.Whoami()).toBe("blue")
+    }).pipe(Effect.scoped))
+})
+
+const waitFor = (condition: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 500; i++) {
+      if (condition()) return
+      yield* Effect.sleep("10 millis")
+    }
+    return yield* Effect.dieMessage("condition not met within 5 s")
+  })
+
+describe("NATS failures", () => {
+  it.live("nats-server killed and restarted mid-traffic: every ask resolves, and the node serves again", () =>
+    Effect.gen(function*() {
+      const local = yield* Effect.acquireRelease(Effect.promise(() => startNatsServer()), (s) => Effect.promise(() => s.stop()))
+      const registry = yield* Discovery.makeRegistry
+      yield* natsNode(local.url, "msgpack", registry, probeServiceLayer(makeProbeState()), { name: "host" })
+      const caller = yield* natsNode(local.url, "msgpack", registry, Layer.empty, { name: "caller" })
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      const outcomes = { ok: 0, typed: 0 }
+      const traffic = yield* Effect.fork(
+        Effect.forEach(
+          Array.from({ length: 300 }, (_, i) => i),
+          () =>
+            service.Increment({ by: 1 }, { timeout: "2 seconds" }).pipe(
+              Effect.match({
+                onSuccess: () => outcomes.ok++,
+                onFailure: (error) => {
+                  expect(["TransportError", "AskTimeout", "NoAvailableNode"]).toContain(error._tag)
+                  outcomes.typed++
+                }
+              }),
+              Effect.zipLeft(Effect.sleep("5 millis"))
+            ),
+          { concurrency: 4, discard: true }
+        )
+      )
+      yield* waitFor(() => outcomes.ok >= 50)
+      local.kill("SIGKILL")
+      yield* Effect.sleep("300 millis")
+      yield* Effect.promise(() => local.restart())
+      yield* Fiber.join(traffic).pipe(Effect.timeout("60 seconds"))
+      expect(outcomes.ok + outcomes.typed).toBe(300)
+      expect(outcomes.ok).toBeGreaterThan(50)
+      // reconnected: asks succeed again
+      const after = yield* service.Get().pipe(Effect.retry({ times: 50, schedule: Schedule.spaced("100 millis") }))
+      expect(after).toBeGreaterThanOrEqual(outcomes.ok)
+    }).pipe(Effect.scoped), 90_000)
+
+  it.live("nodes on different servers of a 3-server cluster talk", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const state = makeProbeState()
+      yield* natsNode(cluster.urls[2]!, "msgpack", registry, probeLayer(state, { label: "far" }), { name: "far" })
+      const caller = yield* natsNode(cluster.urls[0]!, "msgpack", registry, Layer.empty, { name: "near" })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("x")
+      // the subscription takes a moment to reach the other servers
+      const first = yield* probe.Whoami().pipe(
+        Effect.retry({ while: (e) => e._tag === "NoAvailableNode", times: 50, schedule: Schedule.spaced("50 millis") })
+      )
+      expect(first).toBe("far")
+      expect(yield* probe.Increment({ by: 4 })).toBe(4)
+      const fiber = yield* Effect.fork(probe.Block({ key: "c" }))
+      yield* waitFor(() => state.latches.has("c"))
+      yield* Fiber.interrupt(fiber)
+      yield* waitFor(() => state.interrupted.includes("c"))
+    }).pipe(Effect.scoped))
+
+  it.live("the connection is drained and closed when the layer is released", () =>
+    Effect.gen(function*() {
+      const before = yield* Effect.promise(() => server.connectionCount())
+      const scope = yield* Scope.make()
+      const registry = yield* Discovery.makeRegistry
+      yield* Scope.extend(natsNode(server.url, "json", registry, Layer.empty, { name: "short" }), scope)
+      yield* waitForAsync(async () => (await server.connectionCount()) === before + 1)
+      yield* Scope.close(scope, Exit.void)
+      yield* waitForAsync(async () => (await server.connectionCount()) === before)
+    }))
+})
+
+const waitForAsync = (condition: () => Promise<boolean>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) {
+      if (yield* Effect.promise(condition)) return
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* Effect.dieMessage("condition not met within 5 s")
+  })
