@@ -218,14 +218,15 @@ const resolveOptions = (definition: KindDefinition, options: ToLayerOptions | un
  * @since 0.1.0
  * @category layers
  */
-export const toLayer = <K extends Any, E, R>(
+export const toLayer = <K extends Any, E = never, R = never>(
   kind: K,
   build:
-    | Handlers<Rpcs<K>, R>
-    | Effect.Effect<Handlers<Rpcs<K>, R>, E, R | CurrentAddress | Scope.Scope>,
+    | Handlers<Rpcs<NoInfer<K>>, R>
+    | Effect.Effect<Handlers<Rpcs<NoInfer<K>>, R>, E, R | CurrentAddress | Scope.Scope>,
   options?: ToLayerOptions
-): Layer.Layer<never, never, ActorSystem | Exclude<R, CurrentAddress | Scope.Scope>> =>
-  Layer.scopedDiscard(
+): Layer.Layer<never, never, ActorSystem | Exclude<R, CurrentAddress | Scope.Scope>> => {
+  const resolved = resolveOptions(kind, options)
+  return Layer.scopedDiscard(
     Effect.gen(function*() {
       const system = yield* ActorSystem
       const context = yield* Effect.context<never>()
@@ -237,10 +238,11 @@ export const toLayer = <K extends Any, E, R>(
           unknown
         >,
         context,
-        options: resolveOptions(kind, options)
+        options: resolved
       })
     })
   )
+}
 
 /**
  * @since 0.1.0
