@@ -92,6 +92,12 @@ export interface DiscoveryShape {
   readonly changes: Stream.Stream<DiscoveryState>
   /** A fresh copy of the state with up-to-date `lastSeen` values (default: `unsafeState`). */
   readonly snapshot?: (() => DiscoveryState) | undefined
+  /**
+   * The transport proved a member unreachable (NATS "no responders" on its direct subject):
+   * treat it as `suspect` now instead of after `suspectAfter` periods. Its next heartbeat makes
+   * it alive again.
+   */
+  readonly reportUnreachable?: ((nodeId: string) => void) | undefined
 }
 
 /**
@@ -614,6 +620,12 @@ export const makeHeartbeat = (
     })
 
     const shape: DiscoveryShape = {
+      reportUnreachable: (nodeId) => {
+        const entry = entries.get(nodeId)
+        if (entry === undefined || locals.has(nodeId) || entry.member.status !== "alive") return
+        entry.member = { ...entry.member, lastSeen: entry.lastSeen, status: "suspect" }
+        changed(now())
+      },
       announce: (member) =>
         Effect.gen(function*() {
           const local: Local = {

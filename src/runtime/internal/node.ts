@@ -56,6 +56,8 @@ interface PendingAsk {
   readonly rpc: Rpc.AnyWithProps
   readonly startedAt: number
   readonly resume: (exit: Exit.Exit<unknown, unknown>) => void
+  /** the node the request was sent to directly (actors), if any */
+  readonly target: string | undefined
   deadline: Deadline | undefined
 }
 
@@ -92,11 +94,20 @@ const rpcCodec = (kind: string, rpc: Rpc.AnyWithProps): RpcCodec => {
 
 type Route =
   | { readonly _tag: "Local"; readonly manager: EntityManager }
-  | { readonly _tag: "Remote"; readonly subject: string }
+  | { readonly _tag: "Remote"; readonly subject: string; readonly target: string | undefined }
   | { readonly _tag: "Unavailable"; readonly error: ActorNotFound | NoAvailableNode }
 
 const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
   exit._tag === "Success" ? Exit.succeed(exit.value) : Exit.fail(exit.error)
+
+/** names a node the sender found unreachable (NATS "no responders" on its direct subject) */
+const UNREACHABLE_HEADER = "troupe-unreachable"
+
+/** how long a forwarded request is watched for "no responders" (which NATS sends at once) */
+const FORWARD_WATCH_MILLIS = 2_000
+/** how long after "no responders" proved a node gone its other pending asks may still get theirs */
+const UNREACHABLE_GRACE_MILLIS = 250
+const MAX_TRACKED_FORWARDS = 10_000
 
 /** how often a request may be passed on to the owner of its actor */
 const MAX_FORWARDS = 2
@@ -135,6 +146,9 @@ export const make = (
     const pending = new Map<number, PendingAsk>()
     const inbound = new Map<string, { readonly manager: EntityManager; readonly job: Job }>()
     let nextRequestId = 0
+    const forwardPrefix = `node.${nodeId}.fwd.`
+    /** requests we passed on, watched briefly for "no responders" */
+    const forwarded = new Map<string, { readonly frame: RequestFrame; readonly target: string; readonly deadline: Deadline }>()
     const noRespondersPrefix = `node.${nodeId}.nr.`
     let closed = false
 
@@ -145,6 +159,29 @@ export const make = (
       if (error !== undefined) fork(Effect.logWarning(`could not publish ${frame._tag} frame to ${subject}`, error))
     }
 
+    /** nodes found gone through "no responders" (until discovery removes them) */
+    const provenUnreachable = new Set<string>()
+    const proveUnreachable = (target: string): void => {
+      discovery.reportUnreachable?.(target)
+      if (provenUnreachable.has(target)) return
+      provenUnreachable.add(target)
+      // requests sent before the proof that get no "no responders" of their own within a moment
+      // reached the node before it died (or were lost with it): their outcome is unknown
+      const provenAt = deadlines.now()
+      deadlines.add(UNREACHABLE_GRACE_MILLIS, () => {
+        for (const [requestId, entry] of pending) {
+          if (entry.target === target && entry.startedAt <= provenAt) {
+            failPending(
+              new TransportError({ reason: `node ${target} went away while the ask was pending` }),
+              requestId
+            )
+          }
+        }
+      })
+    }
+    /** errors that mean "the request reached no one", with the node that did not answer */
+    const noResponders = new WeakMap<object, string>()
+
     const failPending = (error: TransportError | NoAvailableNode, only?: number): void => {
       const ids = only === undefined ? [...pending.keys()] : [only]
       for (const requestId of ids) {
@@ -152,7 +189,7 @@ export const make = (
         if (entry === undefined) continue
         pending.delete(requestId)
         if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
-        entry.resume(Exit.fail(error._tag === "NoAvailableNode" ? new NoAvailableNode({ kind: entry.kind, id: entry.id }) : error))
+        entry.resume(Exit.fail(error))
       }
     }
 
@@ -187,7 +224,7 @@ export const make = (
       if (definition._tag === "Service") {
         if (local !== undefined && zeroCopy) return { _tag: "Local", manager: local }
         return servingNodes(definition.kind).length > 0
-          ? { _tag: "Remote", subject: `actor.${definition.kind}` }
+          ? { _tag: "Remote", subject: `actor.${definition.kind}`, target: undefined }
           : unavailable(definition.kind, id)
       }
       const target = owner(servingNodes(definition.kind), id)
@@ -195,7 +232,7 @@ export const make = (
         return local !== undefined && zeroCopy ? { _tag: "Local", manager: local } : unavailable(definition.kind, id)
       }
       if (target === nodeId && local !== undefined && zeroCopy) return { _tag: "Local", manager: local }
-      return { _tag: "Remote", subject: `node.${target}` }
+      return { _tag: "Remote", subject: `node.${target}`, target }
     }
 
     // ---- the caller side ---------------------------------------------------------------------
@@ -264,7 +301,11 @@ export const make = (
       })
     }
 
-    const askRemote = (subject: string, envelope: Envelope): Effect.Effect<unknown, unknown> =>
+    const askRemote = (
+      subject: string,
+      target: string | undefined,
+      envelope: Envelope
+    ): Effect.Effect<unknown, unknown> =>
       Effect.async<unknown, unknown>((resume) => {
         const kind = envelope.definition.kind
         if (pending.size >= config.maxPendingAsks) {
@@ -282,6 +323,7 @@ export const make = (
           rpc: envelope.definition.rpcs.get(envelope.tag)!,
           startedAt: deadlines.now(),
           resume,
+          target,
           deadline: undefined
         }
         // the reply slot exists before the request leaves
@@ -317,18 +359,31 @@ export const make = (
         })
       })
 
-    const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> =>
+    const askOnce = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> =>
       Effect.suspend(() => {
         const target = route(envelope.definition, envelope.id)
         switch (target._tag) {
           case "Local":
             return askLocal(target.manager, envelope)
-          case "Remote":
-            return askRemote(target.subject, envelope)
+          case "Remote": {
+            const remote = askRemote(target.subject, target.target, envelope)
+            // "no responders" proves the request reached nobody: after the dead owner is
+            // suspected, the actor has a new owner, and sending again cannot run it twice
+            return attempt === 0 && target.target !== undefined
+              ? Effect.catchIf(remote, (error) => noResponders.has(error as object), (error) =>
+                askOnce({
+                  ...envelope,
+                  // the new owner may not have noticed yet: tell it what we proved
+                  headers: { ...envelope.headers, [UNREACHABLE_HEADER]: noResponders.get(error as object)! }
+                }, 1))
+              : remote
+          }
           case "Unavailable":
             return Effect.fail(target.error)
         }
       })
+
+    const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> => askOnce(envelope, 0)
 
     const logTellOutcome = (envelope: Envelope) => (exit: JobExit) => {
       if (exit._tag !== "Success") {
@@ -385,6 +440,8 @@ export const make = (
         const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
         send(`node.${frame.source}`, out)
       }
+      const unreachable = frame.headers[UNREACHABLE_HEADER]
+      if (unreachable !== undefined && unreachable !== nodeId) proveUnreachable(unreachable)
       const manager = managers.get(frame.kind)
       if (manager === undefined || closed) {
         return reply({ _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
@@ -394,11 +451,16 @@ export const make = (
         const target = owner(servingNodes(frame.kind), frame.id)
         const hops = frame.hops ?? 0
         if (target !== undefined && target !== nodeId && hops < MAX_FORWARDS) {
-          const error = transport.unsafePublish(
-            `node.${target}`,
-            { ...frame, hops: hops + 1 },
-            frame.oneWay === true ? undefined : { replyTo: `node.${frame.source}.nr.${frame.requestId}` }
-          )
+          const forwardedFrame: RequestFrame = { ...frame, hops: hops + 1 }
+          let replyTo: string | undefined
+          if (frame.oneWay !== true && forwarded.size < MAX_TRACKED_FORWARDS) {
+            // "no responders" comes back to us, the publisher: then we handle it ourselves
+            const key = `${frame.source}.${frame.requestId}`
+            const deadline = deadlines.add(FORWARD_WATCH_MILLIS, () => forwarded.delete(key))
+            forwarded.set(key, { frame: forwardedFrame, target, deadline })
+            replyTo = `${forwardPrefix}${key}`
+          }
+          const error = transport.unsafePublish(`node.${target}`, forwardedFrame, replyTo ? { replyTo } : undefined)
           return error === undefined ? undefined : reply({ _tag: "Error", error })
         }
       }
@@ -471,7 +533,24 @@ export const make = (
     yield* transport.subscribe(`${noRespondersPrefix}*`, () => {}, {
       onNoResponders: (subject) => {
         const requestId = Number(subject.slice(noRespondersPrefix.length))
-        if (Number.isSafeInteger(requestId)) failPending(new NoAvailableNode({ kind: "", id: "" }), requestId)
+        const entry = pending.get(requestId)
+        if (entry === undefined) return
+        const unreachable = entry.target
+        if (unreachable !== undefined) proveUnreachable(unreachable)
+        const error = new NoAvailableNode({ kind: entry.kind, id: entry.id })
+        if (unreachable !== undefined) noResponders.set(error, unreachable)
+        failPending(error, requestId)
+      }
+    })
+    yield* transport.subscribe(`${forwardPrefix}>`, () => {}, {
+      onNoResponders: (subject) => {
+        const key = subject.slice(forwardPrefix.length)
+        const entry = forwarded.get(key)
+        if (entry === undefined) return
+        forwarded.delete(key)
+        deadlines.remove(entry.deadline)
+        proveUnreachable(entry.target)
+        onRequest(entry.frame) // routed again, without the node that is gone
       }
     })
     yield* transport.watch((event) => {
@@ -508,7 +587,30 @@ export const make = (
         })
       }
     }
-    yield* Effect.forkScoped(Stream.runForEach(discovery.changes, () => Effect.sync(rebalance)))
+    // asks waiting on a node that is no longer alive would only time out: fail them now
+    // (a node found gone by "no responders" is left to that mechanism: each request that reached
+    // no one gets its own "no responders", and may be sent again; a request it may have received
+    // fails once the node is removed)
+    const abandonLost = () => {
+      const members = discovery.unsafeState().members
+      const alive = new Set(members.filter((m) => m.status === "alive").map((m) => m.nodeId))
+      const present = new Set(members.map((m) => m.nodeId))
+      for (const unreachable of provenUnreachable) if (!present.has(unreachable)) provenUnreachable.delete(unreachable)
+      for (const [requestId, entry] of pending) {
+        const target = entry.target
+        if (target !== undefined && !alive.has(target) && !(present.has(target) && provenUnreachable.has(target))) {
+          failPending(
+            new TransportError({ reason: `node ${entry.target} stopped answering while the ask was pending` }),
+            requestId
+          )
+        }
+      }
+    }
+    yield* Effect.forkScoped(Stream.runForEach(discovery.changes, () =>
+      Effect.sync(() => {
+        rebalance()
+        abandonLost()
+      })))
 
     const register = (entity: EntityDefinition): Effect.Effect<void, never, Scope.Scope> =>
       Effect.gen(function*() {
