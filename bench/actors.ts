@@ -29,6 +29,18 @@ export const Echo = Actor.service("Echo", [
 ])
 
 /**
+ * The kind of the NATS suite: a stateless service whose one handler does the least work there
+ * is (`by + 1`), so the figure is the cost of the ask path and the wire, not of the handler. It
+ * answers the same `{ by: 1 }` payload the raw nats.js baseline sends.
+ *
+ * @since 0.1.0
+ * @category kinds
+ */
+export const Adder = Actor.service("Adder", [
+  Rpc.make("Increment", { payload: { by: Schema.Number }, success: Schema.Number })
+])
+
+/**
  * The tell benchmark sends up to this many messages per round before asking for the count.
  *
  * @since 0.1.0
@@ -54,6 +66,14 @@ export const CounterLive = Actor.toLayer(Counter, Effect.gen(function*() {
  */
 export const EchoLive = Actor.toLayer(Echo, Effect.succeed({
   Echo: ({ n }) => Effect.succeed(n)
+}))
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const AdderLive = Actor.toLayer(Adder, Effect.succeed({
+  Increment: ({ by }) => Effect.succeed(by + 1)
 }))
 
 /**

@@ -16,7 +16,8 @@ import { writeFileSync } from "node:fs"
 import { formatRate, type Result, type Suite } from "./harness.ts"
 
 const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promise<Suite> }> = [
-  { name: "inmemory", load: () => import("./inmemory.ts") }
+  { name: "inmemory", load: () => import("./inmemory.ts") },
+  { name: "nats", load: () => import("./nats.ts") }
 ]
 
 const errorLine = (suite: string, error: unknown): Result => ({

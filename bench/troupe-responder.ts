@@ -1,0 +1,47 @@
+/**
+ * The responder node of the NATS suite, run in its own process:
+ * `node --import tsx bench/troupe-responder.ts <url> <namespace>`, with `BENCH_CODEC=json` or
+ * `msgpack` (the default).
+ *
+ * It hosts the `Adder` service (`Increment: ({ by }) => by + 1`) on a Troupe node over NATS, with
+ * NATS heartbeat discovery (`Discovery.nats()`), and prints `ready` once the node is built (its
+ * queue-group subscription made, its first heartbeat sent). Effect's INFO logs are
+ * silenced; SIGTERM interrupts the program, which drains the connection and exits.
+ * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the process there when it is stopped.
+ *
+ * @since 0.1.0
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import { Codec, Discovery, Node, Transport } from "../src/index.ts"
+import { AdderLive } from "./actors.ts"
+import { cpuProfile } from "./cpu-profile.ts"
+
+const [url, namespace] = process.argv.slice(2)
+if (url === undefined || namespace === undefined) {
+  console.error("usage: troupe-responder.ts <nats-url> <namespace>   (BENCH_CODEC=json|msgpack)")
+  process.exit(2)
+}
+const codec = process.env["BENCH_CODEC"] === "json" ? Codec.json : Codec.msgpack
+
+const responder = AdderLive.pipe(
+  Layer.provideMerge(Node.layer({ name: "bench-responder" })),
+  Layer.provide(Layer.provideMerge(
+    Discovery.nats(),
+    Transport.nats({ servers: url, namespace, name: "bench-troupe-responder" }).pipe(Layer.provide(codec))
+  ))
+)
+
+const program = Effect.gen(function*() {
+  yield* Layer.build(responder)
+  // `BENCH_CPU_PROFILE=file.cpuprofile`: profile this process from now until it is stopped
+  const profilePath = process.env["BENCH_CPU_PROFILE"]
+  if (profilePath !== undefined && profilePath.length > 0) yield* cpuProfile(profilePath)
+  yield* Effect.sync(() => console.log("ready"))
+  return yield* Effect.never
+}).pipe(Effect.scoped, Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)))
+
+NodeRuntime.runMain(program)
