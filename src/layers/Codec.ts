@@ -48,32 +48,91 @@ const isHeaders = (u: unknown): boolean => {
   return true
 }
 
-const optional = (u: unknown, type: "boolean" | "number") => u === undefined || typeof u === type
-
 /**
- * The hot frames (requests, plain replies, interrupts) are plain data already: they skip the
- * envelope schema on encode and are checked field by field on decode. Every other frame goes
- * through the schema.
+ * The hot frames (requests, plain replies, interrupts) travel positionally, as arrays: no field
+ * names on the wire, no envelope schema on encode, a check field by field on decode. Every
+ * other frame travels as its schema-encoded object.
+ *
+ *   request    ["Q", v, source, requestId, kind, id, tag, headers | 0, flags, hops, body?]
+ *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
+ *   interrupt  ["I", v, source, requestId]
+ *
+ * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
  */
-const isPlainFrame = (frame: Envelope): boolean =>
-  frame._tag === "Request" || frame._tag === "Interrupt" || (frame._tag === "Exit" && frame.exit._tag !== "Error")
+const REQUEST = "Q"
+const REPLY = "X"
+const INTERRUPT = "I"
+const ONE_WAY = 1
+const NO_BODY = 2
+const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
-const checkPlainFrame = (u: Record<string, unknown>): Envelope | undefined => {
-  if (u.v !== ProtocolVersion || typeof u.source !== "string" || typeof u.requestId !== "number") return undefined
-  switch (u._tag) {
-    case "Request":
-      return typeof u.kind === "string" && typeof u.id === "string" && typeof u.tag === "string" &&
-          isHeaders(u.headers) && "body" in u && optional(u.oneWay, "boolean") && optional(u.hops, "number")
-        ? u as unknown as Envelope
-        : undefined
-    case "Interrupt":
-      return u as unknown as Envelope
-    case "Exit": {
-      const exit = u.exit
-      return isRecord(exit) && ((exit._tag === "Success" && "value" in exit) || (exit._tag === "Failure" && "error" in exit))
-        ? u as unknown as Envelope
-        : undefined
+const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
+  switch (frame._tag) {
+    case "Request": {
+      let headers: unknown = 0
+      for (const _ in frame.headers) {
+        headers = frame.headers
+        break
+      }
+      const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0)
+      const head = [REQUEST, frame.v, frame.source, frame.requestId, frame.kind, frame.id, frame.tag, headers, flags,
+        frame.hops ?? 0]
+      if (frame.body !== undefined) head.push(frame.body)
+      return head
     }
+    case "Exit": {
+      const exit = frame.exit
+      if (exit._tag === "Error") return undefined
+      const value = exit._tag === "Success" ? exit.value : exit.error
+      const head: Array<unknown> = [REPLY, frame.v, frame.source, frame.requestId, exit._tag === "Success" ? 0 : 1]
+      if (value !== undefined) head.push(value)
+      return head
+    }
+    case "Interrupt":
+      return [INTERRUPT, frame.v, frame.source, frame.requestId]
+    default:
+      return undefined
+  }
+}
+
+const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
+  const [tag, v, source, requestId] = u
+  if (v !== ProtocolVersion || typeof source !== "string" || typeof requestId !== "number") return undefined
+  switch (tag) {
+    case REQUEST: {
+      const [, , , , kind, id, rpcTag, headers, flags, hops] = u
+      if (
+        typeof kind !== "string" || typeof id !== "string" || typeof rpcTag !== "string" ||
+        typeof flags !== "number" || typeof hops !== "number" || (headers !== 0 && !isHeaders(headers)) ||
+        u.length !== ((flags & NO_BODY) !== 0 ? 10 : 11)
+      ) return undefined
+      return {
+        _tag: "Request",
+        v,
+        source,
+        requestId,
+        kind,
+        id,
+        tag: rpcTag,
+        headers: headers === 0 ? EMPTY_HEADERS : headers as Record<string, string>,
+        body: u[10],
+        ...((flags & ONE_WAY) !== 0 ? { oneWay: true } : {}),
+        ...(hops > 0 ? { hops } : {})
+      }
+    }
+    case REPLY: {
+      const outcome = u[4]
+      if ((outcome !== 0 && outcome !== 1) || u.length > 6) return undefined
+      return {
+        _tag: "Exit",
+        v,
+        source,
+        requestId,
+        exit: outcome === 0 ? { _tag: "Success", value: u[5] } : { _tag: "Failure", error: u[5] }
+      }
+    }
+    case INTERRUPT:
+      return u.length === 4 ? { _tag: "Interrupt", v, source, requestId } : undefined
   }
   return undefined
 }
@@ -92,8 +151,8 @@ export const make = (options: {
 }): CodecShape => ({
   name: options.name,
   encode: (frame) => {
-    let plain: unknown = frame
-    if (!isPlainFrame(frame)) {
+    let plain: unknown = toPositional(frame)
+    if (plain === undefined) {
       const encoded = encodeEnvelope(frame)
       if (Either.isLeft(encoded)) {
         return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
@@ -113,9 +172,11 @@ export const make = (options: {
     } catch (error) {
       return Either.left(new DecodeError({ what: "frame", issue: `${options.name}: ${String(error)}` }))
     }
-    if (isRecord(value) && (value._tag === "Request" || value._tag === "Interrupt" || value._tag === "Exit")) {
-      const checked = checkPlainFrame(value)
-      if (checked !== undefined) return Either.right(checked)
+    if (Array.isArray(value)) {
+      const frame = fromPositional(value)
+      return frame === undefined
+        ? Either.left(new DecodeError({ what: "frame", issue: `malformed ${String(value[0])} frame` }))
+        : Either.right(frame)
     }
     return Either.mapLeft(decodeEnvelope(value), (error) => new DecodeError({ what: "frame", issue: issueOf(error) }))
   }

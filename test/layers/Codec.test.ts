@@ -54,7 +54,13 @@ describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
         { ...frames[0]!, requestId: "7" },
         { ...frames[0]!, headers: { a: 1 } },
         { ...frames[1]!, exit: { _tag: "Exploded" } },
-        { _tag: "Nonsense", v: 1 }
+        { _tag: "Nonsense", v: 1 },
+        // positional hot frames of the wrong shape
+        ["Q", 1, "a", 1, "K", "i", "T", 0, 0, 0], // says it has a body, has none
+        ["Q", 1, "a", 1, "K", "i", "T", { h: 1 }, 2, 0],
+        ["X", 1, "a", 1, 7, "v"],
+        ["I", 1, "a"],
+        ["Z", 1, "a", 1]
       ]
     ) {
       const decoded = foreign(bad)

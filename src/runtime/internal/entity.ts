@@ -21,6 +21,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Runtime from "effect/Runtime"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -47,6 +48,8 @@ export interface Job {
   instance: Instance | undefined
   /** set when the runtime (not the caller) interrupts the job */
   stoppedBy: ActorStopped | undefined
+  /** the payload was decoded with its schema already (it came from the wire) */
+  validated: boolean
 }
 
 /** @internal */
@@ -54,7 +57,8 @@ export const makeJob = (
   tag: string,
   payload: unknown,
   headers: Headers,
-  onExit: (exit: JobExit) => void
+  onExit: (exit: JobExit) => void,
+  validated = false
 ): Job => ({
   tag,
   payload,
@@ -63,7 +67,8 @@ export const makeJob = (
   state: "new",
   fiber: undefined,
   instance: undefined,
-  stoppedBy: undefined
+  stoppedBy: undefined,
+  validated
 })
 
 /** A FIFO with O(1) amortised push/shift. @internal */
@@ -104,7 +109,7 @@ class Fifo<A> {
 class Instance {
   status: "activating" | "ready" | "restarting" | "stopped" = "activating"
   handlers: Readonly<Record<string, AnyHandler>> = {}
-  runtime: Runtime.Runtime<never> | undefined
+  fork: (<A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>) | undefined
   scope: Scope.CloseableScope | undefined
   active = 0
   readonly queue = new Fifo<Job>()
@@ -276,8 +281,8 @@ export class EntityManager {
 
   private start(instance: Instance, job: Job): void {
     const handler = instance.handlers[job.tag]!
-    const validated = this.validators.get(job.tag)!(job.payload)
-    if (Either.isLeft(validated)) {
+    const validated = job.validated ? undefined : this.validators.get(job.tag)!(job.payload)
+    if (validated !== undefined && Either.isLeft(validated)) {
       job.state = "done"
       this.settle()
       return job.onExit({
@@ -291,9 +296,16 @@ export class EntityManager {
     job.state = "running"
     instance.active++
     instance.running.add(job)
-    const fiber = Runtime.runFork(instance.runtime!)(
-      Effect.suspend(() => handler(job.payload, { headers: job.headers })) as Effect.Effect<unknown, unknown>
-    )
+    let effect: Effect.Effect<unknown, unknown, unknown>
+    try {
+      effect = handler(job.payload, { headers: job.headers })
+    } catch (defect) {
+      effect = Exit.die(defect)
+    }
+    // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
+    // Exit: nothing to run, nothing to interrupt, no fiber needed
+    if (Exit.isExit(effect)) return this.finish(instance, job, effect as Exit.Exit<unknown, unknown>)
+    const fiber = instance.fork!(effect as Effect.Effect<unknown, unknown>)
     job.fiber = fiber
     fiber.addObserver((exit) => this.finish(instance, job, exit))
   }
@@ -391,11 +403,12 @@ export class EntityManager {
       }
       instance.handlers = exit.value
       instance.scope = scope
-      instance.runtime = Runtime.make({
+      instance.fork = Runtime.runFork(Runtime.make({
         context,
         fiberRefs: this.options.runtime.fiberRefs,
-        runtimeFlags: this.options.runtime.runtimeFlags
-      })
+        // one fiber per message: keep fiber-lifetime metrics off this path
+        runtimeFlags: RuntimeFlags.disable(this.options.runtime.runtimeFlags, RuntimeFlags.RuntimeMetrics)
+      }))
       instance.lastActivity = this.now()
       instance.status = "ready"
       return true

@@ -49,17 +49,6 @@ export interface NodeConfig {
   readonly address: string | undefined
 }
 
-interface PendingAsk {
-  readonly kind: string
-  readonly id: string
-  readonly tag: string
-  readonly rpc: Rpc.AnyWithProps
-  readonly startedAt: number
-  readonly resume: (exit: Exit.Exit<unknown, unknown>) => void
-  /** the node the request was sent to directly (actors), if any */
-  readonly target: string | undefined
-  deadline: Deadline | undefined
-}
 
 /** Schema encoders/decoders of one Rpc, compiled once. */
 interface RpcCodec {
@@ -301,6 +290,47 @@ export const make = (
       })
     }
 
+    const forget = (entry: PendingAsk): boolean => {
+      if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+      return pending.delete(entry.requestId)
+    }
+
+    /** one remote ask waiting for its reply; methods, not per-call closures, on the hot path */
+    class PendingAsk {
+      deadline: Deadline | undefined = undefined
+      readonly kind: string
+      readonly id: string
+      constructor(
+        readonly requestId: number,
+        readonly envelope: Envelope,
+        readonly rpc: Rpc.AnyWithProps,
+        readonly startedAt: number,
+        readonly resume: (exit: Exit.Exit<unknown, unknown>) => void,
+        readonly target: string | undefined
+      ) {
+        this.kind = envelope.definition.kind
+        this.id = envelope.id
+      }
+      readonly timeout = (): void => {
+        this.deadline = undefined
+        if (!pending.delete(this.requestId)) return
+        sendInterrupt(this.kind, this.requestId)
+        this.resume(Exit.fail(
+          new AskTimeout({
+            kind: this.kind,
+            id: this.id,
+            tag: this.envelope.tag,
+            elapsedMillis: deadlines.now() - this.startedAt
+          })
+        ))
+      }
+      get cancel(): Effect.Effect<void> {
+        return Effect.sync(() => {
+          if (forget(this)) sendInterrupt(this.kind, this.requestId)
+        })
+      }
+    }
+
     const askRemote = (
       subject: string,
       target: string | undefined,
@@ -316,47 +346,24 @@ export const make = (
         const requestId = ++nextRequestId
         const frame = requestFrame(envelope, requestId, false)
         if (Either.isLeft(frame)) return resume(Exit.fail(frame.left))
-        const entry: PendingAsk = {
-          kind,
-          id: envelope.id,
-          tag: envelope.tag,
-          rpc: envelope.definition.rpcs.get(envelope.tag)!,
-          startedAt: deadlines.now(),
+        const entry = new PendingAsk(
+          requestId,
+          envelope,
+          envelope.definition.rpcs.get(envelope.tag)!,
+          deadlines.now(),
           resume,
-          target,
-          deadline: undefined
-        }
+          target
+        )
         // the reply slot exists before the request leaves
         pending.set(requestId, entry)
         const timeoutMillis = timeoutOf(envelope)
-        if (Number.isFinite(timeoutMillis)) {
-          entry.deadline = deadlines.add(timeoutMillis, () => {
-            entry.deadline = undefined
-            if (pending.delete(requestId)) {
-              sendInterrupt(kind, requestId)
-              resume(Exit.fail(
-                new AskTimeout({
-                  kind,
-                  id: envelope.id,
-                  tag: envelope.tag,
-                  elapsedMillis: deadlines.now() - entry.startedAt
-                })
-              ))
-            }
-          })
-        }
-        const forget = () => {
-          if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
-          return pending.delete(requestId)
-        }
-        const error = transport.unsafePublish(subject, frame.right, { replyTo: `${noRespondersPrefix}${requestId}` })
+        if (Number.isFinite(timeoutMillis)) entry.deadline = deadlines.add(timeoutMillis, entry.timeout)
+        const error = transport.unsafePublish(subject, frame.right, { replyTo: noRespondersPrefix + requestId })
         if (error !== undefined) {
-          forget()
+          forget(entry)
           return resume(Exit.fail(error))
         }
-        return Effect.sync(() => {
-          if (forget()) sendInterrupt(kind, requestId)
-        })
+        return entry.cancel
       })
 
     const askOnce = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> =>
@@ -429,22 +436,23 @@ export const make = (
       return exit._tag === "Success" ? { _tag: "Success", value: encoded.right } : { _tag: "Failure", error: encoded.right }
     }
 
-    const onRequest = (frame: RequestFrame): void => {
-      const reply = (exit: WireExit) => {
-        if (frame.oneWay === true) {
-          if (exit._tag !== "Success") {
-            fork(Effect.logWarning(`tell ${frame.kind}/${frame.id}.${frame.tag} from ${frame.source} failed`, exit))
-          }
-          return
+    function replyTo(frame: RequestFrame, exit: WireExit): void {
+      if (frame.oneWay === true) {
+        if (exit._tag !== "Success") {
+          fork(Effect.logWarning(`tell ${frame.kind}/${frame.id}.${frame.tag} from ${frame.source} failed`, exit))
         }
-        const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
-        send(`node.${frame.source}`, out)
+        return
       }
+      const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
+      send(`node.${frame.source}`, out)
+    }
+
+    const onRequest = (frame: RequestFrame): void => {
       const unreachable = frame.headers[UNREACHABLE_HEADER]
       if (unreachable !== undefined && unreachable !== nodeId) proveUnreachable(unreachable)
       const manager = managers.get(frame.kind)
       if (manager === undefined || closed) {
-        return reply({ _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
+        return replyTo(frame, { _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
       }
       if (manager.isActor) {
         // placement: the owner may have changed since the sender looked; pass it on (bounded)
@@ -452,16 +460,16 @@ export const make = (
         const hops = frame.hops ?? 0
         if (target !== undefined && target !== nodeId && hops < MAX_FORWARDS) {
           const forwardedFrame: RequestFrame = { ...frame, hops: hops + 1 }
-          let replyTo: string | undefined
+          let watch: string | undefined
           if (frame.oneWay !== true && forwarded.size < MAX_TRACKED_FORWARDS) {
             // "no responders" comes back to us, the publisher: then we handle it ourselves
             const key = `${frame.source}.${frame.requestId}`
             const deadline = deadlines.add(FORWARD_WATCH_MILLIS, () => forwarded.delete(key))
             forwarded.set(key, { frame: forwardedFrame, target, deadline })
-            replyTo = `${forwardPrefix}${key}`
+            watch = `${forwardPrefix}${key}`
           }
-          const error = transport.unsafePublish(`node.${target}`, forwardedFrame, replyTo ? { replyTo } : undefined)
-          return error === undefined ? undefined : reply({ _tag: "Error", error })
+          const error = transport.unsafePublish(`node.${target}`, forwardedFrame, watch ? { replyTo: watch } : undefined)
+          return error === undefined ? undefined : replyTo(frame, { _tag: "Error", error })
         }
       }
       let payload = frame.body
@@ -469,15 +477,15 @@ export const make = (
         const rpc = manager.entity.definition.rpcs.get(frame.tag)
         if (rpc !== undefined) {
           const decoded = rpcCodec(frame.kind, rpc).decodePayload(frame.body)
-          if (Either.isLeft(decoded)) return reply({ _tag: "Error", error: decoded.left })
+          if (Either.isLeft(decoded)) return replyTo(frame, { _tag: "Error", error: decoded.left })
           payload = decoded.right
         }
       }
       const key = `${frame.source}:${frame.requestId}`
       const job = makeJob(frame.tag, payload, frame.headers, (exit) => {
         inbound.delete(key)
-        reply(encodeExit(manager, frame.tag, exit))
-      })
+        replyTo(frame, encodeExit(manager, frame.tag, exit))
+      }, !zeroCopy)
       if (frame.oneWay !== true) inbound.set(key, { manager, job })
       manager.deliver(frame.id, job)
     }
