@@ -27,6 +27,7 @@ import type * as Rpc from "@effect/rpc/Rpc"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Effectable from "effect/Effectable"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -286,21 +287,31 @@ export type Client<R extends Rpc.Any> = {
     : (payload: Rpc.Payload<Current>, options?: AskOptions) => Ask<Rpc.Success<Current>, Rpc.Error<Current> | AskError>
 }
 
+/** An ask as a value of one stable shape: running it sends the message, `tell` reads it. */
+class AskImpl extends Effectable.Class<unknown, unknown> implements Ask<unknown, unknown> {
+  readonly [AskTypeId]: { readonly envelope: Envelope; readonly system: ActorSystemShape }
+  constructor(envelope: Envelope, system: ActorSystemShape) {
+    super()
+    this[AskTypeId] = { envelope, system }
+  }
+  commit(): Effect.Effect<unknown, unknown> {
+    const { envelope, system } = this[AskTypeId]
+    return system.ask(envelope)
+  }
+}
+
 const makeClient = (system: ActorSystemShape, definition: KindDefinition, id: string) => {
   const client: Record<string, (payload: unknown, options?: AskOptions) => unknown> = {}
   for (const tag of definition.rpcs.keys()) {
-    client[tag] = (payload, options) => {
-      const envelope: Envelope = {
+    client[tag] = (payload, options) =>
+      new AskImpl({
         definition,
         id,
         tag,
         payload,
         timeout: options?.timeout,
         headers: options?.headers
-      }
-      const ask = system.ask(envelope)
-      return Object.assign(ask, { [AskTypeId]: { envelope, system } })
-    }
+      }, system)
   }
   return client
 }

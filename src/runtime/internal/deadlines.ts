@@ -10,10 +10,15 @@ import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 
+/** What a deadline calls when it expires. @internal */
+export interface Expiring {
+  readonly onDeadline: () => void
+}
+
 /** @internal */
 export interface Deadline {
   readonly at: number
-  readonly fire: () => void
+  readonly target: Expiring
   list: List | undefined
   prev: Deadline | undefined
   next: Deadline | undefined
@@ -36,15 +41,16 @@ export class Deadlines {
     return this.clock.unsafeCurrentTimeMillis()
   }
 
-  /** Calls `fire` after `millis` unless removed first. */
-  add(millis: number, fire: () => void): Deadline {
+  /** Calls `fire` (or `target.onDeadline`) after `millis` unless removed first. */
+  add(millis: number, fire: (() => void) | Expiring): Deadline {
     const at = this.now() + millis
     let list = this.lists.get(millis)
     if (list === undefined) {
       list = { head: undefined, tail: undefined }
       this.lists.set(millis, list)
     }
-    const deadline: Deadline = { at, fire, list, prev: list.tail, next: undefined }
+    const target = typeof fire === "function" ? { onDeadline: fire } : fire
+    const deadline: Deadline = { at, target, list, prev: list.tail, next: undefined }
     if (list.tail) list.tail.next = deadline
     else list.head = deadline
     list.tail = deadline
@@ -76,7 +82,7 @@ export class Deadlines {
       while (head !== undefined && head.at <= now) {
         this.remove(head)
         try {
-          head.fire()
+          head.target.onDeadline()
         } catch {
           // a deadline callback must not kill the timer
         }

@@ -311,7 +311,7 @@ export const make = (
         this.kind = envelope.definition.kind
         this.id = envelope.id
       }
-      readonly timeout = (): void => {
+      onDeadline(): void {
         this.deadline = undefined
         if (!pending.delete(this.requestId)) return
         sendInterrupt(this.kind, this.requestId)
@@ -357,7 +357,7 @@ export const make = (
         // the reply slot exists before the request leaves
         pending.set(requestId, entry)
         const timeoutMillis = timeoutOf(envelope)
-        if (Number.isFinite(timeoutMillis)) entry.deadline = deadlines.add(timeoutMillis, entry.timeout)
+        if (Number.isFinite(timeoutMillis)) entry.deadline = deadlines.add(timeoutMillis, entry)
         const error = transport.unsafePublish(subject, frame.right, { replyTo: noRespondersPrefix + requestId })
         if (error !== undefined) {
           forget(entry)
