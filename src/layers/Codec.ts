@@ -200,6 +200,21 @@ const jsonReviver = (_key: string, value: unknown): unknown => {
   return value
 }
 
+const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+
+const parseJson = (bytes: Uint8Array): unknown => {
+  const text = textDecoder.decode(bytes)
+  return text.includes(BINARY) ? JSON.parse(text, jsonReviver) : JSON.parse(text)
+}
+
+/**
+ * Either codec reads both formats: a frame is an array or an object, which JSON starts with `[`
+ * or `{` and MessagePack with a container byte, never those. So a node that encodes with one
+ * still understands a peer that encodes with the other (during a rolling change of codec).
+ */
+const deserializeAny = (bytes: Uint8Array): unknown =>
+  bytes[0] === 0x5b || bytes[0] === 0x7b ? parseJson(bytes) : packr.unpack(bytes)
+
 /**
  * The JSON codec (binary fields travel as base64).
  *
@@ -209,10 +224,7 @@ const jsonReviver = (_key: string, value: unknown): unknown => {
 export const jsonCodec: CodecShape = make({
   name: "json",
   serialize: (value) => textEncoder.encode(JSON.stringify(value, jsonReplacer)),
-  deserialize: (bytes) => {
-    const text = textDecoder.decode(bytes)
-    return text.includes(BINARY) ? JSON.parse(text, jsonReviver) : JSON.parse(text)
-  }
+  deserialize: deserializeAny
 })
 
 /**
@@ -221,14 +233,11 @@ export const jsonCodec: CodecShape = make({
  * @since 0.1.0
  * @category codecs
  */
-export const msgpackCodec: CodecShape = (() => {
-  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
-  return make({
-    name: "msgpack",
-    serialize: (value) => packr.pack(value),
-    deserialize: (bytes) => packr.unpack(bytes)
-  })
-})()
+export const msgpackCodec: CodecShape = make({
+  name: "msgpack",
+  serialize: (value) => packr.pack(value),
+  deserialize: deserializeAny
+})
 
 /**
  * JSON on the wire.

@@ -15,6 +15,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { ActorSystem } from "../actors/ActorSystem.ts"
+import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
 import * as Transport from "../layers/Transport.ts"
 import type { TransportError } from "../schema/Errors.ts"
@@ -119,3 +120,44 @@ export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSy
  * @category layers
  */
 export const inMemory: Layer.Layer<Node | ActorSystem> = layerInMemory()
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface NatsNodeOptions extends NodeOptions {
+  /** one or more `nats://host:port` URLs */
+  readonly servers: string | ReadonlyArray<string>
+  /** the subject namespace shared by the nodes of one app; default `"default"` */
+  readonly namespace?: string | undefined
+  /** `"msgpack"` (default) or `"json"` */
+  readonly codec?: "msgpack" | "json" | undefined
+  /** discovery heartbeat period; default 1 second */
+  readonly heartbeat?: Duration.DurationInput | undefined
+}
+
+/**
+ * A node over NATS in one layer: `Transport.nats`, the codec and `Discovery.nats`, wired in the
+ * order they need each other. Provides `Node`, `ActorSystem` and `Discovery`.
+ *
+ * @example
+ * ```ts
+ * const App = CounterLive.pipe(Layer.provideMerge(Node.layerNats({ servers: "nats://127.0.0.1:4222", name: "a" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerNats = (
+  options: NatsNodeOptions
+): Layer.Layer<Node | ActorSystem | Discovery.Discovery, TransportError | Discovery.DiscoveryConfigError> =>
+  layer(options).pipe(
+    Layer.provideMerge(Layer.provideMerge(
+      Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat }),
+      Transport.nats({
+        servers: options.servers,
+        namespace: options.namespace,
+        name: options.name
+      }).pipe(Layer.provide(options.codec === "json" ? Codec.json : Codec.msgpack))
+    ))
+  )

@@ -71,3 +71,15 @@ describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
     expect(Either.isLeft(notTroupe) && notTroupe.left._tag).toBe("EncodeError")
   })
 })
+
+describe("Codec interop", () => {
+  it("each codec reads frames written by the other", () => {
+    for (const frame of frames) {
+      const fromJson = Either.getOrThrow(Codec.msgpackCodec.decode(Either.getOrThrow(Codec.jsonCodec.encode(frame))))
+      const fromMsgpack = Either.getOrThrow(Codec.jsonCodec.decode(Either.getOrThrow(Codec.msgpackCodec.encode(frame))))
+      for (const back of [fromJson, fromMsgpack]) {
+        expect(back._tag === "Chunk" ? { ...back, body: new Uint8Array(back.body) } : back).toEqual(frame)
+      }
+    }
+  })
+})

@@ -250,3 +250,18 @@ const waitForAsync = (condition: () => Promise<boolean>) =>
     }
     return yield* Effect.dieMessage("condition not met within 5 s")
   })
+
+describe("Node.layerNats", () => {
+  it.live("one layer gives a node on NATS with NATS discovery", () =>
+    Effect.gen(function*() {
+      const options = { servers: server.url, namespace: "one-layer", heartbeat: "200 millis" } as const
+      yield* Layer.build(probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
+        Layer.provideMerge(Node.layerNats({ ...options, name: "host" }))
+      ))
+      const caller = yield* Layer.build(Node.layerNats({ ...options, name: "caller", codec: "json" }).pipe(Layer.orDie))
+      const members = yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
+      expect(members.map((m) => m.name)).toEqual(["host"])
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      expect(yield* service.Whoami()).toBe("host")
+    }).pipe(Effect.scoped))
+})
