@@ -8,6 +8,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { connect, type ConnectionOptions, type Msg, type NatsConnection } from "nats"
 import type { Envelope } from "../../schema/Envelope.ts"
@@ -80,6 +81,7 @@ export const make = (
     const limit = Math.min(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, nc.info?.max_payload ?? Infinity)
 
     const listeners = new Set<(event: TransportEvent) => void>()
+    const log = Runtime.runFork(yield* Effect.runtime<never>())
     yield* Effect.forkScoped(Effect.promise(async () => {
       for await (const status of nc.status()) {
         const event: TransportEvent | undefined = status.type === "disconnect"
@@ -122,7 +124,11 @@ export const make = (
       }
       const onNoResponders = subscribeOptions?.onNoResponders
       const callback = (error: Error | null, msg: Msg) => {
-        if (error !== null) return
+        if (error !== null) {
+          // e.g. a permissions violation: the server closed this subscription
+          log(Effect.logWarning(`NATS subscription to ${subject} failed: ${error.message}`))
+          return
+        }
         const data = msg.data
         if (data.length === 0) {
           if (onNoResponders !== undefined && msg.headers?.code === 503) {
