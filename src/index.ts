@@ -7,6 +7,12 @@
 /** Actors and services: definitions, hosting layers, clients. @since 0.1.0 */
 export * as Actor from "./actors/Actor.ts"
 
+/** Typed pub/sub by subject with wildcards and queue groups. @since 0.1.0 */
+export * as Topic from "./actors/Topic.ts"
+
+/** A clock module publishing `clock.tick`. @since 0.1.0 */
+export * as Ticks from "./actors/Ticks.ts"
+
 /** The contract between definitions and the hosting runtime. @since 0.1.0 */
 export * as ActorSystem from "./actors/ActorSystem.ts"
 

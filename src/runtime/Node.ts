@@ -14,7 +14,9 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { ActorSystem } from "../actors/ActorSystem.ts"
+import * as Topic from "../actors/Topic.ts"
 import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
 import * as Transport from "../layers/Transport.ts"
@@ -85,19 +87,21 @@ const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
 
 /**
  * A node on the `Transport` and `Discovery` it is given. Provides `Node` and the
- * `ActorSystem` that `Actor.toLayer` and `Actor.client` use.
+ * `ActorSystem` that `Actor.toLayer` and `Actor.client` use, and the `TopicBus` of `Topic`.
+ * Topic routing rules come from an optional `Topic.routes(...)` layer.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   options?: NodeOptions
-): Layer.Layer<Node | ActorSystem, TransportError, Transport.Transport | Discovery.Discovery> =>
+): Layer.Layer<Node | ActorSystem | Topic.TopicBus, TransportError, Transport.Transport | Discovery.Discovery> =>
   Layer.scopedContext(Effect.gen(function*() {
     const config = resolve(options)
-    const handle = yield* internal.make(config, yield* Transport.Transport, yield* Discovery.Discovery)
-    const { system, ...node } = handle
-    return Context.make(Node, node).pipe(Context.add(ActorSystem, system))
+    const routes = Option.getOrElse(yield* Effect.serviceOption(Topic.Routes), () => [])
+    const handle = yield* internal.make(config, yield* Transport.Transport, yield* Discovery.Discovery, routes)
+    const { system, topics, ...node } = handle
+    return Context.make(Node, node).pipe(Context.add(ActorSystem, system), Context.add(Topic.TopicBus, topics))
   }))
 
 /**
@@ -107,7 +111,7 @@ export const layer = (
  * @since 0.1.0
  * @category layers
  */
-export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSystem> =>
+export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSystem | Topic.TopicBus> =>
   layer(options).pipe(
     Layer.provide(Layer.merge(Transport.inMemory, Discovery.inMemory)),
     Layer.orDie
@@ -119,7 +123,7 @@ export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSy
  * @since 0.1.0
  * @category layers
  */
-export const inMemory: Layer.Layer<Node | ActorSystem> = layerInMemory()
+export const inMemory: Layer.Layer<Node | ActorSystem | Topic.TopicBus> = layerInMemory()
 
 /**
  * @since 0.1.0
@@ -150,7 +154,10 @@ export interface NatsNodeOptions extends NodeOptions {
  */
 export const layerNats = (
   options: NatsNodeOptions
-): Layer.Layer<Node | ActorSystem | Discovery.Discovery, TransportError | Discovery.DiscoveryConfigError> =>
+): Layer.Layer<
+  Node | ActorSystem | Topic.TopicBus | Discovery.Discovery,
+  TransportError | Discovery.DiscoveryConfigError
+> =>
   layer(options).pipe(
     Layer.provideMerge(Layer.provideMerge(
       Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat }),

@@ -15,6 +15,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
 import type { ActorSystemShape, EntityDefinition, Envelope, KindDefinition } from "../../actors/ActorSystem.ts"
+import type * as Topic from "../../actors/Topic.ts"
 import { decodeWith, encodeWith } from "../../layers/Codec.ts"
 import { type DiscoveryShape, type DiscoveryState, servingMembers } from "../../layers/Discovery.ts"
 import type { TransportShape } from "../../layers/Transport.ts"
@@ -39,6 +40,7 @@ import {
 import { type Deadline, Deadlines } from "./deadlines.ts"
 import { EntityManager, type Job, type JobExit, makeJob } from "./entity.ts"
 import { owner } from "./placement.ts"
+import * as Topics from "./topics.ts"
 
 /** @internal */
 export interface NodeConfig {
@@ -109,6 +111,7 @@ export interface NodeHandle {
   readonly name: string
   readonly incarnation: string
   readonly system: ActorSystemShape
+  readonly topics: Topic.TopicBusShape
   readonly kinds: () => ReadonlyArray<string>
   readonly activeInstances: (kind: string) => number
   readonly isActive: (kind: string, id: string) => boolean
@@ -120,7 +123,8 @@ export interface NodeHandle {
 export const make = (
   config: NodeConfig,
   transport: TransportShape,
-  discovery: DiscoveryShape
+  discovery: DiscoveryShape,
+  routes: ReadonlyArray<Topic.Route> = []
 ): Effect.Effect<NodeHandle, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
@@ -640,12 +644,14 @@ export const make = (
       })
 
     const system: ActorSystemShape = { nodeId, register, ask, tell }
+    const topicBus = yield* Topics.make(nodeId, transport, routes)
 
     return {
       nodeId,
       name: config.name,
       incarnation,
       system,
+      topics: topicBus,
       kinds: () => [...managers.keys()],
       activeInstances: (kind) => managers.get(kind)?.size ?? 0,
       isActive: (kind, id) => managers.get(kind)?.isActive(id) ?? false,
