@@ -2,15 +2,19 @@
  * Nodes in this process, each with its own connection to a real nats-server.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as Scope from "effect/Scope"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
+import * as Topic from "../../src/actors/Topic.ts"
 import type { ActorSystem } from "../../src/actors/ActorSystem.ts"
 import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
@@ -263,5 +267,63 @@ describe("Node.layerNats", () => {
       expect(members.map((m) => m.name)).toEqual(["host"])
       const service = yield* Effect.provide(Actor.client(ProbeService), caller)
       expect(yield* service.Whoami()).toBe("host")
+    }).pipe(Effect.scoped))
+})
+
+describe("topics over NATS", () => {
+  const Price = Topic.make("prices.>", Schema.Number)
+  const options = { servers: "", namespace: "topics", heartbeat: "200 millis" } as const
+  const natsTopicNode = (name: string) =>
+    Layer.build(Node.layerNats({ ...options, servers: server.url, name }).pipe(Layer.orDie))
+  const collect = (node: Context.Context<Topic.TopicBus>, group?: string) =>
+    Effect.gen(function*() {
+      const bus = Context.get(node, Topic.TopicBus)
+      const before = bus.subscriptionCount()
+      const received: Array<Topic.Event<number>> = []
+      yield* Topic.subscribe(Price, group === undefined ? undefined : { group }).pipe(
+        Stream.runForEach((event) => Effect.sync(() => received.push(event))),
+        Effect.provide(node),
+        Effect.forkScoped
+      )
+      yield* waitFor(() => bus.subscriptionCount() === before + 1)
+      return received
+    })
+
+  it.live("broadcast reaches every node; a queue group splits the events between its members", () =>
+    Effect.gen(function*() {
+      const nodes = [yield* natsTopicNode("t0"), yield* natsTopicNode("t1"), yield* natsTopicNode("t2")]
+      const everyone = yield* Effect.forEach(nodes, (node) => collect(node))
+      const group = yield* Effect.forEach(nodes, (node) => collect(node, "workers"))
+      // the subscriptions reach the server before we publish
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+      const N = 60
+      for (let i = 0; i < N; i++) {
+        yield* Effect.provide(Topic.publish(Price, i, { subject: `prices.eur.${i % 3}` }), nodes[0]!)
+      }
+      yield* waitFor(() => everyone.every((r) => r.length === N) && group.reduce((n, r) => n + r.length, 0) === N)
+      for (const received of everyone) expect(received.map((e) => e.value)).toEqual(Array.from({ length: N }, (_, i) => i))
+      const split = group.map((r) => r.length)
+      expect(new Set(group.flatMap((r) => r.map((e) => e.value))).size).toBe(N) // each exactly once
+      for (const count of split) expect(count).toBeGreaterThan(5) // NATS spreads a queue group at random
+      expect(everyone[1]![0]!.source).toContain("t0-")
+    }).pipe(Effect.scoped))
+
+  it.live("closing a subscription removes it from the server (no leaked NATS subscriptions)", () =>
+    Effect.gen(function*() {
+      const node = yield* natsTopicNode("leak")
+      const before = yield* Effect.promise(() => server.subscriptionCount())
+      const scope = yield* Scope.make()
+      for (let i = 0; i < 5; i++) {
+        yield* Topic.subscribe(Price, { group: i % 2 === 0 ? "g" : undefined }).pipe(
+          Stream.runDrain,
+          Effect.provide(node),
+          Effect.forkIn(scope)
+        )
+      }
+      yield* waitFor(() => Context.get(node, Topic.TopicBus).subscriptionCount() === 5)
+      yield* waitForAsync(async () => (await server.subscriptionCount()) === before + 5)
+      yield* Scope.close(scope, Exit.void)
+      expect(Context.get(node, Topic.TopicBus).subscriptionCount()).toBe(0)
+      yield* waitForAsync(async () => (await server.subscriptionCount()) === before)
     }).pipe(Effect.scoped))
 })
