@@ -22,6 +22,9 @@ export * as Codec from "./layers/Codec.ts"
 /** Membership: who hosts what, and who serves. @since 0.1.0 */
 export * as Discovery from "./layers/Discovery.ts"
 
+/** NATS subject matching and delivery semantics. @since 0.1.0 */
+export * as Subject from "./layers/Subject.ts"
+
 /** Moves frames between nodes: in memory or over NATS. @since 0.1.0 */
 export * as Transport from "./layers/Transport.ts"
 

@@ -20,7 +20,7 @@ import type { Envelope } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
 import { Codec, type CodecShape } from "./Codec.ts"
 import * as Nats from "./internal/nats.ts"
-import * as Subject from "./internal/subject.ts"
+import * as Subject from "./Subject.ts"
 
 /**
  * @since 0.1.0
@@ -131,7 +131,7 @@ interface Subscription {
 export class InMemoryNetwork {
   private readonly exact = new Map<string, Array<Subscription>>()
   private readonly wildcard: Array<Subscription> = []
-  private readonly roundRobin = new Map<string, number>()
+  private readonly fanOut = new Subject.FanOut()
 
   /** @internal */
   add(sub: Subscription): () => void {
@@ -159,36 +159,14 @@ export class InMemoryNetwork {
   /** @internal returns the number of subscriptions the frame was handed to */
   route(subject: string, frame: Envelope | Uint8Array): number {
     const direct = this.exact.get(subject)
-    let groups: Map<string, Array<Subscription>> | undefined
-    let delivered = 0
-    const visit = (sub: Subscription) => {
-      if (sub.queue === undefined) {
-        delivered++
-        sub.deliver(frame)
-      } else {
-        groups ??= new Map()
-        const members = groups.get(sub.queue)
-        if (members) members.push(sub)
-        else groups.set(sub.queue, [sub])
-      }
-    }
-    if (direct !== undefined) {
-      // copy: a delivery may subscribe or unsubscribe synchronously
-      for (const sub of direct.length === 1 ? direct : direct.slice()) visit(sub)
-    }
-    for (const sub of this.wildcard.slice()) {
-      if (Subject.matches(sub.subject, subject)) visit(sub)
-    }
-    if (groups !== undefined) {
-      for (const [queue, members] of groups) {
-        const key = `${queue}\u0000${subject}`
-        const next = (this.roundRobin.get(key) ?? 0) % members.length
-        this.roundRobin.set(key, next + 1)
-        delivered++
-        members[next]!.deliver(frame)
-      }
-    }
-    return delivered
+    // copies: a delivery may subscribe or unsubscribe synchronously
+    const matching: Array<Subscription> = direct === undefined ? [] : direct.slice()
+    for (const sub of this.wildcard) if (Subject.matches(sub.subject, subject)) matching.push(sub)
+    const receivers = matching.length === 1 && matching[0]!.queue === undefined
+      ? matching
+      : this.fanOut.select(matching, subject, (sub) => sub.queue)
+    for (const sub of receivers) sub.deliver(frame)
+    return receivers.length
   }
 
   /** The number of live subscriptions (for leak checks in tests). */
@@ -399,5 +377,10 @@ export interface NatsOptions {
 export const nats = (options: NatsOptions): Layer.Layer<Transport, TransportError, Codec> =>
   Layer.scoped(
     Transport,
-    Effect.flatMap(Codec, (codec) => Nats.make(codec, options, () => malformedFrames.unsafeUpdate(1, [])))
+    Effect.flatMap(Codec, (codec) =>
+      Nats.make(
+        codec,
+        { ...options, maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES },
+        () => malformedFrames.unsafeUpdate(1, [])
+      ))
   )

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import * as Subject from "../../src/layers/internal/subject.ts"
+import * as Subject from "../../src/layers/Subject.ts"
 import * as Transport from "../../src/layers/Transport.ts"
 import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 

@@ -10,37 +10,19 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { connect, type ConnectionOptions, type Msg, type NatsConnection } from "nats"
+import { connect, type Msg, type NatsConnection } from "nats"
 import type { Envelope } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import type { SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
-import * as Subject from "./subject.ts"
-
-/** @internal */
-export interface NatsOptions {
-  readonly servers: string | ReadonlyArray<string>
-  readonly name?: string | undefined
-  readonly namespace?: string | undefined
-  readonly maxMessageBytes?: number | undefined
-  readonly reconnectBackoff?: {
-    readonly initial?: Duration.DurationInput | undefined
-    readonly max?: Duration.DurationInput | undefined
-  } | undefined
-  readonly connectTimeout?: Duration.DurationInput | undefined
-  readonly drainTimeout?: Duration.DurationInput | undefined
-  readonly connectionOptions?: Partial<ConnectionOptions> | undefined
-}
-
-/** @internal */
-export const DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+import type { NatsOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
+import * as Subject from "../Subject.ts"
 
 const causeOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** @internal */
 export const make = (
   codec: CodecShape,
-  options: NatsOptions,
+  options: NatsOptions & { readonly maxMessageBytes: number },
   onMalformed: () => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -67,8 +49,7 @@ export const make = (
               return delay / 2 + Math.random() * (delay / 2)
             },
             timeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
-            pingInterval: 10_000,
-            ...options.connectionOptions
+            pingInterval: 10_000
           }),
         catch: (error) => new TransportError({ reason: `cannot connect to ${servers.join(", ")}: ${causeOf(error)}` })
       }),
@@ -78,7 +59,7 @@ export const make = (
           Effect.zipRight(Effect.promise(() => connection.close().catch(() => undefined)))
         )
     )
-    const limit = Math.min(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, nc.info?.max_payload ?? Infinity)
+    const limit = Math.min(options.maxMessageBytes, nc.info?.max_payload ?? Infinity)
 
     const listeners = new Set<(event: TransportEvent) => void>()
     const log = Runtime.runFork(yield* Effect.runtime<never>())

@@ -15,7 +15,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Topic from "../../actors/Topic.ts"
 import { encodeWith } from "../../layers/Codec.ts"
-import { matches } from "../../layers/internal/subject.ts"
+import { FanOut, matches } from "../../layers/Subject.ts"
 import type { TransportShape } from "../../layers/Transport.ts"
 import { ProtocolVersion } from "../../schema/Envelope.ts"
 import { TransportError } from "../../schema/Errors.ts"
@@ -47,7 +47,7 @@ export const make = (
   Effect.gen(function*() {
     const log = Runtime.runFork(yield* Effect.runtime<never>())
     const local = new Set<LocalSubscription>()
-    const roundRobin = new Map<string, number>()
+    const fanOut = new FanOut()
     let live = 0
     const busOf = (subject: string): Topic.Bus => {
       for (const rule of rules) if (matches(rule.pattern, subject)) return rule.bus
@@ -55,27 +55,9 @@ export const make = (
     }
 
     const publishLocal = (event: Topic.Event<unknown>): Effect.Effect<void> => {
-      const targets: Array<LocalSubscription> = []
-      let groups: Map<string, Array<LocalSubscription>> | undefined
-      for (const sub of local) {
-        if (!matches(sub.pattern, event.subject)) continue
-        if (sub.group === undefined) {
-          targets.push(sub)
-        } else {
-          groups ??= new Map()
-          const members = groups.get(sub.group)
-          if (members) members.push(sub)
-          else groups.set(sub.group, [sub])
-        }
-      }
-      if (groups !== undefined) {
-        for (const [group, members] of groups) {
-          const key = `${group}\u0000${event.subject}`
-          const next = (roundRobin.get(key) ?? 0) % members.length
-          roundRobin.set(key, next + 1)
-          targets.push(members[next]!)
-        }
-      }
+      const matching: Array<LocalSubscription> = []
+      for (const sub of local) if (matches(sub.pattern, event.subject)) matching.push(sub)
+      const targets = fanOut.select(matching, event.subject, (sub) => sub.group)
       if (targets.length === 0) return Effect.void
       if (targets.length === 1) return Effect.asVoid(targets[0]!.offer(event))
       return Effect.forEach(targets, (sub) => sub.offer(event), { discard: true })
