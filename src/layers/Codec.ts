@@ -56,12 +56,19 @@ const isHeaders = (u: unknown): boolean => {
  *   request    ["Q", v, source, requestId, kind, id, tag, headers | 0, flags, hops, body?]
  *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
  *   interrupt  ["I", v, source, requestId]
+ *   event      ["E", v, source, subject, headers | 0, body?]
  *
  * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
  */
 const REQUEST = "Q"
 const REPLY = "X"
 const INTERRUPT = "I"
+const EVENT = "E"
+
+const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
+  for (const _ in headers) return headers
+  return 0
+}
 const ONE_WAY = 1
 const NO_BODY = 2
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
@@ -69,11 +76,7 @@ const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
   switch (frame._tag) {
     case "Request": {
-      let headers: unknown = 0
-      for (const _ in frame.headers) {
-        headers = frame.headers
-        break
-      }
+      const headers = headersOrZero(frame.headers)
       const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0)
       const head = [REQUEST, frame.v, frame.source, frame.requestId, frame.kind, frame.id, frame.tag, headers, flags,
         frame.hops ?? 0]
@@ -90,6 +93,11 @@ const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
     }
     case "Interrupt":
       return [INTERRUPT, frame.v, frame.source, frame.requestId]
+    case "Event": {
+      const head: Array<unknown> = [EVENT, frame.v, frame.source, frame.subject, headersOrZero(frame.headers)]
+      if (frame.body !== undefined) head.push(frame.body)
+      return head
+    }
     default:
       return undefined
   }
@@ -97,6 +105,20 @@ const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
 
 const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
   const [tag, v, source, requestId] = u
+  if (tag === EVENT) {
+    const [, , , subject, headers] = u
+    return v === ProtocolVersion && typeof source === "string" && typeof subject === "string" &&
+        (headers === 0 || isHeaders(headers)) && u.length <= 6
+      ? {
+        _tag: "Event",
+        v,
+        source,
+        subject,
+        headers: headers === 0 ? EMPTY_HEADERS : headers as Record<string, string>,
+        body: u[5]
+      }
+      : undefined
+  }
   if (v !== ProtocolVersion || typeof source !== "string" || typeof requestId !== "number") return undefined
   switch (tag) {
     case REQUEST: {

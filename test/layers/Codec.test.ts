@@ -24,7 +24,9 @@ const frames: ReadonlyArray<Envelope> = [
     requestId: 7,
     exit: { _tag: "Error", error: new MailboxFull({ kind: "K", id: "i", capacity: 1, queue: "mailbox" }) }
   },
-  { _tag: "Chunk", v: ProtocolVersion, source: "a", requestId: 1, seq: 0, body: new Uint8Array([0, 1, 255]), last: true }
+  { _tag: "Chunk", v: ProtocolVersion, source: "a", requestId: 1, seq: 0, body: new Uint8Array([0, 1, 255]), last: true },
+  { _tag: "Event", v: ProtocolVersion, source: "a", subject: "orders.eu", headers: { h: "1" }, body: { total: 1 } },
+  { _tag: "Event", v: ProtocolVersion, source: "a", subject: "tick", headers: {}, body: 7 }
 ]
 
 describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
@@ -60,7 +62,8 @@ describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
         ["Q", 1, "a", 1, "K", "i", "T", { h: 1 }, 2, 0],
         ["X", 1, "a", 1, 7, "v"],
         ["I", 1, "a"],
-        ["Z", 1, "a", 1]
+        ["Z", 1, "a", 1],
+        ["E", 1, "a", 7, 0, 1]
       ]
     ) {
       const decoded = foreign(bad)
