@@ -11,6 +11,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import { Packr } from "msgpackr"
 import { Envelope, ProtocolVersion } from "../schema/Envelope.ts"
 import { DecodeError, EncodeError } from "../schema/Errors.ts"
@@ -284,6 +285,11 @@ export const msgpack: Layer.Layer<Codec> = Layer.succeed(Codec, msgpackCodec)
  * @category utils
  */
 export const encodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
+  // a schema whose encoded form is its type (no transformation) has nothing to encode: the value
+  // goes as it is, and the receiver, which decodes (and so validates) it, reports a mismatch
+  if (SchemaAST.encodedAST(schema.ast) === schema.ast) {
+    return (value: unknown): Either.Either<I, EncodeError> => Either.right(value as I)
+  }
   const encode = Schema.encodeUnknownEither(schema)
   return (value: unknown): Either.Either<I, EncodeError> =>
     Either.mapLeft(encode(value), (error) => new EncodeError({ what, issue: issueOf(error) }))
