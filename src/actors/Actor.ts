@@ -159,10 +159,10 @@ export class CurrentAddress extends Context.Tag("troupe/Actor/CurrentAddress")<C
  * @category models
  */
 export type Handlers<R extends Rpc.Any, Env> = {
-  readonly [Current in R as Current["_tag"]]: (
-    payload: Rpc.Payload<Current>,
+  readonly [Tag in R["_tag"]]: (
+    payload: Rpc.Payload<Rpc.ExtractTag<R, Tag>>,
     context: HandlerContext
-  ) => Rpc.ResultFrom<Current, Env>
+  ) => Rpc.ResultFrom<Rpc.ExtractTag<R, Tag>, Env>
 }
 
 /**
