@@ -24,6 +24,7 @@
  * @since 0.1.0
  */
 import type * as Rpc from "@effect/rpc/Rpc"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -31,9 +32,12 @@ import * as Effectable from "effect/Effectable"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import type * as Stream from "effect/Stream"
+import { hasProperty } from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import type * as AST from "effect/SchemaAST"
+import * as Stream from "effect/Stream"
 import type { ActorAddress, Headers } from "../schema/Envelope.ts"
-import type { AskError, TellError } from "../schema/Errors.ts"
+import type { AskError, StreamError, TellError } from "../schema/Errors.ts"
 import {
   type ActorSystemShape,
   type AnyHandler,
@@ -143,6 +147,82 @@ export const service = <const Name extends string, const R extends ReadonlyArray
   kind: Name,
   rpcs: R
 ): Service<Name, R[number]> => makeKind("Service", kind, rpcs) as Service<Name, R[number]>
+
+/**
+ * The annotation that marks a payload field as a streamed request body.
+ *
+ * @since 0.1.0
+ * @category annotations
+ */
+export const StreamOfAnnotationId: unique symbol = Symbol.for("troupe/Actor/StreamOf")
+
+/**
+ * The schema of a payload field that carries a `Stream` (a streamed request, e.g. an upload).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamOf<Item extends Schema.Schema.Any>
+  extends Schema.Schema<Stream.Stream<Schema.Schema.Type<Item>, StreamError>>
+{
+  readonly item: Item
+}
+
+/**
+ * A payload field that carries a stream of `item`s from the caller to the handler. The caller
+ * passes any `Stream`; the handler receives a `Stream` that pulls the elements across the wire
+ * with credit-based flow control (memory stays bounded whatever the length) and fails with
+ * `StreamError` if the caller's stream fails or the caller goes away. One such field per
+ * payload, at its top level.
+ *
+ * @example
+ * ```ts
+ * const Store = Actor.make("Store", [
+ *   Rpc.make("Put", { payload: { name: Schema.String, data: Actor.Upload }, success: Schema.Number })
+ * ])
+ * yield* store("files").Put({ name: "a.bin", data: Stream.fromIterable(chunks) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const streamOf = <Item extends Schema.Schema.Any>(item: Item): StreamOf<Item> =>
+  Object.assign(
+    Schema.declare(
+      (u: unknown): u is Stream.Stream<Schema.Schema.Type<Item>, StreamError> => hasProperty(u, Stream.StreamTypeId),
+      { identifier: "Stream", [StreamOfAnnotationId]: item }
+    ),
+    { item }
+  )
+
+/**
+ * A payload field carrying a stream of bytes: `Actor.streamOf(Schema.Uint8ArrayFromSelf)`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Upload: StreamOf<typeof Schema.Uint8ArrayFromSelf> = streamOf(Schema.Uint8ArrayFromSelf)
+
+/**
+ * The streamed field of a payload schema, if it has one: its name and element schema.
+ *
+ * @since 0.1.0
+ * @category annotations
+ */
+export const streamedField = (
+  payload: Schema.Schema.All
+): { readonly name: string; readonly item: Schema.Schema<unknown, unknown> } | undefined => {
+  let ast: AST.AST = payload.ast
+  while (ast._tag === "Transformation") ast = ast.to
+  if (ast._tag !== "TypeLiteral") return undefined
+  for (const property of ast.propertySignatures) {
+    const item = property.type.annotations[StreamOfAnnotationId]
+    if (item !== undefined && typeof property.name === "string") {
+      return { name: property.name, item: item as Schema.Schema<unknown, unknown> }
+    }
+  }
+  return undefined
+}
 
 /**
  * The address of the instance a handler belongs to.
@@ -279,10 +359,11 @@ export interface Ask<A, E> extends Effect.Effect<A, E> {
  * @category models
  */
 export type Client<R extends Rpc.Any> = {
-  readonly [Current in R as Current["_tag"]]: Rpc.SuccessSchema<Current> extends { readonly _tag: "Stream" }
+  readonly [Current in R as Current["_tag"]]: [Rpc.SuccessSchema<Current>] extends
+    [RpcSchema.Stream<infer Item, infer Failure>]
     ? (payload: Rpc.Payload<Current>, options?: AskOptions) => Stream.Stream<
-      Rpc.SuccessChunk<Current>,
-      Rpc.ErrorExit<Current> | AskError
+      Item["Type"],
+      Failure["Type"] | Rpc.Error<Current> | AskError
     >
     : (payload: Rpc.Payload<Current>, options?: AskOptions) => Ask<Rpc.Success<Current>, Rpc.Error<Current> | AskError>
 }
@@ -300,10 +381,22 @@ class AskImpl extends Effectable.Class<unknown, unknown> implements Ask<unknown,
   }
 }
 
+const isStreamRpc = (rpc: Rpc.AnyWithProps): boolean => RpcSchema.isStreamSchema(rpc.successSchema)
+
 const makeClient = (system: ActorSystemShape, definition: KindDefinition, id: string) => {
   const client: Record<string, (payload: unknown, options?: AskOptions) => unknown> = {}
-  for (const tag of definition.rpcs.keys()) {
-    client[tag] = (payload, options) =>
+  for (const [tag, rpc] of definition.rpcs) {
+    client[tag] = isStreamRpc(rpc)
+      ? (payload, options) =>
+        system.stream({
+          definition,
+          id,
+          tag,
+          payload,
+          timeout: options?.timeout,
+          headers: options?.headers
+        })
+      : (payload, options) =>
       new AskImpl({
         definition,
         id,

@@ -11,6 +11,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import type { Headers } from "../schema/Envelope.ts"
 import type { TellError } from "../schema/Errors.ts"
 
@@ -94,6 +95,8 @@ export interface ActorSystemShape {
   readonly register: (entity: EntityDefinition) => Effect.Effect<void, never, Scope.Scope>
   /** Request/reply. Fails with the Rpc's error or an `AskError`. */
   readonly ask: (envelope: Envelope) => Effect.Effect<unknown, unknown>
+  /** Request with a streamed reply: the remote producer runs while the stream is pulled. */
+  readonly stream: (envelope: Envelope) => Stream.Stream<unknown, unknown>
   /** Fire-and-forget: fails only if the message is not accepted. */
   readonly tell: (envelope: Envelope) => Effect.Effect<void, TellError>
 }

@@ -58,6 +58,8 @@ const isHeaders = (u: unknown): boolean => {
  *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
  *   interrupt  ["I", v, source, requestId]
  *   event      ["E", v, source, subject, headers | 0, body?]
+ *   chunk      ["C", v, source, messageId, seq, last (0 | 1), bytes]
+ *   items      ["S", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
  *
  * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
  */
@@ -65,6 +67,10 @@ const REQUEST = "Q"
 const REPLY = "X"
 const INTERRUPT = "I"
 const EVENT = "E"
+const CHUNK = "C"
+const ITEMS = "S"
+const UPLOAD = 1
+const END = 2
 
 const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
   for (const _ in headers) return headers
@@ -94,6 +100,14 @@ const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
     }
     case "Interrupt":
       return [INTERRUPT, frame.v, frame.source, frame.requestId]
+    case "Chunk":
+      return [CHUNK, frame.v, frame.source, frame.requestId, frame.seq, frame.last ? 1 : 0, frame.body]
+    case "Items": {
+      const flags = (frame.upload === true ? UPLOAD : 0) | (frame.end === true ? END : 0)
+      const head: Array<unknown> = [ITEMS, frame.v, frame.source, frame.requestId, frame.seq, flags, frame.items]
+      if (frame.failure !== undefined) head.push(frame.failure)
+      return head
+    }
     case "Event": {
       const head: Array<unknown> = [EVENT, frame.v, frame.source, frame.subject, headersOrZero(frame.headers)]
       if (frame.body !== undefined) head.push(frame.body)
@@ -156,6 +170,30 @@ const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
     }
     case INTERRUPT:
       return u.length === 4 ? { _tag: "Interrupt", v, source, requestId } : undefined
+    case CHUNK: {
+      const [, , , , seq, last, body] = u
+      return typeof seq === "number" && (last === 0 || last === 1) && body instanceof Uint8Array && u.length === 7
+        ? { _tag: "Chunk", v, source, requestId, seq, last: last === 1, body }
+        : undefined
+    }
+    case ITEMS: {
+      const [, , , , seq, flags, items, failure] = u
+      if (
+        typeof seq !== "number" || typeof flags !== "number" || !Array.isArray(items) ||
+        (u.length === 8 ? typeof failure !== "string" : u.length !== 7)
+      ) return undefined
+      return {
+        _tag: "Items",
+        v,
+        source,
+        requestId,
+        seq,
+        items,
+        ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
+        ...((flags & END) !== 0 ? { end: true } : {}),
+        ...(typeof failure === "string" ? { failure } : {})
+      }
+    }
   }
   return undefined
 }

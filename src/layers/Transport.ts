@@ -19,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import type { Envelope } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
 import { Codec, type CodecShape } from "./Codec.ts"
+import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
 import * as Subject from "./Subject.ts"
 
@@ -46,6 +47,11 @@ export interface PublishOptions {
    * subscription's `onNoResponders` is told at once
    */
   readonly replyTo?: string | undefined
+  /**
+   * where the pieces of a frame larger than the chunk size go: a subject with one receiver (a
+   * node's direct subject). Without it, such a frame travels whole, up to the wire's limit.
+   */
+  readonly fragmentTo?: string | undefined
 }
 
 /**
@@ -103,6 +109,14 @@ export class Transport extends Context.Tag("troupe/Transport")<Transport, Transp
  * @category constants
  */
 export const DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+
+/**
+ * The default chunk size: frames larger than 16 KiB travel in pieces of 16 KiB.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_CHUNK_BYTES = 16 * 1024
 
 /**
  * Frames that arrived but could not be decoded.
@@ -205,6 +219,8 @@ export interface InMemoryOptions {
   readonly namespace?: string | undefined
   /** the per-message limit when serializing; default 5 MiB */
   readonly maxMessageBytes?: number | undefined
+  /** when serializing, frames larger than this travel in pieces; default 16 KiB */
+  readonly chunkBytes?: number | undefined
 }
 
 /**
@@ -273,12 +289,18 @@ export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
 export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptions = {}): TransportShape => {
   const network = options.network ?? makeNetwork()
   const prefix = prefixOf(options.namespace)
-  const limit = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES
+  const limits = resolveLimits(options, Infinity)
+  const encode = Fragments.makeEncoder(codec, limits)
   const unsafePublish: TransportShape["unsafePublish"] = (subject, frame, publishOptions) => {
-    const bytes = codec.encode(frame)
-    if (Either.isLeft(bytes)) return bytes.left
-    if (bytes.right.byteLength > limit) return new PayloadTooLarge({ size: bytes.right.byteLength, limit })
-    network.routeWithReply(prefix + subject, bytes.right, publishOptions?.replyTo, prefix)
+    const fragmentTo = publishOptions?.fragmentTo
+    const encoded = encode(frame, fragmentTo !== undefined)
+    if (Either.isLeft(encoded)) return encoded.left
+    const wire = encoded.right
+    if (wire instanceof Uint8Array) {
+      network.routeWithReply(prefix + subject, wire, publishOptions?.replyTo, prefix)
+    } else {
+      for (const piece of wire) network.routeWithReply(prefix + fragmentTo!, piece, publishOptions?.replyTo, prefix)
+    }
     return undefined
   }
   return {
@@ -287,21 +309,52 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
     publish: (subject, frame, publishOptions) =>
       Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
     unsafePublish,
-    subscribe: (subject, onFrame, subscribeOptions) =>
-      subscribeWith(network, prefix, subject, (bytes) => {
-        const bytesIn = bytes as Uint8Array
-        if (bytesIn.byteLength > limit) {
-          malformedFrames.unsafeUpdate(1, [])
-          return
-        }
-        const frame = codec.decode(bytesIn)
-        if (Either.isLeft(frame)) {
-          malformedFrames.unsafeUpdate(1, [])
-          return
-        }
-        onFrame(frame.right)
-      }, subscribeOptions),
+    subscribe: (subject, onFrame, subscribeOptions) => {
+      const receive = makeReceiver(codec, limits, onFrame)
+      return subscribeWith(network, prefix, subject, (bytes) => receive(bytes as Uint8Array), subscribeOptions)
+    },
     watch: () => Effect.void
+  }
+}
+
+/** @internal */
+export const resolveLimits = (
+  options: { readonly maxMessageBytes?: number | undefined; readonly chunkBytes?: number | undefined },
+  wireLimit: number
+): Fragments.FragmentLimits => {
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES
+  const chunkBytes = Math.min(options.chunkBytes ?? DEFAULT_CHUNK_BYTES, wireLimit - 1024)
+  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1) {
+    throw new RangeError(`maxMessageBytes must be a whole number >= 1, got ${maxMessageBytes}`)
+  }
+  if (!Number.isInteger(chunkBytes) || chunkBytes < 256) {
+    throw new RangeError(`chunkBytes must be a whole number >= 256 (and below the wire limit), got ${chunkBytes}`)
+  }
+  return { maxMessageBytes, chunkBytes, wireLimit }
+}
+
+/**
+ * @internal The receiving end of one subscription: decodes wire messages, joins the pieces of
+ * large frames, counts what cannot be decoded.
+ */
+export const makeReceiver = (
+  codec: CodecShape,
+  limits: Fragments.FragmentLimits,
+  onFrame: (frame: Envelope) => void
+) => {
+  let reassembler: Fragments.Reassembler | undefined
+  return (bytes: Uint8Array): void => {
+    if (bytes.byteLength > limits.maxMessageBytes) return malformedFrames.unsafeUpdate(1, [])
+    let frame = codec.decode(bytes)
+    if (Either.isLeft(frame)) return malformedFrames.unsafeUpdate(1, [])
+    if (frame.right._tag === "Chunk") {
+      reassembler ??= new Fragments.Reassembler(limits.maxMessageBytes)
+      const whole = reassembler.accept(frame.right)
+      if (whole === undefined) return
+      frame = codec.decode(whole)
+      if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
+    }
+    onFrame(frame.right)
   }
 }
 
@@ -348,8 +401,13 @@ export interface NatsOptions {
   readonly name?: string | undefined
   /** the subject namespace (`troupe.<namespace>.…`), so apps sharing a NATS do not see each other; default `"default"` */
   readonly namespace?: string | undefined
-  /** the per-message limit, also capped by the server's `max_payload`; default 5 MiB */
+  /** the largest frame accepted (sent or received), in bytes; default 5 MiB */
   readonly maxMessageBytes?: number | undefined
+  /**
+   * frames larger than this travel in pieces (capped by the server's `max_payload`); default
+   * 16 KiB
+   */
+  readonly chunkBytes?: number | undefined
   /** reconnect backoff: exponential with jitter from `initial` (100 ms) to `max` (5 s) */
   readonly reconnectBackoff?: {
     readonly initial?: Duration.DurationInput | undefined
@@ -378,9 +436,5 @@ export const nats = (options: NatsOptions): Layer.Layer<Transport, TransportErro
   Layer.scoped(
     Transport,
     Effect.flatMap(Codec, (codec) =>
-      Nats.make(
-        codec,
-        { ...options, maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES },
-        () => malformedFrames.unsafeUpdate(1, [])
-      ))
+      Nats.make(codec, options, (wireLimit) => resolveLimits(options, wireLimit), makeReceiver))
   )

@@ -115,7 +115,9 @@ export const Interrupt = Schema.TaggedStruct("Interrupt", {
 })
 
 /**
- * One piece of a chunked payload or stream.
+ * One piece of a frame too large for one wire message: the encoded frame is cut into pieces of
+ * at most the transport's chunk size (16 KiB by default), numbered by `seq` from 0 under a
+ * per-sender message id (`requestId`), and joined again on arrival.
  *
  * @since 0.1.0
  * @category frames
@@ -137,7 +139,30 @@ export const Chunk = Schema.TaggedStruct("Chunk", {
 export const Ack = Schema.TaggedStruct("Ack", {
   ...common,
   requestId: Schema.Number,
-  credit: Schema.Number
+  credit: Schema.Number,
+  /** credit for the stream of a request (an upload) rather than of a reply */
+  upload: Schema.optional(Schema.Boolean)
+})
+
+/**
+ * A batch of elements of a streamed reply (handler → caller) or of a streamed request
+ * (`upload`, caller → handler). Each frame spends one credit of the receiver's window; `seq`
+ * counts frames from 0 so a missing, repeated or reordered frame is detected.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Items = Schema.TaggedStruct("Items", {
+  ...common,
+  requestId: Schema.Number,
+  seq: Schema.Number,
+  /** the elements, each encoded with the stream's element schema */
+  items: Schema.Array(Schema.Unknown),
+  upload: Schema.optional(Schema.Boolean),
+  /** the producer of an upload finished (replies end with their `Exit` frame) */
+  end: Schema.optional(Schema.Boolean),
+  /** the producer of an upload failed, and why */
+  failure: Schema.optional(Schema.String)
 })
 
 /**
@@ -191,7 +216,7 @@ export const Handshake = Schema.TaggedStruct("Handshake", {
  * @since 0.1.0
  * @category schemas
  */
-export const Envelope = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Event, Heartbeat, Handshake)
+export const Envelope = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Items, Event, Heartbeat, Handshake)
 
 /**
  * @since 0.1.0
@@ -222,3 +247,21 @@ export type InterruptFrame = typeof Interrupt.Type
  * @category models
  */
 export type HeartbeatFrame = typeof Heartbeat.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ChunkFrame = typeof Chunk.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type AckFrame = typeof Ack.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ItemsFrame = typeof Items.Type

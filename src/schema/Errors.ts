@@ -150,6 +150,24 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
 }
 
 /**
+ * A stream between two actors broke: a frame went missing, came twice or out of order, its
+ * producer failed or went silent, or its peer went away.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StreamError extends Schema.TaggedError<StreamError>()("StreamError", {
+  kind: Schema.String,
+  id: Schema.String,
+  tag: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `stream of ${this.kind}/${this.id}.${this.tag} broke: ${this.reason}`
+  }
+}
+
+/**
  * A secure-session handshake with a peer failed.
  *
  * @since 0.1.0
@@ -213,6 +231,7 @@ export const TroupeError = Schema.Union(
   DecodeError,
   EncodeError,
   TransportError,
+  StreamError,
   HandshakeError,
   Unauthorized,
   RemoteDefect
@@ -240,6 +259,7 @@ export type AskError =
   | DecodeError
   | EncodeError
   | TransportError
+  | StreamError
   | HandshakeError
   | Unauthorized
   | RemoteDefect

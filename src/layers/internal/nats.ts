@@ -12,9 +12,10 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { connect, type Msg, type NatsConnection } from "nats"
 import type { Envelope } from "../../schema/Envelope.ts"
-import { type EncodeError, PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
+import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import type { NatsOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
+import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
+import { type FragmentLimits, makeEncoder } from "./fragments.ts"
 import * as Subject from "../Subject.ts"
 
 const causeOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
@@ -22,8 +23,13 @@ const causeOf = (error: unknown) => (error instanceof Error ? error.message : St
 /** @internal */
 export const make = (
   codec: CodecShape,
-  options: NatsOptions & { readonly maxMessageBytes: number },
-  onMalformed: () => void
+  options: NatsOptions,
+  limitsOf: (wireLimit: number) => FragmentLimits,
+  makeReceiver: (
+    codec: CodecShape,
+    limits: FragmentLimits,
+    onFrame: (frame: Envelope) => void
+  ) => (bytes: Uint8Array) => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const namespace = options.namespace ?? "default"
@@ -59,7 +65,8 @@ export const make = (
           Effect.zipRight(Effect.promise(() => connection.close().catch(() => undefined)))
         )
     )
-    const limit = Math.min(options.maxMessageBytes, nc.info?.max_payload ?? Infinity)
+    const limits = limitsOf(nc.info?.max_payload ?? 1024 * 1024)
+    const encode = makeEncoder(codec, limits)
 
     const listeners = new Set<(event: TransportEvent) => void>()
     const log = Runtime.runFork(yield* Effect.runtime<never>())
@@ -78,17 +85,19 @@ export const make = (
     const unsafePublish = (
       subject: string,
       frame: Envelope,
-      publishOptions?: { readonly replyTo?: string | undefined }
+      publishOptions?: PublishOptions
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
-      const bytes = codec.encode(frame)
-      if (Either.isLeft(bytes)) return bytes.left
-      if (bytes.right.byteLength > limit) return new PayloadTooLarge({ size: bytes.right.byteLength, limit })
+      const fragmentTo = publishOptions?.fragmentTo
+      const encoded = encode(frame, fragmentTo !== undefined)
+      if (Either.isLeft(encoded)) return encoded.left
+      const wire = encoded.right
+      const reply = publishOptions?.replyTo !== undefined ? { reply: prefix + publishOptions.replyTo } : undefined
       try {
-        nc.publish(
-          prefix + subject,
-          bytes.right,
-          publishOptions?.replyTo !== undefined ? { reply: prefix + publishOptions.replyTo } : undefined
-        )
+        if (wire instanceof Uint8Array) {
+          nc.publish(prefix + subject, wire, reply)
+        } else {
+          for (const piece of wire) nc.publish(prefix + fragmentTo!, piece, reply)
+        }
         return undefined
       } catch (error) {
         return new TransportError({ reason: `publish to ${subject} failed: ${causeOf(error)}` })
@@ -104,6 +113,7 @@ export const make = (
         return Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
       }
       const onNoResponders = subscribeOptions?.onNoResponders
+      const receive = makeReceiver(codec, limits, onFrame)
       const callback = (error: Error | null, msg: Msg) => {
         if (error !== null) {
           // e.g. a permissions violation: the server closed this subscription
@@ -117,10 +127,7 @@ export const make = (
           }
           return
         }
-        if (data.byteLength > limit) return onMalformed()
-        const frame = codec.decode(data)
-        if (Either.isLeft(frame)) return onMalformed()
-        onFrame(frame.right)
+        receive(data)
       }
       return Effect.acquireRelease(
         Effect.try({

@@ -50,6 +50,8 @@ export interface Job {
   stoppedBy: ActorStopped | undefined
   /** the payload was decoded with its schema already (it came from the wire) */
   validated: boolean
+  /** turns what the handler returned into the job's effect (streamed replies) */
+  consume: ((result: unknown) => Effect.Effect<unknown, unknown, unknown>) | undefined
 }
 
 /** @internal */
@@ -68,7 +70,8 @@ export const makeJob = (
   fiber: undefined,
   instance: undefined,
   stoppedBy: undefined,
-  validated
+  validated,
+  consume: undefined
 })
 
 /** A FIFO with O(1) amortised push/shift. @internal */
@@ -302,6 +305,7 @@ export class EntityManager {
     } catch (defect) {
       effect = Exit.die(defect)
     }
+    if (job.consume !== undefined) effect = job.consume(effect)
     // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
     // Exit: nothing to run, nothing to interrupt, no fiber needed
     if (Exit.isExit(effect)) return this.finish(instance, job, effect as Exit.Exit<unknown, unknown>)

@@ -6,22 +6,28 @@
  * @internal
  */
 import type * as Rpc from "@effect/rpc/Rpc"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
+import { streamedField } from "../../actors/Actor.ts"
 import type { ActorSystemShape, EntityDefinition, Envelope, KindDefinition } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
 import { decodeWith, encodeWith } from "../../layers/Codec.ts"
 import { type DiscoveryShape, type DiscoveryState, servingMembers } from "../../layers/Discovery.ts"
 import type { TransportShape } from "../../layers/Transport.ts"
 import {
+  type AckFrame,
   type Envelope as Frame,
   type ExitFrame,
+  type ItemsFrame,
   type InterruptFrame,
   ProtocolVersion,
   type RequestFrame,
@@ -31,15 +37,17 @@ import {
   ActorNotFound,
   AskTimeout,
   type DecodeError,
-  type EncodeError,
+  EncodeError,
   MailboxFull,
   NoAvailableNode,
+  StreamError,
   type TellError,
   TransportError
 } from "../../schema/Errors.ts"
 import { type Deadline, Deadlines } from "./deadlines.ts"
 import { EntityManager, type Job, type JobExit, makeJob } from "./entity.ts"
 import { owner } from "./placement.ts"
+import { Inbox, Outbox, pump, toStream, WINDOW } from "./streams.ts"
 import * as Topics from "./topics.ts"
 
 /** @internal */
@@ -60,23 +68,52 @@ interface RpcCodec {
   readonly decodeSuccess: (value: unknown) => Either.Either<unknown, DecodeError>
   readonly encodeError: (value: unknown) => Either.Either<unknown, EncodeError>
   readonly decodeError: (value: unknown) => Either.Either<unknown, DecodeError>
+  /** a streamed reply: its elements' codecs (the `Exit` then carries the number of frames) */
+  readonly items: ItemCodec | undefined
+  /** a streamed request: the payload field that carries it, and its elements' codecs */
+  readonly upload: (ItemCodec & { readonly field: string }) | undefined
 }
+
+interface ItemCodec {
+  readonly encode: (items: ReadonlyArray<unknown>) => Either.Either<unknown, EncodeError>
+  readonly decode: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, DecodeError>
+}
+
+const itemCodec = (item: Schema.Schema<unknown, unknown>, what: string): ItemCodec => {
+  const schema = Schema.Array(item) as Schema.Schema<ReadonlyArray<unknown>, unknown>
+  return {
+    encode: encodeWith(schema, what),
+    decode: decodeWith(schema, what) as ItemCodec["decode"]
+  }
+}
+
+const identity = <A>(value: A) => Either.right(value)
 
 const rpcCodecs = new WeakMap<Rpc.AnyWithProps, RpcCodec>()
 const rpcCodec = (kind: string, rpc: Rpc.AnyWithProps): RpcCodec => {
   let codec = rpcCodecs.get(rpc)
   if (codec === undefined) {
     const payload = rpc.payloadSchema as Schema.Schema<unknown, unknown>
+    const streamed = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
     const success = rpc.successSchema as Schema.Schema<unknown, unknown>
-    const error = rpc.errorSchema as Schema.Schema<unknown, unknown>
+    const error = (Option.isSome(streamed)
+      ? Schema.Union(rpc.errorSchema, streamed.value.failure)
+      : rpc.errorSchema) as Schema.Schema<unknown, unknown>
     const name = `${kind}.${rpc._tag}`
+    const field = streamedField(rpc.payloadSchema)
     codec = {
       encodePayload: encodeWith(payload, `payload of ${name}`),
       decodePayload: decodeWith(payload, `payload of ${name}`),
-      encodeSuccess: encodeWith(success, `reply of ${name}`),
-      decodeSuccess: decodeWith(success, `reply of ${name}`),
+      encodeSuccess: Option.isSome(streamed) ? identity : encodeWith(success, `reply of ${name}`),
+      decodeSuccess: Option.isSome(streamed) ? identity : decodeWith(success, `reply of ${name}`),
       encodeError: encodeWith(error, `error of ${name}`),
-      decodeError: decodeWith(error, `error of ${name}`)
+      decodeError: decodeWith(error, `error of ${name}`),
+      items: Option.isSome(streamed)
+        ? itemCodec(streamed.value.success as Schema.Schema<unknown, unknown>, `stream element of ${name}`)
+        : undefined,
+      upload: field === undefined
+        ? undefined
+        : { field: field.name, ...itemCodec(field.item, `element of ${name}.${field.name}`) }
     }
     rpcCodecs.set(rpc, codec)
   }
@@ -85,7 +122,13 @@ const rpcCodec = (kind: string, rpc: Rpc.AnyWithProps): RpcCodec => {
 
 type Route =
   | { readonly _tag: "Local"; readonly manager: EntityManager }
-  | { readonly _tag: "Remote"; readonly subject: string; readonly target: string | undefined }
+  | {
+    readonly _tag: "Remote"
+    readonly subject: string
+    readonly target: string | undefined
+    /** the direct subject of one receiver, for the pieces of a large request */
+    readonly direct: string
+  }
   | { readonly _tag: "Unavailable"; readonly error: ActorNotFound | NoAvailableNode }
 
 const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
@@ -136,7 +179,7 @@ export const make = (
     const askTimeoutMillis = Duration.toMillis(config.askTimeout)
     const deadlines = new Deadlines(clock)
     const managers = new Map<string, EntityManager>()
-    const pending = new Map<number, PendingAsk>()
+    const pending = new Map<number, PendingAsk | PendingStream>()
     const inbound = new Map<string, { readonly manager: EntityManager; readonly job: Job }>()
     let nextRequestId = 0
     const forwardPrefix = `node.${nodeId}.fwd.`
@@ -147,8 +190,9 @@ export const make = (
 
     yield* Effect.forkScoped(deadlines.run)
 
+    /** frames to one node's direct subject may travel in pieces */
     const send = (subject: string, frame: Frame): void => {
-      const error = transport.unsafePublish(subject, frame)
+      const error = transport.unsafePublish(subject, frame, { fragmentTo: subject })
       if (error !== undefined) fork(Effect.logWarning(`could not publish ${frame._tag} frame to ${subject}`, error))
     }
 
@@ -216,8 +260,14 @@ export const make = (
       const local = managers.get(definition.kind)
       if (definition._tag === "Service") {
         if (local !== undefined && zeroCopy) return { _tag: "Local", manager: local }
-        return servingNodes(definition.kind).length > 0
-          ? { _tag: "Remote", subject: `actor.${definition.kind}`, target: undefined }
+        const nodes = servingNodes(definition.kind)
+        return nodes.length > 0
+          ? {
+            _tag: "Remote",
+            subject: `actor.${definition.kind}`,
+            target: undefined,
+            direct: `node.${nodes[(nextRequestId + 1) % nodes.length]}`
+          }
           : unavailable(definition.kind, id)
       }
       const target = owner(servingNodes(definition.kind), id)
@@ -225,7 +275,7 @@ export const make = (
         return local !== undefined && zeroCopy ? { _tag: "Local", manager: local } : unavailable(definition.kind, id)
       }
       if (target === nodeId && local !== undefined && zeroCopy) return { _tag: "Local", manager: local }
-      return { _tag: "Remote", subject: `node.${target}`, target }
+      return { _tag: "Remote", subject: `node.${target}`, target, direct: `node.${target}` }
     }
 
     // ---- the caller side ---------------------------------------------------------------------
@@ -276,9 +326,12 @@ export const make = (
       const rpc = envelope.definition.rpcs.get(envelope.tag)!
       let body = envelope.payload
       if (!zeroCopy) {
-        const encoded = rpcCodec(envelope.definition.kind, rpc).encodePayload(envelope.payload)
+        const codec = rpcCodec(envelope.definition.kind, rpc)
+        const encoded = codec.encodePayload(envelope.payload)
         if (Either.isLeft(encoded)) return Either.left(encoded.left)
         body = encoded.right
+        // a streamed field travels in `Items` frames after the request
+        if (codec.upload !== undefined) body = { ...(body as object), [codec.upload.field]: null }
       }
       return Either.right({
         _tag: "Request",
@@ -294,7 +347,7 @@ export const make = (
       })
     }
 
-    const forget = (entry: PendingAsk): boolean => {
+    const forget = (entry: PendingAsk | PendingStream): boolean => {
       if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
       return pending.delete(entry.requestId)
     }
@@ -338,7 +391,9 @@ export const make = (
     const askRemote = (
       subject: string,
       target: string | undefined,
-      envelope: Envelope
+      direct: string,
+      envelope: Envelope,
+      presetRequestId?: number
     ): Effect.Effect<unknown, unknown> =>
       Effect.async<unknown, unknown>((resume) => {
         const kind = envelope.definition.kind
@@ -347,7 +402,7 @@ export const make = (
             new MailboxFull({ kind, id: envelope.id, capacity: config.maxPendingAsks, queue: "pending-requests" })
           ))
         }
-        const requestId = ++nextRequestId
+        const requestId = presetRequestId ?? ++nextRequestId
         const frame = requestFrame(envelope, requestId, false)
         if (Either.isLeft(frame)) return resume(Exit.fail(frame.left))
         const entry = new PendingAsk(
@@ -362,13 +417,223 @@ export const make = (
         pending.set(requestId, entry)
         const timeoutMillis = timeoutOf(envelope)
         if (Number.isFinite(timeoutMillis)) entry.deadline = deadlines.add(timeoutMillis, entry)
-        const error = transport.unsafePublish(subject, frame.right, { replyTo: noRespondersPrefix + requestId })
+        const error = transport.unsafePublish(subject, frame.right, {
+          replyTo: noRespondersPrefix + requestId,
+          fragmentTo: direct
+        })
         if (error !== undefined) {
           forget(entry)
           return resume(Exit.fail(error))
         }
         return entry.cancel
       })
+
+    // ---- streams -----------------------------------------------------------------------------
+
+    const brokenStream = (envelope: Envelope) => (reason: string) =>
+      new StreamError({ kind: envelope.definition.kind, id: envelope.id, tag: envelope.tag, reason })
+
+    /** a streamed reply being received: idle (not slow) producers time out */
+    class PendingStream {
+      deadline: Deadline | undefined = undefined
+      readonly kind: string
+      readonly id: string
+      /** the node producing the stream, known from its first frame */
+      producer: string | undefined = undefined
+      constructor(
+        readonly requestId: number,
+        readonly envelope: Envelope,
+        readonly rpc: Rpc.AnyWithProps,
+        readonly startedAt: number,
+        readonly inbox: Inbox,
+        readonly target: string | undefined,
+        readonly timeoutMillis: number
+      ) {
+        this.kind = envelope.definition.kind
+        this.id = envelope.id
+      }
+      resume(exit: Exit.Exit<unknown, unknown>): void {
+        if (Exit.isFailure(exit)) this.inbox.fail(Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause)))
+        else this.inbox.end()
+      }
+      onExit(exit: WireExit): void {
+        if (exit._tag === "Success") return this.inbox.end(exit.value as number)
+        if (exit._tag === "Error" || zeroCopy) return this.inbox.fail(exit.error)
+        const decoded = rpcCodec(this.kind, this.rpc).decodeError(exit.error)
+        this.inbox.fail(Either.isLeft(decoded) ? decoded.left : decoded.right)
+      }
+      onDeadline(): void {
+        this.deadline = undefined
+        if (!pending.has(this.requestId)) return
+        const idle = deadlines.now() - this.inbox.touched
+        if (this.inbox.buffered > 0 || idle < this.timeoutMillis) {
+          // the consumer is slow, or the producer spoke lately: not a timeout
+          this.deadline = deadlines.add(Math.max(1, this.timeoutMillis - idle), this)
+          return
+        }
+        pending.delete(this.requestId)
+        sendInterrupt(this.kind, this.requestId)
+        this.inbox.fail(
+          new AskTimeout({
+            kind: this.kind,
+            id: this.id,
+            tag: this.envelope.tag,
+            elapsedMillis: deadlines.now() - this.startedAt
+          })
+        )
+      }
+    }
+
+    const streamLocal = (manager: EntityManager, envelope: Envelope) =>
+      Effect.gen(function*() {
+        const timeoutMillis = timeoutOf(envelope)
+        const startedAt = deadlines.now()
+        const inbox: Inbox = new Inbox(WINDOW, (credit) => outbox.grant(credit), Either.right, brokenStream(envelope), () =>
+          deadlines.now())
+        const outbox = new Outbox(WINDOW, (seq, items) => inbox.offer(seq, items))
+        const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
+          if (deadline !== undefined) deadlines.remove(deadline)
+          if (exit._tag === "Success") inbox.end(exit.value as number)
+          else inbox.fail(exit.error)
+        })
+        job.consume = (result) => pump(toStream(result), outbox)
+        let deadline: Deadline | undefined
+        if (Number.isFinite(timeoutMillis)) {
+          const watch = {
+            onDeadline: () => {
+              deadline = undefined
+              if (inbox.isDone) return
+              const idle = deadlines.now() - inbox.touched
+              if (inbox.buffered > 0 || idle < timeoutMillis) {
+                deadline = deadlines.add(Math.max(1, timeoutMillis - idle), watch)
+                return
+              }
+              manager.unsafeCancel(job, () =>
+                inbox.fail(
+                  new AskTimeout({
+                    kind: envelope.definition.kind,
+                    id: envelope.id,
+                    tag: envelope.tag,
+                    elapsedMillis: deadlines.now() - startedAt
+                  })
+                ))
+            }
+          }
+          deadline = deadlines.add(timeoutMillis, watch)
+        }
+        manager.deliver(envelope.id, job)
+        yield* Effect.addFinalizer(() =>
+          Effect.suspend(() => {
+            if (deadline !== undefined) deadlines.remove(deadline)
+            return job.state === "done" ? Effect.void : manager.cancel(job)
+          })
+        )
+        return inbox.stream
+      })
+
+    const streamRemote = (subject: string, target: string | undefined, direct: string, envelope: Envelope) =>
+      Effect.gen(function*() {
+        const kind = envelope.definition.kind
+        if (pending.size >= config.maxPendingAsks) {
+          return yield* new MailboxFull({
+            kind,
+            id: envelope.id,
+            capacity: config.maxPendingAsks,
+            queue: "pending-requests"
+          })
+        }
+        const requestId = ++nextRequestId
+        const frame = requestFrame(envelope, requestId, false)
+        if (Either.isLeft(frame)) return yield* frame.left
+        const rpc = envelope.definition.rpcs.get(envelope.tag)!
+        const codec = rpcCodec(kind, rpc)
+        const inbox = new Inbox(
+          WINDOW,
+          (credit) => {
+            if (entry.producer === undefined) return
+            const ack: AckFrame = { _tag: "Ack", v: ProtocolVersion, source: nodeId, requestId, credit }
+            send(`node.${entry.producer}`, ack)
+          },
+          zeroCopy ? Either.right : codec.items!.decode,
+          brokenStream(envelope),
+          () => deadlines.now()
+        )
+        const timeoutMillis = timeoutOf(envelope)
+        const entry = new PendingStream(requestId, envelope, rpc, deadlines.now(), inbox, target, timeoutMillis)
+        pending.set(requestId, entry)
+        if (Number.isFinite(timeoutMillis)) entry.deadline = deadlines.add(timeoutMillis, entry)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            if (forget(entry)) sendInterrupt(kind, requestId)
+          })
+        )
+        if (codec.upload !== undefined && !zeroCopy) yield* Effect.forkScoped(uploadPump(requestId, envelope, codec))
+        const error = transport.unsafePublish(subject, frame.right, {
+          replyTo: noRespondersPrefix + requestId,
+          fragmentTo: direct
+        })
+        if (error !== undefined) return yield* error
+        return inbox.stream
+      })
+
+    const stream = (envelope: Envelope): Stream.Stream<unknown, unknown> =>
+      Stream.unwrapScoped(Effect.suspend((): Effect.Effect<Stream.Stream<unknown, unknown>, unknown, Scope.Scope> => {
+        const target = route(envelope.definition, envelope.id)
+        switch (target._tag) {
+          case "Local":
+            return streamLocal(target.manager, envelope)
+          case "Remote":
+            return streamRemote(target.subject, target.target, target.direct, envelope)
+          case "Unavailable":
+            return Effect.fail(target.error)
+        }
+      }))
+
+    /** streamed requests this node sends, by request id: credit comes from the handler's node */
+    const uploads = new Map<number, { handler: string | undefined; readonly outbox: Outbox }>()
+
+    /** sends the streamed field of a request as `Items` frames, as the handler grants credit */
+    const uploadPump = (requestId: number, envelope: Envelope, codec: RpcCodec): Effect.Effect<void> => {
+      const upload = codec.upload!
+      const source = (envelope.payload as Record<string, unknown>)[upload.field] as Stream.Stream<unknown, unknown>
+      const itemsFrame = (seq: number, items: ReadonlyArray<unknown>, end?: { failure?: string }): ItemsFrame => ({
+        _tag: "Items",
+        v: ProtocolVersion,
+        source: nodeId,
+        requestId,
+        seq,
+        items,
+        upload: true,
+        ...(end === undefined ? {} : { end: true }),
+        ...(end?.failure === undefined ? {} : { failure: end.failure })
+      })
+      const state: { handler: string | undefined; readonly outbox: Outbox } = {
+        handler: undefined,
+        outbox: new Outbox(0, (seq, items) => {
+          const encoded = upload.encode(items)
+          if (Either.isLeft(encoded)) return encoded.left
+          const subject = `node.${state.handler}`
+          return transport.unsafePublish(subject, itemsFrame(seq, encoded.right as ReadonlyArray<unknown>), {
+            fragmentTo: subject
+          })
+        })
+      }
+      uploads.set(requestId, state)
+      return pump(source, state.outbox).pipe(
+        Effect.matchCauseEffect({
+          onSuccess: (frames) => Effect.sync(() => send(`node.${state.handler}`, itemsFrame(frames, [], {}))),
+          onFailure: (cause) =>
+            Cause.isInterruptedOnly(cause) || state.handler === undefined
+              ? Effect.void
+              : Effect.sync(() => {
+                const error = Cause.squash(cause)
+                const failure = error instanceof Error ? error.message : String(error)
+                send(`node.${state.handler}`, itemsFrame(state.outbox.sent, [], { failure }))
+              })
+        }),
+        Effect.ensuring(Effect.sync(() => uploads.delete(requestId)))
+      )
+    }
 
     const askOnce = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> =>
       Effect.suspend(() => {
@@ -377,7 +642,16 @@ export const make = (
           case "Local":
             return askLocal(target.manager, envelope)
           case "Remote": {
-            const remote = askRemote(target.subject, target.target, envelope)
+            const codec = rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
+            const remote = codec.upload !== undefined && !zeroCopy
+              ? Effect.scoped(Effect.suspend(() => {
+                const requestId = ++nextRequestId
+                return Effect.zipRight(
+                  Effect.forkScoped(uploadPump(requestId, envelope, codec)),
+                  askRemote(target.subject, target.target, target.direct, envelope, requestId)
+                )
+              }))
+              : askRemote(target.subject, target.target, target.direct, envelope)
             // "no responders" proves the request reached nobody: after the dead owner is
             // suspected, the actor has a new owner, and sending again cannot run it twice
             return attempt === 0 && target.target !== undefined
@@ -404,11 +678,22 @@ export const make = (
 
     const tell = (envelope: Envelope): Effect.Effect<void, TellError> =>
       Effect.suspend((): Effect.Effect<void, TellError> => {
+        const codec = rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
+        if (codec.upload !== undefined) {
+          return Effect.fail(
+            new EncodeError({
+              what: `${envelope.definition.kind}.${envelope.tag}`,
+              issue: "a request with a streamed field needs an ask (its stream flows while the handler runs)"
+            })
+          )
+        }
         const target = route(envelope.definition, envelope.id)
         if (target._tag === "Unavailable") return Effect.fail(target.error)
         if (target._tag === "Remote") {
           const frame = requestFrame(envelope, ++nextRequestId, true)
-          return Either.isLeft(frame) ? Effect.fail(frame.left) : transport.publish(target.subject, frame.right)
+          return Either.isLeft(frame)
+            ? Effect.fail(frame.left)
+            : transport.publish(target.subject, frame.right, { fragmentTo: target.direct })
         }
         // a rejection is reported synchronously by `deliver`; anything later is the handler's
         let delivering = true
@@ -476,22 +761,150 @@ export const make = (
           return error === undefined ? undefined : replyTo(frame, { _tag: "Error", error })
         }
       }
-      let payload = frame.body
-      if (!zeroCopy) {
-        const rpc = manager.entity.definition.rpcs.get(frame.tag)
-        if (rpc !== undefined) {
-          const decoded = rpcCodec(frame.kind, rpc).decodePayload(frame.body)
-          if (Either.isLeft(decoded)) return replyTo(frame, { _tag: "Error", error: decoded.left })
-          payload = decoded.right
-        }
-      }
       const key = `${frame.source}:${frame.requestId}`
+      const rpc = manager.entity.definition.rpcs.get(frame.tag)
+      const codec = rpc === undefined ? undefined : rpcCodec(frame.kind, rpc)
+      let payload = frame.body
+      let upload: InboundUpload | undefined
+      if (!zeroCopy && codec !== undefined) {
+        let body = frame.body
+        if (codec.upload !== undefined && frame.oneWay !== true) {
+          upload = receiveUpload(frame, key, codec.upload.decode)
+          body = { ...(body as object), [codec.upload.field]: upload.inbox.stream }
+        }
+        const decoded = codec.decodePayload(body)
+        if (Either.isLeft(decoded)) {
+          upload?.close()
+          return replyTo(frame, { _tag: "Error", error: decoded.left })
+        }
+        payload = decoded.right
+      }
+      let outbox: Outbox | undefined
       const job = makeJob(frame.tag, payload, frame.headers, (exit) => {
         inbound.delete(key)
+        upload?.close()
+        if (outbox !== undefined) {
+          outbound.delete(key)
+          // the stream could not be sent: that is the transport's error, not the handler's
+          if (exit._tag === "Failure" && outbox.error !== undefined && exit.error === outbox.error) {
+            return replyTo(frame, { _tag: "Error", error: outbox.error as TransportError })
+          }
+        }
         replyTo(frame, encodeExit(manager, frame.tag, exit))
       }, !zeroCopy)
+      if (codec?.items !== undefined && frame.oneWay !== true) {
+        const itemsCodec = codec.items
+        const subject = `node.${frame.source}`
+        const producer = new Outbox(WINDOW, (seq, items) => {
+          let body: unknown = items
+          if (!zeroCopy) {
+            const encoded = itemsCodec.encode(items)
+            if (Either.isLeft(encoded)) return encoded.left
+            body = encoded.right
+          }
+          const out: ItemsFrame = {
+            _tag: "Items",
+            v: ProtocolVersion,
+            source: nodeId,
+            requestId: frame.requestId,
+            seq,
+            items: body as ReadonlyArray<unknown>
+          }
+          return transport.unsafePublish(subject, out, { fragmentTo: subject })
+        })
+        outbox = producer
+        outbound.set(key, producer)
+        job.consume = (result) => pump(toStream(result), producer)
+      }
       if (frame.oneWay !== true) inbound.set(key, { manager, job })
       manager.deliver(frame.id, job)
+    }
+
+    /** streamed replies this node produces, by `source:requestId` of their request */
+    const outbound = new Map<string, Outbox>()
+    /** streamed requests this node receives, by `source:requestId` */
+    const inboundUploads = new Map<string, InboundUpload>()
+
+    interface InboundUpload {
+      readonly inbox: Inbox
+      readonly source: string
+      readonly broken: (reason: string) => StreamError
+      readonly close: () => void
+    }
+
+    /** the handler's side of a streamed request: grants the caller credit as the handler pulls */
+    const receiveUpload = (
+      frame: RequestFrame,
+      key: string,
+      decode: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, DecodeError>
+    ): InboundUpload => {
+      const broken = (reason: string) => new StreamError({ kind: frame.kind, id: frame.id, tag: frame.tag, reason })
+      const grant = (credit: number) => {
+        const ack: AckFrame = {
+          _tag: "Ack",
+          v: ProtocolVersion,
+          source: nodeId,
+          requestId: frame.requestId,
+          credit,
+          upload: true
+        }
+        send(`node.${frame.source}`, ack)
+      }
+      const inbox = new Inbox(WINDOW, grant, decode, broken, () => deadlines.now())
+      // a caller that goes silent (it died, or lost its connection) fails the handler's stream
+      let deadline: Deadline | undefined
+      const watch = {
+        onDeadline: () => {
+          deadline = undefined
+          if (inbox.isDone) return
+          const idle = deadlines.now() - inbox.touched
+          if (inbox.buffered > 0 || idle < askTimeoutMillis) {
+            deadline = deadlines.add(Math.max(1, askTimeoutMillis - idle), watch)
+            return
+          }
+          inbox.fail(broken(`the caller ${frame.source} sent nothing for ${idle} ms`))
+        }
+      }
+      if (Number.isFinite(askTimeoutMillis)) deadline = deadlines.add(askTimeoutMillis, watch)
+      const upload: InboundUpload = {
+        inbox,
+        source: frame.source,
+        broken,
+        close: () => {
+          if (deadline !== undefined) deadlines.remove(deadline)
+          if (inboundUploads.get(key) === upload) inboundUploads.delete(key)
+          inbox.fail(broken("the handler finished"))
+        }
+      }
+      inboundUploads.set(key, upload)
+      grant(WINDOW)
+      return upload
+    }
+
+    const onItems = (frame: ItemsFrame): void => {
+      if (frame.upload === true) {
+        const upload = inboundUploads.get(`${frame.source}:${frame.requestId}`)
+        if (upload === undefined) return
+        if (frame.failure !== undefined) {
+          return upload.inbox.fail(upload.broken(`the caller's stream failed: ${frame.failure}`))
+        }
+        return frame.end === true ? upload.inbox.end(frame.seq) : upload.inbox.offer(frame.seq, frame.items)
+      }
+      const entry = pending.get(frame.requestId)
+      if (!(entry instanceof PendingStream)) return
+      entry.producer ??= frame.source
+      if (entry.producer === frame.source) entry.inbox.offer(frame.seq, frame.items)
+    }
+
+    const onAck = (frame: AckFrame): void => {
+      if (frame.upload === true) {
+        const upload = uploads.get(frame.requestId)
+        if (upload === undefined) return
+        upload.handler ??= frame.source
+        if (upload.handler === frame.source) upload.outbox.grant(frame.credit)
+        return
+      }
+      outbound.get(`${frame.source}:${frame.requestId}`)?.grant(frame.credit)
     }
 
     const onExit = (frame: ExitFrame): void => {
@@ -499,6 +912,7 @@ export const make = (
       if (entry === undefined) return // timed out or interrupted meanwhile
       pending.delete(frame.requestId)
       if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+      if (entry instanceof PendingStream) return entry.onExit(frame.exit)
       const exit = frame.exit
       let result: Exit.Exit<unknown, unknown>
       if (exit._tag === "Error") {
@@ -533,6 +947,10 @@ export const make = (
           return onExit(frame)
         case "Interrupt":
           return onInterrupt(frame)
+        case "Items":
+          return onItems(frame)
+        case "Ack":
+          return onAck(frame)
         default:
           return
       }
@@ -608,6 +1026,10 @@ export const make = (
       const alive = new Set(members.filter((m) => m.status === "alive").map((m) => m.nodeId))
       const present = new Set(members.map((m) => m.nodeId))
       for (const unreachable of provenUnreachable) if (!present.has(unreachable)) provenUnreachable.delete(unreachable)
+      for (const upload of inboundUploads.values()) {
+        // an absent caller may just use another registry: its silence is judged by the idle deadline
+        if (present.has(upload.source) && !alive.has(upload.source)) upload.inbox.fail(upload.broken(`the caller ${upload.source} went away`))
+      }
       for (const [requestId, entry] of pending) {
         const target = entry.target
         if (target !== undefined && !alive.has(target) && !(present.has(target) && provenUnreachable.has(target))) {
@@ -643,7 +1065,7 @@ export const make = (
         )
       })
 
-    const system: ActorSystemShape = { nodeId, register, ask, tell }
+    const system: ActorSystemShape = { nodeId, register, ask, stream, tell }
     const topicBus = yield* Topics.make(nodeId, transport, routes)
 
     return {

@@ -1,0 +1,149 @@
+/**
+ * Frames larger than one wire message: the sender cuts the encoded frame into `Chunk` frames of
+ * at most `chunkBytes`, the receiver joins them again. A message never exceeds
+ * `maxMessageBytes` on either side; partial messages are bounded in count and bytes; a missing,
+ * repeated or reordered piece is detected, counted and the message dropped.
+ *
+ * NATS delivers the messages of one publisher on one subject in order, so pieces are only ever
+ * sent to a subject with a single receiver per message (a node's direct subject): a queue group
+ * would scatter them.
+ *
+ * @internal
+ */
+import * as Either from "effect/Either"
+import * as Metric from "effect/Metric"
+import { type ChunkFrame, type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
+import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
+import type { CodecShape } from "../Codec.ts"
+
+/** @internal */
+export interface FragmentLimits {
+  /** frames whose encoding is larger travel in pieces of this size */
+  readonly chunkBytes: number
+  /** the largest encoded frame accepted, on send and on arrival */
+  readonly maxMessageBytes: number
+  /** the largest single wire message (NATS `max_payload`) */
+  readonly wireLimit: number
+}
+
+/**
+ * Pieces dropped on arrival, by reason: `missing`, `duplicate`, `too-large`, `evicted`.
+ *
+ * @internal
+ */
+export const rejectedChunks = Metric.counter("troupe_chunks_rejected", {
+  description: "pieces of large frames dropped on arrival (missing, duplicate, too large, evicted)"
+})
+
+const reject = (reason: string): undefined => {
+  rejectedChunks.pipe(Metric.tagged("reason", reason)).unsafeUpdate(1, [])
+  return undefined
+}
+
+/**
+ * Encodes a frame into the wire messages that carry it: one, or its pieces when it is larger
+ * than `chunkBytes` and `fragmentable`.
+ *
+ * @internal
+ */
+export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
+  let nextMessageId = 0
+  return (
+    frame: Envelope,
+    fragmentable: boolean
+  ): Either.Either<Uint8Array | ReadonlyArray<Uint8Array>, EncodeError | PayloadTooLarge> => {
+    const encoded = codec.encode(frame)
+    if (Either.isLeft(encoded)) return encoded
+    const bytes = encoded.right
+    const size = bytes.byteLength
+    if (size > limits.maxMessageBytes) return Either.left(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }))
+    if (size <= limits.chunkBytes) return encoded
+    if (!fragmentable) {
+      return size <= limits.wireLimit ? encoded : Either.left(new PayloadTooLarge({ size, limit: limits.wireLimit }))
+    }
+    const messageId = ++nextMessageId
+    const pieces: Array<Uint8Array> = []
+    for (let offset = 0, seq = 0; offset < size; offset += limits.chunkBytes, seq++) {
+      const end = Math.min(size, offset + limits.chunkBytes)
+      const piece: ChunkFrame = {
+        _tag: "Chunk",
+        v: ProtocolVersion,
+        source: frame.source,
+        requestId: messageId,
+        seq,
+        body: bytes.subarray(offset, end),
+        last: end === size
+      }
+      const encodedPiece = codec.encode(piece)
+      if (Either.isLeft(encodedPiece)) return encodedPiece
+      pieces.push(encodedPiece.right)
+    }
+    return Either.right(pieces)
+  }
+}
+
+interface Partial {
+  next: number
+  size: number
+  readonly parts: Array<Uint8Array>
+}
+
+/**
+ * Joins the pieces arriving on one subscription. `accept` returns the whole encoded frame once
+ * its last piece arrived, `undefined` otherwise.
+ *
+ * @internal
+ */
+export class Reassembler {
+  /** insertion order = age: the oldest partial message is evicted first */
+  private readonly partial = new Map<string, Partial>()
+  private bytes = 0
+
+  constructor(
+    private readonly maxMessageBytes: number,
+    private readonly maxPartialBytes: number = 8 * maxMessageBytes,
+    private readonly maxPartialMessages: number = 1024
+  ) {}
+
+  /** the bytes held by partial messages (for tests) */
+  get heldBytes(): number {
+    return this.bytes
+  }
+
+  accept(chunk: ChunkFrame): Uint8Array | undefined {
+    const key = `${chunk.source}/${chunk.requestId}`
+    let entry = this.partial.get(key)
+    if (entry === undefined) {
+      if (chunk.seq !== 0) return reject("missing") // its beginning never came (or it was dropped)
+      entry = { next: 0, size: 0, parts: [] }
+      this.partial.set(key, entry)
+    }
+    if (chunk.seq < entry.next) return reject("duplicate")
+    if (chunk.seq > entry.next) {
+      this.drop(key, entry)
+      return reject("missing")
+    }
+    if (entry.size + chunk.body.byteLength > this.maxMessageBytes) {
+      this.drop(key, entry)
+      return reject("too-large")
+    }
+    entry.next++
+    entry.size += chunk.body.byteLength
+    entry.parts.push(chunk.body)
+    this.bytes += chunk.body.byteLength
+    if (chunk.last) {
+      this.drop(key, entry)
+      return entry.parts.length === 1 ? entry.parts[0] : Buffer.concat(entry.parts, entry.size)
+    }
+    while (this.bytes > this.maxPartialBytes || this.partial.size > this.maxPartialMessages) {
+      const [oldestKey, oldest] = this.partial.entries().next().value!
+      this.drop(oldestKey, oldest)
+      reject("evicted")
+    }
+    return undefined
+  }
+
+  private drop(key: string, entry: Partial): void {
+    if (this.partial.delete(key)) this.bytes -= entry.size
+  }
+}

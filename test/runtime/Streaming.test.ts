@@ -1,0 +1,340 @@
+import { describe, expect, it } from "@effect/vitest"
+import { createHash } from "node:crypto"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as Actor from "../../src/actors/Actor.ts"
+import * as Codec from "../../src/layers/Codec.ts"
+import * as Discovery from "../../src/layers/Discovery.ts"
+import { makeEncoder, Reassembler, rejectedChunks } from "../../src/layers/internal/fragments.ts"
+import * as Transport from "../../src/layers/Transport.ts"
+import * as Node from "../../src/runtime/Node.ts"
+import { WINDOW } from "../../src/runtime/internal/streams.ts"
+import { type ChunkFrame, type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
+import { StreamError } from "../../src/schema/Errors.ts"
+import { awaitSleeps, eventually } from "../fixtures/clock.ts"
+import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
+import {
+  bytes,
+  expectedSha256,
+  makeStreamerState,
+  Streamer,
+  streamerLayer,
+  StreamerService,
+  streamerServiceLayer
+} from "../fixtures/streamer.ts"
+
+const sha256 = (pieces: Iterable<Uint8Array>): string => {
+  const hash = createHash("sha256")
+  for (const piece of pieces) hash.update(piece)
+  return hash.digest("hex")
+}
+
+/** a caller node and a host node of Streamer and StreamerService, in `mode` */
+const twoNodes = (mode: (typeof modes)[number], state = makeStreamerState()) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeCluster(mode)
+    const host = yield* cluster.add(Layer.merge(streamerLayer(state), streamerServiceLayer(state)), { name: "host" })
+    const caller = yield* cluster.add(Layer.empty, { name: "caller" })
+    const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("s")
+    const service = yield* Effect.provide(Actor.client(StreamerService), caller)
+    return { state, host, caller, streamer, service, cluster }
+  })
+
+describe.each(modes)("streamed replies (%s)", (mode) => {
+  it.scoped("deliver every element in order, across many frames, from an actor and a service", () =>
+    Effect.gen(function*() {
+      const { caller, service, streamer } = yield* twoNodes(mode)
+      const n = 20_000 // many frames of at most 1024 elements
+      const fromActor = yield* Stream.runCollect(streamer.Count({ n }))
+      expect(Chunk.toReadonlyArray(fromActor)).toEqual(Array.from({ length: n }, (_, i) => i))
+      const fromService = yield* Stream.runCollect(service.Count({ n: 10 }))
+      expect(Chunk.toReadonlyArray(fromService)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }))
+
+  it.scoped("a typed error of the stream arrives typed, after the elements before it", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const seen: Array<number> = []
+      const error = yield* Effect.flip(Stream.runForEach(streamer.Count({ n: 100, failAt: 42 }), (i) =>
+        Effect.sync(() => seen.push(i))))
+      expect(error).toMatchObject({ _tag: "TransferError", reason: "failed at 42" })
+      expect(seen).toEqual(Array.from({ length: 42 }, (_, i) => i))
+    }))
+
+  it.scoped("a producer that dies mid-way fails the consumer with RemoteDefect, never a hang", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const error = yield* Effect.flip(Stream.runDrain(streamer.Count({ n: 100, dieAt: 7 })))
+      expect(error).toMatchObject({ _tag: "RemoteDefect", kind: "Streamer", defect: "died at 7" })
+      // the actor restarts (after the supervision backoff) and streams again
+      const again = yield* Effect.fork(Stream.runCollect(streamer.Count({ n: 3 })))
+      for (let i = 0; i < 50 && again.unsafePoll() === null; i++) {
+        yield* TestClock.adjust("100 millis")
+        for (let j = 0; j < 50; j++) yield* Effect.yieldNow()
+      }
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(again))).toEqual([0, 1, 2])
+    }))
+
+  it.scoped("the producer never runs more than the window ahead of a consumer that does not pull", () =>
+    Effect.gen(function*() {
+      const { state, streamer } = yield* twoNodes(mode)
+      const pulled: Array<number> = []
+      const fiber = yield* Effect.fork(Stream.runForEach(streamer.Forever(), (i) =>
+        Effect.sync(() => pulled.push(i)).pipe(Effect.zipRight(Effect.never))))
+      yield* eventually(() => pulled.length === 1, "first element pulled")
+      for (let i = 0; i < 2_000; i++) yield* Effect.yieldNow()
+      // one element per frame: the window, plus the frame being pulled, plus one waiting for credit
+      expect(state.produced).toBeGreaterThanOrEqual(WINDOW)
+      expect(state.produced).toBeLessThanOrEqual(WINDOW + 2)
+      yield* Fiber.interrupt(fiber)
+      yield* eventually(() => state.interrupted === 1, "producer interrupted")
+    }))
+
+  it.scoped("a consumer that stops early (Stream.take) interrupts the remote producer", () =>
+    Effect.gen(function*() {
+      const { caller, state, streamer } = yield* twoNodes(mode)
+      const first = yield* Stream.runCollect(Stream.take(streamer.Forever(), 5))
+      expect(Chunk.toReadonlyArray(first)).toEqual([0, 1, 2, 3, 4])
+      yield* eventually(() => state.interrupted === 1, "producer interrupted")
+      expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }))
+
+  it.scoped("a silent producer times out with AskTimeout (TestClock) and is interrupted", () =>
+    Effect.gen(function*() {
+      const { caller, state, streamer } = yield* twoNodes(mode)
+      const fiber = yield* Effect.fork(Stream.runDrain(streamer.Silent(undefined, { timeout: "2 seconds" })))
+      yield* awaitSleeps(1)
+      yield* TestClock.adjust("1999 millis")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error).toMatchObject({ _tag: "AskTimeout", kind: "Streamer", id: "s", tag: "Silent" })
+      yield* eventually(() => state.interrupted === 1, "silent producer interrupted")
+      expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }))
+
+  it.scoped("a slow consumer is not a timeout: only producer silence is", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const fiber = yield* Effect.fork(
+        Stream.runCollect(streamer.Count({ n: 3 }, { timeout: "1 second" }).pipe(
+          Stream.tap(() => Effect.sleep("5 seconds"))
+        ))
+      )
+      for (let i = 0; i < 3; i++) {
+        yield* awaitSleeps(1)
+        yield* TestClock.adjust("5 seconds")
+      }
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(fiber))).toEqual([0, 1, 2])
+    }))
+
+  it.scoped("bytes stream through intact (SHA-256)", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const size = 3 * 1024 * 1024 + 17
+      const pieces = yield* Stream.runCollect(streamer.Bytes({ size, chunk: 64 * 1024 }))
+      expect(sha256(pieces)).toBe(expectedSha256(size))
+    }))
+})
+
+describe.each(modes)("streamed requests (%s)", (mode) => {
+  it.scoped("an upload reaches the handler as a Stream, intact, from an actor's and a service's caller", () =>
+    Effect.gen(function*() {
+      const { service, streamer } = yield* twoNodes(mode)
+      const size = 2 * 1024 * 1024 + 3
+      const digest = yield* streamer.Put({ name: "a.bin", data: bytes(size, 50_000) })
+      expect(digest).toEqual({ bytes: size, chunks: Math.ceil(size / 50_000), sha256: expectedSha256(size) })
+      const small = yield* service.Put({ name: "b.bin", data: Stream.make(new Uint8Array([1, 2, 3])) })
+      expect(small).toMatchObject({ bytes: 3, chunks: 1 })
+      const empty = yield* service.Put({ name: "c.bin", data: Stream.empty })
+      expect(empty).toMatchObject({ bytes: 0, chunks: 0 })
+    }))
+
+  it.scoped("a caller's stream that fails mid-way fails the handler's stream with StreamError", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const data = Stream.concat(
+        bytes(100_000, 10_000),
+        Stream.fail(new StreamError({ kind: "disk", id: "", tag: "read", reason: "disk on fire" }))
+      )
+      const error = yield* Effect.flip(streamer.Put({ name: "x", data }))
+      expect(error._tag).toBe("StreamError")
+      expect(error.message).toContain("disk on fire")
+    }))
+
+  it.scoped("a handler that reads only part of an upload ends it: the caller's stream is stopped", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      let produced = 0
+      let stopped = false
+      const data = Stream.iterate(0, (n) => n + 1).pipe(
+        Stream.map(() => new Uint8Array(1000)),
+        Stream.tap(() => Effect.sync(() => produced++)),
+        Stream.ensuring(Effect.sync(() => {
+          stopped = true
+        }))
+      )
+      expect(yield* streamer.PutSome({ take: 10, data })).toBe(10)
+      yield* eventually(() => stopped, "caller's stream stopped")
+      expect(produced).toBeLessThan(10 + 2 * WINDOW * 64)
+    }))
+
+  it.scoped("interrupting the caller of an upload interrupts the handler and stops the caller's stream", () =>
+    Effect.gen(function*() {
+      const { caller, streamer } = yield* twoNodes(mode)
+      let stopped = false
+      const data = Stream.never.pipe(Stream.ensuring(Effect.sync(() => {
+        stopped = true
+      }))) as Stream.Stream<Uint8Array>
+      const fiber = yield* Effect.fork(streamer.Put({ name: "never", data }))
+      for (let i = 0; i < 200; i++) yield* Effect.yieldNow()
+      yield* Fiber.interrupt(fiber)
+      yield* eventually(() => stopped, "caller's stream stopped")
+      expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }))
+
+  it.scoped("tell refuses a request with a streamed field", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const result = yield* Effect.either(Actor.tell(streamer.Put({ name: "t", data: Stream.empty })))
+      expect(result).toMatchObject({ left: { _tag: "EncodeError" } })
+    }))
+})
+
+describe.each(["json", "msgpack"] as const)("large messages in pieces (%s)", (mode) => {
+  it.scoped("a payload far above the chunk size travels in pieces, and one above the limit fails before sending", () =>
+    Effect.gen(function*() {
+      const { host, streamer } = yield* twoNodes(mode)
+      const data = Array.from({ length: 200_000 }, (_, i) => i) // ~1 MiB: 64+ pieces of 16 KiB
+      expect(yield* streamer.Echo({ data })).toEqual(data)
+      const huge = Array.from({ length: 1_500_000 }, (_, i) => i * 1.5) // > 5 MiB in both codecs
+      const error = yield* Effect.flip(streamer.Echo({ data: huge }))
+      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 5 * 1024 * 1024 })
+      expect(nodeOf(host).activeInstances("Streamer")).toBe(1)
+    }))
+
+  it.effect("missing, repeated and reordered pieces are detected and counted; the message is dropped", () =>
+    Effect.gen(function*() {
+      const codec = mode === "json" ? Codec.jsonCodec : Codec.msgpackCodec
+      const encode = makeEncoder(codec, { chunkBytes: 1024, maxMessageBytes: 1024 * 1024, wireLimit: 1024 * 1024 })
+      const frame: Envelope = {
+        _tag: "Event",
+        v: ProtocolVersion,
+        source: "n1",
+        subject: "big",
+        headers: {},
+        body: Array.from({ length: 3_000 }, (_, i) => i)
+      }
+      const pieces = encode(frame, true)
+      if (Either.isLeft(pieces) || pieces.right instanceof Uint8Array) return expect.unreachable("expected pieces")
+      const chunks = pieces.right.map((bytes) => Either.getOrThrow(codec.decode(bytes)) as ChunkFrame)
+      expect(chunks.length).toBeGreaterThan(4)
+      const join = (order: ReadonlyArray<ChunkFrame>) => {
+        const reassembler = new Reassembler(1024 * 1024)
+        const out = order.map((chunk) => reassembler.accept(chunk)).filter((x) => x !== undefined)
+        return { out, held: reassembler.heldBytes }
+      }
+      const count = (reason: string) =>
+        Metric.value(rejectedChunks.pipe(Metric.tagged("reason", reason))).pipe(Effect.map((s) => s.count))
+
+      const whole = join(chunks)
+      expect(whole.out.length).toBe(1)
+      expect(Either.getOrThrow(codec.decode(whole.out[0]!))).toMatchObject({ _tag: "Event", body: frame.body })
+
+      const missingBefore = yield* count("missing")
+      const missing = join([...chunks.slice(0, 2), ...chunks.slice(3)])
+      expect(missing.out).toEqual([])
+      expect(missing.held).toBe(0) // nothing of the broken message is kept
+      expect(yield* count("missing")).toBeGreaterThan(missingBefore)
+
+      const duplicateBefore = yield* count("duplicate")
+      const repeated = join([chunks[0]!, chunks[1]!, chunks[1]!, ...chunks.slice(2)])
+      expect(repeated.out.length).toBe(1) // the repeat is ignored, the message intact
+      expect(yield* count("duplicate")).toBe(duplicateBefore + 1)
+
+      const reordered = join([chunks[0]!, chunks[2]!, chunks[1]!, ...chunks.slice(3)])
+      expect(reordered.out).toEqual([])
+
+      const tooLargeBefore = yield* count("too-large")
+      const small = new Reassembler(2048)
+      for (const chunk of chunks) expect(small.accept(chunk)).toBeUndefined()
+      expect(yield* count("too-large")).toBe(tooLargeBefore + 1)
+      expect(small.heldBytes).toBe(0)
+    }))
+})
+
+/** a transport that drops or repeats chosen frames on their way out */
+const faulty = (
+  fault: (frame: Envelope) => "drop" | "repeat" | "pass"
+): Layer.Layer<Transport.Transport, never, Transport.Transport> =>
+  Layer.effect(
+    Transport.Transport,
+    Effect.map(Transport.Transport, (inner) => ({
+      ...inner,
+      unsafePublish: (subject, frame, options) => {
+        const decision = fault(frame)
+        if (decision === "drop") return undefined
+        const error = inner.unsafePublish(subject, frame, options)
+        if (decision === "repeat" && error === undefined) return inner.unsafePublish(subject, frame, options)
+        return error
+      },
+      publish: (subject, frame, options) =>
+        Effect.suspend(() => Transport.fromResult(
+          fault(frame) === "drop" ? undefined : inner.unsafePublish(subject, frame, options)
+        ))
+    }))
+  )
+
+describe("a faulty transport under a stream", () => {
+  const hostWith = (fault: (frame: Envelope) => "drop" | "repeat" | "pass") =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const registry = yield* Discovery.makeRegistry
+      const state = makeStreamerState()
+      const transport = Transport.layerInMemory({ network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
+      yield* Layer.build(
+        streamerLayer(state).pipe(
+          Layer.provideMerge(Node.layer({ name: "host" })),
+          Layer.provide(Layer.merge(faulty(fault).pipe(Layer.provide(transport)), Discovery.layerInMemory(registry))),
+          Layer.orDie
+        )
+      )
+      const caller = yield* Layer.build(
+        Node.layer({ name: "caller" }).pipe(
+          Layer.provide(Layer.merge(transport, Discovery.layerInMemory(registry))),
+          Layer.orDie
+        )
+      )
+      const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("s")
+      return { state, streamer }
+    })
+
+  it.scoped("a lost frame fails the consumer with StreamError naming the gap, and stops the producer", () =>
+    Effect.gen(function*() {
+      const { state, streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 3 ? "drop" : "pass")
+      const error = yield* Effect.flip(Stream.runDrain(streamer.Forever()))
+      expect(error).toMatchObject({ _tag: "StreamError", kind: "Streamer", reason: "frames 3..3 are missing" })
+      yield* eventually(() => state.interrupted === 1, "producer interrupted")
+    }))
+
+  it.scoped("a repeated frame fails the consumer with StreamError", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 2 ? "repeat" : "pass")
+      const error = yield* Effect.flip(Stream.runDrain(streamer.Count({ n: 10_000 })))
+      expect(error).toMatchObject({ _tag: "StreamError", reason: "frame 2 arrived twice or out of order (expected 3)" })
+    }))
+
+  it.scoped("a lost last frame is caught by the count in the Exit frame", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 0 ? "drop" : "pass")
+      const error = yield* Effect.flip(Stream.runDrain(streamer.Bytes({ size: 100, chunk: 100 })))
+      expect(error).toMatchObject({ _tag: "StreamError", reason: "the producer sent 1 frames, 0 arrived" })
+    }))
+})
