@@ -46,13 +46,17 @@ const natsNode = (
   codec: "json" | "msgpack",
   registry: Discovery.Registry,
   kinds: Layer.Layer<never, never, ActorSystem>,
-  options?: Node.NodeOptions & { readonly namespace?: string }
+  options?: Node.NodeOptions & { readonly namespace?: string; readonly maxMessageBytes?: number }
 ) =>
   Layer.build(
     kinds.pipe(
       Layer.provideMerge(Node.layer(options)),
       Layer.provide(Layer.merge(
-        Transport.nats({ servers: url, namespace: options?.namespace ?? "test" }).pipe(
+        Transport.nats({
+          servers: url,
+          namespace: options?.namespace ?? "test",
+          maxMessageBytes: options?.maxMessageBytes
+        }).pipe(
           Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
         ),
         Discovery.layerInMemory(registry)
@@ -137,17 +141,22 @@ describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
       expect(nodeOf(caller).pendingAsks()).toBe(0)
     }).pipe(Effect.scoped))
 
-  it.live("a message over the server's max_payload is refused with PayloadTooLarge before sending", () =>
+  it.live("a message over the server's max_payload travels in pieces; one over maxMessageBytes fails before sending", () =>
     Effect.gen(function*() {
       const registry = yield* Discovery.makeRegistry
       const state = makeProbeState()
       yield* natsNode(small.url, codec, registry, probeLayer(state), { name: "host" })
-      const caller = yield* natsNode(small.url, codec, registry, Layer.empty, { name: "caller" })
+      const caller = yield* natsNode(small.url, codec, registry, Layer.empty, {
+        name: "caller",
+        maxMessageBytes: 512 * 1024
+      })
       const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
       const data = Array.from({ length: 50_000 }, (_, i) => i) // > 64 KiB in both codecs
-      const error = yield* Effect.flip(probe.Echo({ data }))
-      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 64 * 1024 })
-      expect(state.builds).toBe(0) // nothing reached the host
+      expect(yield* probe.Echo({ data })).toEqual(data)
+      const huge = Array.from({ length: 200_000 }, (_, i) => i * 1.5) // > 512 KiB in both codecs
+      const error = yield* Effect.flip(probe.Echo({ data: huge }))
+      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 512 * 1024 })
+      expect(state.builds).toBe(1) // only the first request reached the host
       expect(yield* probe.Echo({ data: [1, 2] })).toEqual([1, 2])
     }).pipe(Effect.scoped))
 
