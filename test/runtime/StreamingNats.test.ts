@@ -1,0 +1,125 @@
+/**
+ * Streams between processes through a real nats-server: 64 MiB both ways with the child's
+ * memory bounded, and interruption of a remote producer from the consumer's process.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { createHash } from "node:crypto"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import * as Actor from "../../src/actors/Actor.ts"
+import * as Codec from "../../src/layers/Codec.ts"
+import * as Discovery from "../../src/layers/Discovery.ts"
+import * as Transport from "../../src/layers/Transport.ts"
+import * as Node from "../../src/runtime/Node.ts"
+import { type NatsServer, spawnNode, startNatsServer } from "../fixtures/nats.ts"
+import { bytes, expectedSha256, Streamer, StreamerService } from "../fixtures/streamer.ts"
+
+const script = Path.join(import.meta.dirname, "../fixtures/streamer-node.ts")
+const MiB = 1024 * 1024
+
+let server: NatsServer
+beforeAll(async () => {
+  server = await startNatsServer()
+}, 20_000)
+afterAll(() => server?.stop())
+
+const childNode = (codec: "json" | "msgpack", namespace: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const child = spawnNode(script, [], {
+        NATS_URL: server.url,
+        NODE_NAME: "remote",
+        CODEC: codec,
+        NAMESPACE: namespace,
+        // the child collects garbage before each memory sample: it reports what it holds
+        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --expose-gc`
+      })
+      await child.waitForLine(/"event":"ready"/, 20_000)
+      return child
+    }),
+    (child) => Effect.promise(() => child.stop())
+  )
+
+const callerNode = (codec: "json" | "msgpack", namespace: string) =>
+  Layer.build(
+    Node.layer({ name: "caller" }).pipe(
+      Layer.provideMerge(Layer.provideMerge(
+        Discovery.nats({ heartbeat: "1 second" }),
+        Transport.nats({ servers: server.url, namespace }).pipe(
+          Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
+        )
+      )),
+      Layer.orDie
+    )
+  )
+
+describe("streams across processes over NATS (msgpack)", () => {
+  it.live("64 MiB each way, intact, with the remote process's live memory growing by less than 64 MiB", () =>
+    Effect.gen(function*() {
+      yield* childNode("msgpack", "stream-1")
+      const caller = yield* callerNode("msgpack", "stream-1")
+      yield* Effect.provide(Discovery.awaitServing("Streamer", { timeout: "10 seconds" }), caller)
+      const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("big")
+      const size = 64 * MiB
+      const before = yield* streamer.Memory()
+
+      // download: the child produces, this process hashes
+      const hash = createHash("sha256")
+      let received = 0
+      yield* Stream.runForEach(streamer.Bytes({ size, chunk: 64 * 1024 }), (piece) =>
+        Effect.sync(() => {
+          hash.update(piece)
+          received += piece.byteLength
+        }))
+      expect(received).toBe(size)
+      expect(hash.digest("hex")).toBe(expectedSha256(size))
+      const afterDownload = yield* streamer.Memory()
+
+      // upload: this process produces, the child hashes
+      const digest = yield* streamer.Put({ name: "upload.bin", data: bytes(size, 64 * 1024) })
+      expect(digest).toMatchObject({ bytes: size, sha256: expectedSha256(size) })
+      const afterUpload = yield* streamer.Memory()
+
+      console.log(`download peak +${((afterDownload.peak - before.now) / MiB).toFixed(1)} MiB, upload peak +${((afterUpload.peak - before.now) / MiB).toFixed(1)} MiB`)
+      const growth = Math.max(afterDownload.peak, afterUpload.peak) - before.now
+      console.log(`child memory: baseline ${(before.now / MiB).toFixed(1)} MiB, peak growth ${(growth / MiB).toFixed(1)} MiB`)
+      expect(growth).toBeLessThan(64 * MiB)
+    }).pipe(Effect.scoped), 120_000)
+
+  it.live("a consumer that stops early interrupts the producer in the other process", () =>
+    Effect.gen(function*() {
+      const child = yield* childNode("msgpack", "stream-2")
+      const caller = yield* callerNode("msgpack", "stream-2")
+      yield* Effect.provide(Discovery.awaitServing("StreamerService", { timeout: "10 seconds" }), caller)
+      const service = yield* Effect.provide(Actor.client(StreamerService), caller)
+      const first = yield* Stream.runCollect(Stream.take(service.Forever(), 100))
+      expect(first.length).toBe(100)
+      yield* Effect.promise(() => child.waitForLine(/"event":"interrupted"/, 10_000))
+      expect(child.lines.filter((line) => line.includes('"interrupted"')).length).toBe(1)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("an upload interrupted by its caller interrupts the handler in the other process", () =>
+    Effect.gen(function*() {
+      yield* childNode("msgpack", "stream-3")
+      const caller = yield* callerNode("msgpack", "stream-3")
+      yield* Effect.provide(Discovery.awaitServing("Streamer", { timeout: "10 seconds" }), caller)
+      const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("up")
+      let sent = 0
+      const data = Stream.iterate(0, (n) => n + 1).pipe(
+        Stream.map(() => new Uint8Array(16 * 1024)),
+        Stream.tap(() => Effect.sync(() => sent++))
+      )
+      // the timeout interrupts the ask: the handler is interrupted and the pump stops
+      const error = yield* Effect.flip(streamer.Put({ name: "endless", data }, { timeout: "500 millis" }))
+      expect(error).toMatchObject({ _tag: "AskTimeout", tag: "Put" })
+      const sentAtTimeout = sent
+      yield* Effect.sleep("300 millis")
+      expect(sent).toBe(sentAtTimeout) // nothing more is produced
+      // the actor is free again: its mailbox was not blocked by the abandoned upload
+      const small = yield* streamer.Put({ name: "small", data: Stream.make(new Uint8Array([1])) })
+      expect(small).toMatchObject({ bytes: 1 })
+    }).pipe(Effect.scoped), 60_000)
+})
