@@ -18,7 +18,7 @@ import { hasProperty } from "effect/Predicate"
 import * as Stream from "effect/Stream"
 
 /** frames a consumer lets a producer send ahead of what it pulled */
-export const WINDOW = 16
+export const WINDOW = 64
 /** a frame closes at this many elements… */
 const MAX_ITEMS_PER_FRAME = 1024
 /** …or once its binary (or string) elements reach this many bytes */
@@ -124,7 +124,7 @@ export class Inbox {
         this.frames.splice(0, this.head)
         this.head = 0
       }
-      if (++this.unacked * 2 >= this.window && this.outcome === undefined) {
+      if (++this.unacked * 4 >= this.window && this.outcome === undefined) {
         const credit = this.unacked
         this.unacked = 0
         this.ack(credit)
