@@ -345,15 +345,16 @@ export const makeReceiver = (
   let reassembler: Fragments.Reassembler | undefined
   return (bytes: Uint8Array): void => {
     if (bytes.byteLength > limits.maxMessageBytes) return malformedFrames.unsafeUpdate(1, [])
-    let frame = codec.decode(bytes)
-    if (Either.isLeft(frame)) return malformedFrames.unsafeUpdate(1, [])
-    if (frame.right._tag === "Chunk") {
+    if (bytes[0] === Fragments.PIECE) {
+      const piece = Fragments.decodePiece(bytes)
+      if (piece === undefined) return malformedFrames.unsafeUpdate(1, [])
       reassembler ??= new Fragments.Reassembler(limits.maxMessageBytes)
-      const whole = reassembler.accept(frame.right)
+      const whole = reassembler.accept(piece)
       if (whole === undefined) return
-      frame = codec.decode(whole)
-      if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
+      bytes = whole
     }
+    const frame = codec.decode(bytes)
+    if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
     onFrame(frame.right)
   }
 }

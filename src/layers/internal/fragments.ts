@@ -4,6 +4,14 @@
  * `maxMessageBytes` on either side; partial messages are bounded in count and bytes; a missing,
  * repeated or reordered piece is detected, counted and the message dropped.
  *
+ * A piece has a fixed binary layout in every codec (it carries bytes of another frame, which
+ * neither needs nor deserves a second encoding):
+ *
+ *   0xC1 | version | last (0 | 1) | source length | source (UTF-8) | message id (u32) | seq (u32) | bytes
+ *
+ * 0xC1 is a byte MessagePack never uses, and JSON frames start with `[` or `{`, so a receiver
+ * tells a piece from a frame by its first byte.
+ *
  * NATS delivers the messages of one publisher on one subject in order, so pieces are only ever
  * sent to a subject with a single receiver per message (a node's direct subject): a queue group
  * would scatter them.
@@ -40,6 +48,46 @@ const reject = (reason: string): undefined => {
   return undefined
 }
 
+/** @internal the first byte of a piece */
+export const PIECE = 0xc1
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+
+/** @internal */
+export const encodePiece = (source: Uint8Array, messageId: number, seq: number, last: boolean, body: Uint8Array) => {
+  const head = 4 + source.byteLength + 8
+  const bytes = new Uint8Array(head + body.byteLength)
+  bytes[0] = PIECE
+  bytes[1] = ProtocolVersion
+  bytes[2] = last ? 1 : 0
+  bytes[3] = source.byteLength
+  bytes.set(source, 4)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  view.setUint32(4 + source.byteLength, messageId)
+  view.setUint32(8 + source.byteLength, seq)
+  bytes.set(body, head)
+  return bytes
+}
+
+/** @internal the piece in `bytes`, or `undefined` when it is malformed */
+export const decodePiece = (bytes: Uint8Array): ChunkFrame | undefined => {
+  if (bytes.byteLength < 12 || bytes[0] !== PIECE || bytes[1] !== ProtocolVersion || bytes[2]! > 1) return undefined
+  const sourceLength = bytes[3]!
+  const head = 4 + sourceLength + 8
+  if (bytes.byteLength < head) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return {
+    _tag: "Chunk",
+    v: ProtocolVersion,
+    source: textDecoder.decode(bytes.subarray(4, 4 + sourceLength)),
+    requestId: view.getUint32(4 + sourceLength),
+    seq: view.getUint32(8 + sourceLength),
+    last: bytes[2] === 1,
+    body: bytes.subarray(head)
+  }
+}
+
 /**
  * Encodes a frame into the wire messages that carry it: one, or its pieces when it is larger
  * than `chunkBytes` and `fragmentable`.
@@ -61,22 +109,12 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
     if (!fragmentable) {
       return size <= limits.wireLimit ? encoded : Either.left(new PayloadTooLarge({ size, limit: limits.wireLimit }))
     }
-    const messageId = ++nextMessageId
+    const messageId = nextMessageId = (nextMessageId + 1) >>> 0
+    const source = textEncoder.encode(frame.source).subarray(0, 255)
     const pieces: Array<Uint8Array> = []
     for (let offset = 0, seq = 0; offset < size; offset += limits.chunkBytes, seq++) {
       const end = Math.min(size, offset + limits.chunkBytes)
-      const piece: ChunkFrame = {
-        _tag: "Chunk",
-        v: ProtocolVersion,
-        source: frame.source,
-        requestId: messageId,
-        seq,
-        body: bytes.subarray(offset, end),
-        last: end === size
-      }
-      const encodedPiece = codec.encode(piece)
-      if (Either.isLeft(encodedPiece)) return encodedPiece
-      pieces.push(encodedPiece.right)
+      pieces.push(encodePiece(source, messageId, seq, end === size, bytes.subarray(offset, end)))
     }
     return Either.right(pieces)
   }
