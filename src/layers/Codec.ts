@@ -59,7 +59,7 @@ const isHeaders = (u: unknown): boolean => {
  *   interrupt  ["I", v, source, requestId]
  *   event      ["E", v, source, subject, headers | 0, body?]
  *   chunk      ["C", v, source, messageId, seq, last (0 | 1), bytes]
- *   items      ["S", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
+ *   items      ["T", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
  *
  * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
  */
@@ -68,7 +68,7 @@ const REPLY = "X"
 const INTERRUPT = "I"
 const EVENT = "E"
 const CHUNK = "C"
-const ITEMS = "S"
+const ITEMS = "T"
 const UPLOAD = 1
 const END = 2
 
