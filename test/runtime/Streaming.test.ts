@@ -7,6 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
@@ -104,6 +105,25 @@ describe.each(modes)("streamed replies (%s)", (mode) => {
       expect(Chunk.toReadonlyArray(first)).toEqual([0, 1, 2, 3, 4])
       yield* eventually(() => state.interrupted === 1, "producer interrupted")
       expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }))
+
+  it.scoped("a producer whose consumer's node is suspected gone stops waiting for credit and is interrupted", () =>
+    Effect.gen(function*() {
+      const { caller, cluster, state, streamer } = yield* twoNodes(mode)
+      const pulled: Array<number> = []
+      yield* Effect.fork(Stream.runForEach(streamer.Forever(), (i) =>
+        Effect.sync(() => pulled.push(i)).pipe(Effect.zipRight(Effect.never))))
+      yield* eventually(() => pulled.length === 1 && state.produced >= WINDOW, "producer waiting for credit")
+      const callerId = nodeOf(caller).nodeId
+      yield* SubscriptionRef.update(cluster.registry.ref, (current) => {
+        const next = {
+          ...current,
+          members: current.members.map((m) => m.nodeId === callerId ? { ...m, status: "suspect" as const } : m)
+        }
+        cluster.registry.current = next
+        return next
+      })
+      yield* eventually(() => state.interrupted === 1, "producer interrupted")
     }))
 
   it.scoped("a silent producer times out with AskTimeout (TestClock) and is interrupted", () =>

@@ -813,7 +813,7 @@ export const make = (
           return transport.unsafePublish(subject, out, { fragmentTo: subject })
         })
         outbox = producer
-        outbound.set(key, producer)
+        outbound.set(key, { outbox: producer, consumer: frame.source, manager, job })
         job.consume = (result) => pump(toStream(result), producer)
       }
       if (frame.oneWay !== true) inbound.set(key, { manager, job })
@@ -821,7 +821,10 @@ export const make = (
     }
 
     /** streamed replies this node produces, by `source:requestId` of their request */
-    const outbound = new Map<string, Outbox>()
+    const outbound = new Map<
+      string,
+      { readonly outbox: Outbox; readonly consumer: string; readonly manager: EntityManager; readonly job: Job }
+    >()
     /** streamed requests this node receives, by `source:requestId` */
     const inboundUploads = new Map<string, InboundUpload>()
 
@@ -904,7 +907,7 @@ export const make = (
         if (upload.handler === frame.source) upload.outbox.grant(frame.credit)
         return
       }
-      outbound.get(`${frame.source}:${frame.requestId}`)?.grant(frame.credit)
+      outbound.get(`${frame.source}:${frame.requestId}`)?.outbox.grant(frame.credit)
     }
 
     const onExit = (frame: ExitFrame): void => {
@@ -1029,6 +1032,10 @@ export const make = (
       for (const upload of inboundUploads.values()) {
         // an absent caller may just use another registry: its silence is judged by the idle deadline
         if (present.has(upload.source) && !alive.has(upload.source)) upload.inbox.fail(upload.broken(`the caller ${upload.source} went away`))
+      }
+      // a producer waiting for credit from a consumer that is gone would wait forever
+      for (const stream of outbound.values()) {
+        if (present.has(stream.consumer) && !alive.has(stream.consumer)) fork(stream.manager.cancel(stream.job))
       }
       for (const [requestId, entry] of pending) {
         const target = entry.target
