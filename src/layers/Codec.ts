@@ -58,6 +58,7 @@ const isHeaders = (u: unknown): boolean => {
  *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
  *   interrupt  ["I", v, source, requestId]
  *   event      ["E", v, source, subject, headers | 0, body?]
+ *   sealed     ["S", v, source, mode, key, counter, subject | 0, body, sig?]
  *
  * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
  */
@@ -65,6 +66,7 @@ const REQUEST = "Q"
 const REPLY = "X"
 const INTERRUPT = "I"
 const EVENT = "E"
+const SEALED = "S"
 
 const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
   for (const _ in headers) return headers
@@ -99,9 +101,34 @@ const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
       if (frame.body !== undefined) head.push(frame.body)
       return head
     }
+    case "Sealed": {
+      const head: Array<unknown> = [SEALED, frame.v, frame.source, frame.mode, frame.key, frame.counter,
+        frame.subject ?? 0, frame.body]
+      if (frame.sig !== undefined) head.push(frame.sig)
+      return head
+    }
     default:
       return undefined
   }
+}
+
+const fromSealed = (u: ReadonlyArray<unknown>): Envelope | undefined => {
+  const [, v, source, mode, key, counter, subject, body, sig] = u
+  return v === ProtocolVersion && typeof source === "string" && typeof mode === "number" &&
+      typeof key === "number" && typeof counter === "number" && (subject === 0 || typeof subject === "string") &&
+      body instanceof Uint8Array && (u.length === 8 || (u.length === 9 && sig instanceof Uint8Array))
+    ? {
+      _tag: "Sealed",
+      v,
+      source,
+      mode,
+      key,
+      counter,
+      ...(subject === 0 ? {} : { subject }),
+      body,
+      ...(u.length === 9 ? { sig: sig as Uint8Array } : {})
+    }
+    : undefined
 }
 
 const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
@@ -120,6 +147,7 @@ const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
       }
       : undefined
   }
+  if (tag === SEALED) return fromSealed(u)
   if (v !== ProtocolVersion || typeof source !== "string" || typeof requestId !== "number") return undefined
   switch (tag) {
     case REQUEST: {
