@@ -168,8 +168,14 @@ class Session {
 interface GroupKey {
   readonly epoch: number
   readonly key: Buffer
-  readonly window: C.ReplayWindow
 }
+
+/**
+ * Replay windows of one subscription, by sender and epoch: several subscriptions of a node
+ * may each receive the same group frame once.
+ */
+type Windows = Map<string, C.ReplayWindow>
+const MAX_WINDOWS = 4096
 
 interface Queued {
   readonly subject: string
@@ -180,6 +186,7 @@ interface Queued {
 interface Held {
   readonly frame: SealedFrame
   readonly pattern: string
+  readonly windows: Windows
   readonly deliver: (frame: Envelope) => void
 }
 
@@ -210,6 +217,7 @@ class Peer {
   publicKeyText = ""
   incarnation: string | undefined = undefined
   failedAt = Number.NEGATIVE_INFINITY
+  unknownAt = Number.NEGATIVE_INFINITY
   constructor(readonly nodeId: string) {}
 }
 
@@ -250,7 +258,6 @@ export const make = (
     let groupKey: GroupKey & { sent: number; readonly createdAt: number } = {
       epoch: C.randomId(),
       key: C.randomKey(),
-      window: new C.ReplayWindow(),
       sent: 0,
       createdAt: now()
     }
@@ -325,7 +332,7 @@ export const make = (
     }
 
     const rotateGroupKey = (): void => {
-      groupKey = { epoch: C.randomId(), key: C.randomKey(), window: new C.ReplayWindow(), sent: 0, createdAt: now() }
+      groupKey = { epoch: C.randomId(), key: C.randomKey(), sent: 0, createdAt: now() }
       ownEpochs.set(groupKey.epoch, groupKey)
       while (ownEpochs.size > MAX_GROUP_EPOCHS) ownEpochs.delete(ownEpochs.keys().next().value!)
       // handed over before its first use: on one connection, frames keep their order
@@ -472,7 +479,8 @@ export const make = (
       else failQueue(peer, error, unreachable)
     }
 
-    const install = (
+    /** adds an established session; `activate` then starts using it */
+    const register = (
       peer: Peer,
       session: Session,
       peerKey: KeyObject,
@@ -493,6 +501,9 @@ export const make = (
       peer.current = session
       handshakes++
       handshakesMetric.unsafeUpdate(1, [])
+    }
+
+    const activate = (peer: Peer): void => {
       sendGroupKey(peer)
       flush(peer)
       retryHeld(peer)
@@ -580,12 +591,14 @@ export const make = (
       const keys = C.deriveKeys(secret, transcript)
       peer.initiating = undefined
       fork(Fiber.interrupt(initiating.timer))
-      // confirm first: the peer must accept the session before our first frame sealed with it
+      // registered before the confirmation (an in-memory peer answers within the publish), and
+      // confirmed before our first frame sealed with it
+      register(peer, new Session(initiating.sessionId, keys.initiator, keys.responder, now()), peerKey, peerKeyText, peerIncarnation.toString())
       inner.unsafePublish(`node.${source}`, handshakeFrame(STEP_CONFIRM, [
         uint32(initiating.sessionId),
         C.signBytes(own.privateKey, roleSigned("initiator", transcript))
       ]))
-      install(peer, new Session(initiating.sessionId, keys.initiator, keys.responder, now()), peerKey, peerKeyText, peerIncarnation.toString())
+      activate(peer)
     }
 
     const onConfirm = (source: string, body: Uint8Array): void => {
@@ -598,7 +611,9 @@ export const make = (
       if (!C.verifyBytes(pending.peerKey, roleSigned("initiator", pending.transcript), parts[1]!)) {
         return reject("signature", source, "handshake confirm")
       }
-      install(peerOf(source), pending.session, pending.peerKey, pending.peerKeyText, pending.incarnation)
+      const peer = peerOf(source)
+      register(peer, pending.session, pending.peerKey, pending.peerKeyText, pending.incarnation)
+      activate(peer)
     }
 
     const onReject = (source: string, body: Uint8Array): void => {
@@ -632,7 +647,7 @@ export const make = (
         if (parts === undefined || parts[0]!.length !== 4 || parts[1]!.length !== 32) return reject("malformed", peer.nodeId, "group key")
         const epoch = parts[0]!.readUInt32BE()
         if (!peer.group.has(epoch)) {
-          peer.group.set(epoch, { epoch, key: Buffer.from(parts[1]!), window: new C.ReplayWindow() })
+          peer.group.set(epoch, { epoch, key: Buffer.from(parts[1]!) })
           while (peer.group.size > MAX_GROUP_EPOCHS) peer.group.delete(peer.group.keys().next().value!)
         }
         peer.requestedEpochs.delete(epoch)
@@ -650,9 +665,15 @@ export const make = (
       if (peer !== undefined) for (const s of peer.sessions) if (s.id === frame.key) session = s
       if (peer === undefined || session === undefined) {
         reject("unknown-session", frame.source)
-        // the sender has a session we lost (we restarted): open a new one
+        // the sender has a session we lost (we restarted): open a new one (once per timeout)
         const p = peerOf(frame.source)
-        if (p.initiating === undefined && now() - p.failedAt >= config.handshakeTimeoutMillis) initiate(p)
+        if (
+          p.initiating === undefined && now() - p.failedAt >= config.handshakeTimeoutMillis &&
+          now() - p.unknownAt >= config.handshakeTimeoutMillis
+        ) {
+          p.unknownAt = now()
+          initiate(p)
+        }
         return
       }
       const verdict = session.window.check(frame.counter)
@@ -692,12 +713,12 @@ export const make = (
       const held = peer.held
       peer.held = []
       for (const item of held) {
-        if (peer.group.has(item.frame.key)) openGroup(item.frame, item.pattern, item.deliver)
+        if (peer.group.has(item.frame.key)) openGroup(item.frame, item.pattern, item.windows, item.deliver)
         else peer.held.push(item)
       }
     }
 
-    const openGroup = (frame: SealedFrame, pattern: string, deliver: (frame: Envelope) => void): void => {
+    const openGroup = (frame: SealedFrame, pattern: string, windows: Windows, deliver: (frame: Envelope) => void): void => {
       const subject = frame.subject
       if (subject === undefined || !Subject.matches(pattern, subject)) return reject("malformed", frame.source, "subject")
       if (isSignedSubject(subject) && frame.mode !== GROUP_SIGNED) return reject("unsigned", frame.source)
@@ -706,9 +727,11 @@ export const make = (
       const key = fromSelf ? ownEpochs.get(frame.key) : peer!.group.get(frame.key)
       if (key === undefined) {
         if (peer === undefined) return reject("no-key", frame.source)
-        return hold(peer, { frame, pattern, deliver })
+        return hold(peer, { frame, pattern, windows, deliver })
       }
-      const verdict = key.window.check(frame.counter)
+      const windowKey = `${frame.source}:${frame.key}`
+      let window = windows.get(windowKey)
+      const verdict = window === undefined ? "ok" : window.check(frame.counter)
       if (verdict !== "ok") return reject(verdict, frame.source)
       const aad = C.additionalData(frame.source, subject, frame.mode, frame.key, frame.counter)
       if (frame.mode === GROUP_SIGNED) {
@@ -720,31 +743,39 @@ export const make = (
       }
       const plaintext = C.open(key.key, frame.counter, aad, frame.body)
       if (plaintext === undefined) return reject("tampered", frame.source)
-      key.window.record(frame.counter)
+      if (window === undefined) {
+        if (windows.size >= MAX_WINDOWS) windows.delete(windows.keys().next().value!)
+        window = new C.ReplayWindow()
+        windows.set(windowKey, window)
+      }
+      window.record(frame.counter)
       const decoded = codec.decode(plaintext)
       if (Either.isLeft(decoded)) return reject("malformed", frame.source)
       if (decoded.right._tag === "Handshake" || decoded.right._tag === "Sealed") return reject("malformed", frame.source)
       deliver(decoded.right)
     }
 
-    const receiver = (pattern: string, exact: boolean, deliver: (frame: Envelope) => void) => (frame: Envelope): void => {
-      try {
-        switch (frame._tag) {
-          case "Sealed":
-            if (frame.mode === PAIRWISE) {
-              return exact ? openPairwise(frame, pattern, deliver) : reject("malformed", frame.source, "pairwise frame on a shared subject")
-            }
-            if (frame.mode === GROUP || frame.mode === GROUP_SIGNED) return openGroup(frame, pattern, deliver)
-            return reject("malformed", frame.source, `mode ${frame.mode}`)
-          case "Handshake":
-            return exact && pattern === `node.${self}` ? onHandshake(frame) : reject("malformed", frame.source, "handshake on a shared subject")
-          default:
-            return reject("plaintext", frame.source, `a plain ${frame._tag} frame`)
+    const receiver = (pattern: string, exact: boolean, deliver: (frame: Envelope) => void) => {
+      const windows: Windows = new Map()
+      return (frame: Envelope): void => {
+        try {
+          switch (frame._tag) {
+            case "Sealed":
+              if (frame.mode === PAIRWISE) {
+                return exact ? openPairwise(frame, pattern, deliver) : reject("malformed", frame.source, "pairwise frame on a shared subject")
+              }
+              if (frame.mode === GROUP || frame.mode === GROUP_SIGNED) return openGroup(frame, pattern, windows, deliver)
+              return reject("malformed", frame.source, `mode ${frame.mode}`)
+            case "Handshake":
+              return exact && pattern === `node.${self}` ? onHandshake(frame) : reject("malformed", frame.source, "handshake on a shared subject")
+            default:
+              return reject("plaintext", frame.source, `a plain ${frame._tag} frame`)
+          }
+        } catch (error) {
+          // a bad frame must never break the subscription
+          reject("malformed", String(frame.source))
+          fork(Effect.logWarning("secure: a frame could not be handled", error))
         }
-      } catch (error) {
-        // a bad frame must never break the subscription
-        reject("malformed", String(frame.source))
-        fork(Effect.logWarning("secure: a frame could not be handled", error))
       }
     }
 
