@@ -32,7 +32,7 @@ const NAMESPACE = { plain: "bench-plain", secure: "bench-secure" } as const
 
 type Variant = keyof typeof NAMESPACE
 
-const callerNode = (url: string, variant: Variant) =>
+export const callerNodeFor = (url: string, variant: Variant) =>
   Effect.gen(function*() {
     const namespace = NAMESPACE[variant]
     const plain = Transport.nats({ servers: url, namespace, name: `bench-caller-${variant}` }).pipe(
@@ -73,7 +73,7 @@ const program = Effect.gen(function*() {
   yield* Effect.all([ready(plainResponder!, "plain responder"), ready(secureResponder!, "secure responder")], {
     concurrency: "unbounded"
   })
-  const adders = { plain: yield* callerNode(server.url, "plain"), secure: yield* callerNode(server.url, "secure") }
+  const adders = { plain: yield* callerNodeFor(server.url, "plain"), secure: yield* callerNodeFor(server.url, "secure") }
   const group = (callers: number, budget: Budget) => [
     spec(adders.plain, "plain", callers, budget),
     spec(adders.secure, "secure", callers, budget)

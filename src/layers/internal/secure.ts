@@ -157,6 +157,10 @@ const PROTOCOL_LABEL = "troupe-secure-v1"
 class Session {
   sent = 0
   readonly window = new C.ReplayWindow()
+  /** additional-data prefixes, computed once */
+  sendPrefix: Buffer | undefined = undefined
+  receivePrefix: Buffer | undefined = undefined
+  receiveSubject = ""
   constructor(
     readonly id: number,
     readonly sendKey: Buffer,
@@ -174,7 +178,15 @@ interface GroupKey {
  * Replay windows of one subscription, by sender and epoch: several subscriptions of a node
  * may each receive the same group frame once.
  */
-type Windows = Map<string, C.ReplayWindow>
+class Windows extends Map<string, C.ReplayWindow> {
+  // the last frame's header, so a run of frames from one sender skips rebuilding its data
+  lastSubject = ""
+  lastSource = ""
+  lastKey = 0
+  lastMode = 0
+  lastPrefix: Buffer | undefined = undefined
+  lastWindowKey = ""
+}
 const MAX_WINDOWS = 4096
 
 interface Queued {
@@ -206,6 +218,7 @@ interface Responding {
 }
 
 class Peer {
+  readonly subject: string
   sessions: Array<Session> = []
   current: Session | undefined = undefined
   initiating: Initiating | undefined = undefined
@@ -218,7 +231,9 @@ class Peer {
   incarnation: string | undefined = undefined
   failedAt = Number.NEGATIVE_INFINITY
   unknownAt = Number.NEGATIVE_INFINITY
-  constructor(readonly nodeId: string) {}
+  constructor(readonly nodeId: string) {
+    this.subject = `node.${nodeId}`
+  }
 }
 
 const isSignedSubject = (subject: string): boolean => subject.startsWith("topic.") || subject === "discovery"
@@ -230,6 +245,18 @@ const uint32 = (n: number): Buffer => {
 }
 
 const NODE_SUBJECT = /^node\.([^.*>]+)$/
+
+/** the peer of a direct subject `node.<id>`, with the answers of recent subjects cached */
+let directCache = new Map<string, string | null>()
+const directPeer = (subject: string): string | undefined => {
+  let peer = directCache.get(subject)
+  if (peer === undefined) {
+    peer = NODE_SUBJECT.exec(subject)?.[1] ?? null
+    if (directCache.size >= 4096) directCache = new Map()
+    directCache.set(subject, peer)
+  }
+  return peer ?? undefined
+}
 
 /** @internal wraps `inner` so that every frame is sealed */
 export const make = (
@@ -292,9 +319,10 @@ export const make = (
       key: number,
       counter: number,
       secret: Buffer,
-      plaintext: Uint8Array
+      plaintext: Uint8Array,
+      prefix: Buffer
     ): SealedFrame => {
-      const aad = C.additionalData(self!, subject, mode, key, counter)
+      const aad = C.additionalData(prefix, counter)
       const body = C.seal(secret, counter, aad, plaintext)
       if (mode === PAIRWISE) return { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, body }
       const frame: SealedFrame = { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, subject, body }
@@ -311,8 +339,9 @@ export const make = (
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       const encoded = codec.encode(frame)
       if (Either.isLeft(encoded)) return encoded.left
-      const subject = `node.${peer.nodeId}`
-      const sealed = sealWith(subject, PAIRWISE, session.id, ++session.sent, session.sendKey, encoded.right)
+      const subject = peer.subject
+      const prefix = session.sendPrefix ??= C.additionalPrefix(self!, subject, PAIRWISE, session.id)
+      const sealed = sealWith(subject, PAIRWISE, session.id, ++session.sent, session.sendKey, encoded.right, prefix)
       return inner.unsafePublish(subject, sealed, options)
     }
 
@@ -331,7 +360,20 @@ export const make = (
       if (error !== undefined) fork(Effect.logWarning(`secure: could not hand the group key to ${peer.nodeId}`, error))
     }
 
+    /** additional-data prefixes of our current group epoch, by subject */
+    let groupPrefixes = new Map<string, Buffer>()
+    const groupPrefix = (subject: string, mode: number): Buffer => {
+      let prefix = groupPrefixes.get(subject)
+      if (prefix === undefined) {
+        if (groupPrefixes.size >= 1024) groupPrefixes = new Map()
+        prefix = C.additionalPrefix(self!, subject, mode, groupKey.epoch)
+        groupPrefixes.set(subject, prefix)
+      }
+      return prefix
+    }
+
     const rotateGroupKey = (): void => {
+      groupPrefixes = new Map()
       groupKey = { epoch: C.randomId(), key: C.randomKey(), sent: 0, createdAt: now() }
       ownEpochs.set(groupKey.epoch, groupKey)
       while (ownEpochs.size > MAX_GROUP_EPOCHS) ownEpochs.delete(ownEpochs.keys().next().value!)
@@ -350,9 +392,9 @@ export const make = (
       if (self === undefined) {
         return new TransportError({ reason: "secure transport: the node id is not known yet (subscribe to node.<id> first)" })
       }
-      const direct = NODE_SUBJECT.exec(subject)
-      if (direct !== null && direct[1] !== self) {
-        const peer = peerOf(direct[1]!)
+      const peerId = directPeer(subject)
+      if (peerId !== undefined && peerId !== self) {
+        const peer = peerOf(peerId)
         const session = peer.current
         if (session === undefined) return enqueue(peer, subject, frame, options)
         if (peer.initiating === undefined && dueForRekey(session.sent, session.establishedAt)) initiate(peer)
@@ -362,7 +404,7 @@ export const make = (
       if (Either.isLeft(encoded)) return encoded.left
       if (dueForRekey(groupKey.sent, groupKey.createdAt)) rotateGroupKey()
       const mode = isSignedSubject(subject) ? GROUP_SIGNED : GROUP
-      const sealed = sealWith(subject, mode, groupKey.epoch, ++groupKey.sent, groupKey.key, encoded.right)
+      const sealed = sealWith(subject, mode, groupKey.epoch, ++groupKey.sent, groupKey.key, encoded.right, groupPrefix(subject, mode))
       return inner.unsafePublish(subject, sealed, options)
     }
 
@@ -678,12 +720,11 @@ export const make = (
       }
       const verdict = session.window.check(frame.counter)
       if (verdict !== "ok") return reject(verdict, frame.source)
-      const plaintext = C.open(
-        session.receiveKey,
-        frame.counter,
-        C.additionalData(frame.source, subject, PAIRWISE, frame.key, frame.counter),
-        frame.body
-      )
+      if (session.receivePrefix === undefined || session.receiveSubject !== subject) {
+        session.receivePrefix = C.additionalPrefix(frame.source, subject, PAIRWISE, frame.key)
+        session.receiveSubject = subject
+      }
+      const plaintext = C.open(session.receiveKey, frame.counter, C.additionalData(session.receivePrefix, frame.counter), frame.body)
       if (plaintext === undefined) return reject("tampered", frame.source)
       session.window.record(frame.counter)
       const decoded = codec.decode(plaintext)
@@ -720,7 +761,12 @@ export const make = (
 
     const openGroup = (frame: SealedFrame, pattern: string, windows: Windows, deliver: (frame: Envelope) => void): void => {
       const subject = frame.subject
-      if (subject === undefined || !Subject.matches(pattern, subject)) return reject("malformed", frame.source, "subject")
+      if (subject === undefined) return reject("malformed", frame.source, "subject")
+      const sameHeader = subject === windows.lastSubject && frame.source === windows.lastSource &&
+        frame.key === windows.lastKey && frame.mode === windows.lastMode
+      if (!sameHeader && subject !== windows.lastSubject && !Subject.matches(pattern, subject)) {
+        return reject("malformed", frame.source, "subject")
+      }
       if (isSignedSubject(subject) && frame.mode !== GROUP_SIGNED) return reject("unsigned", frame.source)
       const fromSelf = frame.source === self
       const peer = fromSelf ? undefined : peerOf(frame.source)
@@ -729,11 +775,14 @@ export const make = (
         if (peer === undefined) return reject("no-key", frame.source)
         return hold(peer, { frame, pattern, windows, deliver })
       }
-      const windowKey = `${frame.source}:${frame.key}`
+      const windowKey = sameHeader ? windows.lastWindowKey : `${frame.source}:${frame.key}`
       let window = windows.get(windowKey)
       const verdict = window === undefined ? "ok" : window.check(frame.counter)
       if (verdict !== "ok") return reject(verdict, frame.source)
-      const aad = C.additionalData(frame.source, subject, frame.mode, frame.key, frame.counter)
+      const prefix = sameHeader && windows.lastPrefix !== undefined
+        ? windows.lastPrefix
+        : C.additionalPrefix(frame.source, subject, frame.mode, frame.key)
+      const aad = C.additionalData(prefix, frame.counter)
       if (frame.mode === GROUP_SIGNED) {
         const signer = fromSelf ? own.publicKey : peer!.publicKey
         if (
@@ -749,6 +798,12 @@ export const make = (
         windows.set(windowKey, window)
       }
       window.record(frame.counter)
+      windows.lastSubject = subject
+      windows.lastSource = frame.source
+      windows.lastKey = frame.key
+      windows.lastMode = frame.mode
+      windows.lastPrefix = prefix
+      windows.lastWindowKey = windowKey
       const decoded = codec.decode(plaintext)
       if (Either.isLeft(decoded)) return reject("malformed", frame.source)
       if (decoded.right._tag === "Handshake" || decoded.right._tag === "Sealed") return reject("malformed", frame.source)
@@ -756,7 +811,7 @@ export const make = (
     }
 
     const receiver = (pattern: string, exact: boolean, deliver: (frame: Envelope) => void) => {
-      const windows: Windows = new Map()
+      const windows = new Windows()
       return (frame: Envelope): void => {
         try {
           switch (frame._tag) {

@@ -146,8 +146,9 @@ export const randomId = (): number => randomBytes(4).readUInt32BE() || 1
 const TAG_BYTES = 16
 const TWO_32 = 0x1_0000_0000
 
+// the cipher copies its IV: one buffer serves every frame (the first 4 bytes stay zero)
+const nonce = Buffer.alloc(12)
 const nonceOf = (counter: number): Buffer => {
-  const nonce = Buffer.alloc(12)
   nonce.writeUInt32BE(Math.floor(counter / TWO_32), 4)
   nonce.writeUInt32BE(counter >>> 0, 8)
   return nonce
@@ -178,9 +179,18 @@ export const open = (key: Buffer, counter: number, aad: Buffer, sealed: Uint8Arr
   }
 }
 
-/** @internal the additional data of a sealed frame */
-export const additionalData = (source: string, subject: string, mode: number, key: number, counter: number): Buffer =>
-  Buffer.from(`${source}\u0000${subject}\u0000${mode}\u0000${key}\u0000${counter}`, "utf8")
+/** @internal the part of a frame's additional data shared by its session or subject */
+export const additionalPrefix = (source: string, subject: string, mode: number, key: number): Buffer =>
+  Buffer.from(`${source}\u0000${subject}\u0000${mode}\u0000${key}\u0000`, "utf8")
+
+/** @internal the additional data of a sealed frame: its prefix and the 64-bit counter */
+export const additionalData = (prefix: Buffer, counter: number): Buffer => {
+  const aad = Buffer.allocUnsafe(prefix.length + 8)
+  prefix.copy(aad, 0)
+  aad.writeUInt32BE(Math.floor(counter / TWO_32), prefix.length)
+  aad.writeUInt32BE(counter >>> 0, prefix.length + 4)
+  return aad
+}
 
 /** @internal the replay window: counters more than this far behind the highest are rejected */
 export const REPLAY_WINDOW = 1024
