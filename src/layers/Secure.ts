@@ -148,6 +148,12 @@ export interface SecureOptions {
   readonly rekeyAfter?: Duration.DurationInput | undefined
   /** frames waiting per peer for a handshake; default 1024 */
   readonly maxQueued?: number | undefined
+  /**
+   * seal the frames published to one subject in one event-loop turn together (one AES-GCM
+   * operation and one message for the batch); default: on over NATS, off in memory (where
+   * delivery stays synchronous)
+   */
+  readonly coalesce?: boolean | undefined
 }
 
 /**
@@ -229,7 +235,16 @@ const resolve = (options: SecureOptions): Effect.Effect<internal.SecureConfig, S
       return yield* new SecureConfigError({ reason: "rekeyAfterMessages must be a whole number in [1, 2^48]" })
     }
     if (!Number.isInteger(maxQueued) || maxQueued < 1) return yield* new SecureConfigError({ reason: "maxQueued must be a whole number >= 1" })
-    return { identity: identity as internal.Identity, trust, namespace, handshakeTimeoutMillis, rekeyAfterMillis, rekeyAfterMessages, maxQueued }
+    return {
+      identity: identity as internal.Identity,
+      trust,
+      namespace,
+      handshakeTimeoutMillis,
+      rekeyAfterMillis,
+      rekeyAfterMessages,
+      maxQueued,
+      coalesce: options.coalesce
+    }
   })
 
 /**

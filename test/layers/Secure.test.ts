@@ -88,10 +88,10 @@ const contains = (haystack: Uint8Array, needle: Uint8Array): boolean => Buffer.f
 const attacker = (net: Net) => Transport.makeInMemorySerialized(Codec.msgpackCodec, { network: net.network })
 
 /** A secured transport alone, as the node `id` would use it: it receives on `node.<id>`. */
-const endpoint = (net: Net, id: string) =>
+const endpoint = (net: Net, id: string, coalesce = false) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
-      Secure.layer({ identity: yield* Secure.generateIdentity, trust: "any" }).pipe(Layer.provide(plainTransport(net)))
+      Secure.layer({ identity: yield* Secure.generateIdentity, trust: "any", coalesce }).pipe(Layer.provide(plainTransport(net)))
     )
     const transport = Context.get(context, Transport.Transport)
     const received: Array<Envelope> = []
@@ -413,6 +413,41 @@ describe("secure sessions in memory", () => {
       expect(secureOf(caller).stats().handshakes).toBeGreaterThanOrEqual(handshakes + 2)
       expect(secureOf(caller).peers()[0]!.sent).toBeLessThanOrEqual(50)
     }))
+
+  it.live("coalescing: the frames of one subject in one turn share a sealing; asks and a dead peer's \"no responders\" still work", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const seen = capture(net)
+      const trust = "any" as const
+      const host = yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust, coalesce: true })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust, coalesce: true })
+      const probe = yield* Effect.provide(Actor.client(Probe), caller)
+      expect(yield* probe("warm").Get()).toBe(0)
+      const before = seen.length
+      const ids = Array.from({ length: 50 }, (_, i) => `id-${i}`)
+      const results = yield* Effect.forEach(ids, (id) => probe(id).Increment({ by: 2 }), { concurrency: "unbounded" })
+      expect(results).toEqual(ids.map(() => 2))
+      // 50 requests and 50 replies travelled in far fewer sealed messages
+      expect(seen.length - before).toBeLessThan(20)
+      expect(secureOf(caller).stats().rejected).toEqual({})
+      expect(secureOf(host).stats().rejected).toEqual({})
+    }).pipe(Effect.scoped))
+
+  it.live("coalescing: frames batched to a peer that is gone each get their \"no responders\"", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const a = yield* endpoint(net, "a", true)
+      const gone: Array<string> = []
+      yield* a.transport.subscribe("node.a.nr.*", () => {}, { onNoResponders: (subject) => gone.push(subject) })
+      const scope = yield* Scope.make()
+      yield* Scope.extend(endpoint(net, "b", true), scope)
+      yield* a.transport.publish("node.b", tell(1))
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      yield* Scope.close(scope, Exit.void)
+      for (let i = 1; i <= 3; i++) yield* a.transport.publish("node.b", tell(i), { replyTo: `node.a.nr.${i}` })
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      expect(gone).toEqual(["node.a.nr.1", "node.a.nr.2", "node.a.nr.3"])
+    }).pipe(Effect.scoped))
 
   it.scoped("a peer that restarts (same node id, new incarnation) gets a new session", () =>
     Effect.gen(function*() {

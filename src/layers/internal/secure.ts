@@ -85,6 +85,8 @@ export interface SecureConfig {
   readonly rekeyAfterMessages: number
   readonly rekeyAfterMillis: number
   readonly maxQueued: number
+  /** seal the frames published to one subject in one event-loop turn together */
+  readonly coalesce: boolean | undefined
 }
 
 /** @internal why a frame was rejected */
@@ -140,6 +142,12 @@ export interface SecureHandle {
 const PAIRWISE = 0
 const GROUP = 1
 const GROUP_SIGNED = 2
+
+/** added to the mode of a frame whose plaintext is several length-prefixed frames */
+const BATCH = 4
+const MAX_BATCH_BYTES = 64 * 1024
+const MAX_BATCH_FRAMES = 256
+const MAX_TRACKED_BATCHES = 4096
 
 const STEP_HELLO = 1
 const STEP_REPLY = 2
@@ -324,9 +332,9 @@ export const make = (
     ): SealedFrame => {
       const aad = C.additionalData(prefix, counter)
       const body = C.seal(secret, counter, aad, plaintext)
-      if (mode === PAIRWISE) return { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, body }
+      if ((mode & ~BATCH) === PAIRWISE) return { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, body }
       const frame: SealedFrame = { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, subject, body }
-      return mode === GROUP_SIGNED
+      return (mode & ~BATCH) === GROUP_SIGNED
         ? { ...frame, sig: C.signBytes(own.privateKey, Buffer.concat([aad, body])) }
         : frame
     }
@@ -339,10 +347,93 @@ export const make = (
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       const encoded = codec.encode(frame)
       if (Either.isLeft(encoded)) return encoded.left
-      const subject = peer.subject
-      const prefix = session.sendPrefix ??= C.additionalPrefix(self!, subject, PAIRWISE, session.id)
-      const sealed = sealWith(subject, PAIRWISE, session.id, ++session.sent, session.sendKey, encoded.right, prefix)
-      return inner.unsafePublish(subject, sealed, options)
+      return emit(peer.subject, session, encoded.right, options?.replyTo)
+    }
+
+    /** seals one frame or a batch with a session (pairwise) or our group key */
+    const sealOne = (subject: string, sealer: Session | GroupKey, plaintext: Uint8Array, batch: boolean): SealedFrame => {
+      if (sealer instanceof Session) {
+        const prefix = batch
+          ? C.additionalPrefix(self!, subject, PAIRWISE + BATCH, sealer.id)
+          : (sealer.sendPrefix ??= C.additionalPrefix(self!, subject, PAIRWISE, sealer.id))
+        return sealWith(subject, PAIRWISE + (batch ? BATCH : 0), sealer.id, ++sealer.sent, sealer.sendKey, plaintext, prefix)
+      }
+      const mode = (isSignedSubject(subject) ? GROUP_SIGNED : GROUP) + (batch ? BATCH : 0)
+      return sealWith(subject, mode, sealer.epoch, ++groupKey.sent, sealer.key, plaintext, groupPrefix(subject, mode))
+    }
+
+    // ---- coalescing: one sealing (and one NATS message) for the frames of one subject in one
+    // event-loop turn; each batch is flushed in the order it was opened
+    interface Batch {
+      readonly subject: string
+      readonly sealer: Session | GroupKey
+      readonly frames: Array<Uint8Array>
+      readonly replyTos: Array<string>
+      bytes: number
+    }
+    let batches = new Map<string, Batch>()
+    let flushScheduled: ReturnType<typeof setImmediate> | undefined
+    let nextBatchId = 0
+    const batchReplies = new Map<number, ReadonlyArray<string>>()
+    const coalesce = config.coalesce ?? inner.name.startsWith("nats")
+
+    const emit = (
+      subject: string,
+      sealer: Session | GroupKey,
+      plaintext: Uint8Array,
+      replyTo: string | undefined
+    ): TransportError | EncodeError | PayloadTooLarge | undefined => {
+      if (!coalesce || plaintext.byteLength > MAX_BATCH_BYTES) {
+        const open = batches.get(subject)
+        if (open !== undefined) flushBatch(open)
+        return inner.unsafePublish(subject, sealOne(subject, sealer, plaintext, false), replyTo === undefined ? undefined : { replyTo })
+      }
+      let batch = batches.get(subject)
+      if (batch !== undefined && (batch.sealer !== sealer || batch.frames.length >= MAX_BATCH_FRAMES || batch.bytes + plaintext.byteLength > MAX_BATCH_BYTES)) {
+        flushBatch(batch)
+        batch = undefined
+      }
+      if (batch === undefined) {
+        batch = { subject, sealer, frames: [], replyTos: [], bytes: 0 }
+        batches.set(subject, batch)
+        flushScheduled ??= setImmediate(flushAll)
+      }
+      batch.frames.push(plaintext)
+      batch.bytes += plaintext.byteLength + 4
+      if (replyTo !== undefined) batch.replyTos.push(replyTo)
+      return undefined
+    }
+
+    const flushBatch = (batch: Batch): void => {
+      batches.delete(batch.subject)
+      let error: TransportError | EncodeError | PayloadTooLarge | undefined
+      if (batch.frames.length === 1) {
+        const replyTo = batch.replyTos[0]
+        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.sealer, batch.frames[0]!, false), replyTo === undefined ? undefined : { replyTo })
+      } else {
+        let replyTo: string | undefined
+        if (batch.replyTos.length > 0) {
+          const id = ++nextBatchId
+          if (batchReplies.size >= MAX_TRACKED_BATCHES) batchReplies.delete(batchReplies.keys().next().value!)
+          batchReplies.set(id, batch.replyTos)
+          replyTo = `node.${self}.hb.${id}`
+        }
+        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.sealer, C.concat(batch.frames), true), replyTo === undefined ? undefined : { replyTo })
+      }
+      if (error !== undefined) fork(Effect.logWarning(`secure: ${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
+    }
+
+    const flushAll = (): void => {
+      if (flushScheduled !== undefined) clearImmediate(flushScheduled)
+      flushScheduled = undefined
+      const open = batches
+      batches = new Map()
+      for (const batch of open.values()) flushBatch(batch)
+    }
+
+    /** as NATS would have said of each frame: nobody is listening there */
+    const noRespondersTo = (replyTo: string): void => {
+      for (const entry of noResponders) if (Subject.matches(entry.pattern, replyTo)) entry.callback(replyTo)
     }
 
     const handshakeFrame = (step: number, parts: ReadonlyArray<Uint8Array | string>): Envelope => ({
@@ -362,18 +453,23 @@ export const make = (
 
     /** additional-data prefixes of our current group epoch, by subject */
     let groupPrefixes = new Map<string, Buffer>()
+    let groupBatchPrefixes = new Map<string, Buffer>()
     const groupPrefix = (subject: string, mode: number): Buffer => {
-      let prefix = groupPrefixes.get(subject)
+      const cache = (mode & BATCH) === 0 ? groupPrefixes : groupBatchPrefixes
+      let prefix = cache.get(subject)
       if (prefix === undefined) {
-        if (groupPrefixes.size >= 1024) groupPrefixes = new Map()
+        if (cache.size >= 1024) cache.clear()
         prefix = C.additionalPrefix(self!, subject, mode, groupKey.epoch)
-        groupPrefixes.set(subject, prefix)
+        cache.set(subject, prefix)
       }
       return prefix
     }
 
     const rotateGroupKey = (): void => {
+      // what was sealed with the old key leaves first
+      flushAll()
       groupPrefixes = new Map()
+      groupBatchPrefixes = new Map()
       groupKey = { epoch: C.randomId(), key: C.randomKey(), sent: 0, createdAt: now() }
       ownEpochs.set(groupKey.epoch, groupKey)
       while (ownEpochs.size > MAX_GROUP_EPOCHS) ownEpochs.delete(ownEpochs.keys().next().value!)
@@ -403,9 +499,7 @@ export const make = (
       const encoded = codec.encode(frame)
       if (Either.isLeft(encoded)) return encoded.left
       if (dueForRekey(groupKey.sent, groupKey.createdAt)) rotateGroupKey()
-      const mode = isSignedSubject(subject) ? GROUP_SIGNED : GROUP
-      const sealed = sealWith(subject, mode, groupKey.epoch, ++groupKey.sent, groupKey.key, encoded.right, groupPrefix(subject, mode))
-      return inner.unsafePublish(subject, sealed, options)
+      return emit(subject, groupKey, encoded.right, options?.replyTo)
     }
 
     const enqueue = (
@@ -438,8 +532,7 @@ export const make = (
       for (const item of queue) {
         const replyTo = item.options?.replyTo
         if (unreachable && replyTo !== undefined) {
-          // as NATS would have said of the frame itself: nobody is listening there
-          for (const entry of noResponders) if (Subject.matches(entry.pattern, replyTo)) entry.callback(replyTo)
+          noRespondersTo(replyTo)
           continue
         }
         const frame = item.frame
@@ -720,19 +813,47 @@ export const make = (
       }
       const verdict = session.window.check(frame.counter)
       if (verdict !== "ok") return reject(verdict, frame.source)
-      if (session.receivePrefix === undefined || session.receiveSubject !== subject) {
-        session.receivePrefix = C.additionalPrefix(frame.source, subject, PAIRWISE, frame.key)
-        session.receiveSubject = subject
+      let prefix: Buffer
+      if (frame.mode === PAIRWISE) {
+        if (session.receivePrefix === undefined || session.receiveSubject !== subject) {
+          session.receivePrefix = C.additionalPrefix(frame.source, subject, PAIRWISE, frame.key)
+          session.receiveSubject = subject
+        }
+        prefix = session.receivePrefix
+      } else {
+        prefix = C.additionalPrefix(frame.source, subject, frame.mode, frame.key)
       }
-      const plaintext = C.open(session.receiveKey, frame.counter, C.additionalData(session.receivePrefix, frame.counter), frame.body)
+      const plaintext = C.open(session.receiveKey, frame.counter, C.additionalData(prefix, frame.counter), frame.body)
       if (plaintext === undefined) return reject("tampered", frame.source)
       session.window.record(frame.counter)
-      const decoded = codec.decode(plaintext)
-      if (Either.isLeft(decoded)) return reject("malformed", frame.source)
-      const innerFrame = decoded.right
-      if (innerFrame._tag === "Handshake") return onControl(peer, innerFrame)
-      if (innerFrame._tag === "Sealed") return reject("malformed", frame.source)
-      deliver(innerFrame)
+      const open = (bytes: Uint8Array): void => {
+        const decoded = codec.decode(bytes)
+        if (Either.isLeft(decoded)) return reject("malformed", frame.source)
+        const innerFrame = decoded.right
+        if (innerFrame._tag === "Handshake") return onControl(peer, innerFrame)
+        if (innerFrame._tag === "Sealed") return reject("malformed", frame.source)
+        deliver(innerFrame)
+      }
+      if (frame.mode === PAIRWISE) return open(plaintext)
+      for (const bytes of unbatch(plaintext, frame.source)) open(bytes)
+    }
+
+    /** the frames of a batch's plaintext (none if it is malformed) */
+    const unbatch = (plaintext: Buffer, source: string): ReadonlyArray<Buffer> => {
+      const parts: Array<Buffer> = []
+      let offset = 0
+      while (offset + 4 <= plaintext.length) {
+        const length = plaintext.readUInt32BE(offset)
+        offset += 4
+        if (offset + length > plaintext.length) break
+        parts.push(plaintext.subarray(offset, offset + length))
+        offset += length
+      }
+      if (offset !== plaintext.length) {
+        reject("malformed", source, "batch")
+        return []
+      }
+      return parts
     }
 
     const hold = (peer: Peer, held: Held): void => {
@@ -767,7 +888,8 @@ export const make = (
       if (!sameHeader && subject !== windows.lastSubject && !Subject.matches(pattern, subject)) {
         return reject("malformed", frame.source, "subject")
       }
-      if (isSignedSubject(subject) && frame.mode !== GROUP_SIGNED) return reject("unsigned", frame.source)
+      const signed = (frame.mode & ~BATCH) === GROUP_SIGNED
+      if (isSignedSubject(subject) && !signed) return reject("unsigned", frame.source)
       const fromSelf = frame.source === self
       const peer = fromSelf ? undefined : peerOf(frame.source)
       const key = fromSelf ? ownEpochs.get(frame.key) : peer!.group.get(frame.key)
@@ -783,7 +905,7 @@ export const make = (
         ? windows.lastPrefix
         : C.additionalPrefix(frame.source, subject, frame.mode, frame.key)
       const aad = C.additionalData(prefix, frame.counter)
-      if (frame.mode === GROUP_SIGNED) {
+      if (signed) {
         const signer = fromSelf ? own.publicKey : peer!.publicKey
         if (
           signer === undefined || frame.sig === undefined ||
@@ -804,10 +926,14 @@ export const make = (
       windows.lastMode = frame.mode
       windows.lastPrefix = prefix
       windows.lastWindowKey = windowKey
-      const decoded = codec.decode(plaintext)
-      if (Either.isLeft(decoded)) return reject("malformed", frame.source)
-      if (decoded.right._tag === "Handshake" || decoded.right._tag === "Sealed") return reject("malformed", frame.source)
-      deliver(decoded.right)
+      for (const bytes of (frame.mode & BATCH) === 0 ? [plaintext] : unbatch(plaintext, frame.source)) {
+        const decoded = codec.decode(bytes)
+        if (Either.isLeft(decoded) || decoded.right._tag === "Handshake" || decoded.right._tag === "Sealed") {
+          reject("malformed", frame.source)
+          continue
+        }
+        deliver(decoded.right)
+      }
     }
 
     const receiver = (pattern: string, exact: boolean, deliver: (frame: Envelope) => void) => {
@@ -816,10 +942,12 @@ export const make = (
         try {
           switch (frame._tag) {
             case "Sealed":
-              if (frame.mode === PAIRWISE) {
+              if (frame.mode === PAIRWISE || frame.mode === PAIRWISE + BATCH) {
                 return exact ? openPairwise(frame, pattern, deliver) : reject("malformed", frame.source, "pairwise frame on a shared subject")
               }
-              if (frame.mode === GROUP || frame.mode === GROUP_SIGNED) return openGroup(frame, pattern, windows, deliver)
+              if ((frame.mode & ~BATCH) === GROUP || (frame.mode & ~BATCH) === GROUP_SIGNED) {
+                return openGroup(frame, pattern, windows, deliver)
+              }
               return reject("malformed", frame.source, `mode ${frame.mode}`)
             case "Handshake":
               return exact && pattern === `node.${self}` ? onHandshake(frame) : reject("malformed", frame.source, "handshake on a shared subject")
@@ -854,6 +982,16 @@ export const make = (
               }
             }
           })
+          // "no responders" to a batch: to each frame in it
+          yield* inner.subscribe(`node.${self}.hb.*`, () => {}, {
+            onNoResponders: (slot) => {
+              const id = Number(slot.slice(slot.lastIndexOf(".") + 1))
+              const replyTos = batchReplies.get(id)
+              if (replyTos === undefined) return
+              batchReplies.delete(id)
+              for (const replyTo of replyTos) noRespondersTo(replyTo)
+            }
+          })
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
               if (self === direct[1]) {
@@ -882,6 +1020,8 @@ export const make = (
 
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        // the last frames (e.g. a leaving heartbeat) leave before the connection closes
+        flushAll()
         closed = true
         for (const peer of peers.values()) {
           if (peer.initiating !== undefined) fork(Fiber.interrupt(peer.initiating.timer))
