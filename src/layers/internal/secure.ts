@@ -372,7 +372,7 @@ export const make = (
       bytes: number
     }
     let batches = new Map<string, Batch>()
-    let flushScheduled: ReturnType<typeof setImmediate> | undefined
+    let flushScheduled = false
     let nextBatchId = 0
     const batchReplies = new Map<number, ReadonlyArray<string>>()
     const coalesce = config.coalesce ?? inner.name.startsWith("nats")
@@ -396,7 +396,11 @@ export const make = (
       if (batch === undefined) {
         batch = { subject, sealer, frames: [], replyTos: [], bytes: 0 }
         batches.set(subject, batch)
-        flushScheduled ??= setImmediate(flushAll)
+        if (!flushScheduled) {
+          flushScheduled = true
+          // after the fibers already scheduled have run (Effect runs them in one microtask)
+          queueMicrotask(flushAll)
+        }
       }
       batch.frames.push(plaintext)
       batch.bytes += plaintext.byteLength + 4
@@ -424,8 +428,7 @@ export const make = (
     }
 
     const flushAll = (): void => {
-      if (flushScheduled !== undefined) clearImmediate(flushScheduled)
-      flushScheduled = undefined
+      flushScheduled = false
       const open = batches
       batches = new Map()
       for (const batch of open.values()) flushBatch(batch)
