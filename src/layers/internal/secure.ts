@@ -160,6 +160,7 @@ const MAX_SESSIONS_PER_PEER = 3
 const MAX_GROUP_EPOCHS = 3
 const MAX_HELD_PER_SENDER = 256
 const MAX_RESPONDING = 1024
+const MAX_PEERS = 4096
 const PROTOCOL_LABEL = "troupe-secure-v1"
 
 class Session {
@@ -804,7 +805,8 @@ export const make = (
       if (peer === undefined || session === undefined) {
         reject("unknown-session", frame.source)
         // the sender has a session we lost (we restarted): open a new one (once per timeout)
-        const p = peerOf(frame.source)
+        const p = peers.get(frame.source) ?? (peers.size < MAX_PEERS ? peerOf(frame.source) : undefined)
+        if (p === undefined) return
         if (
           p.initiating === undefined && now() - p.failedAt >= config.handshakeTimeoutMillis &&
           now() - p.unknownAt >= config.handshakeTimeoutMillis
@@ -894,7 +896,9 @@ export const make = (
       const signed = (frame.mode & ~BATCH) === GROUP_SIGNED
       if (isSignedSubject(subject) && !signed) return reject("unsigned", frame.source)
       const fromSelf = frame.source === self
-      const peer = fromSelf ? undefined : peerOf(frame.source)
+      // anyone on the broker can claim any source: strangers are bounded
+      const peer = fromSelf ? undefined : peers.get(frame.source) ?? (peers.size < MAX_PEERS ? peerOf(frame.source) : undefined)
+      if (!fromSelf && peer === undefined) return reject("no-key", frame.source, "too many peers")
       const key = fromSelf ? ownEpochs.get(frame.key) : peer!.group.get(frame.key)
       if (key === undefined) {
         if (peer === undefined) return reject("no-key", frame.source)
