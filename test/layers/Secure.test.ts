@@ -449,6 +449,31 @@ describe("secure sessions in memory", () => {
       expect(gone).toEqual(["node.a.nr.1", "node.a.nr.2", "node.a.nr.3"])
     }).pipe(Effect.scoped))
 
+  it.scoped("the group key rotates after its message count; every event still arrives, once", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const epochs = new Set<number>()
+      yield* attacker(net).subscribe("topic.>", (frame) => {
+        if (frame._tag === "Sealed") epochs.add(frame.key)
+      })
+      const trust = "any" as const
+      const publisher = yield* secureNode(net, Layer.empty, { name: "pub", identity: yield* Secure.generateIdentity, trust, rekeyAfterMessages: 20 })
+      const subscriber = yield* secureNode(net, Layer.empty, { name: "sub", identity: yield* Secure.generateIdentity, trust })
+      const received: Array<string> = []
+      yield* TopicM.subscribe(news).pipe(
+        Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
+        Effect.provide(subscriber),
+        Effect.forkScoped
+      )
+      yield* eventually(() => Context.get(subscriber, TopicM.TopicBus).subscriptionCount() === 1, "subscribed")
+      const sent = Array.from({ length: 100 }, (_, i) => `e${i}`)
+      for (const value of sent) yield* Effect.provide(TopicM.publish(news, value), publisher)
+      yield* eventually(() => received.length === sent.length, "all events")
+      expect(received).toEqual(sent)
+      expect(epochs.size).toBe(5)
+      expect(secureOf(subscriber).stats().rejected).toEqual({})
+    }))
+
   it.scoped("a peer that restarts (same node id, new incarnation) gets a new session", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
