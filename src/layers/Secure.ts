@@ -149,9 +149,9 @@ export interface SecureOptions {
   /** frames waiting per peer for a handshake; default 1024 */
   readonly maxQueued?: number | undefined
   /**
-   * seal the frames published to one subject in one event-loop turn together (one AES-GCM
-   * operation and one message for the batch); default: on over NATS, off in memory (where
-   * delivery stays synchronous)
+   * seal the frames published to one subject back to back (before the next microtask) together:
+   * one AES-GCM operation and one message for the batch; default: on over NATS, off in memory
+   * (where delivery then stays synchronous)
    */
   readonly coalesce?: boolean | undefined
 }

@@ -188,7 +188,8 @@ export const Handshake = Schema.TaggedStruct("Handshake", {
 /**
  * A frame sealed by the `Secure` layer: the AES-256-GCM ciphertext (with its 16-byte tag) of an
  * encoded frame. `mode` 0 is a pairwise session with the receiver (`key` its session id), 1 the
- * sender's group key (`key` its epoch), 2 the group key plus an Ed25519 signature `sig`. The
+ * sender's group key (`key` its epoch), 2 the group key plus an Ed25519 signature `sig`; plus 4
+ * when the plaintext is several length-prefixed encoded frames (a batch). The
  * `source`, `mode`, `key`, `counter` and `subject` are authenticated (additional data); the
  * counter is the nonce.
  *

@@ -9,6 +9,8 @@
  *   events and heartbeats are also signed with the sender's Ed25519 key (mode 2).
  * - A receiver that lacks the key of a frame holds it (bounded) and opens a session with its
  *   sender, which then hands over its group key.
+ * - With `coalesce` (the default over NATS), the frames published to one subject before the next
+ *   microtask are sealed together as one batch (mode + 4): one AES-GCM operation and one message.
  *
  * Handshake (Handshake frames on `node.<peer>`, bodies of length-prefixed parts):
  *   1  I → R  namespace, incarnation I, R, identity I, ephemeral I, session id
