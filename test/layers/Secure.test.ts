@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -228,8 +229,11 @@ describe("secure sessions in memory", () => {
       const subject = `node.${nodeIdOf(host)}`
       const stats = () => secureOf(host).stats().rejected
       // tampered: the authenticated header (the ciphertext: see the next test)
+      const tamperedMetric = Secure.rejectedFrames.pipe(Metric.tagged("reason", "tampered"))
+      const metricBefore = (yield* Metric.value(tamperedMetric)).count
       yield* evil.publish(subject, { ...request, counter: request.counter + 100 })
       expect(stats()).toMatchObject({ tampered: 1 })
+      expect((yield* Metric.value(tamperedMetric)).count - metricBefore).toBe(1)
       // replayed as it was
       yield* evil.publish(subject, request)
       expect(stats()["replay"]).toBe(1)
