@@ -19,7 +19,8 @@ const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promis
   { name: "inmemory", load: () => import("./inmemory.ts") },
   { name: "nats", load: () => import("./nats.ts") },
   { name: "topics", load: () => import("./topics.ts") },
-  { name: "streams", load: () => import("./streams.ts") }
+  { name: "streams", load: () => import("./streams.ts") },
+  { name: "secure", load: () => import("./secure.ts") }
 ]
 
 const errorLine = (suite: string, error: unknown): Result => ({

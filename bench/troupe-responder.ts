@@ -1,7 +1,8 @@
 /**
  * The responder node of the NATS suite, run in its own process:
  * `node --import tsx bench/troupe-responder.ts <url> <namespace>`, with `BENCH_CODEC=json` or
- * `msgpack` (the default).
+ * `msgpack` (the default). `BENCH_SECURE=1` seals its traffic with `Secure` (a fresh identity,
+ * trust `"any"`).
  *
  * It hosts the `Adder` service (`Increment: ({ by }) => by + 1`) on a Troupe node over NATS, with
  * NATS heartbeat discovery (`Discovery.nats()`), and prints `ready` once the node is built (its
@@ -16,7 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import { Codec, Discovery, Node, Transport } from "../src/index.ts"
+import { Codec, Discovery, Node, Secure, Transport } from "../src/index.ts"
 import { AdderLive } from "./actors.ts"
 import { cpuProfile } from "./cpu-profile.ts"
 
@@ -27,12 +28,16 @@ if (url === undefined || namespace === undefined) {
 }
 const codec = process.env["BENCH_CODEC"] === "json" ? Codec.json : Codec.msgpack
 
+const plain = Transport.nats({ servers: url, namespace, name: "bench-troupe-responder" }).pipe(Layer.provide(codec))
+const transport = process.env["BENCH_SECURE"] === "1"
+  ? Secure.layer({ identity: Secure.generateIdentity, trust: "any", namespace }).pipe(
+    Layer.provide(Layer.merge(plain, codec))
+  )
+  : plain
+
 const responder = AdderLive.pipe(
   Layer.provideMerge(Node.layer({ name: "bench-responder" })),
-  Layer.provide(Layer.provideMerge(
-    Discovery.nats(),
-    Transport.nats({ servers: url, namespace, name: "bench-troupe-responder" }).pipe(Layer.provide(codec))
-  ))
+  Layer.provide(Layer.provideMerge(Discovery.nats(), transport))
 )
 
 const program = Effect.gen(function*() {

@@ -36,3 +36,6 @@ export * as Errors from "./schema/Errors.ts"
 
 /** The node: hosting, routing, lifecycle. @since 0.1.0 */
 export * as Node from "./runtime/Node.ts"
+
+/** Encrypted, authenticated sessions between nodes (wraps the Transport). @since 0.1.0 */
+export * as Secure from "./layers/Secure.ts"

@@ -60,6 +60,7 @@ const isHeaders = (u: unknown): boolean => {
  *   event      ["E", v, source, subject, headers | 0, body?]
  *   chunk      ["C", v, source, messageId, seq, last (0 | 1), bytes]
  *   items      ["T", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
+ *   sealed     ["S", v, source, mode, key, counter, subject | 0, body, sig?]
  *
  * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
  */
@@ -71,6 +72,7 @@ const CHUNK = "C"
 const ITEMS = "T"
 const UPLOAD = 1
 const END = 2
+const SEALED = "S"
 
 const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
   for (const _ in headers) return headers
@@ -113,9 +115,34 @@ const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
       if (frame.body !== undefined) head.push(frame.body)
       return head
     }
+    case "Sealed": {
+      const head: Array<unknown> = [SEALED, frame.v, frame.source, frame.mode, frame.key, frame.counter,
+        frame.subject ?? 0, frame.body]
+      if (frame.sig !== undefined) head.push(frame.sig)
+      return head
+    }
     default:
       return undefined
   }
+}
+
+const fromSealed = (u: ReadonlyArray<unknown>): Envelope | undefined => {
+  const [, v, source, mode, key, counter, subject, body, sig] = u
+  return v === ProtocolVersion && typeof source === "string" && typeof mode === "number" &&
+      typeof key === "number" && typeof counter === "number" && (subject === 0 || typeof subject === "string") &&
+      body instanceof Uint8Array && (u.length === 8 || (u.length === 9 && sig instanceof Uint8Array))
+    ? {
+      _tag: "Sealed",
+      v,
+      source,
+      mode,
+      key,
+      counter,
+      ...(subject === 0 ? {} : { subject }),
+      body,
+      ...(u.length === 9 ? { sig: sig as Uint8Array } : {})
+    }
+    : undefined
 }
 
 const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
@@ -134,6 +161,7 @@ const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
       }
       : undefined
   }
+  if (tag === SEALED) return fromSealed(u)
   if (v !== ProtocolVersion || typeof source !== "string" || typeof requestId !== "number") return undefined
   switch (tag) {
     case REQUEST: {

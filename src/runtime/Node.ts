@@ -19,6 +19,7 @@ import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Topic from "../actors/Topic.ts"
 import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
+import * as Secure from "../layers/Secure.ts"
 import * as Transport from "../layers/Transport.ts"
 import type { TransportError } from "../schema/Errors.ts"
 import * as internal from "./internal/node.ts"
@@ -138,6 +139,8 @@ export interface NatsNodeOptions extends NodeOptions {
   readonly codec?: "msgpack" | "json" | undefined
   /** discovery heartbeat period; default 1 second */
   readonly heartbeat?: Duration.DurationInput | undefined
+  /** seal all traffic with `Secure.layer` (its namespace is the node's) */
+  readonly secure?: Omit<Secure.SecureOptions, "namespace"> | undefined
 }
 
 /**
@@ -156,15 +159,21 @@ export const layerNats = (
   options: NatsNodeOptions
 ): Layer.Layer<
   Node | ActorSystem | Topic.TopicBus | Discovery.Discovery,
-  TransportError | Discovery.DiscoveryConfigError
-> =>
-  layer(options).pipe(
+  TransportError | Discovery.DiscoveryConfigError | Secure.SecureConfigError
+> => {
+  const codec = options.codec === "json" ? Codec.json : Codec.msgpack
+  const plain = Transport.nats({
+    servers: options.servers,
+    namespace: options.namespace,
+    name: options.name
+  }).pipe(Layer.provide(codec))
+  const transport = options.secure === undefined
+    ? plain
+    : Secure.layer({ ...options.secure, namespace: options.namespace }).pipe(Layer.provide(Layer.merge(plain, codec)))
+  return layer(options).pipe(
     Layer.provideMerge(Layer.provideMerge(
       Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat }),
-      Transport.nats({
-        servers: options.servers,
-        namespace: options.namespace,
-        name: options.name
-      }).pipe(Layer.provide(options.codec === "json" ? Codec.json : Codec.msgpack))
+      transport
     ))
   )
+}

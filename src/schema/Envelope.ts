@@ -211,12 +211,34 @@ export const Handshake = Schema.TaggedStruct("Handshake", {
 })
 
 /**
+ * A frame sealed by the `Secure` layer: the AES-256-GCM ciphertext (with its 16-byte tag) of an
+ * encoded frame. `mode` 0 is a pairwise session with the receiver (`key` its session id), 1 the
+ * sender's group key (`key` its epoch), 2 the group key plus an Ed25519 signature `sig`; plus 4
+ * when the plaintext is several length-prefixed encoded frames (a batch). The
+ * `source`, `mode`, `key`, `counter` and `subject` are authenticated (additional data); the
+ * counter is the nonce.
+ *
+ * @since 0.1.0
+ * @category frames
+ */
+export const Sealed = Schema.TaggedStruct("Sealed", {
+  ...common,
+  mode: Schema.Number,
+  key: Schema.Number,
+  counter: Schema.Number,
+  /** the subject it was published to (group frames only) */
+  subject: Schema.optional(Schema.String),
+  body: Schema.Uint8ArrayFromSelf,
+  sig: Schema.optional(Schema.Uint8ArrayFromSelf)
+})
+
+/**
  * Every frame of the wire protocol.
  *
  * @since 0.1.0
  * @category schemas
  */
-export const Envelope = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Items, Event, Heartbeat, Handshake)
+export const Envelope = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Items, Event, Heartbeat, Handshake, Sealed)
 
 /**
  * @since 0.1.0
@@ -265,3 +287,9 @@ export type AckFrame = typeof Ack.Type
  * @category models
  */
 export type ItemsFrame = typeof Items.Type
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type SealedFrame = typeof Sealed.Type

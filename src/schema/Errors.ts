@@ -189,10 +189,12 @@ export class HandshakeError extends Schema.TaggedError<HandshakeError>()("Handsh
  * @category errors
  */
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
-  peer: Schema.String
+  peer: Schema.String,
+  /** the public key the peer presented */
+  publicKey: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `peer ${this.peer} is not trusted`
+    return `peer ${this.peer}${this.publicKey ? ` (key ${this.publicKey})` : ""} is not trusted`
   }
 }
 

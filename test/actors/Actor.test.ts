@@ -23,7 +23,7 @@ import {
 const Unhosted = Actor.make("Unhosted", [Rpc.make("Get", { success: Schema.Number })])
 
 // Every scenario runs on the zero-copy transport and with every frame through each codec.
-describe.each(modes)("actors (%s)", (mode) => {
+describe.each([...modes, "secure" as const])("actors (%s)", (mode) => {
   const zeroCopy = mode === "zero-copy"
 
   describe("activation and ordering", () => {

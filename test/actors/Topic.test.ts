@@ -45,7 +45,7 @@ const collect = <A, I>(node: NodeContext, topic: Topic.Topic<A, I>, options?: To
 const publish = <A, I>(node: NodeContext, topic: Topic.Topic<A, I>, value: A, subject?: string) =>
   Effect.provide(Topic.publish(topic, value, subject === undefined ? undefined : { subject }), node)
 
-describe.each(["zero-copy", "json", "msgpack"] as const)("topics (%s)", (mode: Mode) => {
+describe.each(["zero-copy", "json", "msgpack", "secure"] as const)("topics (%s)", (mode: Mode) => {
   it.scoped("every subscriber gets each event; wildcards pick the subjects", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster(mode)

@@ -13,7 +13,7 @@ import { eventually } from "../fixtures/clock.ts"
 import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
 import { makeProbeState, openLatch, Probe, ProbeService, probeLayer, probeServiceLayer } from "../fixtures/probe.ts"
 
-describe.each(modes)("several nodes on one in-memory network (%s)", (mode) => {
+describe.each([...modes, "secure" as const])("several nodes on one in-memory network (%s)", (mode) => {
   it.scoped("places each actor id on exactly one node, reachable from every node", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster(mode)

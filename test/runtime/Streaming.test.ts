@@ -47,7 +47,7 @@ const twoNodes = (mode: (typeof modes)[number], state = makeStreamerState()) =>
     return { state, host, caller, streamer, service, cluster }
   })
 
-describe.each(modes)("streamed replies (%s)", (mode) => {
+describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => {
   it.scoped("deliver every element in order, across many frames, from an actor and a service", () =>
     Effect.gen(function*() {
       const { caller, service, streamer } = yield* twoNodes(mode)
@@ -164,7 +164,7 @@ describe.each(modes)("streamed replies (%s)", (mode) => {
     }))
 })
 
-describe.each(modes)("streamed requests (%s)", (mode) => {
+describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) => {
   it.scoped("an upload reaches the handler as a Stream, intact, from an actor's and a service's caller", () =>
     Effect.gen(function*() {
       const { service, streamer } = yield* twoNodes(mode)
@@ -228,7 +228,7 @@ describe.each(modes)("streamed requests (%s)", (mode) => {
     }))
 })
 
-describe.each(["json", "msgpack"] as const)("large messages in pieces (%s)", (mode) => {
+describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces (%s)", (mode) => {
   it.scoped("a payload far above the chunk size travels in pieces, and one above the limit fails before sending", () =>
     Effect.gen(function*() {
       const { host, streamer } = yield* twoNodes(mode)

@@ -1,0 +1,499 @@
+/**
+ * Secure sessions over an in-memory network that serializes every frame (as NATS would).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { inspect } from "node:util"
+import * as Actor from "../../src/actors/Actor.ts"
+import type { ActorSystem } from "../../src/actors/ActorSystem.ts"
+import * as TopicM from "../../src/actors/Topic.ts"
+import type * as Topic from "../../src/actors/Topic.ts"
+import * as Codec from "../../src/layers/Codec.ts"
+import * as Discovery from "../../src/layers/Discovery.ts"
+import { ReplayWindow } from "../../src/layers/internal/secureCrypto.ts"
+import * as Secure from "../../src/layers/Secure.ts"
+import * as Transport from "../../src/layers/Transport.ts"
+import * as Node from "../../src/runtime/Node.ts"
+import { type Envelope, ProtocolVersion, type SealedFrame } from "../../src/schema/Envelope.ts"
+import { eventually } from "../fixtures/clock.ts"
+import { makeProbeState, Probe, probeLayer, ProbeService, probeServiceLayer } from "../fixtures/probe.ts"
+
+const SEED = new Uint8Array(32).fill(7)
+const news = TopicM.make("news.flash", Schema.String)
+
+type SecureNode = Context.Context<Node.Node | ActorSystem | Topic.TopicBus | Secure.Secure>
+
+interface Net {
+  readonly network: Transport.InMemoryNetwork
+  readonly registry: Discovery.Registry
+}
+
+const makeNet: Effect.Effect<Net> = Effect.map(Discovery.makeRegistry, (registry) => ({
+  network: Transport.makeNetwork(),
+  registry
+}))
+
+const plainTransport = (net: Net) =>
+  Layer.provideMerge(Transport.layerInMemory({ network: net.network, serialize: true }), Codec.msgpack)
+
+/** A node sealed by `Secure` on `net`, built in the current scope (so it inherits the TestClock). */
+const secureNode = (
+  net: Net,
+  kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>,
+  options: Node.NodeOptions & Omit<Secure.SecureOptions, "identity"> & { readonly identity: Secure.Identity }
+): Effect.Effect<SecureNode, never, Scope.Scope> =>
+  Layer.build(kinds.pipe(
+    Layer.provideMerge(Node.layer(options)),
+    Layer.provideMerge(Layer.merge(
+      Secure.layer(options).pipe(Layer.provide(plainTransport(net))),
+      Discovery.layerInMemory(net.registry)
+    )),
+    Layer.orDie
+  ))
+
+/** A node without `Secure` on the same network. */
+const plainNode = (net: Net, kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>, name: string) =>
+  Layer.build(kinds.pipe(
+    Layer.provideMerge(Node.layer({ name })),
+    Layer.provide(Layer.merge(plainTransport(net), Discovery.layerInMemory(net.registry))),
+    Layer.orDie
+  ))
+
+const nodeIdOf = (node: SecureNode) => Context.get(node, Node.Node).nodeId
+const secureOf = (node: SecureNode) => Context.get(node, Secure.Secure)
+const probeOf = (node: Context.Context<ActorSystem>, id: string) =>
+  Effect.map(Effect.provide(Actor.client(Probe), node), (client) => client(id))
+
+/** a plain subscriber on every subject of the network: what a broker sees */
+const capture = (net: Net): Array<Uint8Array> => {
+  const seen: Array<Uint8Array> = []
+  net.network.add({ subject: "troupe.>", queue: undefined, onNoResponders: undefined, deliver: (f) => seen.push(f as Uint8Array) })
+  return seen
+}
+
+const contains = (haystack: Uint8Array, needle: Uint8Array): boolean => Buffer.from(haystack).includes(Buffer.from(needle))
+
+/** An attacker's plain transport on the network: sees sealed frames, can publish any frame. */
+const attacker = (net: Net) => Transport.makeInMemorySerialized(Codec.msgpackCodec, { network: net.network })
+
+/** A secured transport alone, as the node `id` would use it: it receives on `node.<id>`. */
+const endpoint = (net: Net, id: string, coalesce = false) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      Secure.layer({ identity: yield* Secure.generateIdentity, trust: "any", coalesce }).pipe(Layer.provide(plainTransport(net)))
+    )
+    const transport = Context.get(context, Transport.Transport)
+    const received: Array<Envelope> = []
+    yield* transport.subscribe(`node.${id}`, (frame) => received.push(frame))
+    return { transport, received, secure: Context.get(context, Secure.Secure) }
+  })
+
+const tell = (n: number): Envelope => ({
+  _tag: "Request", v: ProtocolVersion, source: "a", requestId: n, kind: "K", id: "x", tag: "T", headers: {}, body: n, oneWay: true
+})
+
+const bodies = (frames: ReadonlyArray<Envelope>) => frames.map((f) => (f as { readonly body: unknown }).body)
+
+describe("identity", () => {
+  it.effect("a seed gives a stable printable public key; files and env vars hold seeds; the private key never prints", () =>
+    Effect.gen(function*() {
+      const a = yield* Secure.identityFromSeed(SEED)
+      const b = yield* Secure.identityFromSeed(new Uint8Array(SEED))
+      expect(a.publicKey).toBe(b.publicKey)
+      expect(a.publicKey).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      const dir = mkdtempSync(join(tmpdir(), "troupe-secure-"))
+      try {
+        writeFileSync(join(dir, "raw"), SEED)
+        writeFileSync(join(dir, "hex"), Buffer.from(SEED).toString("hex") + "\n")
+        expect((yield* Secure.identityFromFile(join(dir, "raw"))).publicKey).toBe(a.publicKey)
+        expect((yield* Secure.identityFromFile(join(dir, "hex"))).publicKey).toBe(a.publicKey)
+        expect(yield* Effect.flip(Secure.identityFromFile(join(dir, "missing")))).toMatchObject({ _tag: "SecureConfigError" })
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+      process.env["TROUPE_TEST_SEED"] = Buffer.from(SEED).toString("base64url")
+      expect((yield* Secure.identityFromEnv("TROUPE_TEST_SEED")).publicKey).toBe(a.publicKey)
+      delete process.env["TROUPE_TEST_SEED"]
+      expect(yield* Effect.flip(Secure.identityFromEnv("TROUPE_TEST_SEED"))).toMatchObject({ _tag: "SecureConfigError" })
+      expect(yield* Effect.flip(Secure.identityFromSeed(new Uint8Array(31)))).toMatchObject({ _tag: "SecureConfigError" })
+      const generated = yield* Secure.identityFromSeed(Buffer.from(yield* Secure.generateSeed, "base64url"))
+      expect(generated.publicKey).not.toBe(a.publicKey)
+      const seedText = Buffer.from(SEED).toString("hex")
+      for (const printed of [JSON.stringify(a), String(a), inspect(a, { showHidden: true, depth: 5 })]) {
+        expect(printed).toContain(a.publicKey)
+        expect(printed).not.toContain(seedText)
+        expect(printed).not.toContain("privateKey")
+      }
+    }))
+
+  it.effect("a trust list of malformed keys is a config error", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const exit = yield* Effect.exit(Layer.build(
+        Secure.layer({ identity: Secure.generateIdentity, trust: ["not-a-key"] }).pipe(Layer.provide(plainTransport(net)))
+      ).pipe(Effect.scoped))
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { error: { _tag: "SecureConfigError" } } })
+    }))
+})
+
+describe("replay window", () => {
+  it("accepts each counter once in any order within the window, rejects older ones", () => {
+    const window = new ReplayWindow()
+    const accept = (c: number) => {
+      const verdict = window.check(c)
+      if (verdict === "ok") window.record(c)
+      return verdict
+    }
+    expect(accept(1)).toBe("ok")
+    expect(accept(3)).toBe("ok")
+    expect(accept(2)).toBe("ok") // reordered, within the window
+    expect(accept(2)).toBe("replay")
+    expect(accept(2000)).toBe("ok")
+    expect(accept(1500)).toBe("ok")
+    expect(accept(1500)).toBe("replay")
+    expect(accept(900)).toBe("old") // more than 1024 behind the highest
+    expect(accept(0)).toBe("old")
+    expect(accept(3100)).toBe("ok") // a jump past the window clears it
+    expect(accept(2999)).toBe("ok")
+  })
+})
+
+describe("secure sessions in memory", () => {
+  it.scoped("nodes handshake, then asks, tells, services and topics work; the wire holds no plaintext", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const seen = capture(net)
+      const [ia, ib] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const trust = [ia.publicKey, ib.publicKey]
+      const state = makeProbeState()
+      const host = yield* secureNode(net, Layer.merge(probeLayer(state, { label: "host" }), probeServiceLayer(makeProbeState(), { label: "svc" })), { name: "host", identity: ib, trust })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ia, trust })
+      const probe = yield* probeOf(caller, "SECRET-ACTOR-ID")
+      expect(yield* probe.Increment({ by: 424242 })).toBe(424242)
+      yield* Actor.tell(probe.Increment({ by: 1 }))
+      expect(yield* probe.Get().pipe(Effect.repeat({ until: (n) => n === 424243, times: 100 }))).toBe(424243)
+      expect(yield* Effect.flip(probe.Fail({ reason: "typed" }))).toMatchObject({ _tag: "ProbeError", reason: "typed" })
+      expect(secureOf(caller).peers().map((p) => p.nodeId)).toEqual([nodeIdOf(host)])
+      expect(secureOf(caller).peers()[0]!.publicKey).toBe(ib.publicKey)
+      expect(secureOf(host).peers()[0]!.publicKey).toBe(ia.publicKey)
+      expect(secureOf(caller).stats().handshakes).toBe(1)
+      expect(seen.length).toBeGreaterThan(5)
+      for (const needle of ["SECRET-ACTOR-ID", "Increment", "typed", "ProbeError"]) {
+        expect(seen.some((bytes) => contains(bytes, Buffer.from(needle)))).toBe(false)
+      }
+    }))
+
+  it.scoped("a service and a topic over group keys: one sealing per event, signed, delivered to every subscriber", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const seen = capture(net)
+      const trust = "any" as const
+      yield* secureNode(net, probeServiceLayer(makeProbeState(), { label: "s0" }), { name: "s0", identity: yield* Secure.generateIdentity, trust })
+      yield* secureNode(net, probeServiceLayer(makeProbeState(), { label: "s1" }), { name: "s1", identity: yield* Secure.generateIdentity, trust })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      const served = new Set<string>()
+      for (let i = 0; i < 10; i++) served.add(yield* service.Whoami())
+      expect([...served].sort()).toEqual(["s0", "s1"])
+      // the sealed request frames on the shared subject carry no plaintext either
+      expect(seen.some((bytes) => contains(bytes, Buffer.from("Whoami")))).toBe(false)
+    }))
+
+  it.scoped("a tampered frame, a replay and a plaintext frame are rejected, counted, and never reach the actor", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const trust = "any" as const
+      const state = makeProbeState()
+      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const evil = attacker(net)
+      const sealed: Array<SealedFrame> = []
+      yield* evil.subscribe(`node.${nodeIdOf(host)}`, (frame) => {
+        if (frame._tag === "Sealed") sealed.push(frame)
+      })
+      const probe = yield* probeOf(caller, "a")
+      expect(yield* probe.Increment({ by: 1 })).toBe(1)
+      const request = sealed.at(-1)!
+      const subject = `node.${nodeIdOf(host)}`
+      const stats = () => secureOf(host).stats().rejected
+      // tampered: the authenticated header (the ciphertext: see the next test)
+      const tamperedMetric = Secure.rejectedFrames.pipe(Metric.tagged("reason", "tampered"))
+      const metricBefore = (yield* Metric.value(tamperedMetric)).count
+      yield* evil.publish(subject, { ...request, counter: request.counter + 100 })
+      expect(stats()).toMatchObject({ tampered: 1 })
+      expect((yield* Metric.value(tamperedMetric)).count - metricBefore).toBe(1)
+      // replayed as it was
+      yield* evil.publish(subject, request)
+      expect(stats()["replay"]).toBe(1)
+      // a plain frame on a secured subject
+      yield* evil.publish(subject, {
+        _tag: "Request", v: ProtocolVersion, source: "evil", requestId: 1, kind: "Probe", id: "a", tag: "Increment",
+        headers: {}, body: { by: 100 }, oneWay: true
+      })
+      expect(stats()["plaintext"]).toBe(1)
+      // an unknown session
+      yield* evil.publish(subject, { ...request, key: request.key + 1 })
+      expect(stats()["unknown-session"]).toBe(1)
+      expect(yield* probe.Get()).toBe(1)
+    }))
+
+  it.scoped("a man in the middle who flips a bit, changes a header or duplicates a frame gets each copy rejected", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      // subscribed before b, the attacker sees each frame first and injects its copy ahead of it
+      let mutate: ((frame: SealedFrame) => SealedFrame) | undefined
+      let injecting = false
+      const evil = attacker(net)
+      yield* evil.subscribe("node.b", (frame) => {
+        if (frame._tag !== "Sealed" || mutate === undefined || injecting) return
+        injecting = true
+        evil.unsafePublish("node.b", mutate(frame))
+        injecting = false
+      })
+      const b = yield* endpoint(net, "b")
+      const a = yield* endpoint(net, "a")
+      yield* a.transport.publish("node.b", tell(1))
+      mutate = (frame) => {
+        const body = new Uint8Array(frame.body)
+        body[body.length >> 1]! ^= 1
+        return { ...frame, body }
+      }
+      yield* a.transport.publish("node.b", tell(2))
+      mutate = (frame) => ({ ...frame, counter: frame.counter + 1 })
+      yield* a.transport.publish("node.b", tell(3))
+      mutate = (frame) => frame
+      yield* a.transport.publish("node.b", tell(4))
+      mutate = undefined
+      expect(b.secure.stats().rejected).toEqual({ tampered: 2, replay: 1 })
+      expect(bodies(b.received)).toEqual([1, 2, 3, 4])
+    }))
+
+  it.scoped("frames reordered within the window are accepted; older ones are rejected", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const trust = "any" as const
+      const state = makeProbeState()
+      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const subject = `node.${nodeIdOf(host)}`
+      // the attacker withholds frames, then delivers them late
+      const held: Array<SealedFrame> = []
+      let withhold = false
+      const evil = attacker(net)
+      yield* evil.subscribe(subject, (frame) => {
+        if (frame._tag === "Sealed" && withhold) held.push(frame)
+      })
+      const probe = yield* probeOf(caller, "a")
+      expect(yield* probe.Get()).toBe(0)
+      withhold = true
+      for (let i = 0; i < 3; i++) yield* Actor.tell(probe.Increment({ by: 1 }))
+      withhold = false
+      expect(held.length).toBe(3)
+      expect(yield* probe.Get()).toBe(3)
+      // a copy of each arriving again, in reverse order: all replays
+      for (const frame of held.reverse()) yield* evil.publish(subject, frame)
+      expect(secureOf(host).stats().rejected["replay"]).toBe(3)
+      // far behind the window
+      withhold = true
+      yield* Actor.tell(probe.Increment({ by: 1 }))
+      withhold = false
+      const old = held.at(-1)!
+      for (let i = 0; i < 1100; i++) yield* Actor.tell(probe.Increment({ by: 0 }))
+      yield* evil.publish(subject, old)
+      expect(secureOf(host).stats().rejected["old"]).toBe(1)
+      expect(yield* probe.Get()).toBe(4)
+    }))
+
+  it.scoped("an untrusted key cannot join: its asks fail with HandshakeError, asks to it with Unauthorized, its events never arrive", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const [ia, ib, ic] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const state = makeProbeState()
+      const host = yield* secureNode(net, probeLayer(state, { label: "host" }), { name: "host", identity: ia, trust: [ia.publicKey, ib.publicKey] })
+      const intruder = yield* secureNode(net, probeServiceLayer(makeProbeState()), { name: "intruder", identity: ic, trust: "any" })
+      const probe = yield* probeOf(intruder, "a")
+      const failure = yield* Effect.flip(probe.Increment({ by: 1 }))
+      expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
+      expect((failure as { reason: string }).reason).toContain("not trusted")
+      expect(state.builds).toBe(0)
+      expect(secureOf(host).stats().rejected["untrusted"]).toBeGreaterThanOrEqual(1)
+      // the intruder's events: the host cannot get its group key, so they never arrive
+      const received: Array<string> = []
+      const bus = Context.get(host, TopicM.TopicBus)
+      yield* TopicM.subscribe(news).pipe(
+        Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
+        Effect.provide(host),
+        Effect.forkScoped
+      )
+      yield* eventually(() => bus.subscriptionCount() === 1, "subscribed")
+      const rejectedBefore = secureOf(host).stats().rejected["untrusted"] ?? 0
+      yield* Effect.provide(TopicM.publish(news, "forged"), intruder)
+      yield* eventually(() => (secureOf(host).stats().rejected["untrusted"] ?? 0) > rejectedBefore, "event rejected")
+      expect(received).toEqual([])
+      expect(secureOf(host).peers()).toEqual([])
+      expect(secureOf(intruder).peers()).toEqual([])
+    }))
+
+  it.scoped("asking a node whose key is not trusted fails with Unauthorized naming it", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const [ia, ic] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const state = makeProbeState()
+      const untrusted = yield* secureNode(net, probeLayer(state), { name: "untrusted", identity: ic, trust: "any" })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ia, trust: [ia.publicKey] })
+      const probe = yield* probeOf(caller, "a")
+      expect(yield* Effect.flip(probe.Increment({ by: 1 }))).toMatchObject({
+        _tag: "Unauthorized",
+        peer: nodeIdOf(untrusted),
+        publicKey: ic.publicKey
+      })
+      expect(state.builds).toBe(0)
+    }))
+
+  it.scoped("nodes of another namespace cannot open a session", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const host = yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust: "any", namespace: "prod" })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any", namespace: "staging" })
+      const probe = yield* probeOf(caller, "a")
+      const failure = yield* Effect.flip(probe.Get())
+      expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
+      expect((failure as { reason: string }).reason).toContain("namespace")
+      expect(secureOf(host).stats().rejected["namespace"]).toBe(1)
+    }))
+
+  it.scoped("a handshake nobody answers times out (TestClock) and fails the ask with HandshakeError", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      // a node without Secure ignores handshakes
+      yield* plainNode(net, probeLayer(makeProbeState()), "plain")
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any", handshakeTimeout: "3 seconds" })
+      const probe = yield* probeOf(caller, "a")
+      const fiber = yield* Effect.fork(probe.Get())
+      yield* eventually(() => Context.get(caller, Node.Node).pendingAsks() === 1, "ask pending")
+      yield* TestClock.adjust("2999 millis")
+      expect(fiber.unsafePoll()).toBe(null)
+      yield* TestClock.adjust("1 millis")
+      const failure = yield* Effect.flip(Fiber.join(fiber))
+      expect(failure).toMatchObject({ _tag: "HandshakeError", reason: expect.stringContaining("3000 ms") })
+      expect(secureOf(caller).stats().handshakeFailures).toBe(1)
+    }))
+
+  it.scoped("sessions are re-keyed after their age (TestClock) and their message count", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const trust = "any" as const
+      yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller", identity: yield* Secure.generateIdentity, trust, rekeyAfter: "10 minutes", rekeyAfterMessages: 50
+      })
+      // (the actor may passivate while the clock moves: ask something stateless)
+      const probe = yield* probeOf(caller, "a")
+      expect(yield* probe.Whoami()).toBe("node")
+      const first = secureOf(caller).peers()[0]!
+      yield* TestClock.adjust("9 minutes")
+      expect(yield* probe.Whoami()).toBe("node")
+      expect(secureOf(caller).peers()[0]!.sessionId).toBe(first.sessionId)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* probe.Whoami()).toBe("node")
+      const second = secureOf(caller).peers()[0]!
+      expect(second.sessionId).not.toBe(first.sessionId)
+      expect(second.establishedAt - first.establishedAt).toBe(10 * 60_000)
+      const handshakes = secureOf(caller).stats().handshakes
+      for (let i = 0; i < 120; i++) yield* probe.Increment({ by: 1 })
+      expect(yield* probe.Get()).toBe(120)
+      expect(secureOf(caller).stats().handshakes).toBeGreaterThanOrEqual(handshakes + 2)
+      expect(secureOf(caller).peers()[0]!.sent).toBeLessThanOrEqual(50)
+    }))
+
+  it.live("coalescing: the frames of one subject in one turn share a sealing; asks and a dead peer's \"no responders\" still work", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const seen = capture(net)
+      const trust = "any" as const
+      const host = yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust, coalesce: true })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust, coalesce: true })
+      const probe = yield* Effect.provide(Actor.client(Probe), caller)
+      expect(yield* probe("warm").Get()).toBe(0)
+      const before = seen.length
+      const ids = Array.from({ length: 50 }, (_, i) => `id-${i}`)
+      const results = yield* Effect.forEach(ids, (id) => probe(id).Increment({ by: 2 }), { concurrency: "unbounded" })
+      expect(results).toEqual(ids.map(() => 2))
+      // 50 requests and 50 replies travelled in far fewer sealed messages
+      expect(seen.length - before).toBeLessThan(20)
+      expect(secureOf(caller).stats().rejected).toEqual({})
+      expect(secureOf(host).stats().rejected).toEqual({})
+    }).pipe(Effect.scoped))
+
+  it.live("coalescing: frames batched to a peer that is gone each get their \"no responders\"", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const a = yield* endpoint(net, "a", true)
+      const gone: Array<string> = []
+      yield* a.transport.subscribe("node.a.nr.*", () => {}, { onNoResponders: (subject) => gone.push(subject) })
+      const scope = yield* Scope.make()
+      yield* Scope.extend(endpoint(net, "b", true), scope)
+      yield* a.transport.publish("node.b", tell(1))
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      yield* Scope.close(scope, Exit.void)
+      for (let i = 1; i <= 3; i++) yield* a.transport.publish("node.b", tell(i), { replyTo: `node.a.nr.${i}` })
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      expect(gone).toEqual(["node.a.nr.1", "node.a.nr.2", "node.a.nr.3"])
+    }).pipe(Effect.scoped))
+
+  it.scoped("the group key rotates after its message count; every event still arrives, once", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const epochs = new Set<number>()
+      yield* attacker(net).subscribe("topic.>", (frame) => {
+        if (frame._tag === "Sealed") epochs.add(frame.key)
+      })
+      const trust = "any" as const
+      const publisher = yield* secureNode(net, Layer.empty, { name: "pub", identity: yield* Secure.generateIdentity, trust, rekeyAfterMessages: 20 })
+      const subscriber = yield* secureNode(net, Layer.empty, { name: "sub", identity: yield* Secure.generateIdentity, trust })
+      const received: Array<string> = []
+      yield* TopicM.subscribe(news).pipe(
+        Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
+        Effect.provide(subscriber),
+        Effect.forkScoped
+      )
+      yield* eventually(() => Context.get(subscriber, TopicM.TopicBus).subscriptionCount() === 1, "subscribed")
+      const sent = Array.from({ length: 100 }, (_, i) => `e${i}`)
+      for (const value of sent) yield* Effect.provide(TopicM.publish(news, value), publisher)
+      yield* eventually(() => received.length === sent.length, "all events")
+      expect(received).toEqual(sent)
+      expect(epochs.size).toBe(5)
+      expect(secureOf(subscriber).stats().rejected).toEqual({})
+    }))
+
+  it.scoped("a peer that restarts (same node id, new incarnation) gets a new session", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const a = yield* endpoint(net, "a")
+      const scope1 = yield* Scope.make()
+      const b1 = yield* Scope.extend(endpoint(net, "b"), scope1)
+      yield* a.transport.publish("node.b", tell(1))
+      expect(bodies(b1.received)).toEqual([1])
+      yield* Scope.close(scope1, Exit.void)
+      const b2 = yield* endpoint(net, "b")
+      // sealed with the old session: b2 cannot open it, and opens a new session
+      yield* a.transport.publish("node.b", tell(2))
+      expect(b2.secure.stats().rejected["unknown-session"]).toBe(1)
+      yield* a.transport.publish("node.b", tell(3))
+      expect(bodies(b2.received)).toEqual([3])
+      expect(a.secure.peers()).toHaveLength(1)
+      expect(a.secure.peers()[0]!.publicKey).toBe(b2.secure.publicKey)
+    }))
+})
