@@ -36,3 +36,6 @@ export * as Errors from "./schema/Errors.ts"
 
 /** The node: hosting, routing, lifecycle. @since 0.1.0 */
 export * as Node from "./runtime/Node.ts"
+
+/** An HTTP gateway in front of the actors. @since 0.1.0 */
+export * as Gateway from "./runtime/Gateway.ts"

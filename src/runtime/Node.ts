@@ -65,6 +65,12 @@ export interface NodeOptions {
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** the address announced to discovery; default derived from the transport and node id */
   readonly address?: string | undefined
+  /**
+   * trace every ask in a client span, even one started outside any span; default `false`: an
+   * ask is traced when its caller runs inside a span (an HTTP request through the `Gateway`,
+   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node
+   */
+  readonly tracing?: boolean | undefined
 }
 
 const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
@@ -81,7 +87,8 @@ const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
     askTimeout: Duration.decode(options?.askTimeout ?? "30 seconds"),
     maxPendingAsks,
     shutdownTimeout: Duration.decode(options?.shutdownTimeout ?? "10 seconds"),
-    address: options?.address
+    address: options?.address,
+    tracing: options?.tracing ?? false
   }
 }
 

@@ -1,0 +1,261 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Rpc } from "@effect/rpc"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Actor from "../../src/actors/Actor.ts"
+import { ActorSystem } from "../../src/actors/ActorSystem.ts"
+import * as Gateway from "../../src/runtime/Gateway.ts"
+import * as Node from "../../src/runtime/Node.ts"
+import { freePort } from "../fixtures/nats.ts"
+import { makeCluster } from "../fixtures/nodes.ts"
+
+class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
+class Broken extends Schema.TaggedError<Broken>()("Broken", { code: Schema.Number }) {}
+
+const rpcs = [
+  Rpc.make("Hello", { payload: { name: Schema.String, greeting: Schema.optional(Schema.String) }, success: Schema.String }),
+  Rpc.make("Add", { payload: { a: Schema.Number, b: Schema.NumberFromString }, success: Schema.Number }),
+  Rpc.make("Headers", { success: Schema.Record({ key: Schema.String, value: Schema.String }) }),
+  Rpc.make("When", { payload: { at: Schema.Date }, success: Schema.Date }),
+  Rpc.make("Refuse", { payload: { reason: Schema.String }, error: Schema.Union(Refused, Broken) }),
+  Rpc.make("Break", { error: Schema.Union(Refused, Broken) }),
+  Rpc.make("Die", {}),
+  Rpc.make("Slow", { success: Schema.String }),
+  Rpc.make("Nothing", {}),
+  Rpc.make("Trace", { success: Schema.Struct({ traceparent: Schema.String, spanTraceId: Schema.String }) })
+] as const
+
+const Greeter = Actor.make("GwGreeter", rpcs)
+const GreeterService = Actor.service("GwGreeterService", rpcs)
+const NotHosted = Actor.make("GwNowhere", rpcs)
+
+const handlers = {
+  Hello: ({ name, greeting }: { name: string; greeting?: string | undefined }) =>
+    Effect.map(Actor.CurrentAddress, (address) => `${greeting ?? "hello"} ${name} from ${address.id}`),
+  Add: ({ a, b }: { a: number; b: number }) => Effect.succeed(a + b),
+  Headers: (_: void, { headers }: { headers: Readonly<Record<string, string>> }) => Effect.succeed({ ...headers }),
+  When: ({ at }: { at: Date }) => Effect.succeed(new Date(at.getTime() + 1000)),
+  Refuse: ({ reason }: { reason: string }) => Effect.fail(new Refused({ reason })),
+  Break: () => Effect.fail(new Broken({ code: 7 })),
+  Die: () => Effect.die(new Error("secret internals: password=hunter2")),
+  Slow: () => Effect.as(Effect.sleep("10 seconds"), "late"),
+  Nothing: () => Effect.void,
+  Trace: (_: void, { headers }: { headers: Readonly<Record<string, string>> }) =>
+    Effect.map(Effect.currentSpan, (span) => ({ traceparent: headers["traceparent"] ?? "", spanTraceId: span.traceId })).pipe(
+      Effect.orDie
+    )
+}
+
+const GreeterLive = Layer.merge(
+  Actor.toLayer(Greeter, handlers as never),
+  Actor.toLayer(GreeterService, handlers as never)
+)
+
+const routes = [
+  Gateway.route("GET", "/hello/:name", Greeter, "Hello", { id: ":name" }),
+  Gateway.route("POST", "/hello/:name", Greeter, "Hello", { id: "fixed-id" }),
+  Gateway.route("GET", "/svc/hello/:name", GreeterService, "Hello"),
+  Gateway.route("GET", "/add/:id", Greeter, "Add"),
+  Gateway.route("POST", "/add/:id", Greeter, "Add"),
+  Gateway.route("GET", "/headers/:id", Greeter, "Headers"),
+  Gateway.route("POST", "/when/:id", Greeter, "When"),
+  Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 409 } }),
+  Gateway.route("GET", "/break/:id", Greeter, "Break", { errors: { Refused: 409 } }),
+  Gateway.route("GET", "/die/:id", Greeter, "Die"),
+  Gateway.route("GET", "/slow/:id", Greeter, "Slow", { timeout: "150 millis" }),
+  Gateway.route("DELETE", "/nothing/:id", Greeter, "Nothing"),
+  Gateway.route("GET", "/trace/:id", Greeter, "Trace"),
+  Gateway.route("GET", "/nowhere/:name", NotHosted, "Hello", { id: ":name" }),
+  Gateway.routeByName("GET", "/dynamic/:name", { kind: "GwGreeter", tag: "Hello" }, { id: "dyn" }),
+  Gateway.routeByName("POST", "/dynamic-refuse", { kind: "GwGreeterService", tag: "Refuse", service: true }, {
+    errors: { Refused: 422 }
+  })
+]
+
+interface Reply {
+  readonly status: number
+  readonly body: any
+  readonly text: string
+  readonly headers: Headers
+}
+
+const request = (port: number, method: string, path: string, init?: { body?: string; headers?: Record<string, string> }) =>
+  Effect.promise(async (): Promise<Reply> => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      ...(init?.body === undefined ? {} : { body: init.body }),
+      headers: { "content-type": "application/json", ...init?.headers },
+      signal: AbortSignal.timeout(5_000)
+    })
+    const text = await response.text()
+    let body: unknown = undefined
+    try {
+      body = text === "" ? undefined : JSON.parse(text)
+    } catch {
+      body = text
+    }
+    return { status: response.status, body, text, headers: response.headers }
+  })
+
+/**
+ * Two nodes on one serializing in-memory network: `b` hosts the kinds, `a` hosts nothing and
+ * runs the gateway on a real port, so every request crosses the wire (and its codec).
+ */
+const setup = Effect.gen(function*() {
+  const cluster = yield* makeCluster("json")
+  const b = yield* cluster.add(GreeterLive, { name: "b" })
+  const a = yield* cluster.add(Layer.empty, { name: "a" })
+  const port = yield* Effect.promise(freePort)
+  yield* Layer.build(
+    Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024 }).pipe(
+      Layer.provide(Layer.succeedContext(a))
+    )
+  )
+  return { port, a, b }
+})
+
+describe("Gateway", () => {
+  it.live("serves an actor on another node: path params, query, body, fixed ids, services", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const get = yield* request(port, "GET", "/hello/ada")
+      expect(get.status).toBe(200)
+      expect(get.body).toBe("hello ada from ada")
+      expect(get.headers.get("content-type")).toContain("application/json")
+
+      const query = yield* request(port, "GET", "/hello/ada?greeting=bonjour")
+      expect(query.body).toBe("bonjour ada from ada")
+
+      const post = yield* request(port, "POST", "/hello/bob", { body: JSON.stringify({ greeting: "hi" }) })
+      expect(post.status).toBe(200)
+      expect(post.body).toBe("hi bob from fixed-id")
+
+      const service = yield* request(port, "GET", "/svc/hello/cy")
+      expect(service.body).toBe("hello cy from ")
+
+      // Schema.Number from a query string is read leniently; NumberFromString takes the string
+      const add = yield* request(port, "GET", "/add/x?a=2&b=40")
+      expect(add).toMatchObject({ status: 200, body: 42 })
+      const addBody = yield* request(port, "POST", "/add/x", { body: JSON.stringify({ a: 1.5, b: "2" }) })
+      expect(addBody).toMatchObject({ status: 200, body: 3.5 })
+
+      // transformations run both ways: a Date in, a Date out, ISO strings on the wire
+      const when = yield* request(port, "POST", "/when/x", { body: JSON.stringify({ at: "2026-01-01T00:00:00.000Z" }) })
+      expect(when).toMatchObject({ status: 200, body: "2026-01-01T00:00:01.000Z" })
+
+      const nothing = yield* request(port, "DELETE", "/nothing/x")
+      expect(nothing.status).toBe(204)
+      expect(nothing.text).toBe("")
+    }).pipe(Effect.scoped))
+
+  it.live("passes request headers to the handler, without hop-by-hop ones", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const reply = yield* request(port, "GET", "/headers/x", { headers: { "x-user": "ada", authorization: "Bearer t" } })
+      expect(reply.status).toBe(200)
+      expect(reply.body["x-user"]).toBe("ada")
+      expect(reply.body["authorization"]).toBe("Bearer t")
+      expect(reply.body["connection"]).toBeUndefined()
+    }).pipe(Effect.scoped))
+
+  it.live("maps every failure to its status", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+
+      const missing = yield* request(port, "POST", "/add/x", { body: JSON.stringify({ a: 1 }) })
+      expect(missing.status).toBe(400)
+      expect(missing.body).toMatchObject({ _tag: "DecodeError", what: "payload of GwGreeter.Add" })
+      expect(missing.body.issue).toContain("b")
+
+      const badJson = yield* request(port, "POST", "/add/x", { body: "{not json" })
+      expect(badJson.status).toBe(400)
+      expect(badJson.body.issue).toContain("invalid JSON")
+
+      const notObject = yield* request(port, "POST", "/add/x", { body: "[1,2]" })
+      expect(notObject.status).toBe(400)
+
+      const unknownRoute = yield* request(port, "GET", "/no/such/route")
+      expect(unknownRoute).toMatchObject({ status: 404, body: { _tag: "RouteNotFound" } })
+      const wrongMethod = yield* request(port, "PUT", "/hello/ada")
+      expect(wrongMethod.status).toBe(404)
+
+      const notHosted = yield* request(port, "GET", "/nowhere/x")
+      expect(notHosted).toMatchObject({ status: 404, body: { _tag: "ActorNotFound", kind: "GwNowhere" } })
+
+      const tooLarge = yield* request(port, "POST", "/hello/ada", { body: JSON.stringify({ greeting: "x".repeat(2000) }) })
+      expect(tooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
+
+      const declared = yield* request(port, "POST", "/refuse/x", { body: JSON.stringify({ reason: "no" }) })
+      expect(declared).toMatchObject({ status: 409, body: { _tag: "Refused", reason: "no" } })
+
+      const undeclared = yield* request(port, "GET", "/break/x")
+      expect(undeclared).toMatchObject({ status: 500, body: { _tag: "Broken", code: 7 } })
+
+      const defect = yield* request(port, "GET", "/die/x")
+      expect(defect).toMatchObject({ status: 500, body: { _tag: "InternalServerError" } })
+      expect(defect.text).not.toContain("hunter2")
+      expect(defect.text).not.toContain("at ")
+
+      const timeout = yield* request(port, "GET", "/slow/x")
+      expect(timeout).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", tag: "Slow" } })
+    }).pipe(Effect.scoped))
+
+  it.live("answers 503 when the kind is hosted but no node serves it", () =>
+    Effect.gen(function*() {
+      const { port, b } = yield* setup
+      yield* Context.get(b, Node.Node).setServing(false)
+      const reply = yield* request(port, "GET", "/hello/ada")
+      expect(reply).toMatchObject({ status: 503, body: { _tag: "NoAvailableNode", kind: "GwGreeter" } })
+      yield* Context.get(b, Node.Node).setServing(true)
+      expect((yield* request(port, "GET", "/hello/ada")).status).toBe(200)
+    }).pipe(Effect.scoped))
+
+  it.live("routes by kind name: the hosting node decodes with the real schema", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const ok = yield* request(port, "GET", "/dynamic/eve?greeting=hey")
+      expect(ok).toMatchObject({ status: 200, body: "hey eve from dyn" })
+      const refused = yield* request(port, "POST", "/dynamic-refuse", { body: JSON.stringify({ reason: "nope" }) })
+      expect(refused).toMatchObject({ status: 422, body: { _tag: "Refused", reason: "nope" } })
+      const invalid = yield* request(port, "POST", "/dynamic-refuse", { body: JSON.stringify({ reason: 3 }) })
+      expect(invalid).toMatchObject({ status: 400, body: { _tag: "DecodeError" } })
+    }).pipe(Effect.scoped))
+
+  it.live("an incoming traceparent reaches the handler's span on the other node", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+      const reply = yield* request(port, "GET", "/trace/x", {
+        headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` }
+      })
+      expect(reply.status).toBe(200)
+      // the ask's own client span (a child of the HTTP server span) travels to node b
+      expect(reply.body.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
+      expect(reply.body.traceparent).not.toContain("00f067aa0ba902b7")
+      expect(reply.body.spanTraceId).toBe(traceId)
+    }).pipe(Effect.scoped))
+
+  it.live("serves concurrent requests and keeps counting them in the ask metrics", () =>
+    Effect.gen(function*() {
+      const { port, a } = yield* setup
+      const replies = yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => i),
+        (i) => request(port, "GET", `/add/k${i % 4}?a=${i}&b=1`),
+        { concurrency: 10 }
+      )
+      expect(replies.map((r) => r.body)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+      // the node of the gateway is still usable from code
+      const client = yield* Effect.provide(Actor.client(Greeter), a)
+      expect(yield* client("z").Add({ a: 1, b: 2 })).toBe(3)
+      expect(Context.get(a, ActorSystem).nodeId).toMatch(/^a-/)
+    }).pipe(Effect.scoped))
+
+  it("rejects routes that cannot resolve an id", () => {
+    expect(() => Gateway.route("GET", "/hello", Greeter, "Hello")).toThrow(/:id/)
+    expect(() => Gateway.route("GET", "/hello/:name", Greeter, "Hello", { id: ":who" })).toThrow(/:who/)
+    expect(() => Gateway.route("GET", "hello", Greeter, "Hello", { id: "x" })).toThrow(/start with/)
+    expect(Gateway.route("GET", "/svc", GreeterService, "Hello").id).toBeUndefined()
+  })
+})
