@@ -18,7 +18,8 @@ import { formatRate, type Result, type Suite } from "./harness.ts"
 const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promise<Suite> }> = [
   { name: "inmemory", load: () => import("./inmemory.ts") },
   { name: "nats", load: () => import("./nats.ts") },
-  { name: "topics", load: () => import("./topics.ts") }
+  { name: "topics", load: () => import("./topics.ts") },
+  { name: "gateway", load: () => import("./gateway.ts") }
 ]
 
 const errorLine = (suite: string, error: unknown): Result => ({
