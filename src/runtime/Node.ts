@@ -21,6 +21,7 @@ import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
 import * as Transport from "../layers/Transport.ts"
 import type { TransportError } from "../schema/Errors.ts"
+import * as Metrics from "./internal/metrics.ts"
 import * as internal from "./internal/node.ts"
 
 /**
@@ -43,6 +44,28 @@ export interface NodeShape {
   /** marks the node (not) serving in discovery: a draining node gets no new routes */
   readonly setServing: (serving: boolean) => Effect.Effect<void>
 }
+
+/**
+ * The node's metrics (Effect `Metric`s, each labelled `kind`): `asks` and `askErrors` (counters
+ * of ask attempts started here and of those that failed), `askLatency` (histogram of the
+ * caller's round-trip time in ms), `mailboxDepth` and `activeActors` (gauges of the kinds hosted
+ * here, sampled every second).
+ *
+ * @example
+ * ```ts
+ * const started = yield* Metric.value(Node.metrics.asks.pipe(Metric.tagged("kind", "Counter")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  asks: Metrics.asks,
+  askErrors: Metrics.askErrors,
+  askLatency: Metrics.askLatency,
+  mailboxDepth: Metrics.mailboxDepth,
+  activeActors: Metrics.activeActors
+} as const
 
 /**
  * @since 0.1.0

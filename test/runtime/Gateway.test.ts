@@ -3,6 +3,7 @@ import { Rpc } from "@effect/rpc"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Actor from "../../src/actors/Actor.ts"
 import { ActorSystem } from "../../src/actors/ActorSystem.ts"
@@ -237,19 +238,53 @@ describe("Gateway", () => {
       expect(reply.body.spanTraceId).toBe(traceId)
     }).pipe(Effect.scoped))
 
-  it.live("serves concurrent requests and keeps counting them in the ask metrics", () =>
+  it.live("serves concurrent requests and counts them in the ask metrics", () =>
     Effect.gen(function*() {
       const { port, a } = yield* setup
+      const asks = Node.metrics.asks.pipe(Metric.tagged("kind", "GwGreeter"))
+      const errors = Node.metrics.askErrors.pipe(Metric.tagged("kind", "GwGreeter"))
+      const latency = Node.metrics.askLatency.pipe(Metric.tagged("kind", "GwGreeter"))
+      const before = {
+        asks: (yield* Metric.value(asks)).count,
+        errors: (yield* Metric.value(errors)).count,
+        latency: (yield* Metric.value(latency)).count
+      }
       const replies = yield* Effect.forEach(
         Array.from({ length: 20 }, (_, i) => i),
         (i) => request(port, "GET", `/add/k${i % 4}?a=${i}&b=1`),
         { concurrency: 10 }
       )
       expect(replies.map((r) => r.body)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+      expect((yield* request(port, "POST", "/refuse/k0", { body: JSON.stringify({ reason: "x" }) })).status).toBe(409)
+      // the metrics are process-wide: other tests of this file may have added theirs
+      expect((yield* Metric.value(asks)).count - before.asks).toBeGreaterThanOrEqual(21)
+      expect((yield* Metric.value(errors)).count - before.errors).toBeGreaterThanOrEqual(1)
+      expect((yield* Metric.value(latency)).count - before.latency).toBeGreaterThanOrEqual(21)
       // the node of the gateway is still usable from code
       const client = yield* Effect.provide(Actor.client(Greeter), a)
       expect(yield* client("z").Add({ a: 1, b: 2 })).toBe(3)
       expect(Context.get(a, ActorSystem).nodeId).toMatch(/^a-/)
+    }).pipe(Effect.scoped))
+
+  it.live("samples the active actors of a hosted kind into a gauge", () =>
+    Effect.gen(function*() {
+      // a kind of its own: the gauges are per process and kind
+      const Gauged = Actor.make("GwGauged", [Rpc.make("Ping", { success: Schema.String })])
+      const cluster = yield* makeCluster("json")
+      yield* cluster.add(Actor.toLayer(Gauged, { Ping: () => Effect.succeed("pong") }), { name: "host" })
+      const caller = yield* cluster.add(Layer.empty, { name: "caller" })
+      const client = yield* Effect.provide(Actor.client(Gauged), caller)
+      for (const id of ["g1", "g2", "g3"]) expect(yield* client(id).Ping()).toBe("pong")
+      const gauge = Node.metrics.activeActors.pipe(Metric.tagged("kind", "GwGauged"))
+      // sampled every second of wall-clock time: wait (bounded) for the next sample
+      let value = (yield* Metric.value(gauge)).value
+      for (let i = 0; i < 30 && value !== 3; i++) {
+        yield* Effect.sleep("100 millis")
+        value = (yield* Metric.value(gauge)).value
+      }
+      expect(value).toBe(3)
+      const depth = Node.metrics.mailboxDepth.pipe(Metric.tagged("kind", "GwGauged"))
+      expect((yield* Metric.value(depth)).value).toBe(0)
     }).pipe(Effect.scoped))
 
   it("rejects routes that cannot resolve an id", () => {
