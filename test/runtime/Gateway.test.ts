@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
+import * as http from "node:http"
 import * as Actor from "../../src/actors/Actor.ts"
 import { ActorSystem } from "../../src/actors/ActorSystem.ts"
 import * as Gateway from "../../src/runtime/Gateway.ts"
@@ -100,6 +101,21 @@ const request = (port: number, method: string, path: string, init?: { body?: str
     return { status: response.status, body, text, headers: response.headers }
   })
 
+/** a POST without content-length: the body goes chunked (`transfer-encoding: chunked`) */
+const chunkedPost = (port: number, path: string, chunks: ReadonlyArray<string>) =>
+  Effect.async<{ status: number; body: any }>((resume) => {
+    const req = http.request({ host: "127.0.0.1", port, method: "POST", path, headers: { "content-type": "application/json" } }, (res) => {
+      let data = ""
+      res.setEncoding("utf8")
+      res.on("data", (chunk: string) => (data += chunk))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: JSON.parse(data) })))
+    })
+    req.setTimeout(5_000, () => req.destroy(new Error("timeout")))
+    req.on("error", (error) => resume(Effect.die(error)))
+    for (const chunk of chunks) req.write(chunk)
+    req.end()
+  })
+
 /**
  * Two nodes on one serializing in-memory network: `b` hosts the kinds, `a` hosts nothing and
  * runs the gateway on a real port, so every request crosses the wire (and its codec).
@@ -187,6 +203,12 @@ describe("Gateway", () => {
 
       const tooLarge = yield* request(port, "POST", "/hello/ada", { body: JSON.stringify({ greeting: "x".repeat(2000) }) })
       expect(tooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
+
+      // without a content-length the body is counted while it is read
+      const chunkedTooLarge = yield* chunkedPost(port, "/hello/ada", ['{"greeting":"', "y".repeat(800), "y".repeat(800), '"}'])
+      expect(chunkedTooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
+      const chunkedOk = yield* chunkedPost(port, "/hello/ada", ['{"greeting":', '"yo"}'])
+      expect(chunkedOk).toEqual({ status: 200, body: "yo ada from fixed-id" })
 
       const declared = yield* request(port, "POST", "/refuse/x", { body: JSON.stringify({ reason: "no" }) })
       expect(declared).toMatchObject({ status: 409, body: { _tag: "Refused", reason: "no" } })

@@ -138,18 +138,27 @@ const readBody = (
   const length = request.headers["content-length"]
   const chunked = request.headers["transfer-encoding"] !== undefined
   if (!chunked && (length === undefined || length === "0")) return Effect.succeed(undefined)
-  if (length !== undefined && Number(length) > limit) {
-    return Effect.fail(new PayloadTooLarge({ size: Number(length), limit }))
+  if (length !== undefined) {
+    if (Number(length) > limit) return Effect.fail(new PayloadTooLarge({ size: Number(length), limit }))
+    // a declared length within the limit: one read (Node stops at the declared length)
+    return Effect.mapError(request.text, (error) => decodeFailure("request body", error.message))
   }
+  // chunked: count while reading and keep nothing past the limit. The rest is read and dropped
+  // (up to as much again, at least 64 KiB) so the client, still sending, gets its 413 instead of
+  // a reset connection; a body beyond that is cut off.
+  const drainLimit = limit + Math.max(limit, 64 * 1024)
   return request.stream.pipe(
     Stream.mapError((error) => decodeFailure("request body", error.message)),
     Stream.runFoldEffect({ size: 0, chunks: Chunk.empty<Uint8Array>() }, (acc, chunk) => {
       const size = acc.size + chunk.length
-      return size > limit
-        ? Effect.fail(new PayloadTooLarge({ size, limit }))
-        : Effect.succeed({ size, chunks: Chunk.append(acc.chunks, chunk) })
+      if (size > drainLimit) return Effect.fail(new PayloadTooLarge({ size, limit }))
+      return Effect.succeed({ size, chunks: size > limit ? acc.chunks : Chunk.append(acc.chunks, chunk) })
     }),
-    Effect.map(({ chunks }) => Buffer.concat(Chunk.toReadonlyArray(chunks)).toString("utf8"))
+    Effect.flatMap(({ chunks, size }) =>
+      size > limit
+        ? Effect.fail(new PayloadTooLarge({ size, limit }))
+        : Effect.succeed(Buffer.concat(Chunk.toReadonlyArray(chunks)).toString("utf8"))
+    )
   )
 }
 
