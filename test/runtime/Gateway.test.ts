@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as http from "node:http"
@@ -33,26 +35,27 @@ const Greeter = Actor.make("GwGreeter", rpcs)
 const GreeterService = Actor.service("GwGreeterService", rpcs)
 const NotHosted = Actor.make("GwNowhere", rpcs)
 
-const handlers = {
-  Hello: ({ name, greeting }: { name: string; greeting?: string | undefined }) =>
+const handlers: Actor.Handlers<Actor.Rpcs<typeof Greeter>, Actor.CurrentAddress> = {
+  Hello: ({ greeting, name }) =>
     Effect.map(Actor.CurrentAddress, (address) => `${greeting ?? "hello"} ${name} from ${address.id}`),
-  Add: ({ a, b }: { a: number; b: number }) => Effect.succeed(a + b),
-  Headers: (_: void, { headers }: { headers: Readonly<Record<string, string>> }) => Effect.succeed({ ...headers }),
-  When: ({ at }: { at: Date }) => Effect.succeed(new Date(at.getTime() + 1000)),
-  Refuse: ({ reason }: { reason: string }) => Effect.fail(new Refused({ reason })),
+  Add: ({ a, b }) => Effect.succeed(a + b),
+  Headers: (_, { headers }) => Effect.succeed({ ...headers }),
+  When: ({ at }) => Effect.succeed(new Date(at.getTime() + 1000)),
+  Refuse: ({ reason }) => Effect.fail(new Refused({ reason })),
   Break: () => Effect.fail(new Broken({ code: 7 })),
   Die: () => Effect.die(new Error("secret internals: password=hunter2")),
   Slow: () => Effect.as(Effect.sleep("10 seconds"), "late"),
   Nothing: () => Effect.void,
-  Trace: (_: void, { headers }: { headers: Readonly<Record<string, string>> }) =>
-    Effect.map(Effect.currentSpan, (span) => ({ traceparent: headers["traceparent"] ?? "", spanTraceId: span.traceId })).pipe(
-      Effect.orDie
-    )
+  Trace: (_, { headers }) =>
+    Effect.map(Effect.orDie(Effect.currentSpan), (span) => ({
+      traceparent: headers["traceparent"] ?? "",
+      spanTraceId: span.traceId
+    }))
 }
 
 const GreeterLive = Layer.merge(
-  Actor.toLayer(Greeter, handlers as never),
-  Actor.toLayer(GreeterService, handlers as never)
+  Actor.toLayer(Greeter, handlers),
+  Actor.toLayer(GreeterService, handlers)
 )
 
 const routes = [
@@ -125,12 +128,18 @@ const setup = Effect.gen(function*() {
   const b = yield* cluster.add(GreeterLive, { name: "b" })
   const a = yield* cluster.add(Layer.empty, { name: "a" })
   const port = yield* Effect.promise(freePort)
+  // what the gateway logs, kept for the assertions (and out of the test output)
+  const logs: Array<string> = []
+  const capture = Logger.make(({ cause, message }) => {
+    logs.push(`${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
+  })
   yield* Layer.build(
     Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024 }).pipe(
-      Layer.provide(Layer.succeedContext(a))
+      Layer.provide(Layer.succeedContext(a)),
+      Layer.provide(Logger.replace(Logger.defaultLogger, capture))
     )
   )
-  return { port, a, b }
+  return { port, a, b, logs }
 })
 
 describe("Gateway", () => {
@@ -179,7 +188,7 @@ describe("Gateway", () => {
 
   it.live("maps every failure to its status", () =>
     Effect.gen(function*() {
-      const { port } = yield* setup
+      const { logs, port } = yield* setup
 
       const missing = yield* request(port, "POST", "/add/x", { body: JSON.stringify({ a: 1 }) })
       expect(missing.status).toBe(400)
@@ -220,6 +229,8 @@ describe("Gateway", () => {
       expect(defect).toMatchObject({ status: 500, body: { _tag: "InternalServerError" } })
       expect(defect.text).not.toContain("hunter2")
       expect(defect.text).not.toContain("at ")
+      // ...while the detail is logged on the gateway's side
+      expect(logs.some((line) => line.includes("gateway: GwGreeter.Die failed") && line.includes("hunter2"))).toBe(true)
 
       const timeout = yield* request(port, "GET", "/slow/x")
       expect(timeout).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", tag: "Slow" } })
@@ -314,5 +325,10 @@ describe("Gateway", () => {
     expect(() => Gateway.route("GET", "/hello/:name", Greeter, "Hello", { id: ":who" })).toThrow(/:who/)
     expect(() => Gateway.route("GET", "hello", Greeter, "Hello", { id: "x" })).toThrow(/start with/)
     expect(Gateway.route("GET", "/svc", GreeterService, "Hello").id).toBeUndefined()
+    // @ts-expect-error the tag must be one of the kind's Rpcs
+    expect(() => Gateway.route("GET", "/x/:id", Greeter, "NoSuchTag")).toThrow(/no Rpc "NoSuchTag"/)
+    // @ts-expect-error statuses are keyed by the Rpc's typed error tags
+    Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Nope: 409 } })
+    expect(() => Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 200 } })).toThrow(/400\.\.599/)
   })
 })
