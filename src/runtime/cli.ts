@@ -34,17 +34,54 @@ import * as Node from "./Node.ts"
 const VERSION = "0.1.0"
 
 const natsOption = Options.text("nats").pipe(
-  Options.withDefault("nats://127.0.0.1:4222"),
-  Options.withDescription("NATS server URL (several: comma-separated)")
+  Options.optional,
+  Options.withDescription("NATS server URL, several comma-separated (default: the config's, else nats://127.0.0.1:4222)")
 )
 const namespaceOption = Options.text("namespace").pipe(
-  Options.withDefault("default"),
-  Options.withDescription("the subject namespace of the app")
+  Options.optional,
+  Options.withDescription("the subject namespace of the app (default: the config's, else \"default\")")
 )
 const codecOption = Options.choice("codec", ["msgpack", "json"]).pipe(
-  Options.withDefault("msgpack" as const),
-  Options.withDescription("the wire codec of the cluster")
+  Options.optional,
+  Options.withDescription("the wire codec of the cluster (default: the config's, else msgpack)")
 )
+const configOption = Options.text("config").pipe(
+  Options.withAlias("c"),
+  Options.optional,
+  Options.withDescription("take NATS servers, namespace and codec from this config file")
+)
+
+interface Connection {
+  readonly servers: ReadonlyArray<string>
+  readonly namespace: string
+  readonly codec: "msgpack" | "json"
+}
+
+/** the flags first, then the config file, then the defaults */
+const connection = (flags: {
+  readonly nats: Option.Option<string>
+  readonly namespace: Option.Option<string>
+  readonly codec: Option.Option<"msgpack" | "json">
+  readonly config: Option.Option<string>
+}): Effect.Effect<Connection, Config.ConfigError> =>
+  Effect.map(
+    Option.match(flags.config, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (file) => Effect.map(Config.load(file), (config): Config.Config | undefined => config)
+    }),
+    (config): Connection => {
+      const configured = config?.nats?.servers
+      return {
+        servers: Option.match(flags.nats, {
+          onSome: servers,
+          onNone: () =>
+            configured === undefined ? ["nats://127.0.0.1:4222"] : typeof configured === "string" ? [configured] : configured
+        }),
+        namespace: Option.getOrElse(flags.namespace, () => config?.node?.namespace ?? "default"),
+        codec: Option.getOrElse(flags.codec, () => config?.node?.codec ?? "msgpack")
+      }
+    }
+  )
 
 const servers = (nats: string): ReadonlyArray<string> => nats.split(",").map((s) => s.trim()).filter((s) => s !== "")
 
@@ -106,6 +143,7 @@ const monitor = Command.make("monitor", {
   nats: natsOption,
   namespace: namespaceOption,
   codec: codecOption,
+  config: configOption,
   interval: Options.integer("interval").pipe(
     Options.withDefault(500),
     Options.withDescription("milliseconds between two renders")
@@ -114,28 +152,30 @@ const monitor = Command.make("monitor", {
     Options.optional,
     Options.withDescription("stop after this many renders (default: run until interrupted)")
   )
-}, ({ codec, count, interval, namespace, nats }) => {
-  const layer = Discovery.nats({ heartbeat: "500 millis" }).pipe(
-    Layer.provideMerge(Transport.nats({ servers: servers(nats), namespace, name: "troupe-monitor" })),
-    Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
-  )
-  const tty = process.stdout.isTTY === true
-  const once = Effect.gen(function*() {
-    const state = yield* Discovery.state
-    const now = yield* Clock.currentTimeMillis
-    const text = render(state, now, `${nats} namespace=${namespace}`)
-    // a terminal gets the screen redrawn; a pipe gets one block per render
-    yield* Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)
-  })
-  const schedule = Schedule.spaced(Duration.millis(Math.max(50, interval)))
-  return once.pipe(
-    Effect.repeat(Option.match(count, {
-      onNone: () => Schedule.asVoid(schedule),
-      onSome: (n) => Schedule.asVoid(Schedule.intersect(schedule, Schedule.recurs(Math.max(0, n - 1))))
-    })),
-    Effect.provide(layer)
-  )
-}).pipe(Command.withDescription("Show the discovery state live: nodes, kinds, serving, last seen"))
+}, (flags) =>
+  Effect.gen(function*() {
+    const { codec, namespace, servers } = yield* connection(flags)
+    const layer = Discovery.nats({ heartbeat: "500 millis" }).pipe(
+      Layer.provideMerge(Transport.nats({ servers, namespace, name: "troupe-monitor" })),
+      Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
+    )
+    const tty = process.stdout.isTTY === true
+    const once = Effect.gen(function*() {
+      const state = yield* Discovery.state
+      const now = yield* Clock.currentTimeMillis
+      const text = render(state, now, `${servers.join(",")} namespace=${namespace}`)
+      // a terminal gets the screen redrawn; a pipe gets one block per render
+      yield* Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)
+    })
+    const schedule = Schedule.spaced(Duration.millis(Math.max(50, flags.interval)))
+    return yield* once.pipe(
+      Effect.repeat(Option.match(flags.count, {
+        onNone: () => Schedule.asVoid(schedule),
+        onSome: (n) => Schedule.asVoid(Schedule.intersect(schedule, Schedule.recurs(Math.max(0, n - 1))))
+      })),
+      Effect.provide(layer)
+    )
+  })).pipe(Command.withDescription("Show the discovery state live: nodes, kinds, serving, last seen"))
 
 // ---- call ----------------------------------------------------------------------------------
 
@@ -148,7 +188,8 @@ const call = Command.make("call", {
   timeout: Options.text("timeout").pipe(Options.withDefault("10 seconds"), Options.withDescription("wait at most this long")),
   nats: natsOption,
   namespace: namespaceOption,
-  codec: codecOption
+  codec: codecOption,
+  config: configOption
 }, (args) =>
   Effect.gen(function*() {
     let payload: unknown
@@ -171,11 +212,12 @@ const call = Command.make("call", {
         timeout: timeout.value
       })
     })
+    const { codec, namespace, servers } = yield* connection(args)
     const value = yield* ask.pipe(
       Effect.provide(Node.layerNats({
-        servers: servers(args.nats),
-        namespace: args.namespace,
-        codec: args.codec,
+        servers,
+        namespace,
+        codec,
         name: "troupe-call",
         shutdownTimeout: "1 second"
       }))

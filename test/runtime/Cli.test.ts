@@ -124,8 +124,9 @@ describe("troupe CLI", () => {
       expect(called.code).toBe(0)
       expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
 
+      // --config: servers, namespace and codec from a config file
       const refused = yield* runToEnd([
-        "call", "Greeter", "nobody", "Hello", "--json", `{"name":"nobody"}`, "--nats", nats.url, "--namespace", namespace
+        "call", "Greeter", "nobody", "Hello", "--json", `{"name":"nobody"}`, "--config", Path.join(dir, "edge.toml")
       ])
       expect(refused.code).toBe(1)
       expect(JSON.parse(refused.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "Shy", name: "nobody" })
