@@ -20,7 +20,8 @@ const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promis
   { name: "nats", load: () => import("./nats.ts") },
   { name: "topics", load: () => import("./topics.ts") },
   { name: "streams", load: () => import("./streams.ts") },
-  { name: "secure", load: () => import("./secure.ts") }
+  { name: "secure", load: () => import("./secure.ts") },
+  { name: "gateway", load: () => import("./gateway.ts") }
 ]
 
 const errorLine = (suite: string, error: unknown): Result => ({

@@ -39,3 +39,9 @@ export * as Node from "./runtime/Node.ts"
 
 /** Encrypted, authenticated sessions between nodes (wraps the Transport). @since 0.1.0 */
 export * as Secure from "./layers/Secure.ts"
+
+/** An HTTP gateway in front of the actors. @since 0.1.0 */
+export * as Gateway from "./runtime/Gateway.ts"
+
+/** The config file (`troupe.toml` or JSON), validated with Schema. @since 0.1.0 */
+export * as Config from "./runtime/Config.ts"

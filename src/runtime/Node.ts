@@ -22,6 +22,7 @@ import * as Discovery from "../layers/Discovery.ts"
 import * as Secure from "../layers/Secure.ts"
 import * as Transport from "../layers/Transport.ts"
 import type { TransportError } from "../schema/Errors.ts"
+import * as Metrics from "./internal/metrics.ts"
 import * as internal from "./internal/node.ts"
 
 /**
@@ -46,6 +47,28 @@ export interface NodeShape {
 }
 
 /**
+ * The node's metrics (Effect `Metric`s, each labelled `kind`): `asks` and `askErrors` (counters
+ * of ask attempts started here and of those that failed), `askLatency` (histogram of the
+ * caller's round-trip time in ms), `mailboxDepth` and `activeActors` (gauges of the kinds hosted
+ * here, sampled every second).
+ *
+ * @example
+ * ```ts
+ * const started = yield* Metric.value(Node.metrics.asks.pipe(Metric.tagged("kind", "Counter")))
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  asks: Metrics.asks,
+  askErrors: Metrics.askErrors,
+  askLatency: Metrics.askLatency,
+  mailboxDepth: Metrics.mailboxDepth,
+  activeActors: Metrics.activeActors
+} as const
+
+/**
  * @since 0.1.0
  * @category tags
  */
@@ -66,6 +89,12 @@ export interface NodeOptions {
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** the address announced to discovery; default derived from the transport and node id */
   readonly address?: string | undefined
+  /**
+   * trace every ask in a client span, even one started outside any span; default `false`: an
+   * ask is traced when its caller runs inside a span (an HTTP request through the `Gateway`,
+   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node
+   */
+  readonly tracing?: boolean | undefined
 }
 
 const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
@@ -82,7 +111,8 @@ const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
     askTimeout: Duration.decode(options?.askTimeout ?? "30 seconds"),
     maxPendingAsks,
     shutdownTimeout: Duration.decode(options?.shutdownTimeout ?? "10 seconds"),
-    address: options?.address
+    address: options?.address,
+    tracing: options?.tracing ?? false
   }
 }
 

@@ -29,6 +29,7 @@ import { CurrentAddress } from "../../actors/Actor.ts"
 import type { AnyHandler, EntityDefinition } from "../../actors/ActorSystem.ts"
 import type { Headers } from "../../schema/Envelope.ts"
 import { ActorStopped, DecodeError, MailboxFull, RemoteDefect, type TroupeError } from "../../schema/Errors.ts"
+import { continueTrace } from "./metrics.ts"
 
 /** How a job ended: the handler's value, its declared error, or a runtime error. @internal */
 export type JobExit =
@@ -166,6 +167,13 @@ export class EntityManager {
   /** The number of live instances (for metrics and tests). */
   get size(): number {
     return this.instances.size
+  }
+
+  /** The messages waiting in every instance's mailbox (for metrics). */
+  get mailboxDepth(): number {
+    let depth = 0
+    for (const instance of this.instances.values()) depth += instance.queue.length
+    return depth
   }
 
   /** Whether an instance for `id` is currently active. */
@@ -309,6 +317,7 @@ export class EntityManager {
     // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
     // Exit: nothing to run, nothing to interrupt, no fiber needed
     if (Exit.isExit(effect)) return this.finish(instance, job, effect as Exit.Exit<unknown, unknown>)
+    effect = continueTrace(this.kind, job.tag, job.headers, effect)
     const fiber = instance.fork!(effect as Effect.Effect<unknown, unknown>)
     job.fiber = fiber
     fiber.addObserver((exit) => this.finish(instance, job, exit))

@@ -46,6 +46,7 @@ import {
 } from "../../schema/Errors.ts"
 import { type Deadline, Deadlines } from "./deadlines.ts"
 import { EntityManager, type Job, type JobExit, makeJob } from "./entity.ts"
+import * as Metrics from "./metrics.ts"
 import { owner } from "./placement.ts"
 import { Inbox, Outbox, pump, toStream, WINDOW } from "./streams.ts"
 import * as Topics from "./topics.ts"
@@ -57,6 +58,8 @@ export interface NodeConfig {
   readonly maxPendingAsks: number
   readonly shutdownTimeout: Duration.Duration
   readonly address: string | undefined
+  /** trace every ask, even one started outside any span */
+  readonly tracing: boolean
 }
 
 
@@ -284,7 +287,8 @@ export const make = (
       envelope.timeout === undefined ? askTimeoutMillis : Duration.toMillis(envelope.timeout)
 
     const askLocal = (manager: EntityManager, envelope: Envelope): Effect.Effect<unknown, unknown> =>
-      Effect.async<unknown, unknown>((resume) => {
+      Effect.async<unknown, unknown>((callback) => {
+        const resume = Metrics.observeAsk(envelope.definition.kind, callback)
         const startedAt = deadlines.now()
         const timeoutMillis = timeoutOf(envelope)
         let deadline: Deadline | undefined
@@ -395,8 +399,9 @@ export const make = (
       envelope: Envelope,
       presetRequestId?: number
     ): Effect.Effect<unknown, unknown> =>
-      Effect.async<unknown, unknown>((resume) => {
+      Effect.async<unknown, unknown>((callback) => {
         const kind = envelope.definition.kind
+        const resume = Metrics.observeAsk(kind, callback)
         if (pending.size >= config.maxPendingAsks) {
           return resume(Exit.fail(
             new MailboxFull({ kind, id: envelope.id, capacity: config.maxPendingAsks, queue: "pending-requests" })
@@ -636,7 +641,9 @@ export const make = (
     }
 
     const askOnce = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> =>
-      Effect.suspend(() => {
+      Effect.suspend(() => askRouted(envelope, attempt))
+
+    const askRouted = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> => {
         const target = route(envelope.definition, envelope.id)
         switch (target._tag) {
           case "Local":
@@ -664,11 +671,17 @@ export const make = (
               : remote
           }
           case "Unavailable":
+            Metrics.askRejected(envelope.definition.kind)
             return Effect.fail(target.error)
         }
-      })
+      }
 
-    const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> => askOnce(envelope, 0)
+    const askFirst = (envelope: Envelope): Effect.Effect<unknown, unknown> => askRouted(envelope, 0)
+    // traced inside a span (or always, with `tracing`): `traceparent` travels with the request
+    const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> =>
+      Effect.withFiberRuntime((fiber) =>
+        config.tracing || Metrics.hasParentSpan(fiber) ? Metrics.tracedAsk(envelope, askFirst) : askFirst(envelope)
+      )
 
     const logTellOutcome = (envelope: Envelope) => (exit: JobExit) => {
       if (exit._tag !== "Success") {
@@ -1071,6 +1084,10 @@ export const make = (
           })
         )
       })
+
+    yield* Effect.forkScoped(Metrics.sampleGauges(() =>
+      Array.from(managers.values(), (m) => ({ kind: m.kind, size: m.size, mailboxDepth: m.mailboxDepth }))
+    ))
 
     const system: ActorSystemShape = { nodeId, register, ask, stream, tell }
     const topicBus = yield* Topics.make(nodeId, transport, routes)

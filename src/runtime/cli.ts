@@ -1,0 +1,260 @@
+/**
+ * The `troupe` command line:
+ *
+ * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway);
+ * - `troupe monitor --nats URL`: the discovery state, live (nodes, kinds, serving, last seen);
+ * - `troupe call KIND ID TAG --json '{...}' --nats URL`: one ask, the reply printed as JSON.
+ *
+ * `bin/troupe.mjs` registers tsx (so config modules may be TypeScript) and calls `main`.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import { ActorSystem } from "../actors/ActorSystem.ts"
+import * as Codec from "../layers/Codec.ts"
+import * as Discovery from "../layers/Discovery.ts"
+import * as Transport from "../layers/Transport.ts"
+import * as Config from "./Config.ts"
+import { dynamicKind } from "./internal/dynamic.ts"
+import { serveLayer } from "./internal/serve.ts"
+import * as Node from "./Node.ts"
+
+const VERSION = "0.1.0"
+
+const natsOption = Options.text("nats").pipe(
+  Options.optional,
+  Options.withDescription("NATS server URL, several comma-separated (default: the config's, else nats://127.0.0.1:4222)")
+)
+const namespaceOption = Options.text("namespace").pipe(
+  Options.optional,
+  Options.withDescription("the subject namespace of the app (default: the config's, else \"default\")")
+)
+const codecOption = Options.choice("codec", ["msgpack", "json"]).pipe(
+  Options.optional,
+  Options.withDescription("the wire codec of the cluster (default: the config's, else msgpack)")
+)
+const configOption = Options.text("config").pipe(
+  Options.withAlias("c"),
+  Options.optional,
+  Options.withDescription("take NATS servers, namespace and codec from this config file")
+)
+
+interface Connection {
+  readonly servers: ReadonlyArray<string>
+  readonly namespace: string
+  readonly codec: "msgpack" | "json"
+}
+
+/** the flags first, then the config file, then the defaults */
+const connection = (flags: {
+  readonly nats: Option.Option<string>
+  readonly namespace: Option.Option<string>
+  readonly codec: Option.Option<"msgpack" | "json">
+  readonly config: Option.Option<string>
+}): Effect.Effect<Connection, Config.ConfigError> =>
+  Effect.map(
+    Option.match(flags.config, {
+      onNone: () => Effect.succeed(undefined),
+      onSome: (file) => Effect.map(Config.load(file), (config): Config.Config | undefined => config)
+    }),
+    (config): Connection => {
+      const configured = config?.nats?.servers
+      return {
+        servers: Option.match(flags.nats, {
+          onSome: servers,
+          onNone: () =>
+            configured === undefined ? ["nats://127.0.0.1:4222"] : typeof configured === "string" ? [configured] : configured
+        }),
+        namespace: Option.getOrElse(flags.namespace, () => config?.node?.namespace ?? "default"),
+        codec: Option.getOrElse(flags.codec, () => config?.node?.codec ?? "msgpack")
+      }
+    }
+  )
+
+const servers = (nats: string): ReadonlyArray<string> => nats.split(",").map((s) => s.trim()).filter((s) => s !== "")
+
+/** an error as one JSON line, with its message but never a stack */
+const describe = (error: unknown): string => {
+  if (typeof error === "object" && error !== null) {
+    const fields: Record<string, unknown> = { ...error }
+    delete fields["stack"]
+    if (error instanceof Error) fields["message"] = error.message
+    return JSON.stringify(fields)
+  }
+  return JSON.stringify({ error: String(error) })
+}
+
+// ---- serve ---------------------------------------------------------------------------------
+
+const serve = Command.make("serve", {
+  config: Options.text("config").pipe(
+    Options.withAlias("c"),
+    Options.withDefault("troupe.toml"),
+    Options.withDescription("the config file (TOML, or JSON when it ends in .json)")
+  )
+}, ({ config: file }) =>
+  Effect.gen(function*() {
+    const config = yield* Config.load(file)
+    const layer = yield* serveLayer(config)
+    return yield* Effect.gen(function*() {
+      const node = yield* Node.Node
+      const http = config.http === undefined ? "" : `; http on ${config.http.host ?? "0.0.0.0"}:${config.http.port}`
+      yield* Console.log(`troupe: node ${node.nodeId} up; hosting [${node.kinds().join(", ")}]${http}`)
+      return yield* Effect.never
+    }).pipe(Effect.provide(layer))
+  })).pipe(Command.withDescription("Run a node: the modules and the HTTP gateway of a config file"))
+
+// ---- monitor -------------------------------------------------------------------------------
+
+const render = (state: Discovery.DiscoveryState, now: number, header: string): string => {
+  const rows = state.members.map((m) =>
+    [
+      m.name.padEnd(14),
+      m.nodeId.padEnd(26),
+      (m.isServing ? "serving" : "draining").padEnd(9),
+      m.status.padEnd(8),
+      `${((now - m.lastSeen) / 1000).toFixed(1)}s ago`.padEnd(10),
+      m.kinds.join(",")
+    ].join(" ")
+  )
+  const title = ["name".padEnd(14), "node".padEnd(26), "serving".padEnd(9), "status".padEnd(8), "last seen".padEnd(10), "kinds"]
+    .join(" ")
+  return [
+    `${new Date(now).toISOString()}  ${header}  members=${state.members.length}`,
+    title,
+    ...(rows.length > 0 ? rows : ["(no nodes)"]),
+    ""
+  ].join("\n")
+}
+
+const monitor = Command.make("monitor", {
+  nats: natsOption,
+  namespace: namespaceOption,
+  codec: codecOption,
+  config: configOption,
+  interval: Options.integer("interval").pipe(
+    Options.withDefault(500),
+    Options.withDescription("milliseconds between two renders")
+  ),
+  count: Options.integer("count").pipe(
+    Options.optional,
+    Options.withDescription("stop after this many renders (default: run until interrupted)")
+  )
+}, (flags) =>
+  Effect.gen(function*() {
+    const { codec, namespace, servers } = yield* connection(flags)
+    const layer = Discovery.nats({ heartbeat: "500 millis" }).pipe(
+      Layer.provideMerge(Transport.nats({ servers, namespace, name: "troupe-monitor" })),
+      Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
+    )
+    const tty = process.stdout.isTTY === true
+    const once = Effect.gen(function*() {
+      const state = yield* Discovery.state
+      const now = yield* Clock.currentTimeMillis
+      const text = render(state, now, `${servers.join(",")} namespace=${namespace}`)
+      // a terminal gets the screen redrawn; a pipe gets one block per render
+      yield* Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)
+    })
+    const schedule = Schedule.spaced(Duration.millis(Math.max(50, flags.interval)))
+    return yield* once.pipe(
+      Effect.repeat(Option.match(flags.count, {
+        onNone: () => Schedule.asVoid(schedule),
+        onSome: (n) => Schedule.asVoid(Schedule.intersect(schedule, Schedule.recurs(Math.max(0, n - 1))))
+      })),
+      Effect.provide(layer)
+    )
+  })).pipe(Command.withDescription("Show the discovery state live: nodes, kinds, serving, last seen"))
+
+// ---- call ----------------------------------------------------------------------------------
+
+const call = Command.make("call", {
+  kind: Args.text({ name: "KIND" }).pipe(Args.withDescription("the actor kind or service")),
+  id: Args.text({ name: "ID" }).pipe(Args.withDescription("the actor id (any value for a service)")),
+  tag: Args.text({ name: "TAG" }).pipe(Args.withDescription("the Rpc tag")),
+  json: Options.text("json").pipe(Options.withDefault("{}"), Options.withDescription("the payload as JSON")),
+  service: Options.boolean("service").pipe(Options.withDescription("the kind is a service")),
+  timeout: Options.text("timeout").pipe(Options.withDefault("10 seconds"), Options.withDescription("wait at most this long")),
+  nats: natsOption,
+  namespace: namespaceOption,
+  codec: codecOption,
+  config: configOption
+}, (args) =>
+  Effect.gen(function*() {
+    let payload: unknown
+    try {
+      payload = JSON.parse(args.json)
+    } catch (error) {
+      return yield* Effect.fail(new Error(`--json is not valid JSON: ${(error as Error).message}`))
+    }
+    const timeout = Duration.decodeUnknown(args.timeout)
+    if (Option.isNone(timeout)) return yield* Effect.fail(new Error(`--timeout: not a duration: ${args.timeout}`))
+    const ask = Effect.gen(function*() {
+      // the node learns who hosts the kind from their first heartbeat
+      yield* Discovery.awaitServing(args.kind, { timeout: timeout.value })
+      const system = yield* ActorSystem
+      return yield* system.ask({
+        definition: dynamicKind(args.kind, args.service),
+        id: args.id,
+        tag: args.tag,
+        payload,
+        timeout: timeout.value
+      })
+    })
+    const { codec, namespace, servers } = yield* connection(args)
+    const value = yield* ask.pipe(
+      Effect.provide(Node.layerNats({
+        servers,
+        namespace,
+        codec,
+        name: "troupe-call",
+        shutdownTimeout: "1 second"
+      }))
+    )
+    yield* Console.log(JSON.stringify(value ?? null))
+  })).pipe(Command.withDescription("Ask one actor or service and print the reply as JSON"))
+
+// ---- troupe --------------------------------------------------------------------------------
+
+const troupe = Command.make("troupe").pipe(
+  Command.withDescription("Troupe: typed, cancellable, Effect-native actors"),
+  Command.withSubcommands([serve, monitor, call])
+)
+
+const cli = Command.run(troupe, { name: "troupe", version: VERSION })
+
+/**
+ * Runs the CLI on `argv` (as `process.argv`): the exit code is 0 on success, 1 when the command
+ * failed (its error printed to stderr as one JSON line, or the config's issues one per line).
+ *
+ * @since 0.1.0
+ * @category entry points
+ */
+export const main = (argv: ReadonlyArray<string>): void =>
+  cli(argv).pipe(
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        ValidationError.isValidationError(error)
+          ? Effect.void // @effect/cli printed it with the usage
+          : error instanceof Config.ConfigError
+          ? Console.error(error.message)
+          : Console.error(describe(error)),
+        Effect.sync(() => {
+          process.exitCode = 1
+        })
+      )
+    ),
+    Effect.provide(NodeContext.layer),
+    NodeRuntime.runMain({ disableErrorReporting: false })
+  )

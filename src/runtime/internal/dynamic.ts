@@ -1,0 +1,44 @@
+/**
+ * Kinds known only by name (config-file routes, `troupe call`): every tag is an Rpc whose
+ * payload, success and error are `Schema.Unknown`. A JSON value then travels as the encoded
+ * payload, the hosting node decodes it with the real schema, and the reply comes back in its
+ * encoded (JSON-able) form. This needs a serializing transport (NATS, or the in-memory one with
+ * `serialize: true`): on a zero-copy transport nothing decodes the payload.
+ *
+ * @internal
+ */
+import * as Rpc from "@effect/rpc/Rpc"
+import * as Schema from "effect/Schema"
+import type { KindDefinition } from "../../actors/ActorSystem.ts"
+
+/** a map of Rpcs that makes the untyped Rpc of any tag it is asked for */
+class DynamicRpcs extends Map<string, Rpc.AnyWithProps> {
+  override get(tag: string): Rpc.AnyWithProps {
+    let rpc = super.get(tag)
+    if (rpc === undefined) {
+      rpc = Rpc.make(tag, {
+        payload: Schema.Unknown,
+        success: Schema.Unknown,
+        error: Schema.Unknown
+      }) as unknown as Rpc.AnyWithProps
+      super.set(tag, rpc)
+    }
+    return rpc
+  }
+}
+
+const cache = new Map<string, KindDefinition>()
+
+/** @internal */
+export const dynamicKind = (kind: string, service: boolean): KindDefinition => {
+  const key = `${service ? "S" : "A"}:${kind}`
+  let definition = cache.get(key)
+  if (definition === undefined) {
+    if (!/^[A-Za-z0-9_-]+$/.test(kind)) {
+      throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]+ (it becomes a subject token)`)
+    }
+    definition = { _tag: service ? "Service" : "Actor", kind, rpcs: new DynamicRpcs() }
+    cache.set(key, definition)
+  }
+  return definition
+}

@@ -1,0 +1,143 @@
+/**
+ * Observability of the ask path: one client span per ask (W3C `traceparent` in the request
+ * headers), the handler's server span continued from it, and the node's metrics through
+ * Effect's `Metric`. Kept apart from the node so the hot path gains one call on each side.
+ *
+ * @internal
+ */
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
+import type * as Headers from "@effect/platform/Headers"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Tracer from "effect/Tracer"
+import type { Envelope } from "../../actors/ActorSystem.ts"
+
+/** asks started by this process, labelled by `kind` */
+export const asks = Metric.counter("troupe_asks", { description: "asks started", incremental: true })
+
+/** asks that ended in a failure (typed, runtime or defect), labelled by `kind` */
+export const askErrors = Metric.counter("troupe_ask_errors", { description: "asks that failed", incremental: true })
+
+/** ask round-trip time at the caller in milliseconds, labelled by `kind` */
+export const askLatency = Metric.histogram(
+  "troupe_ask_latency_ms",
+  MetricBoundaries.exponential({ start: 0.05, factor: 2, count: 20 }),
+  "ask round-trip time at the caller (ms)"
+)
+
+/** messages waiting in the mailboxes of a hosted kind on this node, labelled by `kind` */
+export const mailboxDepth = Metric.gauge("troupe_mailbox_depth", { description: "messages waiting in mailboxes" })
+
+/** live instances of a hosted kind on this node, labelled by `kind` */
+export const activeActors = Metric.gauge("troupe_active_actors", { description: "live actor instances" })
+
+const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+const labelsOf = (kind: string): ReadonlyArray<MetricLabel.MetricLabel> => {
+  let labels = labelCache.get(kind)
+  if (labels === undefined) {
+    labels = [MetricLabel.make("kind", kind)]
+    labelCache.set(kind, labels)
+  }
+  return labels
+}
+
+/** the W3C trace-context header the caller sets from its span */
+export const TRACEPARENT = "traceparent"
+
+/**
+ * Counts an ask attempt and returns its `resume` wrapped so that the outcome is timed and a
+ * failure counted. Plain callbacks, no Effect layer: this runs on every ask.
+ */
+export const observeAsk = <E extends Effect.Effect<unknown, unknown>>(
+  kind: string,
+  resume: (effect: E) => void
+): (effect: E) => void => {
+  const labels = labelsOf(kind)
+  asks.unsafeUpdate(1, labels)
+  const startedAt = performance.now()
+  return (effect) => {
+    askLatency.unsafeUpdate(performance.now() - startedAt, labels)
+    if (Exit.isExit(effect) && Exit.isFailure(effect)) askErrors.unsafeUpdate(1, labels)
+    resume(effect)
+  }
+}
+
+/** Counts an ask that failed before it could be sent (no node hosts or serves the kind). */
+export const askRejected = (kind: string): void => {
+  const labels = labelsOf(kind)
+  asks.unsafeUpdate(1, labels)
+  askErrors.unsafeUpdate(1, labels)
+}
+
+/** Whether the fiber runs inside a span (then its asks are traced). */
+export const hasParentSpan = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  Context.getOption(fiber.currentContext, Tracer.ParentSpan)._tag === "Some"
+
+/**
+ * Runs an ask in a client span whose W3C context travels in the request's `traceparent` header.
+ * A span costs more than a whole in-memory ask, so the node traces only asks made inside a span
+ * (or every ask with `Node.layer({ tracing: true })`).
+ */
+export const tracedAsk = (
+  envelope: Envelope,
+  run: (envelope: Envelope) => Effect.Effect<unknown, unknown>
+): Effect.Effect<unknown, unknown> =>
+  Effect.useSpan(`troupe.ask ${envelope.definition.kind}.${envelope.tag}`, {
+    kind: "client",
+    captureStackTrace: false,
+    attributes: { "troupe.kind": envelope.definition.kind, "troupe.id": envelope.id, "troupe.tag": envelope.tag }
+  }, (span) => run({ ...envelope, headers: { ...envelope.headers, ...HttpTraceContext.toHeaders(span) } }))
+
+/**
+ * Runs a handler in a server span that continues the caller's trace, when the request carries a
+ * `traceparent`; otherwise returns the handler untouched.
+ */
+export const continueTrace = <A, E, R>(
+  kind: string,
+  tag: string,
+  headers: Readonly<Record<string, string>>,
+  handler: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  if (headers[TRACEPARENT] === undefined) return handler
+  const parent = HttpTraceContext.fromHeaders(headers as Headers.Headers)
+  if (parent._tag === "None") return handler
+  return Effect.withSpan(handler, `troupe.handle ${kind}.${tag}`, {
+    kind: "server",
+    parent: parent.value,
+    captureStackTrace: false
+  })
+}
+
+/** what the gauges read from one hosted kind */
+export interface HostedKind {
+  readonly kind: string
+  readonly size: number
+  readonly mailboxDepth: number
+}
+
+/**
+ * Samples the gauges of the hosted kinds every `interval` of wall-clock time. It sleeps on a
+ * live clock of its own, so a test's `TestClock` never sees (or waits for) it.
+ */
+export const sampleGauges = (
+  hosted: () => Iterable<HostedKind>,
+  interval: Duration.DurationInput = "1 second"
+): Effect.Effect<never> => {
+  const sample = Effect.sync(() => {
+    for (const entry of hosted()) {
+      const labels = labelsOf(entry.kind)
+      activeActors.unsafeUpdate(entry.size, labels)
+      mailboxDepth.unsafeUpdate(entry.mailboxDepth, labels)
+    }
+  })
+  return Effect.forever(Effect.zipRight(sample, Effect.sleep(interval))).pipe(
+    Effect.withClock(Clock.make())
+  )
+}

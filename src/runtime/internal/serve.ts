@@ -1,0 +1,119 @@
+/**
+ * From a config file to a running node: the node layer (NATS, or a serializing in-memory one),
+ * the modules it names, and the gateway of its `[http]` section.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import { pathToFileURL } from "node:url"
+import type { ActorSystem } from "../../actors/ActorSystem.ts"
+import type * as Topic from "../../actors/Topic.ts"
+import * as Codec from "../../layers/Codec.ts"
+import * as Discovery from "../../layers/Discovery.ts"
+import * as Transport from "../../layers/Transport.ts"
+import { type Config, ConfigError, ConfigIssue, modulePaths } from "../Config.ts"
+import * as Gateway from "../Gateway.ts"
+import * as Node from "../Node.ts"
+
+/** what a module's layer may use */
+export type ModuleContext = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery
+
+const configError = (config: Config, path: string, message: string) =>
+  new ConfigError({ file: config.file, issues: [new ConfigIssue({ path, message })] })
+
+/** @internal */
+export const nodeLayer = (config: Config): Layer.Layer<ModuleContext, unknown> => {
+  const options = {
+    name: config.node?.name ?? "troupe",
+    askTimeout: config.node?.askTimeout,
+    shutdownTimeout: config.node?.shutdownTimeout,
+    tracing: config.node?.tracing
+  }
+  if (config.nats !== undefined) {
+    return Node.layerNats({
+      ...options,
+      servers: config.nats.servers,
+      namespace: config.node?.namespace,
+      codec: config.node?.codec,
+      heartbeat: config.nats.heartbeat
+    })
+  }
+  // no NATS: one process, frames still through the codec so routes by kind name decode
+  return Node.layer(options).pipe(
+    Layer.provideMerge(Layer.merge(
+      Transport.layerInMemory({ serialize: true }).pipe(
+        Layer.provide(config.node?.codec === "json" ? Codec.json : Codec.msgpack)
+      ),
+      Discovery.inMemory
+    ))
+  )
+}
+
+/** @internal */
+export const routes = (config: Config): Either.Either<ReadonlyArray<Gateway.Route>, ConfigError> => {
+  const out: Array<Gateway.Route> = []
+  const issues: Array<ConfigIssue> = []
+  for (const [index, route] of (config.http?.routes ?? []).entries()) {
+    try {
+      out.push(Gateway.routeByName(route.method, route.path, {
+        kind: route.kind,
+        tag: route.tag,
+        service: route.service
+      }, { id: route.id, timeout: route.timeout, errors: route.errors }))
+    } catch (error) {
+      issues.push(new ConfigIssue({ path: `http.routes[${index}]`, message: (error as Error).message }))
+    }
+  }
+  return issues.length > 0 ? Either.left(new ConfigError({ file: config.file, issues })) : Either.right(out)
+}
+
+/** Imports each module and takes its Layer (`export const layer`, or the default export). */
+export const loadModules = (
+  config: Config
+): Effect.Effect<Layer.Layer<never, unknown, ModuleContext>, ConfigError> =>
+  Effect.gen(function*() {
+    const layers: Array<Layer.Layer<never, unknown, ModuleContext>> = []
+    for (const [index, file] of modulePaths(config).entries()) {
+      const module = yield* Effect.tryPromise({
+        try: () => import(pathToFileURL(file).href) as Promise<Record<string, unknown>>,
+        catch: (error) => configError(config, `modules[${index}]`, `cannot load ${file}: ${(error as Error).message}`)
+      })
+      const candidate = module["layer"] ?? module["default"]
+      if (!Layer.isLayer(candidate)) {
+        return yield* Effect.fail(
+          configError(config, `modules[${index}]`, `${file} exports no Layer (as \`layer\` or default)`)
+        )
+      }
+      layers.push(candidate as Layer.Layer<never, unknown, ModuleContext>)
+    }
+    return layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [Layer.Layer<never, unknown, ModuleContext>]))
+  })
+
+/**
+ * The whole node of a config file: modules on the node, and the gateway when `[http]` is set.
+ * Provides the node's services, so the caller can report what it serves.
+ */
+export const serveLayer = (
+  config: Config
+): Effect.Effect<Layer.Layer<ModuleContext, unknown>, ConfigError> =>
+  Effect.gen(function*() {
+    if (config.secure !== undefined) {
+      // refusing beats silently starting without the security the file asks for
+      return yield* Effect.fail(
+        configError(config, "secure", "secure sessions are not available in this build of troupe yet")
+      )
+    }
+    const modules = yield* loadModules(config)
+    const gatewayRoutes = yield* routes(config)
+    const http = config.http
+    const gateway = http === undefined ? Layer.empty : Gateway.layer({
+      port: http.port,
+      host: http.host,
+      routes: gatewayRoutes,
+      maxBodySize: http.maxBodySize,
+      timeout: http.timeout
+    })
+    return Layer.mergeAll(modules, gateway).pipe(Layer.provideMerge(nodeLayer(config)))
+  })

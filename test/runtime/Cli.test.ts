@@ -1,0 +1,140 @@
+/**
+ * The `troupe` CLI as real processes (`node bin/troupe.mjs ...`, no tsx preloaded) on a real
+ * nats-server: `serve` answers HTTP, `monitor` prints a node that joins, `call` returns the
+ * reply, and a trace id crosses from the gateway's process to the handler's.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
+
+const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
+const greeter = fileURLToPath(new URL("../../examples/gateway/greeter.ts", import.meta.url))
+const traceModule = fileURLToPath(new URL("../fixtures/trace-module.ts", import.meta.url))
+
+const troupe = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  Effect.acquireRelease(
+    Effect.sync(() => spawnNode(bin, args, env, { tsx: false })),
+    (child) => Effect.promise(() => child.stop())
+  )
+
+/** runs a command to its end; the process is stopped if the test ends first */
+const runToEnd = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const child = yield* troupe(args)
+    const code = yield* Effect.promise(() => child.exited)
+    return { code, stdout: child.lines.join("\n"), stderr: child.stderr() }
+  })
+
+const waitForLine = (child: NodeChild, match: RegExp, timeoutMs = 20_000) =>
+  Effect.promise(() => child.waitForLine(match, timeoutMs))
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(Path.join(tmpdir(), "troupe-cli-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+const httpGet = (port: number, path: string, headers: Record<string, string> = {}) =>
+  Effect.promise(async () => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers, signal: AbortSignal.timeout(10_000) })
+    return { status: response.status, body: await response.json() as any }
+  })
+
+describe("troupe CLI", () => {
+  it.live("--help works on every command", () =>
+    Effect.gen(function*() {
+      const top = yield* runToEnd(["--help"])
+      expect(top.code).toBe(0)
+      expect(top.stdout).toContain("serve")
+      expect(top.stdout).toContain("monitor")
+      expect(top.stdout).toContain("call")
+      const commands = ["serve", "monitor", "call"] as const
+      const helps = yield* Effect.forEach(commands, (command) => runToEnd([command, "--help"]), { concurrency: 3 })
+      expect(helps.map((h) => h.code)).toEqual([0, 0, 0])
+      expect(helps[0]!.stdout).toContain("--config")
+      expect(helps[1]!.stdout).toContain("--nats")
+      expect(helps[2]!.stdout).toContain("<KIND> <ID> <TAG>")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("serve fails with every config issue and its path", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = Path.join(dir, "troupe.toml")
+      writeFileSync(file, `[node]\ncodec = "yaml"\n[http]\nport = "x"\n`)
+      const result = yield* runToEnd(["serve", "--config", file])
+      expect(result.code).toBe(1)
+      expect(result.stderr).toContain("node.codec: Expected \"msgpack\" | \"json\", actual \"yaml\"")
+      expect(result.stderr).toContain("http.port: Expected number, actual \"x\"")
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("serve answers HTTP from an actor on another node; monitor sees nodes join; call asks", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerResource()
+      const dir = yield* tempDir
+      const port = yield* Effect.promise(freePort)
+      const namespace = `cli${Math.random().toString(36).slice(2, 8)}`
+      const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+      writeFileSync(
+        Path.join(dir, "worker.toml"),
+        `modules = [${JSON.stringify(greeter)}, ${JSON.stringify(traceModule)}]\n[node]\nname = "cli-worker"\nnamespace = "${namespace}"\n${common}`
+      )
+      writeFileSync(
+        Path.join(dir, "edge.toml"),
+        `[node]\nname = "cli-edge"\nnamespace = "${namespace}"\n${common}[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
+          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
+          `[[http.routes]]\nmethod = "GET"\npath = "/where"\nkind = "TraceProbe"\ntag = "Where"\nservice = true\n`
+      )
+
+      const monitor = yield* troupe(["monitor", "--nats", nats.url, "--namespace", namespace, "--interval", "200"])
+      yield* waitForLine(monitor, /\(no nodes\)/)
+
+      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+      yield* waitForLine(worker, /^troupe: node cli-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
+      const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
+      yield* waitForLine(edge, new RegExp(`^troupe: node cli-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
+
+      // the monitor prints both nodes once they have joined
+      yield* waitForLine(monitor, /^cli-worker\s+cli-worker-\S+\s+serving\s+alive\s+.*Greeter,TraceProbe$/)
+      yield* waitForLine(monitor, /^cli-edge\s+cli-edge-\S+\s+serving\s+alive/)
+
+      // the edge learns of the worker from its heartbeats: poll (bounded) until it routes
+      let hello = yield* httpGet(port, "/hello/ada?greeting=Hi")
+      for (let i = 0; i < 50 && hello.status !== 200; i++) {
+        yield* Effect.sleep("100 millis")
+        hello = yield* httpGet(port, "/hello/ada?greeting=Hi")
+      }
+      expect(hello).toEqual({ status: 200, body: { message: "Hi, ada!", count: 1, node: "worker (ada)" } })
+      expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
+
+      // a trace id crosses two nodes in two processes: HTTP → edge's ask span → worker's handler span
+      const traceId = "0af7651916cd43dd8448eb211c80319c"
+      const where = yield* httpGet(port, "/where", { traceparent: `00-${traceId}-b7ad6b7169203331-01` })
+      expect(where.status).toBe(200)
+      expect(where.body.traceId).toBe(traceId)
+      expect(where.body.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
+      expect(where.body.pid).toBe(worker.pid)
+
+      // call: one ask from a third process, reply as JSON on stdout
+      const called = yield* runToEnd([
+        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--nats", nats.url, "--namespace", namespace
+      ])
+      expect(called.code).toBe(0)
+      expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
+
+      // --config: servers, namespace and codec from a config file
+      const refused = yield* runToEnd([
+        "call", "Greeter", "nobody", "Hello", "--json", `{"name":"nobody"}`, "--config", Path.join(dir, "edge.toml")
+      ])
+      expect(refused.code).toBe(1)
+      expect(JSON.parse(refused.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "Shy", name: "nobody" })
+
+      const badPayload = yield* runToEnd([
+        "call", "Greeter", "ada", "Hello", "--json", `{"name":3}`, "--nats", nats.url, "--namespace", namespace
+      ])
+      expect(badPayload.code).toBe(1)
+      expect(badPayload.stderr).toContain("DecodeError")
+    }).pipe(Effect.scoped), 120_000)
+})

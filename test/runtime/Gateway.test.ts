@@ -1,0 +1,334 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Rpc } from "@effect/rpc"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import * as http from "node:http"
+import * as Actor from "../../src/actors/Actor.ts"
+import { ActorSystem } from "../../src/actors/ActorSystem.ts"
+import * as Gateway from "../../src/runtime/Gateway.ts"
+import * as Node from "../../src/runtime/Node.ts"
+import { freePort } from "../fixtures/nats.ts"
+import { makeCluster } from "../fixtures/nodes.ts"
+
+class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
+class Broken extends Schema.TaggedError<Broken>()("Broken", { code: Schema.Number }) {}
+
+const rpcs = [
+  Rpc.make("Hello", { payload: { name: Schema.String, greeting: Schema.optional(Schema.String) }, success: Schema.String }),
+  Rpc.make("Add", { payload: { a: Schema.Number, b: Schema.NumberFromString }, success: Schema.Number }),
+  Rpc.make("Headers", { success: Schema.Record({ key: Schema.String, value: Schema.String }) }),
+  Rpc.make("When", { payload: { at: Schema.Date }, success: Schema.Date }),
+  Rpc.make("Refuse", { payload: { reason: Schema.String }, error: Schema.Union(Refused, Broken) }),
+  Rpc.make("Break", { error: Schema.Union(Refused, Broken) }),
+  Rpc.make("Die", {}),
+  Rpc.make("Slow", { success: Schema.String }),
+  Rpc.make("Nothing", {}),
+  Rpc.make("Trace", { success: Schema.Struct({ traceparent: Schema.String, spanTraceId: Schema.String }) })
+] as const
+
+const Greeter = Actor.make("GwGreeter", rpcs)
+const GreeterService = Actor.service("GwGreeterService", rpcs)
+const NotHosted = Actor.make("GwNowhere", rpcs)
+
+const handlers: Actor.Handlers<Actor.Rpcs<typeof Greeter>, Actor.CurrentAddress> = {
+  Hello: ({ greeting, name }) =>
+    Effect.map(Actor.CurrentAddress, (address) => `${greeting ?? "hello"} ${name} from ${address.id}`),
+  Add: ({ a, b }) => Effect.succeed(a + b),
+  Headers: (_, { headers }) => Effect.succeed({ ...headers }),
+  When: ({ at }) => Effect.succeed(new Date(at.getTime() + 1000)),
+  Refuse: ({ reason }) => Effect.fail(new Refused({ reason })),
+  Break: () => Effect.fail(new Broken({ code: 7 })),
+  Die: () => Effect.die(new Error("secret internals: password=hunter2")),
+  Slow: () => Effect.as(Effect.sleep("10 seconds"), "late"),
+  Nothing: () => Effect.void,
+  Trace: (_, { headers }) =>
+    Effect.map(Effect.orDie(Effect.currentSpan), (span) => ({
+      traceparent: headers["traceparent"] ?? "",
+      spanTraceId: span.traceId
+    }))
+}
+
+const GreeterLive = Layer.merge(
+  Actor.toLayer(Greeter, handlers),
+  Actor.toLayer(GreeterService, handlers)
+)
+
+const routes = [
+  Gateway.route("GET", "/hello/:name", Greeter, "Hello", { id: ":name" }),
+  Gateway.route("POST", "/hello/:name", Greeter, "Hello", { id: "fixed-id" }),
+  Gateway.route("GET", "/svc/hello/:name", GreeterService, "Hello"),
+  Gateway.route("GET", "/add/:id", Greeter, "Add"),
+  Gateway.route("POST", "/add/:id", Greeter, "Add"),
+  Gateway.route("GET", "/headers/:id", Greeter, "Headers"),
+  Gateway.route("POST", "/when/:id", Greeter, "When"),
+  Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 409 } }),
+  Gateway.route("GET", "/break/:id", Greeter, "Break", { errors: { Refused: 409 } }),
+  Gateway.route("GET", "/die/:id", Greeter, "Die"),
+  Gateway.route("GET", "/slow/:id", Greeter, "Slow", { timeout: "150 millis" }),
+  Gateway.route("DELETE", "/nothing/:id", Greeter, "Nothing"),
+  Gateway.route("GET", "/trace/:id", Greeter, "Trace"),
+  Gateway.route("GET", "/nowhere/:name", NotHosted, "Hello", { id: ":name" }),
+  Gateway.routeByName("GET", "/dynamic/:name", { kind: "GwGreeter", tag: "Hello" }, { id: "dyn" }),
+  Gateway.routeByName("POST", "/dynamic-refuse", { kind: "GwGreeterService", tag: "Refuse", service: true }, {
+    errors: { Refused: 422 }
+  })
+]
+
+interface Reply {
+  readonly status: number
+  readonly body: any
+  readonly text: string
+  readonly headers: Headers
+}
+
+const request = (port: number, method: string, path: string, init?: { body?: string; headers?: Record<string, string> }) =>
+  Effect.promise(async (): Promise<Reply> => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      ...(init?.body === undefined ? {} : { body: init.body }),
+      headers: { "content-type": "application/json", ...init?.headers },
+      signal: AbortSignal.timeout(5_000)
+    })
+    const text = await response.text()
+    let body: unknown = undefined
+    try {
+      body = text === "" ? undefined : JSON.parse(text)
+    } catch {
+      body = text
+    }
+    return { status: response.status, body, text, headers: response.headers }
+  })
+
+/** a POST without content-length: the body goes chunked (`transfer-encoding: chunked`) */
+const chunkedPost = (port: number, path: string, chunks: ReadonlyArray<string>) =>
+  Effect.async<{ status: number; body: any }>((resume) => {
+    const req = http.request({ host: "127.0.0.1", port, method: "POST", path, headers: { "content-type": "application/json" } }, (res) => {
+      let data = ""
+      res.setEncoding("utf8")
+      res.on("data", (chunk: string) => (data += chunk))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: JSON.parse(data) })))
+    })
+    req.setTimeout(5_000, () => req.destroy(new Error("timeout")))
+    req.on("error", (error) => resume(Effect.die(error)))
+    for (const chunk of chunks) req.write(chunk)
+    req.end()
+  })
+
+/**
+ * Two nodes on one serializing in-memory network: `b` hosts the kinds, `a` hosts nothing and
+ * runs the gateway on a real port, so every request crosses the wire (and its codec).
+ */
+const setup = Effect.gen(function*() {
+  const cluster = yield* makeCluster("json")
+  const b = yield* cluster.add(GreeterLive, { name: "b" })
+  const a = yield* cluster.add(Layer.empty, { name: "a" })
+  const port = yield* Effect.promise(freePort)
+  // what the gateway logs, kept for the assertions (and out of the test output)
+  const logs: Array<string> = []
+  const capture = Logger.make(({ cause, message }) => {
+    logs.push(`${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
+  })
+  yield* Layer.build(
+    Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024 }).pipe(
+      Layer.provide(Layer.succeedContext(a)),
+      Layer.provide(Logger.replace(Logger.defaultLogger, capture))
+    )
+  )
+  return { port, a, b, logs }
+})
+
+describe("Gateway", () => {
+  it.live("serves an actor on another node: path params, query, body, fixed ids, services", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const get = yield* request(port, "GET", "/hello/ada")
+      expect(get.status).toBe(200)
+      expect(get.body).toBe("hello ada from ada")
+      expect(get.headers.get("content-type")).toContain("application/json")
+
+      const query = yield* request(port, "GET", "/hello/ada?greeting=bonjour")
+      expect(query.body).toBe("bonjour ada from ada")
+
+      const post = yield* request(port, "POST", "/hello/bob", { body: JSON.stringify({ greeting: "hi" }) })
+      expect(post.status).toBe(200)
+      expect(post.body).toBe("hi bob from fixed-id")
+
+      const service = yield* request(port, "GET", "/svc/hello/cy")
+      expect(service.body).toBe("hello cy from ")
+
+      // Schema.Number from a query string is read leniently; NumberFromString takes the string
+      const add = yield* request(port, "GET", "/add/x?a=2&b=40")
+      expect(add).toMatchObject({ status: 200, body: 42 })
+      const addBody = yield* request(port, "POST", "/add/x", { body: JSON.stringify({ a: 1.5, b: "2" }) })
+      expect(addBody).toMatchObject({ status: 200, body: 3.5 })
+
+      // transformations run both ways: a Date in, a Date out, ISO strings on the wire
+      const when = yield* request(port, "POST", "/when/x", { body: JSON.stringify({ at: "2026-01-01T00:00:00.000Z" }) })
+      expect(when).toMatchObject({ status: 200, body: "2026-01-01T00:00:01.000Z" })
+
+      const nothing = yield* request(port, "DELETE", "/nothing/x")
+      expect(nothing.status).toBe(204)
+      expect(nothing.text).toBe("")
+    }).pipe(Effect.scoped))
+
+  it.live("passes request headers to the handler, without hop-by-hop ones", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const reply = yield* request(port, "GET", "/headers/x", { headers: { "x-user": "ada", authorization: "Bearer t" } })
+      expect(reply.status).toBe(200)
+      expect(reply.body["x-user"]).toBe("ada")
+      expect(reply.body["authorization"]).toBe("Bearer t")
+      expect(reply.body["connection"]).toBeUndefined()
+    }).pipe(Effect.scoped))
+
+  it.live("maps every failure to its status", () =>
+    Effect.gen(function*() {
+      const { logs, port } = yield* setup
+
+      const missing = yield* request(port, "POST", "/add/x", { body: JSON.stringify({ a: 1 }) })
+      expect(missing.status).toBe(400)
+      expect(missing.body).toMatchObject({ _tag: "DecodeError", what: "payload of GwGreeter.Add" })
+      expect(missing.body.issue).toContain("b")
+
+      const badJson = yield* request(port, "POST", "/add/x", { body: "{not json" })
+      expect(badJson.status).toBe(400)
+      expect(badJson.body.issue).toContain("invalid JSON")
+
+      const notObject = yield* request(port, "POST", "/add/x", { body: "[1,2]" })
+      expect(notObject.status).toBe(400)
+
+      const unknownRoute = yield* request(port, "GET", "/no/such/route")
+      expect(unknownRoute).toMatchObject({ status: 404, body: { _tag: "RouteNotFound" } })
+      const wrongMethod = yield* request(port, "PUT", "/hello/ada")
+      expect(wrongMethod.status).toBe(404)
+
+      const notHosted = yield* request(port, "GET", "/nowhere/x")
+      expect(notHosted).toMatchObject({ status: 404, body: { _tag: "ActorNotFound", kind: "GwNowhere" } })
+
+      const tooLarge = yield* request(port, "POST", "/hello/ada", { body: JSON.stringify({ greeting: "x".repeat(2000) }) })
+      expect(tooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
+
+      // without a content-length the body is counted while it is read
+      const chunkedTooLarge = yield* chunkedPost(port, "/hello/ada", ['{"greeting":"', "y".repeat(800), "y".repeat(800), '"}'])
+      expect(chunkedTooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
+      const chunkedOk = yield* chunkedPost(port, "/hello/ada", ['{"greeting":', '"yo"}'])
+      expect(chunkedOk).toEqual({ status: 200, body: "yo ada from fixed-id" })
+
+      const declared = yield* request(port, "POST", "/refuse/x", { body: JSON.stringify({ reason: "no" }) })
+      expect(declared).toMatchObject({ status: 409, body: { _tag: "Refused", reason: "no" } })
+
+      const undeclared = yield* request(port, "GET", "/break/x")
+      expect(undeclared).toMatchObject({ status: 500, body: { _tag: "Broken", code: 7 } })
+
+      const defect = yield* request(port, "GET", "/die/x")
+      expect(defect).toMatchObject({ status: 500, body: { _tag: "InternalServerError" } })
+      expect(defect.text).not.toContain("hunter2")
+      expect(defect.text).not.toContain("at ")
+      // ...while the detail is logged on the gateway's side
+      expect(logs.some((line) => line.includes("gateway: GwGreeter.Die failed") && line.includes("hunter2"))).toBe(true)
+
+      const timeout = yield* request(port, "GET", "/slow/x")
+      expect(timeout).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", tag: "Slow" } })
+    }).pipe(Effect.scoped))
+
+  it.live("answers 503 when the kind is hosted but no node serves it", () =>
+    Effect.gen(function*() {
+      const { port, b } = yield* setup
+      yield* Context.get(b, Node.Node).setServing(false)
+      const reply = yield* request(port, "GET", "/hello/ada")
+      expect(reply).toMatchObject({ status: 503, body: { _tag: "NoAvailableNode", kind: "GwGreeter" } })
+      yield* Context.get(b, Node.Node).setServing(true)
+      expect((yield* request(port, "GET", "/hello/ada")).status).toBe(200)
+    }).pipe(Effect.scoped))
+
+  it.live("routes by kind name: the hosting node decodes with the real schema", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const ok = yield* request(port, "GET", "/dynamic/eve?greeting=hey")
+      expect(ok).toMatchObject({ status: 200, body: "hey eve from dyn" })
+      const refused = yield* request(port, "POST", "/dynamic-refuse", { body: JSON.stringify({ reason: "nope" }) })
+      expect(refused).toMatchObject({ status: 422, body: { _tag: "Refused", reason: "nope" } })
+      const invalid = yield* request(port, "POST", "/dynamic-refuse", { body: JSON.stringify({ reason: 3 }) })
+      expect(invalid).toMatchObject({ status: 400, body: { _tag: "DecodeError" } })
+    }).pipe(Effect.scoped))
+
+  it.live("an incoming traceparent reaches the handler's span on the other node", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+      const reply = yield* request(port, "GET", "/trace/x", {
+        headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` }
+      })
+      expect(reply.status).toBe(200)
+      // the ask's own client span (a child of the HTTP server span) travels to node b
+      expect(reply.body.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
+      expect(reply.body.traceparent).not.toContain("00f067aa0ba902b7")
+      expect(reply.body.spanTraceId).toBe(traceId)
+    }).pipe(Effect.scoped))
+
+  it.live("serves concurrent requests and counts them in the ask metrics", () =>
+    Effect.gen(function*() {
+      const { port, a } = yield* setup
+      const asks = Node.metrics.asks.pipe(Metric.tagged("kind", "GwGreeter"))
+      const errors = Node.metrics.askErrors.pipe(Metric.tagged("kind", "GwGreeter"))
+      const latency = Node.metrics.askLatency.pipe(Metric.tagged("kind", "GwGreeter"))
+      const before = {
+        asks: (yield* Metric.value(asks)).count,
+        errors: (yield* Metric.value(errors)).count,
+        latency: (yield* Metric.value(latency)).count
+      }
+      const replies = yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => i),
+        (i) => request(port, "GET", `/add/k${i % 4}?a=${i}&b=1`),
+        { concurrency: 10 }
+      )
+      expect(replies.map((r) => r.body)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+      expect((yield* request(port, "POST", "/refuse/k0", { body: JSON.stringify({ reason: "x" }) })).status).toBe(409)
+      // the metrics are process-wide: other tests of this file may have added theirs
+      expect((yield* Metric.value(asks)).count - before.asks).toBeGreaterThanOrEqual(21)
+      expect((yield* Metric.value(errors)).count - before.errors).toBeGreaterThanOrEqual(1)
+      expect((yield* Metric.value(latency)).count - before.latency).toBeGreaterThanOrEqual(21)
+      // the node of the gateway is still usable from code
+      const client = yield* Effect.provide(Actor.client(Greeter), a)
+      expect(yield* client("z").Add({ a: 1, b: 2 })).toBe(3)
+      expect(Context.get(a, ActorSystem).nodeId).toMatch(/^a-/)
+    }).pipe(Effect.scoped))
+
+  it.live("samples the active actors of a hosted kind into a gauge", () =>
+    Effect.gen(function*() {
+      // a kind of its own: the gauges are per process and kind
+      const Gauged = Actor.make("GwGauged", [Rpc.make("Ping", { success: Schema.String })])
+      const cluster = yield* makeCluster("json")
+      yield* cluster.add(Actor.toLayer(Gauged, { Ping: () => Effect.succeed("pong") }), { name: "host" })
+      const caller = yield* cluster.add(Layer.empty, { name: "caller" })
+      const client = yield* Effect.provide(Actor.client(Gauged), caller)
+      for (const id of ["g1", "g2", "g3"]) expect(yield* client(id).Ping()).toBe("pong")
+      const gauge = Node.metrics.activeActors.pipe(Metric.tagged("kind", "GwGauged"))
+      // sampled every second of wall-clock time: wait (bounded) for the next sample
+      let value = (yield* Metric.value(gauge)).value
+      for (let i = 0; i < 30 && value !== 3; i++) {
+        yield* Effect.sleep("100 millis")
+        value = (yield* Metric.value(gauge)).value
+      }
+      expect(value).toBe(3)
+      const depth = Node.metrics.mailboxDepth.pipe(Metric.tagged("kind", "GwGauged"))
+      expect((yield* Metric.value(depth)).value).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it("rejects routes that cannot resolve an id", () => {
+    expect(() => Gateway.route("GET", "/hello", Greeter, "Hello")).toThrow(/:id/)
+    expect(() => Gateway.route("GET", "/hello/:name", Greeter, "Hello", { id: ":who" })).toThrow(/:who/)
+    expect(() => Gateway.route("GET", "hello", Greeter, "Hello", { id: "x" })).toThrow(/start with/)
+    expect(Gateway.route("GET", "/svc", GreeterService, "Hello").id).toBeUndefined()
+    // @ts-expect-error the tag must be one of the kind's Rpcs
+    expect(() => Gateway.route("GET", "/x/:id", Greeter, "NoSuchTag")).toThrow(/no Rpc "NoSuchTag"/)
+    // @ts-expect-error statuses are keyed by the Rpc's typed error tags
+    Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Nope: 409 } })
+    expect(() => Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 200 } })).toThrow(/400\.\.599/)
+  })
+})
