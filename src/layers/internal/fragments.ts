@@ -54,6 +54,12 @@ export const PIECE = 0xc1
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
+/** node ids are ASCII: read them without a TextDecoder (which costs more than the piece) */
+const readSource = (bytes: Uint8Array, start: number, end: number): string => {
+  for (let i = start; i < end; i++) if (bytes[i]! > 0x7f) return textDecoder.decode(bytes.subarray(start, end))
+  return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as Array<number>)
+}
+
 /** @internal */
 export const encodePiece = (source: Uint8Array, messageId: number, seq: number, last: boolean, body: Uint8Array) => {
   const head = 4 + source.byteLength + 8
@@ -80,7 +86,7 @@ export const decodePiece = (bytes: Uint8Array): ChunkFrame | undefined => {
   return {
     _tag: "Chunk",
     v: ProtocolVersion,
-    source: textDecoder.decode(bytes.subarray(4, 4 + sourceLength)),
+    source: readSource(bytes, 4, 4 + sourceLength),
     requestId: view.getUint32(4 + sourceLength),
     seq: view.getUint32(8 + sourceLength),
     last: bytes[2] === 1,
@@ -96,6 +102,9 @@ export const decodePiece = (bytes: Uint8Array): ChunkFrame | undefined => {
  */
 export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
   let nextMessageId = 0
+  // a transport speaks for one node: its id is encoded once
+  let lastSource = ""
+  let lastSourceBytes = new Uint8Array(0)
   return (
     frame: Envelope,
     fragmentable: boolean
@@ -110,7 +119,11 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
       return size <= limits.wireLimit ? encoded : Either.left(new PayloadTooLarge({ size, limit: limits.wireLimit }))
     }
     const messageId = nextMessageId = (nextMessageId + 1) >>> 0
-    const source = textEncoder.encode(frame.source).subarray(0, 255)
+    if (frame.source !== lastSource) {
+      lastSource = frame.source
+      lastSourceBytes = textEncoder.encode(frame.source).subarray(0, 255)
+    }
+    const source = lastSourceBytes
     const pieces: Array<Uint8Array> = []
     for (let offset = 0, seq = 0; offset < size; offset += limits.chunkBytes, seq++) {
       const end = Math.min(size, offset + limits.chunkBytes)
