@@ -386,25 +386,17 @@ const isStreamRpc = (rpc: Rpc.AnyWithProps): boolean => RpcSchema.isStreamSchema
 const makeClient = (system: ActorSystemShape, definition: KindDefinition, id: string) => {
   const client: Record<string, (payload: unknown, options?: AskOptions) => unknown> = {}
   for (const [tag, rpc] of definition.rpcs) {
+    const envelopeOf = (payload: unknown, options: AskOptions | undefined): Envelope => ({
+      definition,
+      id,
+      tag,
+      payload,
+      timeout: options?.timeout,
+      headers: options?.headers
+    })
     client[tag] = isStreamRpc(rpc)
-      ? (payload, options) =>
-        system.stream({
-          definition,
-          id,
-          tag,
-          payload,
-          timeout: options?.timeout,
-          headers: options?.headers
-        })
-      : (payload, options) =>
-      new AskImpl({
-        definition,
-        id,
-        tag,
-        payload,
-        timeout: options?.timeout,
-        headers: options?.headers
-      }, system)
+      ? (payload, options) => system.stream(envelopeOf(payload, options))
+      : (payload, options) => new AskImpl(envelopeOf(payload, options), system)
   }
   return client
 }

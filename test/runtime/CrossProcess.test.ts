@@ -5,16 +5,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
-import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
-import * as Transport from "../../src/layers/Transport.ts"
-import * as Node from "../../src/runtime/Node.ts"
 import { type NatsServer, type NodeChild, spawnNode, startNatsServer } from "../fixtures/nats.ts"
+import { natsCaller } from "../fixtures/nodes.ts"
 import { Probe, ProbeService } from "../fixtures/probe.ts"
 
 const script = Path.join(import.meta.dirname, "../fixtures/troupe-node.ts")
@@ -61,17 +58,7 @@ const childNode = (name: string, codec: "json" | "msgpack", namespace: string) =
 
 /** A caller node in this process. */
 const callerNode = (codec: "json" | "msgpack", namespace: string) =>
-  Layer.build(
-    Node.layer({ name: "caller" }).pipe(
-      Layer.provideMerge(Layer.provideMerge(
-        Discovery.nats({ heartbeat: `${HEARTBEAT_MILLIS} millis` }),
-        Transport.nats({ servers: server.url, namespace }).pipe(
-          Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
-        )
-      )),
-      Layer.orDie
-    )
-  )
+  natsCaller({ url: server.url, namespace, codec, heartbeat: `${HEARTBEAT_MILLIS} millis` })
 
 const waitUntil = (condition: () => boolean, what: string, seconds = 10) =>
   Effect.gen(function*() {

@@ -5,16 +5,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
-import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
-import * as Transport from "../../src/layers/Transport.ts"
-import * as Node from "../../src/runtime/Node.ts"
 import { type NatsServer, spawnNode, startNatsServer } from "../fixtures/nats.ts"
+import { natsCaller } from "../fixtures/nodes.ts"
 import { bytes, expectedSha256, Streamer, StreamerService } from "../fixtures/streamer.ts"
 
 const script = Path.join(import.meta.dirname, "../fixtures/streamer-node.ts")
@@ -44,17 +41,7 @@ const childNode = (codec: "json" | "msgpack", namespace: string) =>
   )
 
 const callerNode = (codec: "json" | "msgpack", namespace: string) =>
-  Layer.build(
-    Node.layer({ name: "caller" }).pipe(
-      Layer.provideMerge(Layer.provideMerge(
-        Discovery.nats({ heartbeat: "1 second" }),
-        Transport.nats({ servers: server.url, namespace }).pipe(
-          Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
-        )
-      )),
-      Layer.orDie
-    )
-  )
+  natsCaller({ url: server.url, namespace, codec, heartbeat: "1 second" })
 
 describe("streams across processes over NATS (msgpack)", () => {
   it.live("64 MiB each way, intact, with the remote process's live memory growing by less than 64 MiB", () =>

@@ -438,6 +438,31 @@ export const make = (
     const brokenStream = (envelope: Envelope) => (reason: string) =>
       new StreamError({ kind: envelope.definition.kind, id: envelope.id, tag: envelope.tag, reason })
 
+    /**
+     * Calls `onIdle` once the other side of `inbox` has sent nothing for `timeoutMillis` while
+     * the inbox is empty (a slow consumer is not an idle producer). Returns the cancel.
+     */
+    const watchIdle = (inbox: Inbox, timeoutMillis: number, onIdle: (idleMillis: number) => void): () => void => {
+      if (!Number.isFinite(timeoutMillis)) return () => {}
+      let deadline: Deadline | undefined
+      const watch = {
+        onDeadline: () => {
+          deadline = undefined
+          if (inbox.isDone) return
+          const idle = deadlines.now() - inbox.touched
+          if (inbox.buffered > 0 || idle < timeoutMillis) {
+            deadline = deadlines.add(Math.max(1, timeoutMillis - idle), watch)
+            return
+          }
+          onIdle(idle)
+        }
+      }
+      deadline = deadlines.add(timeoutMillis, watch)
+      return () => {
+        if (deadline !== undefined) deadlines.remove(deadline)
+      }
+    }
+
     /** a streamed reply being received: idle (not slow) producers time out */
     class PendingStream {
       deadline: Deadline | undefined = undefined
@@ -497,39 +522,25 @@ export const make = (
           deadlines.now())
         const outbox = new Outbox(WINDOW, (seq, items) => inbox.offer(seq, items))
         const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
-          if (deadline !== undefined) deadlines.remove(deadline)
+          stopWatching()
           if (exit._tag === "Success") inbox.end(exit.value as number)
           else inbox.fail(exit.error)
         })
         job.consume = (result) => pump(toStream(result), outbox)
-        let deadline: Deadline | undefined
-        if (Number.isFinite(timeoutMillis)) {
-          const watch = {
-            onDeadline: () => {
-              deadline = undefined
-              if (inbox.isDone) return
-              const idle = deadlines.now() - inbox.touched
-              if (inbox.buffered > 0 || idle < timeoutMillis) {
-                deadline = deadlines.add(Math.max(1, timeoutMillis - idle), watch)
-                return
-              }
-              manager.unsafeCancel(job, () =>
-                inbox.fail(
-                  new AskTimeout({
-                    kind: envelope.definition.kind,
-                    id: envelope.id,
-                    tag: envelope.tag,
-                    elapsedMillis: deadlines.now() - startedAt
-                  })
-                ))
-            }
-          }
-          deadline = deadlines.add(timeoutMillis, watch)
-        }
+        const stopWatching = watchIdle(inbox, timeoutMillis, () =>
+          manager.unsafeCancel(job, () =>
+            inbox.fail(
+              new AskTimeout({
+                kind: envelope.definition.kind,
+                id: envelope.id,
+                tag: envelope.tag,
+                elapsedMillis: deadlines.now() - startedAt
+              })
+            )))
         manager.deliver(envelope.id, job)
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
-            if (deadline !== undefined) deadlines.remove(deadline)
+            stopWatching()
             return job.state === "done" ? Effect.void : manager.cancel(job)
           })
         )
@@ -868,26 +879,14 @@ export const make = (
       }
       const inbox = new Inbox(WINDOW, grant, decode, broken, () => deadlines.now())
       // a caller that goes silent (it died, or lost its connection) fails the handler's stream
-      let deadline: Deadline | undefined
-      const watch = {
-        onDeadline: () => {
-          deadline = undefined
-          if (inbox.isDone) return
-          const idle = deadlines.now() - inbox.touched
-          if (inbox.buffered > 0 || idle < askTimeoutMillis) {
-            deadline = deadlines.add(Math.max(1, askTimeoutMillis - idle), watch)
-            return
-          }
-          inbox.fail(broken(`the caller ${frame.source} sent nothing for ${idle} ms`))
-        }
-      }
-      if (Number.isFinite(askTimeoutMillis)) deadline = deadlines.add(askTimeoutMillis, watch)
+      const stopWatching = watchIdle(inbox, askTimeoutMillis, (idle) =>
+        inbox.fail(broken(`the caller ${frame.source} sent nothing for ${idle} ms`)))
       const upload: InboundUpload = {
         inbox,
         source: frame.source,
         broken,
         close: () => {
-          if (deadline !== undefined) deadlines.remove(deadline)
+          stopWatching()
           if (inboundUploads.get(key) === upload) inboundUploads.delete(key)
           inbox.fail(broken("the handler finished"))
         }
