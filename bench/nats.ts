@@ -323,12 +323,23 @@ export const callerNode = (url: string, codec: CodecName) =>
         ))
       )
     )
+    return yield* adderOf(node, codec)
+  })
+
+/**
+ * The Adder client of `node`, once the responder serves and answers `{ by: 1 }` correctly.
+ *
+ * @since 0.1.0
+ * @category processes
+ */
+export const adderOf = (node: Context.Context<ActorSystem.ActorSystem | Discovery.Discovery>, label: string) =>
+  Effect.gen(function*() {
     yield* Effect.provide(Discovery.awaitServing(Adder.kind, { timeout: "20 seconds" }), node)
     const adder: AdderClient = yield* Effect.provide(Actor.client(Adder), node)
     const answer = yield* adder.Increment({ by: 1 }, { timeout: "1 second" }).pipe(
       Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(100)))
     )
-    if (answer !== 2) return yield* Effect.dieMessage(`the ${codec} responder answered ${answer} to { by: 1 }`)
+    if (answer !== 2) return yield* Effect.dieMessage(`the ${label} responder answered ${answer} to { by: 1 }`)
     return adder
   })
 

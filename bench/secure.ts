@@ -17,11 +17,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Schedule from "effect/Schedule"
-import { Actor, type ActorSystem, Codec, Discovery, Node, Secure, Transport } from "../src/index.ts"
-import { Adder } from "./actors.ts"
+import { type ActorSystem, Codec, Discovery, Node, Secure, Transport } from "../src/index.ts"
 import { type Budget, compare, concurrent, measureAll, type Result, sequential, type Spec } from "./harness.ts"
-import { type AdderClient, child, natsServer, ready } from "./nats.ts"
+import { adderOf, type AdderClient, child, natsServer, ready } from "./nats.ts"
 
 const SUITE = "secure"
 const CALLERS = 100
@@ -46,13 +44,7 @@ export const callerNodeFor = (url: string, variant: Variant) =>
     const node: Context.Context<ActorSystem.ActorSystem | Discovery.Discovery> = yield* Layer.build(
       Node.layer({ name: `bench-caller-${variant}` }).pipe(Layer.provideMerge(Layer.provideMerge(Discovery.nats(), transport)))
     )
-    yield* Effect.provide(Discovery.awaitServing(Adder.kind, { timeout: "20 seconds" }), node)
-    const adder: AdderClient = yield* Effect.provide(Actor.client(Adder), node)
-    const answer = yield* adder.Increment({ by: 1 }, { timeout: "1 second" }).pipe(
-      Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(100)))
-    )
-    if (answer !== 2) return yield* Effect.dieMessage(`the ${variant} responder answered ${answer} to { by: 1 }`)
-    return adder
+    return yield* adderOf(node, variant)
   })
 
 const spec = (adder: AdderClient, variant: Variant, callers: number, budget: Budget): Spec => ({

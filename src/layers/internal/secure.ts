@@ -35,6 +35,7 @@ import { inspect } from "node:util"
 import { type Envelope, ProtocolVersion, type SealedFrame } from "../../schema/Envelope.ts"
 import { type EncodeError, HandshakeError, type PayloadTooLarge, TransportError, Unauthorized } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
+import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
 import { DEFAULT_CHUNK_BYTES, type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
 import * as C from "./secureCrypto.ts"
@@ -116,26 +117,10 @@ export const handshakesMetric = Metric.counter("troupe_secure_handshakes", {
 })
 
 /** @internal */
-export interface PeerInfo {
-  readonly nodeId: string
-  readonly publicKey: string
-  readonly sessionId: number
-  readonly sent: number
-  readonly establishedAt: number
-}
-
-/** @internal */
-export interface SecureStats {
-  readonly handshakes: number
-  readonly handshakeFailures: number
-  readonly rejected: Readonly<Record<string, number>>
-}
-
-/** @internal */
 export interface SecureHandle {
   readonly transport: TransportShape
   readonly publicKey: string
-  readonly peers: () => ReadonlyArray<PeerInfo>
+  readonly peers: () => ReadonlyArray<PeerSession>
   readonly stats: () => SecureStats
 }
 
@@ -1070,7 +1055,7 @@ export const make = (
       transport,
       publicKey: config.identity.publicKey,
       peers: () => {
-        const out: Array<PeerInfo> = []
+        const out: Array<PeerSession> = []
         for (const peer of peers.values()) {
           const s = peer.current
           if (s !== undefined) {
