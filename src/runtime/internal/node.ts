@@ -463,9 +463,10 @@ export const make = (
       }
       onExit(exit: WireExit): void {
         if (exit._tag === "Success") return this.inbox.end(exit.value as number)
-        if (exit._tag === "Error" || zeroCopy) return this.inbox.fail(exit.error)
+        // the producer's own end: the elements it sent before it come first
+        if (exit._tag === "Error" || zeroCopy) return this.inbox.fail(exit.error, true)
         const decoded = rpcCodec(this.kind, this.rpc).decodeError(exit.error)
-        this.inbox.fail(Either.isLeft(decoded) ? decoded.left : decoded.right)
+        this.inbox.fail(Either.isLeft(decoded) ? decoded.left : decoded.right, true)
       }
       onDeadline(): void {
         this.deadline = undefined
@@ -499,7 +500,7 @@ export const make = (
         const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
           if (deadline !== undefined) deadlines.remove(deadline)
           if (exit._tag === "Success") inbox.end(exit.value as number)
-          else inbox.fail(exit.error)
+          else inbox.fail(exit.error, true)
         })
         job.consume = (result) => pump(toStream(result), outbox)
         let deadline: Deadline | undefined
