@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Secure from "../../src/layers/Secure.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 
 const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
@@ -136,5 +137,62 @@ describe("troupe CLI", () => {
       ])
       expect(badPayload.code).toBe(1)
       expect(badPayload.stderr).toContain("DecodeError")
+    }).pipe(Effect.scoped), 120_000)
+
+
+  it.live("serve with [secure]: two secured nodes answer through the gateway; call needs the config's identity", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerResource()
+      const dir = yield* tempDir
+      const port = yield* Effect.promise(freePort)
+      const namespace = `sec${Math.random().toString(36).slice(2, 8)}`
+      // each node its own seed file; the edge trusts the worker by a key file, the worker the edge inline
+      const keys: Record<string, string> = {}
+      for (const name of ["worker", "edge"]) {
+        writeFileSync(Path.join(dir, `${name}.key`), yield* Secure.generateSeed)
+        keys[name] = (yield* Secure.identityFromFile(Path.join(dir, `${name}.key`))).publicKey
+        writeFileSync(Path.join(dir, `${name}.pub`), `# ${name}\n${keys[name]}\n`)
+      }
+      const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+      writeFileSync(
+        Path.join(dir, "worker.toml"),
+        `modules = [${JSON.stringify(greeter)}]\n[node]\nname = "sec-worker"\nnamespace = "${namespace}"\n${common}` +
+          `[secure]\nidentity = "./worker.key"\ntrust = ["${keys["edge"]}", "${keys["worker"]}"]\n`
+      )
+      writeFileSync(
+        Path.join(dir, "edge.toml"),
+        `[node]\nname = "sec-edge"\nnamespace = "${namespace}"\n${common}` +
+          `[secure]\nidentity = { file = "./edge.key" }\ntrust = ["./worker.pub", "./edge.pub"]\n` +
+          `[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
+          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n`
+      )
+      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+      const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
+      yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter\]$/)
+      yield* waitForLine(edge, new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
+
+      // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
+      let hello = yield* httpGet(port, "/hello/ada")
+      for (let i = 0; i < 100 && hello.status !== 200; i++) {
+        yield* Effect.sleep("100 millis")
+        hello = yield* httpGet(port, "/hello/ada")
+      }
+      expect(hello).toEqual({ status: 200, body: { message: "Hello, ada!", count: 1, node: "worker (ada)" } })
+      expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
+
+      // call --config joins with the config's identity
+      const called = yield* runToEnd([
+        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--config", Path.join(dir, "edge.toml")
+      ])
+      expect(called.code).toBe(0)
+      expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
+      // without it, the secured nodes stay invisible: nobody hosts Greeter as far as it can tell
+      const plain = yield* runToEnd([
+        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--nats", nats.url, "--namespace", namespace,
+        "--timeout", "1 second"
+      ])
+      expect(plain.code).toBe(1)
+      expect(plain.stdout).toBe("")
+      expect(JSON.parse(plain.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "NoAvailableNode", kind: "Greeter" })
     }).pipe(Effect.scoped), 120_000)
 })
