@@ -20,7 +20,7 @@
  *
  * Statuses: a payload that does not decode → 400 (`DecodeError`), unknown route or
  * `ActorNotFound` → 404, a body over `maxBodySize` or `PayloadTooLarge` → 413, `NoAvailableNode`
- * / `MailboxFull` / `ActorStopped` → 503, `TransportError` → 502, `AskTimeout` → 504, a typed Rpc
+ * / `MailboxFull` / `ActorStopped` → 503, `TransportError` / `StreamError` → 502, `AskTimeout` → 504, a typed Rpc
  * error → the status its route declares (default 500) with the encoded error as the body, and a
  * defect (`RemoteDefect`, a bug) → 500 with a generic body (the detail is logged, never sent).
  *

@@ -64,10 +64,13 @@ const Ticker = Actor.make("GwTicker", [
   }),
   Rpc.make("Forever", { success: Schema.Number, stream: true }),
   /** one element, then silence */
-  Rpc.make("Stall", { success: Schema.Number, stream: true })
+  Rpc.make("Stall", { success: Schema.Number, stream: true }),
+  /** silence from the start; what happens to it is recorded in `hangs` */
+  Rpc.make("Hang", { success: Schema.Number, stream: true })
 ])
 
 const ticks = { started: 0, finalized: 0, produced: 0 }
+const hangs = { started: 0, finalized: 0 }
 
 const TickerLive = Actor.toLayer(Ticker, {
   Count: ({ dieAt, failAt, n }) =>
@@ -86,7 +89,12 @@ const TickerLive = Actor.toLayer(Ticker, {
       Stream.onStart(Effect.sync(() => ticks.started++)),
       Stream.ensuring(Effect.sync(() => ticks.finalized++))
     ),
-  Stall: () => Stream.concat(Stream.succeed(1), Stream.never)
+  Stall: () => Stream.concat(Stream.succeed(1), Stream.never),
+  Hang: () =>
+    Stream.never.pipe(
+      Stream.onStart(Effect.sync(() => hangs.started++)),
+      Stream.ensuring(Effect.sync(() => hangs.finalized++))
+    )
 })
 
 const GreeterLive = Layer.mergeAll(
@@ -117,6 +125,7 @@ const routes = [
   Gateway.route("GET", "/count/:id", Ticker, "Count", { errors: { Refused: 409 } }),
   Gateway.route("GET", "/forever/:id", Ticker, "Forever"),
   Gateway.route("GET", "/stall/:id", Ticker, "Stall", { timeout: "200 millis" }),
+  Gateway.route("GET", "/hang/:id", Ticker, "Hang"),
   Gateway.routeByName("POST", "/dynamic-count/:id", { kind: "GwTicker", tag: "Count", stream: true }, {
     errors: { Refused: 422 }
   })
@@ -457,6 +466,17 @@ describe("Gateway", () => {
       const produced = ticks.produced
       yield* Effect.sleep("100 millis")
       expect(ticks.produced).toBe(produced)
+
+      // the same while the gateway still waits for the first element (no status sent yet)
+      const hung = { ...hangs }
+      const req = http.get({ host: "127.0.0.1", port, path: "/hang/x" })
+      const pending = new Promise((resolve) => req.on("error", () => resolve("aborted")).on("response", () => resolve("answered")))
+      for (let i = 0; i < 100 && hangs.started === hung.started; i++) yield* Effect.sleep("20 millis")
+      expect(hangs.started).toBe(hung.started + 1)
+      req.destroy()
+      expect(yield* Effect.promise(() => pending)).toBe("aborted")
+      for (let i = 0; i < 100 && hangs.finalized === hung.finalized; i++) yield* Effect.sleep("20 millis")
+      expect(hangs.finalized).toBe(hung.finalized + 1)
     }).pipe(Effect.scoped))
 
   it("rejects routes that cannot resolve an id", () => {

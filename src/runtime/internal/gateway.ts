@@ -123,13 +123,10 @@ interface Outcome {
 
 const internalOutcome: Outcome = { status: 500, body: INTERNAL_ERROR }
 
-/** the one place where an ask's (or a stream's) failure becomes a status and a body */
+/** the one place where an ask's (or a stream's) failure becomes a status and a body (interruptions never get here) */
 const failureOutcome = (compiled: CompiledRoute, cause: Cause.Cause<unknown>): Effect.Effect<Outcome> => {
   const failure = Cause.failureOption(cause)
   if (Option.isNone(failure)) {
-    if (Cause.isInterruptedOnly(cause)) {
-      return Effect.succeed({ status: 503, body: { _tag: "Interrupted", message: "request interrupted" } })
-    }
     return Effect.as(Effect.logError("gateway: defect while serving a request", cause), internalOutcome)
   }
   const error = failure.value
@@ -153,6 +150,9 @@ const failureOutcome = (compiled: CompiledRoute, cause: Cause.Cause<unknown>): E
   }
   return Effect.succeed({ status: declared ?? 500, body: encoded.right })
 }
+
+/** an interrupted-only cause (it holds no failure) passed on */
+const interrupted = (cause: Cause.Cause<unknown>): Effect.Effect<never> => Effect.failCause(cause as Cause.Cause<never>)
 
 const failureResponse = (compiled: CompiledRoute, cause: Cause.Cause<unknown>) =>
   Effect.map(failureOutcome(compiled, cause), ({ body, status }) => json(status, body))
@@ -198,10 +198,12 @@ const streamResponse = (
     const rest = ended ? Stream.empty : Stream.mapChunksEffect(Stream.repeatEffectChunkOption(pull), (chunk) =>
       Effect.map(ndjson(compiled, chunk), Chunk.of))
     const body = Stream.concat(head, rest).pipe(
-      // after the status is sent a failure can only end the body: as a last line
+      // after the status is sent a failure can only end the body: as a last line (an
+      // interruption, the client gone or the server closing, is left to the server)
       Stream.catchAllCause((cause) =>
-        Stream.fromEffect(Effect.map(failureOutcome(compiled, cause), (outcome) =>
-          encoder.encode(`${JSON.stringify({ _error: outcome.body })}\n`)))
+        Cause.isInterruptedOnly(cause) ? Stream.fromEffect(interrupted(cause)) : Stream.fromEffect(
+          Effect.map(failureOutcome(compiled, cause), (outcome) => encoder.encode(`${JSON.stringify({ _error: outcome.body })}\n`))
+        )
       )
     )
     return HttpServerResponse.stream(body, { contentType: "application/x-ndjson" })
@@ -346,7 +348,10 @@ const handler = (
     }
     return encoded.right === undefined ? HttpServerResponse.empty({ status: 204 }) : json(200, encoded.right)
   }).pipe(
-    Effect.catchAllCause((cause) => failureResponse(compiled, cause))
+    // an interruption (the client went away, the server is closing) is left to the server: a
+    // response written to a closed connection would never finish, and keep the request's scope
+    // (and a stream's producer) open
+    Effect.catchAllCause((cause) => Cause.isInterruptedOnly(cause) ? interrupted(cause) : failureResponse(compiled, cause))
   )
 }
 
@@ -367,7 +372,11 @@ export const makeApp = (options: AppOptions) =>
     }
     return router.pipe(
       Effect.catchTag("RouteNotFound", () => Effect.succeed(notFound)),
-      Effect.catchAllCause((cause) => Effect.as(Effect.logError("gateway: request failed", cause), internalError))
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? interrupted(cause)
+          : Effect.as(Effect.logError("gateway: request failed", cause), internalError)
+      )
     )
   })
 
