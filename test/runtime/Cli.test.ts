@@ -156,7 +156,7 @@ describe("troupe CLI", () => {
       const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
       writeFileSync(
         Path.join(dir, "worker.toml"),
-        `modules = [${JSON.stringify(greeter)}]\n[node]\nname = "sec-worker"\nnamespace = "${namespace}"\n${common}` +
+        `modules = [${JSON.stringify(greeter)}, ${JSON.stringify(traceModule)}]\n[node]\nname = "sec-worker"\nnamespace = "${namespace}"\n${common}` +
           `[secure]\nidentity = "./worker.key"\ntrust = ["${keys["edge"]}", "${keys["worker"]}"]\n`
       )
       writeFileSync(
@@ -164,11 +164,13 @@ describe("troupe CLI", () => {
         `[node]\nname = "sec-edge"\nnamespace = "${namespace}"\n${common}` +
           `[secure]\nidentity = { file = "./edge.key" }\ntrust = ["./worker.pub", "./edge.pub"]\n` +
           `[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
-          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n`
+          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
+          `[[http.routes]]\nmethod = "POST"\npath = "/count"\nkind = "TraceProbe"\ntag = "Count"\nservice = true\nstream = true\n` +
+          `errors = { TooFar = 416 }\n`
       )
       const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
       const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
-      yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter\]$/)
+      yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
       yield* waitForLine(edge, new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
 
       // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
@@ -179,6 +181,32 @@ describe("troupe CLI", () => {
       }
       expect(hello).toEqual({ status: 200, body: { message: "Hello, ada!", count: 1, node: "worker (ada)" } })
       expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
+
+      // a streamed reply by name (`stream = true`), as NDJSON, from the other process over sealed frames
+      const count = (body: object) =>
+        Effect.promise(async () => {
+          const response = await fetch(`http://127.0.0.1:${port}/count`, {
+            method: "POST",
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(10_000)
+          })
+          const text = await response.text()
+          return { status: response.status, type: response.headers.get("content-type"), text }
+        })
+      const counted = yield* count({ n: 3 })
+      expect(counted).toMatchObject({ status: 200, type: "application/x-ndjson" })
+      expect(counted.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual(
+        [0, 1, 2].map((i) => ({ i, pid: worker.pid }))
+      )
+      const tooFar = yield* count({ n: 3, failAt: 2 })
+      expect(tooFar.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual([
+        { i: 0, pid: worker.pid },
+        { i: 1, pid: worker.pid },
+        { _error: { _tag: "TooFar", at: 2 } }
+      ])
+      const early = yield* count({ n: 3, failAt: 0 })
+      expect(early.status).toBe(416)
+      expect(JSON.parse(early.text)).toEqual({ _tag: "TooFar", at: 0 })
 
       // call --config joins with the config's identity
       const called = yield* runToEnd([
