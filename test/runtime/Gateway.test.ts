@@ -126,6 +126,8 @@ const routes = [
   Gateway.route("GET", "/forever/:id", Ticker, "Forever"),
   Gateway.route("GET", "/stall/:id", Ticker, "Stall", { timeout: "200 millis" }),
   Gateway.route("GET", "/hang/:id", Ticker, "Hang"),
+  // by name, declared streamed, but the Rpc is not
+  Gateway.routeByName("GET", "/not-a-stream/:name", { kind: "GwGreeter", tag: "Hello", stream: true }, { id: ":name" }),
   Gateway.routeByName("POST", "/dynamic-count/:id", { kind: "GwTicker", tag: "Count", stream: true }, {
     errors: { Refused: 422 }
   })
@@ -412,6 +414,8 @@ describe("Gateway", () => {
       expect(died.text).not.toContain("hunter2")
       const invalid = yield* request(port, "GET", "/count/a?n=many")
       expect(invalid).toMatchObject({ status: 400, body: { _tag: "DecodeError" } })
+      const mismatch = yield* request(port, "GET", "/not-a-stream/ada")
+      expect(mismatch).toMatchObject({ status: 502, body: { _tag: "StreamError", kind: "GwGreeter", tag: "Hello" } })
     }).pipe(Effect.scoped))
 
   it.live("a streamed reply failing after its first element ends with an `_error` line", () =>
