@@ -1,6 +1,6 @@
 /**
  * The node's config file (`troupe.toml`, or the same shape as JSON): node name, NATS servers,
- * namespace, codec, identity and trust for secure sessions, HTTP port and routes, and the
+ * namespace, codec, identity and trust for secure sessions (`[secure]`), HTTP port and routes, and the
  * modules to load. Validated with Schema; every mistake is reported with its path in the file.
  *
  * @example
@@ -58,10 +58,46 @@ export const RouteConfig = Schema.Struct({
   id: Schema.optional(Schema.String),
   /** the kind is a service (no id) */
   service: Schema.optional(Schema.Boolean),
+  /** the Rpc has a streamed reply: answered as NDJSON */
+  stream: Schema.optional(Schema.Boolean),
   timeout: Schema.optional(DurationString),
   /** HTTP statuses of the Rpc's typed errors, by `_tag` */
   errors: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Int.pipe(Schema.between(400, 599)) }))
 }).annotations(strict)
+
+const NonEmpty = Schema.String.pipe(Schema.nonEmptyString())
+
+/**
+ * The `[secure]` section: secure sessions over NATS (`Secure`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SecureConfig = Schema.Struct({
+  /**
+   * this node's Ed25519 seed: a file (`"./keys/edge.key"` or `{ file = "..." }`, relative to the
+   * config file; 32 raw bytes, or hex / base64url text), or `{ env = "TROUPE_SEED" }`
+   */
+  identity: Schema.Union(
+    NonEmpty,
+    Schema.Struct({ file: NonEmpty }).annotations(strict),
+    Schema.Struct({ env: NonEmpty }).annotations(strict)
+  ).annotations({
+    message: () => ({ message: `expected a key file ("./node.key" or { file = "..." }) or { env = "VARIABLE" }`, override: true })
+  }),
+  /**
+   * who may join: `"any"`, or public keys (hex or base64url) and files holding them (one per
+   * line, `#` comments), relative to the config file
+   */
+  trust: Schema.Union(Schema.Literal("any"), Schema.Array(NonEmpty)),
+  handshakeTimeout: Schema.optional(DurationString)
+}).annotations(strict)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type SecureConfig = Schema.Schema.Type<typeof SecureConfig>
 
 /**
  * @since 0.1.0
@@ -85,14 +121,7 @@ export const TroupeConfig = Schema.Struct({
       heartbeat: Schema.optional(DurationString)
     }).annotations(strict)
   ),
-  secure: Schema.optional(
-    Schema.Struct({
-      /** this node's Ed25519 private key (a file, relative to the config file) */
-      identity: Schema.String.pipe(Schema.nonEmptyString()),
-      /** public keys (or files holding them) of the nodes allowed to join */
-      trust: Schema.Array(Schema.String.pipe(Schema.nonEmptyString()))
-    }).annotations(strict)
-  ),
+  secure: Schema.optional(SecureConfig),
   http: Schema.optional(
     Schema.Struct({
       port: Port,
@@ -244,4 +273,13 @@ export const load = (file: string): Effect.Effect<Config, ConfigError> =>
  * @category accessors
  */
 export const modulePaths = (config: Config): ReadonlyArray<string> =>
-  config.modules.map((module) => Path.resolve(Path.dirname(config.file), module))
+  config.modules.map((module) => resolvePath(config, module))
+
+/**
+ * A path of the config (a module, a key file) as an absolute path: relative ones against the
+ * config file's folder.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const resolvePath = (config: Config, path: string): string => Path.resolve(Path.dirname(config.file), path)

@@ -20,9 +20,15 @@
  *
  * Statuses: a payload that does not decode → 400 (`DecodeError`), unknown route or
  * `ActorNotFound` → 404, a body over `maxBodySize` or `PayloadTooLarge` → 413, `NoAvailableNode`
- * / `MailboxFull` / `ActorStopped` → 503, `TransportError` → 502, `AskTimeout` → 504, a typed Rpc
+ * / `MailboxFull` / `ActorStopped` → 503, `TransportError` / `StreamError` → 502, `AskTimeout` → 504, a typed Rpc
  * error → the status its route declares (default 500) with the encoded error as the body, and a
  * defect (`RemoteDefect`, a bug) → 500 with a generic body (the detail is logged, never sent).
+ *
+ * A streamed Rpc (`stream: true`) answers `200` with `Content-Type: application/x-ndjson`: one
+ * JSON line per element, sent as the elements arrive. A failure before the first element gets
+ * the status above; a failure after it ends the body with the line `{"_error": {...}}` (the
+ * encoded error, or `{"_tag":"InternalServerError"}` for a defect). The route's timeout is an
+ * idle timeout there, and a client that goes away interrupts the producer.
  *
  * Query values are strings: a numeric payload field read from the query should be
  * `Schema.NumberFromString` (a field that fails to decode from the raw strings is retried once
@@ -194,7 +200,8 @@ export const route = <K extends Actor.Any, const Tag extends Actor.Rpcs<K>["_tag
  * A route to a kind known only by name (a config file, no TypeScript definition at hand): the
  * merged request travels as the encoded payload, the hosting node decodes it with the real
  * schema (a mismatch is a 400), and the reply is returned as encoded there. Needs a serializing
- * transport (NATS, or `Transport.layerInMemory({ serialize: true })`).
+ * transport (NATS, or `Transport.layerInMemory({ serialize: true })`). A streamed Rpc must be
+ * declared `stream: true` (its elements are sent as they were encoded).
  *
  * @since 0.1.0
  * @category constructors
@@ -202,13 +209,19 @@ export const route = <K extends Actor.Any, const Tag extends Actor.Rpcs<K>["_tag
 export const routeByName = (
   method: Method,
   path: string,
-  target: { readonly kind: string; readonly tag: string; readonly service?: boolean | undefined },
+  target: {
+    readonly kind: string
+    readonly tag: string
+    readonly service?: boolean | undefined
+    /** the Rpc has a streamed reply (`stream: true`) */
+    readonly stream?: boolean | undefined
+  },
   options?: {
     readonly id?: RouteId | undefined
     readonly timeout?: Duration.DurationInput | undefined
     readonly errors?: Readonly<Record<string, number>> | undefined
   }
-): Route => makeRoute(method, path, dynamicKind(target.kind, target.service === true), target.tag, options)
+): Route => makeRoute(method, path, dynamicKind(target.kind, target.service === true, target.stream === true), target.tag, options)
 
 /**
  * @since 0.1.0

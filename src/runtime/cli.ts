@@ -25,10 +25,11 @@ import * as Schedule from "effect/Schedule"
 import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
+import * as Secure from "../layers/Secure.ts"
 import * as Transport from "../layers/Transport.ts"
 import * as Config from "./Config.ts"
 import { dynamicKind } from "./internal/dynamic.ts"
-import { serveLayer } from "./internal/serve.ts"
+import { type SecureOptions, secureOptions, serveLayer } from "./internal/serve.ts"
 import * as Node from "./Node.ts"
 
 const VERSION = "0.1.0"
@@ -48,13 +49,15 @@ const codecOption = Options.choice("codec", ["msgpack", "json"]).pipe(
 const configOption = Options.text("config").pipe(
   Options.withAlias("c"),
   Options.optional,
-  Options.withDescription("take NATS servers, namespace and codec from this config file")
+  Options.withDescription("take NATS servers, namespace, codec and [secure] from this config file")
 )
 
 interface Connection {
   readonly servers: ReadonlyArray<string>
   readonly namespace: string
   readonly codec: "msgpack" | "json"
+  /** the config's `[secure]` section, read */
+  readonly secure: SecureOptions | undefined
 }
 
 /** the flags first, then the config file, then the defaults */
@@ -64,12 +67,12 @@ const connection = (flags: {
   readonly codec: Option.Option<"msgpack" | "json">
   readonly config: Option.Option<string>
 }): Effect.Effect<Connection, Config.ConfigError> =>
-  Effect.map(
+  Effect.flatMap(
     Option.match(flags.config, {
       onNone: () => Effect.succeed(undefined),
       onSome: (file) => Effect.map(Config.load(file), (config): Config.Config | undefined => config)
     }),
-    (config): Connection => {
+    (config) => Effect.map(config === undefined ? Effect.succeed(undefined) : secureOptions(config), (secure): Connection => {
       const configured = config?.nats?.servers
       return {
         servers: Option.match(flags.nats, {
@@ -78,9 +81,10 @@ const connection = (flags: {
             configured === undefined ? ["nats://127.0.0.1:4222"] : typeof configured === "string" ? [configured] : configured
         }),
         namespace: Option.getOrElse(flags.namespace, () => config?.node?.namespace ?? "default"),
-        codec: Option.getOrElse(flags.codec, () => config?.node?.codec ?? "msgpack")
+        codec: Option.getOrElse(flags.codec, () => config?.node?.codec ?? "msgpack"),
+        secure
       }
-    }
+    })
   )
 
 const servers = (nats: string): ReadonlyArray<string> => nats.split(",").map((s) => s.trim()).filter((s) => s !== "")
@@ -154,10 +158,15 @@ const monitor = Command.make("monitor", {
   )
 }, (flags) =>
   Effect.gen(function*() {
-    const { codec, namespace, servers } = yield* connection(flags)
+    const { codec, namespace, secure, servers } = yield* connection(flags)
+    const codecLayer = codec === "json" ? Codec.json : Codec.msgpack
+    const plain = Transport.nats({ servers, namespace, name: "troupe-monitor" }).pipe(Layer.provide(codecLayer))
+    const transport = secure === undefined
+      ? plain
+      : Secure.layer({ ...secure, namespace }).pipe(Layer.provide(Layer.merge(plain, codecLayer)))
     const layer = Discovery.nats({ heartbeat: "500 millis" }).pipe(
-      Layer.provideMerge(Transport.nats({ servers, namespace, name: "troupe-monitor" })),
-      Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
+      Layer.provideMerge(transport),
+      Layer.provide(codecLayer)
     )
     const tty = process.stdout.isTTY === true
     const once = Effect.gen(function*() {
@@ -212,12 +221,13 @@ const call = Command.make("call", {
         timeout: timeout.value
       })
     })
-    const { codec, namespace, servers } = yield* connection(args)
+    const { codec, namespace, secure, servers } = yield* connection(args)
     const value = yield* ask.pipe(
       Effect.provide(Node.layerNats({
         servers,
         namespace,
         codec,
+        secure,
         name: "troupe-call",
         shutdownTimeout: "1 second"
       }))

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Secure from "../../src/layers/Secure.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 
 const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
@@ -136,5 +137,90 @@ describe("troupe CLI", () => {
       ])
       expect(badPayload.code).toBe(1)
       expect(badPayload.stderr).toContain("DecodeError")
+    }).pipe(Effect.scoped), 120_000)
+
+
+  it.live("serve with [secure]: two secured nodes answer through the gateway; call needs the config's identity", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerResource()
+      const dir = yield* tempDir
+      const port = yield* Effect.promise(freePort)
+      const namespace = `sec${Math.random().toString(36).slice(2, 8)}`
+      // each node its own seed file; the edge trusts the worker by a key file, the worker the edge inline
+      const keys: Record<string, string> = {}
+      for (const name of ["worker", "edge"]) {
+        writeFileSync(Path.join(dir, `${name}.key`), yield* Secure.generateSeed)
+        keys[name] = (yield* Secure.identityFromFile(Path.join(dir, `${name}.key`))).publicKey
+        writeFileSync(Path.join(dir, `${name}.pub`), `# ${name}\n${keys[name]}\n`)
+      }
+      const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+      writeFileSync(
+        Path.join(dir, "worker.toml"),
+        `modules = [${JSON.stringify(greeter)}, ${JSON.stringify(traceModule)}]\n[node]\nname = "sec-worker"\nnamespace = "${namespace}"\n${common}` +
+          `[secure]\nidentity = "./worker.key"\ntrust = ["${keys["edge"]}", "${keys["worker"]}"]\n`
+      )
+      writeFileSync(
+        Path.join(dir, "edge.toml"),
+        `[node]\nname = "sec-edge"\nnamespace = "${namespace}"\n${common}` +
+          `[secure]\nidentity = { file = "./edge.key" }\ntrust = ["./worker.pub", "./edge.pub"]\n` +
+          `[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
+          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
+          `[[http.routes]]\nmethod = "POST"\npath = "/count"\nkind = "TraceProbe"\ntag = "Count"\nservice = true\nstream = true\n` +
+          `errors = { TooFar = 416 }\n`
+      )
+      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+      const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
+      yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
+      yield* waitForLine(edge, new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
+
+      // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
+      let hello = yield* httpGet(port, "/hello/ada")
+      for (let i = 0; i < 100 && hello.status !== 200; i++) {
+        yield* Effect.sleep("100 millis")
+        hello = yield* httpGet(port, "/hello/ada")
+      }
+      expect(hello).toEqual({ status: 200, body: { message: "Hello, ada!", count: 1, node: "worker (ada)" } })
+      expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
+
+      // a streamed reply by name (`stream = true`), as NDJSON, from the other process over sealed frames
+      const count = (body: object) =>
+        Effect.promise(async () => {
+          const response = await fetch(`http://127.0.0.1:${port}/count`, {
+            method: "POST",
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(10_000)
+          })
+          const text = await response.text()
+          return { status: response.status, type: response.headers.get("content-type"), text }
+        })
+      const counted = yield* count({ n: 3 })
+      expect(counted).toMatchObject({ status: 200, type: "application/x-ndjson" })
+      expect(counted.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual(
+        [0, 1, 2].map((i) => ({ i, pid: worker.pid }))
+      )
+      const tooFar = yield* count({ n: 3, failAt: 2 })
+      expect(tooFar.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual([
+        { i: 0, pid: worker.pid },
+        { i: 1, pid: worker.pid },
+        { _error: { _tag: "TooFar", at: 2 } }
+      ])
+      const early = yield* count({ n: 3, failAt: 0 })
+      expect(early.status).toBe(416)
+      expect(JSON.parse(early.text)).toEqual({ _tag: "TooFar", at: 0 })
+
+      // call --config joins with the config's identity
+      const called = yield* runToEnd([
+        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--config", Path.join(dir, "edge.toml")
+      ])
+      expect(called.code).toBe(0)
+      expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
+      // without it, the secured nodes stay invisible: nobody hosts Greeter as far as it can tell
+      const plain = yield* runToEnd([
+        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--nats", nats.url, "--namespace", namespace,
+        "--timeout", "1 second"
+      ])
+      expect(plain.code).toBe(1)
+      expect(plain.stdout).toBe("")
+      expect(JSON.parse(plain.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "NoAvailableNode", kind: "Greeter" })
     }).pipe(Effect.scoped), 120_000)
 })

@@ -7,7 +7,8 @@ import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Config from "../../src/runtime/Config.ts"
-import { serveLayer } from "../../src/runtime/internal/serve.ts"
+import * as Secure from "../../src/layers/Secure.ts"
+import { secureOptions, serveLayer } from "../../src/runtime/internal/serve.ts"
 
 const example = fileURLToPath(new URL("../../examples/gateway/troupe.toml", import.meta.url))
 
@@ -133,7 +134,67 @@ errors = { X = 200 }
       const missing = yield* load(`modules = ["./missing.ts"]\n`)
       expect((yield* Effect.flip(serveLayer(missing))).issues[0]!.message).toMatch(/^cannot load /)
 
+      // secure sessions are between nodes over NATS: without [nats] the file is refused
       const secure = yield* load(`[secure]\nidentity = "./node.key"\ntrust = ["./peer.pub"]\n`)
-      expect((yield* Effect.flip(serveLayer(secure))).issues[0]!.path).toBe("secure")
+      const secureError = yield* Effect.flip(serveLayer(secure))
+      expect(secureError.issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+        "secure: secure sessions protect traffic between nodes over NATS: add a [nats] section"
+      ])
+    }))
+
+  it("parses a [secure] section: identity from a file or a variable, trust keys and files or \"any\"", () => {
+    const parse = (secure: string) => Config.parse(`[nats]\nservers = "nats://h:4222"\n[secure]\n${secure}`, "/srv/app/troupe.toml")
+    const fromFile = Either.getOrThrow(parse(`identity = "./keys/edge.key"\ntrust = ["./keys/peers.pub", "${"ab".repeat(32)}"]\nhandshakeTimeout = "2 seconds"\n`))
+    expect(fromFile.secure).toMatchObject({ identity: "./keys/edge.key", trust: ["./keys/peers.pub", "ab".repeat(32)] })
+    expect(Duration.toMillis(fromFile.secure!.handshakeTimeout!)).toBe(2000)
+    expect(Config.resolvePath(fromFile, "./keys/edge.key")).toBe("/srv/app/keys/edge.key")
+    expect(Either.getOrThrow(parse(`identity = { env = "SEED" }\ntrust = "any"\n`)).secure).toEqual({ identity: { env: "SEED" }, trust: "any" })
+    expect(Either.getOrThrow(parse(`identity = { file = "k" }\ntrust = []\n`)).secure).toEqual({ identity: { file: "k" }, trust: [] })
+    expect(issuesOf(parse(`identity = { path = "k" }\ntrust = "all"\nextra = 1\n`))).toEqual([
+      `secure.extra: is unexpected, expected: "identity" | "trust" | "handshakeTimeout"`,
+      `secure.identity: expected a key file ("./node.key" or { file = "..." }) or { env = "VARIABLE" }`,
+      `secure.trust: Expected "any" | ReadonlyArray<nonEmptyString>, actual "all"`
+    ])
+    expect(issuesOf(parse(`trust = "any"\n`))).toEqual(["secure.identity: is missing"])
+  })
+
+  it.scoped("reads the identity and the trust files of [secure], each mistake with its path", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = Path.join(dir, "troupe.toml")
+      const [a, b, c] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const seed = yield* Secure.generateSeed
+      writeFileSync(Path.join(dir, "node.key"), `${seed}\n`)
+      writeFileSync(Path.join(dir, "peers.pub"), `# the workers\n${a.publicKey}\n\n${b.publicKey} # worker-2\n`)
+      writeFileSync(Path.join(dir, "bad.pub"), "not a key\n")
+      const load = (secure: string) =>
+        Effect.flatMap(
+          Effect.sync(() => writeFileSync(file, `[nats]\nservers = "nats://127.0.0.1:4222"\n[secure]\n${secure}`)),
+          () => Config.load(file)
+        )
+      const options = yield* secureOptions(yield* load(`identity = "./node.key"\ntrust = ["./peers.pub", "${c.publicKey}"]\n`))
+      expect(options?.trust).toEqual([a.publicKey, b.publicKey, c.publicKey])
+      const identity = options!.identity
+      expect(Secure.isIdentity(identity) && identity.publicKey).toBe(
+        (yield* Secure.identityFromFile(Path.join(dir, "node.key"))).publicKey
+      )
+      process.env["TROUPE_TEST_CONFIG_SEED"] = seed
+      const fromEnv = yield* secureOptions(yield* load(`identity = { env = "TROUPE_TEST_CONFIG_SEED" }\ntrust = "any"\n`))
+      delete process.env["TROUPE_TEST_CONFIG_SEED"]
+      expect(fromEnv?.trust).toBe("any")
+      expect(Secure.isIdentity(fromEnv!.identity) && fromEnv!.identity.publicKey).toBe(Secure.isIdentity(identity) && identity.publicKey)
+
+      const failure = (secure: string) =>
+        Effect.map(Effect.flip(Effect.flatMap(load(secure), secureOptions)), (e) => e.issues.map((i) => `${i.path}: ${i.message}`))
+      expect((yield* failure(`identity = "./missing.key"\ntrust = "any"\n`))[0]).toMatch(/^secure\.identity: cannot read the identity file /)
+      expect(yield* failure(`identity = { env = "TROUPE_TEST_UNSET_SEED" }\ntrust = "any"\n`)).toEqual([
+        "secure.identity: the environment variable TROUPE_TEST_UNSET_SEED is not set"
+      ])
+      expect((yield* failure(`identity = "./node.key"\ntrust = ["${a.publicKey}", "./bad.pub"]\n`))[0]).toMatch(
+        /^secure\.trust\[1\]: .*bad\.pub must hold public keys/
+      )
+      expect((yield* failure(`identity = "./node.key"\ntrust = ["./nope.pub"]\n`))[0]).toMatch(
+        /^secure\.trust\[0\]: not a public key, nor a readable file/
+      )
     }))
 })

@@ -7,6 +7,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as http from "node:http"
 import * as Actor from "../../src/actors/Actor.ts"
 import { ActorSystem } from "../../src/actors/ActorSystem.ts"
@@ -53,9 +54,53 @@ const handlers: Actor.Handlers<Actor.Rpcs<typeof Greeter>, Actor.CurrentAddress>
     }))
 }
 
-const GreeterLive = Layer.merge(
+/** streamed replies; what happens to the producers of `Forever` is recorded in `ticks` */
+const Ticker = Actor.make("GwTicker", [
+  Rpc.make("Count", {
+    payload: { n: Schema.Number, failAt: Schema.optional(Schema.Number), dieAt: Schema.optional(Schema.Number) },
+    success: Schema.Struct({ i: Schema.Number, at: Schema.Date }),
+    error: Refused,
+    stream: true
+  }),
+  Rpc.make("Forever", { success: Schema.Number, stream: true }),
+  /** one element, then silence */
+  Rpc.make("Stall", { success: Schema.Number, stream: true }),
+  /** silence from the start; what happens to it is recorded in `hangs` */
+  Rpc.make("Hang", { success: Schema.Number, stream: true })
+])
+
+const ticks = { started: 0, finalized: 0, produced: 0 }
+const hangs = { started: 0, finalized: 0 }
+
+const TickerLive = Actor.toLayer(Ticker, {
+  Count: ({ dieAt, failAt, n }) =>
+    Stream.range(0, n - 1).pipe(
+      Stream.mapEffect((i) =>
+        i === failAt
+          ? Effect.fail(new Refused({ reason: `failed at ${i}` }))
+          : i === dieAt
+          ? Effect.die(new Error("secret internals: password=hunter2"))
+          : Effect.succeed({ i, at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)) })
+      )
+    ),
+  Forever: () =>
+    Stream.iterate(0, (i) => i + 1).pipe(
+      Stream.tap(() => Effect.sync(() => ticks.produced++).pipe(Effect.zipRight(Effect.sleep("2 millis")))),
+      Stream.onStart(Effect.sync(() => ticks.started++)),
+      Stream.ensuring(Effect.sync(() => ticks.finalized++))
+    ),
+  Stall: () => Stream.concat(Stream.succeed(1), Stream.never),
+  Hang: () =>
+    Stream.never.pipe(
+      Stream.onStart(Effect.sync(() => hangs.started++)),
+      Stream.ensuring(Effect.sync(() => hangs.finalized++))
+    )
+})
+
+const GreeterLive = Layer.mergeAll(
   Actor.toLayer(Greeter, handlers),
-  Actor.toLayer(GreeterService, handlers)
+  Actor.toLayer(GreeterService, handlers),
+  TickerLive
 )
 
 const routes = [
@@ -75,6 +120,15 @@ const routes = [
   Gateway.route("GET", "/nowhere/:name", NotHosted, "Hello", { id: ":name" }),
   Gateway.routeByName("GET", "/dynamic/:name", { kind: "GwGreeter", tag: "Hello" }, { id: "dyn" }),
   Gateway.routeByName("POST", "/dynamic-refuse", { kind: "GwGreeterService", tag: "Refuse", service: true }, {
+    errors: { Refused: 422 }
+  }),
+  Gateway.route("GET", "/count/:id", Ticker, "Count", { errors: { Refused: 409 } }),
+  Gateway.route("GET", "/forever/:id", Ticker, "Forever"),
+  Gateway.route("GET", "/stall/:id", Ticker, "Stall", { timeout: "200 millis" }),
+  Gateway.route("GET", "/hang/:id", Ticker, "Hang"),
+  // by name, declared streamed, but the Rpc is not
+  Gateway.routeByName("GET", "/not-a-stream/:name", { kind: "GwGreeter", tag: "Hello", stream: true }, { id: ":name" }),
+  Gateway.routeByName("POST", "/dynamic-count/:id", { kind: "GwTicker", tag: "Count", stream: true }, {
     errors: { Refused: 422 }
   })
 ]
@@ -141,6 +195,9 @@ const setup = Effect.gen(function*() {
   )
   return { port, a, b, logs }
 })
+
+/** the NDJSON lines of a reply, parsed */
+const lines = (reply: Reply): Array<any> => reply.text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line))
 
 describe("Gateway", () => {
   it.live("serves an actor on another node: path params, query, body, fixed ids, services", () =>
@@ -318,6 +375,112 @@ describe("Gateway", () => {
       expect(value).toBe(3)
       const depth = Node.metrics.mailboxDepth.pipe(Metric.tagged("kind", "GwGauged"))
       expect((yield* Metric.value(depth)).value).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.live("a streamed reply is NDJSON: one line per encoded element; typed and by-name routes", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const reply = yield* request(port, "GET", "/count/a?n=3")
+      expect(reply.status).toBe(200)
+      expect(reply.headers.get("content-type")).toBe("application/x-ndjson")
+      expect(reply.headers.get("transfer-encoding")).toBe("chunked")
+      expect(lines(reply)).toEqual([
+        { i: 0, at: "2026-01-01T00:00:00.000Z" },
+        { i: 1, at: "2026-01-01T00:00:01.000Z" },
+        { i: 2, at: "2026-01-01T00:00:02.000Z" }
+      ])
+      // many elements, over many frames
+      const many = yield* request(port, "GET", "/count/a?n=3000")
+      expect(lines(many).map((line) => line.i)).toEqual(Array.from({ length: 3000 }, (_, i) => i))
+      // no element: an empty body, still 200
+      const none = yield* request(port, "GET", "/count/a?n=0")
+      expect(none).toMatchObject({ status: 200, text: "" })
+      // by name: the elements as the hosting node encoded them
+      const dynamic = yield* request(port, "POST", "/dynamic-count/b", { body: JSON.stringify({ n: 2 }) })
+      expect(dynamic.status).toBe(200)
+      expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, { i: 1, at: "2026-01-01T00:00:01.000Z" }])
+    }).pipe(Effect.scoped))
+
+  it.live("a streamed reply failing before its first element gets the failure's status", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const refused = yield* request(port, "GET", "/count/a?n=3&failAt=0")
+      expect(refused).toMatchObject({ status: 409, body: { _tag: "Refused", reason: "failed at 0" } })
+      expect(refused.headers.get("content-type")).toContain("application/json")
+      const dynamic = yield* request(port, "POST", "/dynamic-count/b", { body: JSON.stringify({ n: 3, failAt: 0 }) })
+      expect(dynamic).toMatchObject({ status: 422, body: { _tag: "Refused", reason: "failed at 0" } })
+      const died = yield* request(port, "GET", "/count/a?n=3&dieAt=0")
+      expect(died).toMatchObject({ status: 500, body: { _tag: "InternalServerError" } })
+      expect(died.text).not.toContain("hunter2")
+      const invalid = yield* request(port, "GET", "/count/a?n=many")
+      expect(invalid).toMatchObject({ status: 400, body: { _tag: "DecodeError" } })
+      const mismatch = yield* request(port, "GET", "/not-a-stream/ada")
+      expect(mismatch).toMatchObject({ status: 502, body: { _tag: "StreamError", kind: "GwGreeter", tag: "Hello" } })
+    }).pipe(Effect.scoped))
+
+  it.live("a streamed reply failing after its first element ends with an `_error` line", () =>
+    Effect.gen(function*() {
+      const { logs, port } = yield* setup
+      const refused = yield* request(port, "GET", "/count/a?n=5&failAt=2")
+      expect(refused.status).toBe(200)
+      expect(lines(refused)).toEqual([
+        { i: 0, at: "2026-01-01T00:00:00.000Z" },
+        { i: 1, at: "2026-01-01T00:00:01.000Z" },
+        { _error: { _tag: "Refused", reason: "failed at 2" } }
+      ])
+      const dynamic = yield* request(port, "POST", "/dynamic-count/b", { body: JSON.stringify({ n: 5, failAt: 1 }) })
+      expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, { _error: { _tag: "Refused", reason: "failed at 1" } }])
+      // a defect: a generic line, the detail only in the gateway's log
+      const died = yield* request(port, "GET", "/count/a?n=5&dieAt=1")
+      expect(lines(died)).toEqual([
+        { i: 0, at: "2026-01-01T00:00:00.000Z" },
+        { _error: { _tag: "InternalServerError", message: "internal server error" } }
+      ])
+      expect(died.text).not.toContain("hunter2")
+      expect(logs.some((line) => line.includes("gateway: GwTicker.Count failed") && line.includes("hunter2"))).toBe(true)
+      // the route's timeout is an idle timeout: a producer silent that long ends the body
+      const stalled = yield* request(port, "GET", "/stall/a")
+      expect(lines(stalled)).toEqual([1, { _error: expect.objectContaining({ _tag: "AskTimeout", kind: "GwTicker", tag: "Stall" }) }])
+    }).pipe(Effect.scoped))
+
+  it.live("a client that goes away mid-stream interrupts the remote producer", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      const before = { ...ticks }
+      const received = yield* Effect.promise(async () => {
+        const controller = new AbortController()
+        const response = await fetch(`http://127.0.0.1:${port}/forever/x`, { signal: controller.signal })
+        const reader = response.body!.getReader()
+        const decoder = new TextDecoder()
+        let text = ""
+        while (text.split("\n").length < 4) {
+          const { done, value } = await reader.read()
+          if (done) break
+          text += decoder.decode(value, { stream: true })
+        }
+        controller.abort()
+        return text.split("\n").slice(0, 3).map((line) => JSON.parse(line))
+      })
+      expect(received).toEqual([0, 1, 2])
+      expect(ticks.started).toBe(before.started + 1)
+      // real sockets: poll (bounded) until the interrupt has crossed to node b
+      for (let i = 0; i < 100 && ticks.finalized === before.finalized; i++) yield* Effect.sleep("20 millis")
+      expect(ticks.finalized).toBe(before.finalized + 1)
+      // and it produces no more
+      const produced = ticks.produced
+      yield* Effect.sleep("100 millis")
+      expect(ticks.produced).toBe(produced)
+
+      // the same while the gateway still waits for the first element (no status sent yet)
+      const hung = { ...hangs }
+      const req = http.get({ host: "127.0.0.1", port, path: "/hang/x" })
+      const pending = new Promise((resolve) => req.on("error", () => resolve("aborted")).on("response", () => resolve("answered")))
+      for (let i = 0; i < 100 && hangs.started === hung.started; i++) yield* Effect.sleep("20 millis")
+      expect(hangs.started).toBe(hung.started + 1)
+      req.destroy()
+      expect(yield* Effect.promise(() => pending)).toBe("aborted")
+      for (let i = 0; i < 100 && hangs.finalized === hung.finalized; i++) yield* Effect.sleep("20 millis")
+      expect(hangs.finalized).toBe(hung.finalized + 1)
     }).pipe(Effect.scoped))
 
   it("rejects routes that cannot resolve an id", () => {

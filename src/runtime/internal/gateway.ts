@@ -1,6 +1,7 @@
 /**
  * The gateway's request pipeline: route → bounded body → merged payload → decode → ask →
- * JSON reply, and the one place where failures become statuses.
+ * JSON reply (or NDJSON lines for a streamed reply), and the one place where failures become
+ * statuses.
  *
  * @internal
  */
@@ -21,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { ActorSystem, type ActorSystemShape } from "../../actors/ActorSystem.ts"
@@ -55,12 +57,15 @@ const RUNTIME_STATUS: Readonly<Record<string, number>> = {
   EncodeError: 500,
   RemoteDefect: 500,
   HandshakeError: 502,
-  Unauthorized: 502
+  Unauthorized: 502,
+  StreamError: 502
 }
 
 const json = (status: number, body: unknown) => HttpServerResponse.unsafeJson(body, { status })
 
-const internalError = json(500, { _tag: "InternalServerError", message: "internal server error" })
+const INTERNAL_ERROR = { _tag: "InternalServerError", message: "internal server error" } as const
+
+const internalError = json(500, INTERNAL_ERROR)
 
 const notFound = json(404, { _tag: "RouteNotFound", message: "no route for this method and path" })
 
@@ -73,19 +78,28 @@ interface CompiledRoute {
   /** reports every issue, not the first: to find the query fields worth reading leniently */
   readonly decodePayloadAll: (u: unknown) => Either.Either<unknown, ParseResult.ParseError>
   readonly encodeSuccess: (a: unknown) => Either.Either<unknown, ParseResult.ParseError>
+  /** a streamed reply: encodes a chunk of elements with the stream's element schema */
+  readonly encodeElements: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
+  /** the Rpc's error, and for a streamed reply the stream's failure too */
   readonly encodeError: (e: unknown) => Either.Either<unknown, ParseResult.ParseError>
 }
 
 const compile = (route: Route): CompiledRoute => {
   const rpc = route.definition.rpcs.get(route.tag)!
+  const streamed = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
+  const element = Option.isSome(streamed) ? streamed.value.success : Schema.Unknown
+  const error = Option.isSome(streamed) ? Schema.Union(rpc.errorSchema, streamed.value.failure) : rpc.errorSchema
   return {
     route,
     rpc,
-    stream: RpcSchema.isStreamSchema(rpc.successSchema),
+    stream: Option.isSome(streamed),
     decodePayload: Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
     decodePayloadAll: Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>, { errors: "all" }),
     encodeSuccess: Schema.encodeUnknownEither(rpc.successSchema as Schema.Schema<unknown, unknown>),
-    encodeError: Schema.encodeUnknownEither(rpc.errorSchema as Schema.Schema<unknown, unknown>)
+    encodeElements: Schema.encodeUnknownEither(
+      Schema.Array(element as Schema.Schema<unknown, unknown>) as Schema.Schema<ReadonlyArray<unknown>, ReadonlyArray<unknown>>
+    ),
+    encodeError: Schema.encodeUnknownEither(error as Schema.Schema<unknown, unknown>)
   }
 }
 
@@ -102,12 +116,18 @@ const runtimeErrorFields = (error: object): Record<string, unknown> => {
   return fields
 }
 
-/** the one place where an ask's outcome becomes a status */
-const failureResponse = (compiled: CompiledRoute, cause: Cause.Cause<unknown>) => {
+interface Outcome {
+  readonly status: number
+  readonly body: unknown
+}
+
+const internalOutcome: Outcome = { status: 500, body: INTERNAL_ERROR }
+
+/** the one place where an ask's (or a stream's) failure becomes a status and a body (interruptions never get here) */
+const failureOutcome = (compiled: CompiledRoute, cause: Cause.Cause<unknown>): Effect.Effect<Outcome> => {
   const failure = Cause.failureOption(cause)
   if (Option.isNone(failure)) {
-    if (Cause.isInterruptedOnly(cause)) return Effect.succeed(json(503, { _tag: "Interrupted", message: "request interrupted" }))
-    return Effect.as(Effect.logError("gateway: defect while serving a request", cause), internalError)
+    return Effect.as(Effect.logError("gateway: defect while serving a request", cause), internalOutcome)
   }
   const error = failure.value
   const tag = tagOf(error)
@@ -116,17 +136,78 @@ const failureResponse = (compiled: CompiledRoute, cause: Cause.Cause<unknown>) =
     const status = RUNTIME_STATUS[tag]!
     if (status === 500) {
       // a handler died or a value could not be written: log the detail, send nothing of it
-      return Effect.as(Effect.logError(`gateway: ${compiled.route.definition.kind}.${compiled.route.tag} failed`, error), internalError)
+      return Effect.as(
+        Effect.logError(`gateway: ${compiled.route.definition.kind}.${compiled.route.tag} failed`, error),
+        internalOutcome
+      )
     }
-    return Effect.succeed(json(status, runtimeErrorFields(error as object)))
+    return Effect.succeed({ status, body: runtimeErrorFields(error as object) })
   }
   // a typed error of the Rpc: its declared status (default 500) and its encoded form
   const encoded = compiled.encodeError(error)
   if (Either.isLeft(encoded)) {
-    return Effect.as(Effect.logError("gateway: cannot encode a typed error", encoded.left), internalError)
+    return Effect.as(Effect.logError("gateway: cannot encode a typed error", encoded.left), internalOutcome)
   }
-  return Effect.succeed(json(declared ?? 500, encoded.right))
+  return Effect.succeed({ status: declared ?? 500, body: encoded.right })
 }
+
+/** an interrupted-only cause (it holds no failure) passed on */
+const interrupted = (cause: Cause.Cause<unknown>): Effect.Effect<never> => Effect.failCause(cause as Cause.Cause<never>)
+
+const failureResponse = (compiled: CompiledRoute, cause: Cause.Cause<unknown>) =>
+  Effect.map(failureOutcome(compiled, cause), ({ body, status }) => json(status, body))
+
+const encoder = new TextEncoder()
+
+/** one JSON line per element, the chunk as one piece of the body */
+const ndjson = (compiled: CompiledRoute, items: Chunk.Chunk<unknown>): Effect.Effect<Uint8Array> => {
+  const encoded = compiled.encodeElements(Chunk.toReadonlyArray(items))
+  if (Either.isLeft(encoded)) return Effect.die(encoded.left)
+  let text = ""
+  for (const item of encoded.right) text += `${JSON.stringify(item ?? null)}\n`
+  return Effect.succeed(encoder.encode(text))
+}
+
+/**
+ * A streamed reply as NDJSON. The first element is awaited here, so that a failure before it
+ * still gets its status; the rest is pulled while the body is written. The pull lives in the
+ * request's scope, which the server closes when the response ends or the client goes away (it
+ * interrupts the request fiber), and closing it interrupts the producer.
+ */
+const streamResponse = (
+  compiled: CompiledRoute,
+  stream: Stream.Stream<unknown, unknown>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pull = yield* Stream.toPull(stream)
+    const next = Effect.catchAll(
+      Effect.map(pull, Option.some),
+      (error) => Option.isNone(error) ? Effect.succeed(Option.none<Chunk.Chunk<unknown>>()) : Effect.fail(error.value)
+    )
+    let first = Chunk.empty<unknown>()
+    let ended = false
+    while (Chunk.isEmpty(first)) {
+      const chunk = yield* next
+      if (Option.isNone(chunk)) {
+        ended = true
+        break
+      }
+      first = chunk.value
+    }
+    const head = Chunk.isEmpty(first) ? Stream.empty : Stream.fromEffect(ndjson(compiled, first))
+    const rest = ended ? Stream.empty : Stream.mapChunksEffect(Stream.repeatEffectChunkOption(pull), (chunk) =>
+      Effect.map(ndjson(compiled, chunk), Chunk.of))
+    const body = Stream.concat(head, rest).pipe(
+      // after the status is sent a failure can only end the body: as a last line (an
+      // interruption, the client gone or the server closing, is left to the server)
+      Stream.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Stream.fromEffect(interrupted(cause)) : Stream.fromEffect(
+          Effect.map(failureOutcome(compiled, cause), (outcome) => encoder.encode(`${JSON.stringify({ _error: outcome.body })}\n`))
+        )
+      )
+    )
+    return HttpServerResponse.stream(body, { contentType: "application/x-ndjson" })
+  })
 
 const decodeFailure = (what: string, issue: string) => new DecodeError({ what, issue })
 
@@ -248,28 +329,29 @@ const handler = (
     if (Either.isLeft(decoded)) {
       return yield* Effect.fail(decodeFailure(what, ParseResult.TreeFormatter.formatErrorSync(decoded.left)))
     }
-    if (compiled.stream) {
-      // TODO(streams): send `Transfer-Encoding: chunked` NDJSON, one encoded chunk per line,
-      // once the ask path returns a Stream for `stream: true` Rpcs
-      return json(501, { _tag: "NotImplemented", message: "streamed Rpcs are not served by the gateway yet" })
-    }
     const headers = forwardedHeaders(request.headers, options.forward)
     const routeRequest: RouteRequest = { method: request.method, url: request.url, params, headers }
-    const value = yield* system.ask({
+    const envelope = {
       definition: route.definition,
       id: route.id === undefined ? "" : route.id(routeRequest),
       tag: route.tag,
       payload: decoded.right,
+      // for a streamed reply, an idle timeout
       timeout,
       headers
-    })
+    }
+    if (compiled.stream) return yield* streamResponse(compiled, system.stream(envelope))
+    const value = yield* system.ask(envelope)
     const encoded = compiled.encodeSuccess(value)
     if (Either.isLeft(encoded)) {
       return yield* Effect.die(encoded.left)
     }
     return encoded.right === undefined ? HttpServerResponse.empty({ status: 204 }) : json(200, encoded.right)
   }).pipe(
-    Effect.catchAllCause((cause) => failureResponse(compiled, cause))
+    // an interruption (the client went away, the server is closing) is left to the server: a
+    // response written to a closed connection would never finish, and keep the request's scope
+    // (and a stream's producer) open
+    Effect.catchAllCause((cause) => Cause.isInterruptedOnly(cause) ? interrupted(cause) : failureResponse(compiled, cause))
   )
 }
 
@@ -290,7 +372,11 @@ export const makeApp = (options: AppOptions) =>
     }
     return router.pipe(
       Effect.catchTag("RouteNotFound", () => Effect.succeed(notFound)),
-      Effect.catchAllCause((cause) => Effect.as(Effect.logError("gateway: request failed", cause), internalError))
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? interrupted(cause)
+          : Effect.as(Effect.logError("gateway: request failed", cause), internalError)
+      )
     )
   })
 

@@ -488,9 +488,10 @@ export const make = (
       }
       onExit(exit: WireExit): void {
         if (exit._tag === "Success") return this.inbox.end(exit.value as number)
-        if (exit._tag === "Error" || zeroCopy) return this.inbox.fail(exit.error)
+        // the producer's own end: the elements it sent before it come first
+        if (exit._tag === "Error" || zeroCopy) return this.inbox.fail(exit.error, true)
         const decoded = rpcCodec(this.kind, this.rpc).decodeError(exit.error)
-        this.inbox.fail(Either.isLeft(decoded) ? decoded.left : decoded.right)
+        this.inbox.fail(Either.isLeft(decoded) ? decoded.left : decoded.right, true)
       }
       onDeadline(): void {
         this.deadline = undefined
@@ -524,7 +525,7 @@ export const make = (
         const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
           stopWatching()
           if (exit._tag === "Success") inbox.end(exit.value as number)
-          else inbox.fail(exit.error)
+          else inbox.fail(exit.error, true)
         })
         job.consume = (result) => pump(toStream(result), outbox)
         const stopWatching = watchIdle(inbox, timeoutMillis, () =>

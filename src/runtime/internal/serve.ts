@@ -1,19 +1,21 @@
 /**
- * From a config file to a running node: the node layer (NATS, or a serializing in-memory one),
- * the modules it names, and the gateway of its `[http]` section.
+ * From a config file to a running node: the node layer (NATS, secured by `[secure]`, or a
+ * serializing in-memory one), the modules it names, and the gateway of its `[http]` section.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import { readFile } from "node:fs/promises"
 import { pathToFileURL } from "node:url"
 import type { ActorSystem } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
 import * as Codec from "../../layers/Codec.ts"
 import * as Discovery from "../../layers/Discovery.ts"
+import * as Secure from "../../layers/Secure.ts"
 import * as Transport from "../../layers/Transport.ts"
-import { type Config, ConfigError, ConfigIssue, modulePaths } from "../Config.ts"
+import { type Config, ConfigError, ConfigIssue, modulePaths, resolvePath } from "../Config.ts"
 import * as Gateway from "../Gateway.ts"
 import * as Node from "../Node.ts"
 
@@ -23,8 +25,53 @@ export type ModuleContext = Node.Node | ActorSystem | Topic.TopicBus | Discovery
 const configError = (config: Config, path: string, message: string) =>
   new ConfigError({ file: config.file, issues: [new ConfigIssue({ path, message })] })
 
+/** the options of `Secure.layer` (less its namespace, the node's) */
+export type SecureOptions = Omit<Secure.SecureOptions, "namespace">
+
+/** a public key as `Secure` reads it: 32 bytes in hex or base64url; anything else is a path */
+const isPublicKey = (text: string): boolean => /^[0-9a-fA-F]{64}$/.test(text) || /^[A-Za-z0-9_-]{43}=?$/.test(text)
+
+/**
+ * The `[secure]` section as `Secure` options: the identity read (from its file or variable) and
+ * the trust list's files read, each mistake a `ConfigError` with its path.
+ */
+export const secureOptions = (config: Config): Effect.Effect<SecureOptions | undefined, ConfigError> =>
+  Effect.gen(function*() {
+    const secure = config.secure
+    if (secure === undefined) return undefined
+    const source = secure.identity
+    const identity = yield* (typeof source !== "string" && "env" in source
+      ? Secure.identityFromEnv(source.env)
+      : Secure.identityFromFile(resolvePath(config, typeof source === "string" ? source : source.file))).pipe(
+        Effect.mapError((error) => configError(config, "secure.identity", error.reason))
+      )
+    if (secure.trust === "any") return { identity, trust: "any", handshakeTimeout: secure.handshakeTimeout }
+    const trust: Array<string> = []
+    for (const [index, entry] of secure.trust.entries()) {
+      if (isPublicKey(entry)) {
+        trust.push(entry)
+        continue
+      }
+      const path = `secure.trust[${index}]`
+      const file = resolvePath(config, entry)
+      const text = yield* Effect.tryPromise({
+        try: () => readFile(file, "utf8"),
+        catch: (error) => configError(config, path, `not a public key, nor a readable file: ${(error as Error).message}`)
+      })
+      const keys = text.split("\n").map((line) => line.replace(/#.*/, "").trim()).filter((line) => line !== "")
+      const bad = keys.find((key) => !isPublicKey(key))
+      if (keys.length === 0 || bad !== undefined) {
+        return yield* Effect.fail(
+          configError(config, path, `${file} must hold public keys (hex or base64url), one per line`)
+        )
+      }
+      trust.push(...keys)
+    }
+    return { identity, trust, handshakeTimeout: secure.handshakeTimeout }
+  })
+
 /** @internal */
-export const nodeLayer = (config: Config): Layer.Layer<ModuleContext, unknown> => {
+export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): Layer.Layer<ModuleContext, unknown> => {
   const options = {
     name: config.node?.name ?? "troupe",
     askTimeout: config.node?.askTimeout,
@@ -37,7 +84,8 @@ export const nodeLayer = (config: Config): Layer.Layer<ModuleContext, unknown> =
       servers: config.nats.servers,
       namespace: config.node?.namespace,
       codec: config.node?.codec,
-      heartbeat: config.nats.heartbeat
+      heartbeat: config.nats.heartbeat,
+      secure
     })
   }
   // no NATS: one process, frames still through the codec so routes by kind name decode
@@ -60,7 +108,8 @@ export const routes = (config: Config): Either.Either<ReadonlyArray<Gateway.Rout
       out.push(Gateway.routeByName(route.method, route.path, {
         kind: route.kind,
         tag: route.tag,
-        service: route.service
+        service: route.service,
+        stream: route.stream
       }, { id: route.id, timeout: route.timeout, errors: route.errors }))
     } catch (error) {
       issues.push(new ConfigIssue({ path: `http.routes[${index}]`, message: (error as Error).message }))
@@ -99,12 +148,13 @@ export const serveLayer = (
   config: Config
 ): Effect.Effect<Layer.Layer<ModuleContext, unknown>, ConfigError> =>
   Effect.gen(function*() {
-    if (config.secure !== undefined) {
-      // refusing beats silently starting without the security the file asks for
+    if (config.secure !== undefined && config.nats === undefined) {
+      // one process, nothing crosses a network: refuse rather than pretend to secure it
       return yield* Effect.fail(
-        configError(config, "secure", "secure sessions are not available in this build of troupe yet")
+        configError(config, "secure", "secure sessions protect traffic between nodes over NATS: add a [nats] section")
       )
     }
+    const secure = yield* secureOptions(config)
     const modules = yield* loadModules(config)
     const gatewayRoutes = yield* routes(config)
     const http = config.http
@@ -115,5 +165,5 @@ export const serveLayer = (
       maxBodySize: http.maxBodySize,
       timeout: http.timeout
     })
-    return Layer.mergeAll(modules, gateway).pipe(Layer.provideMerge(nodeLayer(config)))
+    return Layer.mergeAll(modules, gateway).pipe(Layer.provideMerge(nodeLayer(config, secure)))
   })

@@ -99,12 +99,17 @@ export class Inbox {
     this.wakeUp()
   }
 
-  /** The stream failed: the user gets the error at once (buffered frames are dropped). */
-  fail(error: unknown): void {
+  /**
+   * The stream failed: the user gets the error at once (buffered frames are dropped), or, for
+   * the producer's own failure (`afterBuffered`), after the elements it sent before it.
+   */
+  fail(error: unknown, afterBuffered = false): void {
     if (this.outcome !== undefined) return
     this.outcome = Exit.fail(error)
-    this.frames.length = 0
-    this.head = 0
+    if (!afterBuffered) {
+      this.frames.length = 0
+      this.head = 0
+    }
     this.wakeUp()
   }
 
