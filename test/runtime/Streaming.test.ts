@@ -12,11 +12,11 @@ import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
-import { decodePiece, makeEncoder, Reassembler, rejectedChunks } from "../../src/layers/internal/fragments.ts"
+import { decodePiece, makeEncoder, type Piece, Reassembler, rejectedChunks } from "../../src/layers/internal/fragments.ts"
 import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
 import { WINDOW } from "../../src/runtime/internal/streams.ts"
-import { type ChunkFrame, type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
+import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { StreamError } from "../../src/schema/Errors.ts"
 import { awaitSleeps, eventually } from "../fixtures/clock.ts"
 import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
@@ -256,7 +256,7 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       if (Either.isLeft(pieces) || pieces.right instanceof Uint8Array) return expect.unreachable("expected pieces")
       const chunks = pieces.right.map((bytes) => decodePiece(bytes)!)
       expect(chunks.length).toBeGreaterThan(4)
-      const join = (order: ReadonlyArray<ChunkFrame>) => {
+      const join = (order: ReadonlyArray<Piece>) => {
         const reassembler = new Reassembler(1024 * 1024)
         const out = order.map((chunk) => reassembler.accept(chunk)).filter((x) => x !== undefined)
         return { out, held: reassembler.heldBytes }

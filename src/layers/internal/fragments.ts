@@ -7,7 +7,11 @@
  * A piece has a fixed binary layout in every codec (it carries bytes of another frame, which
  * neither needs nor deserves a second encoding):
  *
- *   0xC1 | version | last (0 | 1) | source length | source (UTF-8) | message id (u32) | seq (u32) | bytes
+ *   0xC1 | version | last (0 | 1) | source length | source (UTF-8) | message id (u32) | seq (u32)
+ *        | total size of the frame (u32) | bytes
+ *
+ * The total lets the receiver allocate the whole frame once and copy each piece into it as it
+ * arrives (no list of pieces, no buffers of the connection kept alive until the last one).
  *
  * 0xC1 is a byte MessagePack never uses, and JSON frames start with `[` or `{`, so a receiver
  * tells a piece from a frame by its first byte.
@@ -60,35 +64,66 @@ const readSource = (bytes: Uint8Array, start: number, end: number): string => {
   return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as Array<number>)
 }
 
-/** @internal */
-export const encodePiece = (source: Uint8Array, messageId: number, seq: number, last: boolean, body: Uint8Array) => {
-  const head = 4 + source.byteLength + 8
-  const bytes = new Uint8Array(head + body.byteLength)
-  bytes[0] = PIECE
-  bytes[1] = ProtocolVersion
-  bytes[2] = last ? 1 : 0
-  bytes[3] = source.byteLength
-  bytes.set(source, 4)
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  view.setUint32(4 + source.byteLength, messageId)
-  view.setUint32(8 + source.byteLength, seq)
-  bytes.set(body, head)
+/** @internal a piece as it arrives: a `Chunk` frame and the size of the whole frame */
+export interface Piece extends ChunkFrame {
+  readonly total: number
+}
+
+const headOf = (source: Uint8Array) => 4 + source.byteLength + 12
+
+/** @internal writes one piece (header and body) at `offset` of `into`; returns its end */
+const writePiece = (
+  into: Uint8Array,
+  offset: number,
+  source: Uint8Array,
+  messageId: number,
+  seq: number,
+  total: number,
+  last: boolean,
+  body: Uint8Array
+): number => {
+  into[offset] = PIECE
+  into[offset + 1] = ProtocolVersion
+  into[offset + 2] = last ? 1 : 0
+  into[offset + 3] = source.byteLength
+  into.set(source, offset + 4)
+  const view = new DataView(into.buffer, into.byteOffset + offset + 4 + source.byteLength, 12)
+  view.setUint32(0, messageId)
+  view.setUint32(4, seq)
+  view.setUint32(8, total)
+  const head = offset + headOf(source)
+  into.set(body, head)
+  return head + body.byteLength
+}
+
+/** @internal one piece in a buffer of its own */
+export const encodePiece = (
+  source: Uint8Array,
+  messageId: number,
+  seq: number,
+  total: number,
+  last: boolean,
+  body: Uint8Array
+): Uint8Array => {
+  const bytes = new Uint8Array(headOf(source) + body.byteLength)
+  writePiece(bytes, 0, source, messageId, seq, total, last, body)
   return bytes
 }
 
 /** @internal the piece in `bytes`, or `undefined` when it is malformed */
-export const decodePiece = (bytes: Uint8Array): ChunkFrame | undefined => {
-  if (bytes.byteLength < 12 || bytes[0] !== PIECE || bytes[1] !== ProtocolVersion || bytes[2]! > 1) return undefined
+export const decodePiece = (bytes: Uint8Array): Piece | undefined => {
+  if (bytes.byteLength < 16 || bytes[0] !== PIECE || bytes[1] !== ProtocolVersion || bytes[2]! > 1) return undefined
   const sourceLength = bytes[3]!
-  const head = 4 + sourceLength + 8
+  const head = 4 + sourceLength + 12
   if (bytes.byteLength < head) return undefined
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const view = new DataView(bytes.buffer, bytes.byteOffset + 4 + sourceLength, 12)
   return {
     _tag: "Chunk",
     v: ProtocolVersion,
     source: readSource(bytes, 4, 4 + sourceLength),
-    requestId: view.getUint32(4 + sourceLength),
-    seq: view.getUint32(8 + sourceLength),
+    requestId: view.getUint32(0),
+    seq: view.getUint32(4),
+    total: view.getUint32(8),
     last: bytes[2] === 1,
     body: bytes.subarray(head)
   }
@@ -127,7 +162,7 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
     const pieces: Array<Uint8Array> = []
     for (let offset = 0, seq = 0; offset < size; offset += limits.chunkBytes, seq++) {
       const end = Math.min(size, offset + limits.chunkBytes)
-      pieces.push(encodePiece(source, messageId, seq, end === size, bytes.subarray(offset, end)))
+      pieces.push(encodePiece(source, messageId, seq, size, end === size, bytes.subarray(offset, end)))
     }
     return Either.right(pieces)
   }
@@ -135,8 +170,9 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
 
 interface Partial {
   next: number
-  size: number
-  readonly parts: Array<Uint8Array>
+  /** bytes filled so far */
+  filled: number
+  readonly frame: Uint8Array
 }
 
 /**
@@ -161,30 +197,31 @@ export class Reassembler {
     return this.bytes
   }
 
-  accept(chunk: ChunkFrame): Uint8Array | undefined {
-    const key = `${chunk.source}/${chunk.requestId}`
+  accept(piece: Piece): Uint8Array | undefined {
+    const key = `${piece.source}/${piece.requestId}`
     let entry = this.partial.get(key)
     if (entry === undefined) {
-      if (chunk.seq !== 0) return reject("missing") // its beginning never came (or it was dropped)
-      entry = { next: 0, size: 0, parts: [] }
+      if (piece.seq !== 0) return reject("missing") // its beginning never came (or it was dropped)
+      if (piece.total > this.maxMessageBytes) return reject("too-large")
+      entry = { next: 0, filled: 0, frame: new Uint8Array(piece.total) }
       this.partial.set(key, entry)
+      this.bytes += piece.total
     }
-    if (chunk.seq < entry.next) return reject("duplicate")
-    if (chunk.seq > entry.next) {
+    if (piece.seq < entry.next) return reject("duplicate")
+    if (piece.seq > entry.next || piece.total !== entry.frame.byteLength) {
       this.drop(key, entry)
       return reject("missing")
     }
-    if (entry.size + chunk.body.byteLength > this.maxMessageBytes) {
+    if (entry.filled + piece.body.byteLength > entry.frame.byteLength) {
       this.drop(key, entry)
       return reject("too-large")
     }
     entry.next++
-    entry.size += chunk.body.byteLength
-    entry.parts.push(chunk.body)
-    this.bytes += chunk.body.byteLength
-    if (chunk.last) {
+    entry.frame.set(piece.body, entry.filled)
+    entry.filled += piece.body.byteLength
+    if (piece.last) {
       this.drop(key, entry)
-      return entry.parts.length === 1 ? entry.parts[0] : Buffer.concat(entry.parts, entry.size)
+      return entry.filled === entry.frame.byteLength ? entry.frame : reject("missing")
     }
     while (this.bytes > this.maxPartialBytes || this.partial.size > this.maxPartialMessages) {
       const [oldestKey, oldest] = this.partial.entries().next().value!
@@ -195,6 +232,6 @@ export class Reassembler {
   }
 
   private drop(key: string, entry: Partial): void {
-    if (this.partial.delete(key)) this.bytes -= entry.size
+    if (this.partial.delete(key)) this.bytes -= entry.frame.byteLength
   }
 }
