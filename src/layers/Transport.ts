@@ -343,8 +343,14 @@ export const makeReceiver = (
   onFrame: (frame: Envelope) => void
 ) => {
   let reassembler: Fragments.Reassembler | undefined
-  return (bytes: Uint8Array): void => {
+  const receive = (bytes: Uint8Array): void => {
     if (bytes.byteLength > limits.maxMessageBytes) return malformedFrames.unsafeUpdate(1, [])
+    if (bytes[0] === Fragments.BATCH) {
+      const frames = Fragments.decodeBatch(bytes)
+      if (frames === undefined) return malformedFrames.unsafeUpdate(1, [])
+      for (const frame of frames) if (frame[0] !== Fragments.BATCH) receive(frame)
+      return
+    }
     if (bytes[0] === Fragments.PIECE) {
       const piece = Fragments.decodePiece(bytes)
       if (piece === undefined) return malformedFrames.unsafeUpdate(1, [])
@@ -357,6 +363,7 @@ export const makeReceiver = (
     if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
     onFrame(frame.right)
   }
+  return receive
 }
 
 /**
@@ -414,6 +421,11 @@ export interface NatsOptions {
     readonly initial?: Duration.DurationInput | undefined
     readonly max?: Duration.DurationInput | undefined
   } | undefined
+  /**
+   * frames published to one subject in one event-loop turn travel as one NATS message (each
+   * frame still gets its own "no responders"); default `true`
+   */
+  readonly coalesce?: boolean | undefined
   /** how long the first connection may take; default 5 seconds */
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** how long draining the connection may take on release; default 5 seconds */

@@ -12,6 +12,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Scope from "effect/Scope"
+import { connect } from "nats"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Topic from "../../src/actors/Topic.ts"
@@ -20,6 +21,7 @@ import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
+import { ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { eventually } from "../fixtures/clock.ts"
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../fixtures/nats.ts"
 import { nodeOf } from "../fixtures/nodes.ts"
@@ -174,6 +176,44 @@ describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
       const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace: "blue" })
       const service = yield* Effect.provide(Actor.client(ProbeService), caller)
       for (let i = 0; i < 10; i++) expect(yield* service.Whoami()).toBe("blue")
+    }).pipe(Effect.scoped))
+})
+
+describe("the NATS transport's coalescing", () => {
+  const transportOn = (url: string, coalesce: boolean) =>
+    Effect.map(
+      Layer.build(Transport.nats({ servers: url, namespace: "coalesce", coalesce }).pipe(Layer.provide(Codec.msgpack))),
+      (context) => Context.get(context, Transport.Transport)
+    )
+  const interrupt = (requestId: number) => ({ _tag: "Interrupt" as const, v: ProtocolVersion, source: "n1", requestId })
+
+  it.live("frames published in one turn arrive in order, in fewer NATS messages, and each still hears no responders", () =>
+    Effect.gen(function*() {
+      const sender = yield* transportOn(server.url, true)
+      const receiver = yield* transportOn(server.url, false)
+      const received: Array<number> = []
+      yield* receiver.subscribe("batched.>", (frame) => {
+        if (frame._tag === "Interrupt") received.push(frame.requestId)
+      })
+      // a plain NATS client counts the wire messages
+      const raw = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      let messages = 0
+      raw.subscribe("troupe.coalesce.batched.>", { callback: () => messages++ })
+      yield* Effect.promise(() => raw.flush())
+      const noResponders: Array<string> = []
+      yield* sender.subscribe("slot.*", () => {}, { onNoResponders: (subject) => noResponders.push(subject) })
+      yield* Effect.sleep("100 millis")
+      // one synchronous loop: 100 frames to one subject, then 10 to another, then 5 to nobody
+      for (let i = 0; i < 100; i++) expect(sender.unsafePublish("batched.a", interrupt(i))).toBeUndefined()
+      for (let i = 100; i < 110; i++) expect(sender.unsafePublish("batched.b", interrupt(i))).toBeUndefined()
+      for (let i = 0; i < 5; i++) sender.unsafePublish("nobody.here", interrupt(i), { replyTo: `slot.${i}` })
+      yield* waitFor(() => received.length === 110 && noResponders.length === 5)
+      expect(received).toEqual(Array.from({ length: 110 }, (_, i) => i))
+      expect(messages).toBeLessThan(20)
+      expect([...noResponders].sort()).toEqual(["slot.0", "slot.1", "slot.2", "slot.3", "slot.4"])
     }).pipe(Effect.scoped))
 })
 

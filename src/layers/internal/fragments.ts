@@ -235,3 +235,44 @@ export class Reassembler {
     if (this.partial.delete(key)) this.bytes -= entry.frame.byteLength
   }
 }
+
+/**
+ * @internal the first byte of a batch: several whole frames for one subject in one wire message
+ *
+ *   0xC2 | count (u32) | (length (u32) | frame bytes) × count
+ */
+export const BATCH = 0xc2
+
+/** @internal */
+export const encodeBatch = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let size = 5
+  for (const frame of frames) size += 4 + frame.byteLength
+  const bytes = new Uint8Array(size)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  bytes[0] = BATCH
+  view.setUint32(1, frames.length)
+  let at = 5
+  for (const frame of frames) {
+    view.setUint32(at, frame.byteLength)
+    bytes.set(frame, at + 4)
+    at += 4 + frame.byteLength
+  }
+  return bytes
+}
+
+/** @internal the frames of a batch (views of `bytes`), or `undefined` when it is malformed */
+export const decodeBatch = (bytes: Uint8Array): ReadonlyArray<Uint8Array> | undefined => {
+  if (bytes.byteLength < 5 || bytes[0] !== BATCH) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const count = view.getUint32(1)
+  const frames: Array<Uint8Array> = []
+  let at = 5
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.byteLength) return undefined
+    const length = view.getUint32(at)
+    if (at + 4 + length > bytes.byteLength) return undefined
+    frames.push(bytes.subarray(at + 4, at + 4 + length))
+    at += 4 + length
+  }
+  return at === bytes.byteLength ? frames : undefined
+}

@@ -15,7 +15,7 @@ import type { Envelope } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
 import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
-import { type FragmentLimits, makeEncoder } from "./fragments.ts"
+import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import * as Subject from "../Subject.ts"
 
 const causeOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
@@ -82,6 +82,64 @@ export const make = (
       }
     }))
 
+    // ---- "no responders" of reply slots, for frames that travelled in a batch ---------------
+    const noRespondersListeners: Array<{ readonly pattern: string; readonly callback: (subject: string) => void }> = []
+    const noRespondersTo = (replyTo: string): void => {
+      for (const listener of noRespondersListeners) {
+        if (Subject.matches(listener.pattern, replyTo)) listener.callback(replyTo)
+      }
+    }
+
+    // ---- coalescing: consecutive frames to one subject in one event-loop turn go as one NATS
+    // message (a frame to another subject closes the batch, so the connection's order of frames
+    // is kept); a batch never exceeds the chunk size, so it never travels in pieces
+    const coalesce = options.coalesce ?? true
+    const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
+    const batchReplies = new Map<number, ReadonlyArray<string>>()
+    let nextBatchId = 0
+    interface Batch {
+      readonly subject: string
+      readonly frames: Array<Uint8Array>
+      readonly replyTos: Array<string>
+      bytes: number
+    }
+    let open: Batch | undefined
+    let flushScheduled = false
+
+    const publishWire = (subject: string, bytes: Uint8Array, replyTo: string | undefined): TransportError | undefined => {
+      try {
+        nc.publish(prefix + subject, bytes, replyTo === undefined ? undefined : { reply: prefix + replyTo })
+        return undefined
+      } catch (error) {
+        return new TransportError({ reason: `publish to ${subject} failed: ${causeOf(error)}` })
+      }
+    }
+
+    const flushBatch = (batch: Batch): void => {
+      if (open === batch) open = undefined
+      let error: TransportError | undefined
+      if (batch.frames.length === 1) {
+        error = publishWire(batch.subject, batch.frames[0]!, batch.replyTos[0])
+      } else {
+        let replyTo: string | undefined
+        if (batch.replyTos.length > 0) {
+          const id = ++nextBatchId
+          if (batchReplies.size >= 4096) batchReplies.delete(batchReplies.keys().next().value!)
+          batchReplies.set(id, batch.replyTos)
+          replyTo = `${batchSlot}.${id}`
+        }
+        error = publishWire(batch.subject, encodeBatch(batch.frames), replyTo)
+      }
+      if (error !== undefined) {
+        log(Effect.logWarning(`${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
+      }
+    }
+
+    const flushOpen = (): void => {
+      flushScheduled = false
+      if (open !== undefined) flushBatch(open)
+    }
+
     const unsafePublish = (
       subject: string,
       frame: Envelope,
@@ -91,18 +149,55 @@ export const make = (
       const encoded = encode(frame, fragmentTo !== undefined)
       if (Either.isLeft(encoded)) return encoded.left
       const wire = encoded.right
-      const reply = publishOptions?.replyTo !== undefined ? { reply: prefix + publishOptions.replyTo } : undefined
-      try {
-        if (wire instanceof Uint8Array) {
-          nc.publish(prefix + subject, wire, reply)
-        } else {
-          for (const piece of wire) nc.publish(prefix + fragmentTo!, piece, reply)
+      const replyTo = publishOptions?.replyTo
+      if (wire instanceof Uint8Array && coalesce && wire.byteLength <= limits.chunkBytes / 2) {
+        let batch = open
+        if (batch !== undefined && (batch.subject !== subject || batch.bytes + wire.byteLength + 4 > limits.chunkBytes)) {
+          flushBatch(batch)
+          batch = undefined
         }
+        if (batch === undefined) {
+          batch = { subject, frames: [], replyTos: [], bytes: 5 }
+          open = batch
+          if (!flushScheduled) {
+            flushScheduled = true
+            // after the fibers already scheduled have run (Effect runs them in one microtask)
+            queueMicrotask(flushOpen)
+          }
+        }
+        batch.frames.push(wire)
+        batch.bytes += wire.byteLength + 4
+        if (replyTo !== undefined) batch.replyTos.push(replyTo)
         return undefined
-      } catch (error) {
-        return new TransportError({ reason: `publish to ${subject} failed: ${causeOf(error)}` })
       }
+      // what is not batched keeps its order behind what is
+      if (open !== undefined) flushBatch(open)
+      if (wire instanceof Uint8Array) return publishWire(subject, wire, replyTo)
+      for (const piece of wire) {
+        const error = publishWire(fragmentTo!, piece, replyTo)
+        if (error !== undefined) return error
+      }
+      return undefined
     }
+
+    // a batch that reached nobody: each of its frames' reply slots hears "no responders"
+    yield* Effect.acquireRelease(
+      Effect.try({
+        try: () =>
+          nc.subscribe(`${prefix}${batchSlot}.*`, {
+            callback: (error, msg) => {
+              if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
+              const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
+              const replyTos = batchReplies.get(id)
+              if (replyTos === undefined) return
+              batchReplies.delete(id)
+              for (const replyTo of replyTos) noRespondersTo(replyTo)
+            }
+          }),
+        catch: (error) => new TransportError({ reason: `subscribe to ${batchSlot} failed: ${causeOf(error)}` })
+      }),
+      (subscription) => Effect.sync(() => subscription.unsubscribe())
+    )
 
     const subscribe = (
       subject: string,
@@ -114,6 +209,7 @@ export const make = (
       }
       const onNoResponders = subscribeOptions?.onNoResponders
       const receive = makeReceiver(codec, limits, onFrame)
+      const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
       const callback = (error: Error | null, msg: Msg) => {
         if (error !== null) {
           // e.g. a permissions violation: the server closed this subscription
@@ -131,14 +227,24 @@ export const make = (
       }
       return Effect.acquireRelease(
         Effect.try({
-          try: () =>
-            nc.subscribe(prefix + subject, {
+          try: () => {
+            const subscription = nc.subscribe(prefix + subject, {
               callback,
               ...(subscribeOptions?.queue !== undefined ? { queue: subscribeOptions.queue } : {})
-            }),
+            })
+            if (listener !== undefined) noRespondersListeners.push(listener)
+            return subscription
+          },
           catch: (error) => new TransportError({ reason: `subscribe to ${subject} failed: ${causeOf(error)}` })
         }),
-        (subscription) => Effect.sync(() => subscription.unsubscribe())
+        (subscription) =>
+          Effect.sync(() => {
+            if (listener !== undefined) {
+              const index = noRespondersListeners.indexOf(listener)
+              if (index >= 0) noRespondersListeners.splice(index, 1)
+            }
+            subscription.unsubscribe()
+          })
       )
     }
 
