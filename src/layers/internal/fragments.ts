@@ -71,32 +71,7 @@ export interface Piece extends ChunkFrame {
 
 const headOf = (source: Uint8Array) => 4 + source.byteLength + 12
 
-/** @internal writes one piece (header and body) at `offset` of `into`; returns its end */
-const writePiece = (
-  into: Uint8Array,
-  offset: number,
-  source: Uint8Array,
-  messageId: number,
-  seq: number,
-  total: number,
-  last: boolean,
-  body: Uint8Array
-): number => {
-  into[offset] = PIECE
-  into[offset + 1] = ProtocolVersion
-  into[offset + 2] = last ? 1 : 0
-  into[offset + 3] = source.byteLength
-  into.set(source, offset + 4)
-  const view = new DataView(into.buffer, into.byteOffset + offset + 4 + source.byteLength, 12)
-  view.setUint32(0, messageId)
-  view.setUint32(4, seq)
-  view.setUint32(8, total)
-  const head = offset + headOf(source)
-  into.set(body, head)
-  return head + body.byteLength
-}
-
-/** @internal one piece in a buffer of its own */
+/** @internal one piece (header and body) in a buffer of its own */
 export const encodePiece = (
   source: Uint8Array,
   messageId: number,
@@ -105,8 +80,18 @@ export const encodePiece = (
   last: boolean,
   body: Uint8Array
 ): Uint8Array => {
-  const bytes = new Uint8Array(headOf(source) + body.byteLength)
-  writePiece(bytes, 0, source, messageId, seq, total, last, body)
+  const head = headOf(source)
+  const bytes = new Uint8Array(head + body.byteLength)
+  bytes[0] = PIECE
+  bytes[1] = ProtocolVersion
+  bytes[2] = last ? 1 : 0
+  bytes[3] = source.byteLength
+  bytes.set(source, 4)
+  const view = new DataView(bytes.buffer, bytes.byteOffset + 4 + source.byteLength, 12)
+  view.setUint32(0, messageId)
+  view.setUint32(4, seq)
+  view.setUint32(8, total)
+  bytes.set(body, head)
   return bytes
 }
 
