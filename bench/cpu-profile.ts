@@ -11,7 +11,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector"
 import { findSourceMap } from "node:module"
 import { fileURLToPath } from "node:url"
@@ -85,3 +85,38 @@ export const cpuProfile = (path: string) =>
     Effect.promise(() => startCpuProfile(path)),
     (stop) => Effect.ignoreLogged(Effect.tryPromise(stop))
   )
+
+/**
+ * User + system CPU time of a process in microseconds (Linux `/proc`), or NaN.
+ *
+ * @since 0.1.0
+ */
+export const cpuMicros = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // fields 14 and 15 of stat (utime, stime), counted from the state field (3)
+    return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
+  } catch {
+    return Number.NaN
+  }
+}
+
+/**
+ * The end of a raw bench child: profiles the process from now when `BENCH_CPU_PROFILE=file` is
+ * set, prints `ready`, and on SIGTERM writes the profile, drains the connection and exits.
+ *
+ * @since 0.1.0
+ */
+export const serveUntilStopped = async (nc: { readonly drain: () => Promise<void>; readonly close: () => Promise<void> }) => {
+  const profilePath = process.env["BENCH_CPU_PROFILE"]
+  const stopProfile = profilePath !== undefined && profilePath.length > 0 ? await startCpuProfile(profilePath) : undefined
+  console.log("ready")
+  process.once("SIGTERM", () => {
+    Promise.resolve(stopProfile?.())
+      .catch((error) => console.error("could not write the CPU profile:", error))
+      .then(() => nc.drain())
+      .catch(() => nc.close())
+      .finally(() => process.exit(0))
+  })
+}

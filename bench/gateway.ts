@@ -18,7 +18,16 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as http from "node:http"
 import { freePorts } from "../test/fixtures/nats.ts"
-import { baselineResult, type Budget, compare, measureAll, type Result, type Round, type Spec } from "./harness.ts"
+import {
+  baselineResult,
+  type Budget,
+  compare,
+  concurrentPromises,
+  measureAll,
+  type Result,
+  type Round,
+  type Spec
+} from "./harness.ts"
 import { child, natsServer } from "./nats.ts"
 
 const SUITE = "gateway"
@@ -52,27 +61,11 @@ const post = (agent: http.Agent, port: number): Promise<true | Error> =>
   })
 
 /** `CLIENTS` callers, each one request at a time, until the budget's count or time is spent */
-const load = async (agent: http.Agent, port: number, budget: Budget): Promise<Round> => {
-  let claimed = 0
-  let ops = 0
-  let failures = 0
-  let firstFailure: unknown = undefined
-  const start = performance.now()
-  const deadline = start + budget.maxMillis
-  const caller = async () => {
-    while (claimed < budget.maxOps && performance.now() < deadline) {
-      claimed++
-      const outcome = await post(agent, port)
-      if (outcome === true) ops++
-      else {
-        failures++
-        firstFailure ??= outcome
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: CLIENTS }, caller))
-  return { ops, failures, millis: performance.now() - start, ...(firstFailure === undefined ? {} : { firstFailure }) }
-}
+const load = (agent: http.Agent, port: number, budget: Budget): Promise<Round> =>
+  concurrentPromises(budget, CLIENTS, async () => {
+    const outcome = await post(agent, port)
+    if (outcome !== true) throw outcome
+  })
 
 const target = (name: string, port: number) =>
   Effect.map(

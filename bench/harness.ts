@@ -247,6 +247,41 @@ export const concurrent = <E, R>(
   })
 
 /**
+ * `concurrent` for raw baselines: `callers` promise loops sharing the budget, no Effect inside
+ * the measured loop. An operation that rejects counts as a failure.
+ *
+ * @since 0.1.0
+ * @category measuring
+ */
+export const concurrentPromises = async (
+  budget: Budget,
+  callers: number,
+  op: () => Promise<unknown>
+): Promise<Round> => {
+  let claimed = 0
+  let ops = 0
+  let failures = 0
+  let firstFailure: unknown = undefined
+  const start = performance.now()
+  const deadline = start + budget.maxMillis
+  const caller = async () => {
+    while (claimed < budget.maxOps) {
+      const i = claimed++
+      try {
+        await op()
+        ops++
+      } catch (error) {
+        failures++
+        firstFailure ??= error
+      }
+      if ((i & 127) === 127 && performance.now() > deadline) claimed = budget.maxOps
+    }
+  }
+  await Promise.all(Array.from({ length: callers }, caller))
+  return { ops, failures, millis: performance.now() - start, firstFailure }
+}
+
+/**
  * A result line comparing a measurement with its raw baseline.
  *
  * @since 0.1.0

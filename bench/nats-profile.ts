@@ -24,9 +24,8 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { connect } from "nats"
 import { Socket } from "node:net"
-import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { cpuProfile } from "./cpu-profile.ts"
+import { cpuMicros, cpuProfile } from "./cpu-profile.ts"
 import { concurrent, sequential } from "./harness.ts"
 import {
   callerNode,
@@ -35,6 +34,7 @@ import {
   NAMESPACE,
   natsServer,
   RAW_SUBJECT,
+  rawRequestEffect,
   rawRound,
   ready,
   wireCodecs
@@ -52,18 +52,6 @@ Socket.prototype.write = function(this: Socket, ...args: Parameters<Socket["writ
   return write.apply(this, args)
 } as Socket["write"]
 
-/** user + system CPU time of a process in microseconds (Linux `/proc`), or NaN. */
-const cpuMicros = (pid: number): number => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // fields 14 and 15 of stat (utime, stime), counted from the state field (3)
-    return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
-  } catch {
-    return Number.NaN
-  }
-}
-
 /** The load for `seconds`, after a warm-up, as an Effect, with the responder's pid. */
 const makeLoad = (url: string) =>
   Effect.gen(function*() {
@@ -77,12 +65,7 @@ const makeLoad = (url: string) =>
       yield* Effect.promise(() => nc.flush())
       const codec = wireCodecs.msgpack
       const subject = `${RAW_SUBJECT}.msgpack`
-      const request = Effect.async<unknown, Error>((resume) =>
-        client.send(subject, codec.encode({ by: 1 }), {
-          resolve: (data) => resume(Effect.succeed(codec.decode(data))),
-          reject: (error) => resume(Effect.fail(error))
-        })
-      )
+      const request = rawRequestEffect(client)
       const round = (budget: { maxOps: number; maxMillis: number }) =>
         mode === "raw"
           ? Effect.promise(() => rawRound(client, codec, subject, budget, callers))

@@ -50,6 +50,7 @@ import {
   type Budget,
   compare,
   concurrent,
+  concurrentPromises,
   type Measurement,
   measureAll,
   type Result,
@@ -241,29 +242,31 @@ export const rawRound = async (
   budget: Budget,
   callers: number
 ): Promise<Round> => {
-  let claimed = 0
-  let ops = 0
-  let failures = 0
-  let firstFailure: unknown = undefined
-  const start = performance.now()
-  const deadline = start + budget.maxMillis
   const watchdog = setTimeout(() => client.failAll("no reply within the round's time"), budget.maxMillis + 10_000)
-  const caller = async () => {
-    while (claimed < budget.maxOps) {
-      const i = claimed++
-      try {
-        codec.decode(await client.request(subject, codec.encode({ by: 1 })))
-        ops++
-      } catch (error) {
-        failures++
-        firstFailure ??= error
-      }
-      if ((i & 127) === 127 && performance.now() > deadline) claimed = budget.maxOps
-    }
-  }
-  await Promise.all(Array.from({ length: callers }, caller))
+  const round = await concurrentPromises(
+    budget,
+    callers,
+    async () => codec.decode(await client.request(subject, codec.encode({ by: 1 })))
+  )
   clearTimeout(watchdog)
-  return { ops, failures, millis: performance.now() - start, firstFailure }
+  return round
+}
+
+/**
+ * One raw request (msgpack) as an `Effect.async`, the way Troupe's ask waits for its reply.
+ *
+ * @since 0.1.0
+ * @category raw
+ */
+export const rawRequestEffect = (client: RawClient): Effect.Effect<unknown, Error> => {
+  const codec = wireCodecs.msgpack
+  const subject = `${RAW_SUBJECT}.msgpack`
+  return Effect.async<unknown, Error>((resume) =>
+    client.send(subject, codec.encode({ by: 1 }), {
+      resolve: (data) => resume(Effect.succeed(codec.decode(data))),
+      reject: (error) => resume(Effect.fail(error))
+    })
+  )
 }
 
 const rawSpec = (client: RawClient, codec: CodecName, callers: number, budget: Budget): Spec => ({
@@ -278,14 +281,7 @@ const rawSpec = (client: RawClient, codec: CodecName, callers: number, budget: B
  * from here to Troupe is what Troupe itself adds.
  */
 const rawInFibersSpec = (client: RawClient, callers: number, budget: Budget): Spec => {
-  const codec = wireCodecs.msgpack
-  const subject = `${RAW_SUBJECT}.msgpack`
-  const request = Effect.async<unknown, Error>((resume) =>
-    client.send(subject, codec.encode({ by: 1 }), {
-      resolve: (data) => resume(Effect.succeed(codec.decode(data))),
-      reject: (error) => resume(Effect.fail(error))
-    })
-  )
+  const request = rawRequestEffect(client)
   return {
     name: `raw in Effect.async fibers, msgpackr (${callers} in flight)`,
     budget,

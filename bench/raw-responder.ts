@@ -12,7 +12,7 @@
  */
 import { connect, type Msg } from "nats"
 import { Packr } from "msgpackr"
-import { startCpuProfile } from "./cpu-profile.ts"
+import { serveUntilStopped } from "./cpu-profile.ts"
 
 const [url, prefix] = process.argv.slice(2)
 if (url === undefined || prefix === undefined) {
@@ -47,15 +47,4 @@ nc.subscribe(`${prefix}.json`, {
   )
 })
 await nc.flush()
-// `BENCH_CPU_PROFILE=file.cpuprofile`: profile this process from now until it is stopped
-const profilePath = process.env["BENCH_CPU_PROFILE"]
-const stopProfile = profilePath !== undefined && profilePath.length > 0 ? await startCpuProfile(profilePath) : undefined
-console.log("ready")
-
-process.once("SIGTERM", () => {
-  Promise.resolve(stopProfile?.())
-    .catch((error) => console.error("could not write the CPU profile:", error))
-    .then(() => nc.drain())
-    .catch(() => nc.close())
-    .finally(() => process.exit(0))
-})
+await serveUntilStopped(nc)

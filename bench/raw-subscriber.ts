@@ -12,7 +12,7 @@
  */
 import { Packr } from "msgpackr"
 import { connect, type Msg } from "nats"
-import { startCpuProfile } from "./cpu-profile.ts"
+import { serveUntilStopped } from "./cpu-profile.ts"
 import { type Control, doneLine, roundLine } from "./topics-events.ts"
 
 const [url, subject] = process.argv.slice(2)
@@ -61,15 +61,4 @@ nc.subscribe(`${subject}.control`, {
 })
 
 await nc.flush()
-// `BENCH_CPU_PROFILE=file.cpuprofile`: profile this process from now until it is stopped
-const profilePath = process.env["BENCH_CPU_PROFILE"]
-const stopProfile = profilePath !== undefined && profilePath.length > 0 ? await startCpuProfile(profilePath) : undefined
-console.log("ready")
-
-process.once("SIGTERM", () => {
-  Promise.resolve(stopProfile?.())
-    .catch((error) => console.error("could not write the CPU profile:", error))
-    .then(() => nc.drain())
-    .catch(() => nc.close())
-    .finally(() => process.exit(0))
-})
+await serveUntilStopped(nc)

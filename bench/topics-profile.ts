@@ -24,10 +24,9 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { connect } from "nats"
-import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Node, type Topic } from "../src/index.ts"
-import { cpuProfile } from "./cpu-profile.ts"
+import { cpuMicros, cpuProfile } from "./cpu-profile.ts"
 import { child, natsServer, ready } from "./nats.ts"
 import { NAMESPACE, RAW_SUBJECT } from "./topics-events.ts"
 import { deliver, EVENTS, rawPath, ROUND_MILLIS, troupePath } from "./topics.ts"
@@ -36,18 +35,6 @@ const mode = process.argv[2] === "raw" ? "raw" : "troupe"
 const seconds = Number(process.argv[3] ?? 10)
 /** the Troupe subscriber's `bufferSize`; default a whole round, as in the suite */
 const bufferSize = Number(process.argv[4] ?? EVENTS)
-
-/** user + system CPU time of a process in microseconds (Linux `/proc`), or NaN. */
-const cpuMicros = (pid: number): number => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // fields 14 and 15 of stat (utime, stime), counted from the state field (3)
-    return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6
-  } catch {
-    return Number.NaN
-  }
-}
 
 const makePath = (url: string) =>
   Effect.gen(function*() {

@@ -283,6 +283,15 @@ export const make = (
 
     // ---- the caller side ---------------------------------------------------------------------
 
+    /** the timeout of an ask started at `startedAt` (Clock millis) */
+    const timedOut = (envelope: Envelope, startedAt: number): AskTimeout =>
+      new AskTimeout({
+        kind: envelope.definition.kind,
+        id: envelope.id,
+        tag: envelope.tag,
+        elapsedMillis: deadlines.now() - startedAt
+      })
+
     const timeoutOf = (envelope: Envelope): number =>
       envelope.timeout === undefined ? askTimeoutMillis : Duration.toMillis(envelope.timeout)
 
@@ -300,14 +309,7 @@ export const make = (
           deadline = deadlines.add(timeoutMillis, () => {
             deadline = undefined
             manager.unsafeCancel(job, () =>
-              resume(Exit.fail(
-                new AskTimeout({
-                  kind: envelope.definition.kind,
-                  id: envelope.id,
-                  tag: envelope.tag,
-                  elapsedMillis: deadlines.now() - startedAt
-                })
-              )))
+              resume(Exit.fail(timedOut(envelope, startedAt))))
           })
         }
         manager.deliver(envelope.id, job)
@@ -376,14 +378,7 @@ export const make = (
         this.deadline = undefined
         if (!pending.delete(this.requestId)) return
         sendInterrupt(this.kind, this.requestId)
-        this.resume(Exit.fail(
-          new AskTimeout({
-            kind: this.kind,
-            id: this.id,
-            tag: this.envelope.tag,
-            elapsedMillis: deadlines.now() - this.startedAt
-          })
-        ))
+        this.resume(Exit.fail(timedOut(this.envelope, this.startedAt)))
       }
       get cancel(): Effect.Effect<void> {
         return Effect.sync(() => {
@@ -504,14 +499,7 @@ export const make = (
         }
         pending.delete(this.requestId)
         sendInterrupt(this.kind, this.requestId)
-        this.inbox.fail(
-          new AskTimeout({
-            kind: this.kind,
-            id: this.id,
-            tag: this.envelope.tag,
-            elapsedMillis: deadlines.now() - this.startedAt
-          })
-        )
+        this.inbox.fail(timedOut(this.envelope, this.startedAt))
       }
     }
 
@@ -530,14 +518,7 @@ export const make = (
         job.consume = (result) => pump(toStream(result), outbox)
         const stopWatching = watchIdle(inbox, timeoutMillis, () =>
           manager.unsafeCancel(job, () =>
-            inbox.fail(
-              new AskTimeout({
-                kind: envelope.definition.kind,
-                id: envelope.id,
-                tag: envelope.tag,
-                elapsedMillis: deadlines.now() - startedAt
-              })
-            )))
+            inbox.fail(timedOut(envelope, startedAt))))
         manager.deliver(envelope.id, job)
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
@@ -661,8 +642,9 @@ export const make = (
           case "Local":
             return askLocal(target.manager, envelope)
           case "Remote": {
-            const codec = rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
-            const remote = codec.upload !== undefined && !zeroCopy
+            // only a serializing transport sends a streamed field apart from its request
+            const codec = zeroCopy ? undefined : rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
+            const remote = codec?.upload !== undefined
               ? Effect.scoped(Effect.suspend(() => {
                 const requestId = ++nextRequestId
                 return Effect.zipRight(
