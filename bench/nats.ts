@@ -339,14 +339,23 @@ export const adderOf = (node: Context.Context<ActorSystem.ActorSystem | Discover
     return adder
   })
 
-const troupeSpec = (adder: AdderClient, codec: CodecName, callers: number, budget: Budget): Spec => ({
-  name: `Troupe ask, ${codec === "msgpack" ? "MessagePack" : "JSON"} (${callers} in flight)`,
+/**
+ * `Increment({ by: 1 })` asks from `callers` callers (one at a time when 1).
+ *
+ * @since 0.1.0
+ * @category troupe
+ */
+export const askSpec = (name: string, adder: AdderClient, callers: number, budget: Budget): Spec => ({
+  name,
   budget,
   round: (budget) =>
     callers === 1
       ? sequential(budget, () => adder.Increment({ by: 1 }))
       : concurrent(budget, callers, () => adder.Increment({ by: 1 }))
 })
+
+const troupeSpec = (adder: AdderClient, codec: CodecName, callers: number, budget: Budget): Spec =>
+  askSpec(`Troupe ask, ${codec === "msgpack" ? "MessagePack" : "JSON"} (${callers} in flight)`, adder, callers, budget)
 
 // ---- the suite -------------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { type ActorSystem, Codec, Discovery, Node, Secure, Transport } from "../src/index.ts"
-import { type Budget, compare, concurrent, measureAll, type Result, sequential, type Spec } from "./harness.ts"
-import { adderOf, type AdderClient, child, natsServer, ready } from "./nats.ts"
+import { type Budget, compare, measureAll, type Result, type Spec } from "./harness.ts"
+import { adderOf, type AdderClient, askSpec, child, natsServer, ready } from "./nats.ts"
 
 const SUITE = "secure"
 const CALLERS = 100
@@ -47,14 +47,8 @@ export const callerNodeFor = (url: string, variant: Variant) =>
     return yield* adderOf(node, variant)
   })
 
-const spec = (adder: AdderClient, variant: Variant, callers: number, budget: Budget): Spec => ({
-  name: `Troupe ask, MessagePack${variant === "secure" ? ", Secure" : ""} (${callers} in flight)`,
-  budget,
-  round: (budget) =>
-    callers === 1
-      ? sequential(budget, () => adder.Increment({ by: 1 }))
-      : concurrent(budget, callers, () => adder.Increment({ by: 1 }))
-})
+const spec = (adder: AdderClient, variant: Variant, callers: number, budget: Budget): Spec =>
+  askSpec(`Troupe ask, MessagePack${variant === "secure" ? ", Secure" : ""} (${callers} in flight)`, adder, callers, budget)
 
 const program = Effect.gen(function*() {
   const server = yield* natsServer
