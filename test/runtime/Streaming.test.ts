@@ -288,6 +288,44 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       expect(yield* count("too-large")).toBe(tooLargeBefore + 1)
       expect(small.heldBytes).toBe(0)
     }))
+
+  it.effect("a frame just over a multiple of the chunk size ends in a slightly larger piece, not a tiny extra one", () =>
+    Effect.sync(() => {
+      const codec = mode === "json" ? Codec.jsonCodec : Codec.msgpackCodec
+      const chunkBytes = 4096
+      const encode = makeEncoder(codec, { chunkBytes, maxMessageBytes: 1024 * 1024, wireLimit: 1024 * 1024 })
+      const frameOf = (body: string): Extract<Envelope, { readonly _tag: "Event" }> => ({
+        _tag: "Event",
+        v: ProtocolVersion,
+        source: "n1",
+        subject: "big",
+        headers: {},
+        body
+      })
+      const piecesOf = (frame: Envelope) => {
+        const encoded = encode(frame, true)
+        if (Either.isLeft(encoded) || encoded.right instanceof Uint8Array) return expect.unreachable("expected pieces")
+        return encoded.right.map((bytes) => decodePiece(bytes)!)
+      }
+      const joined = (pieces: ReadonlyArray<Piece>) => {
+        const reassembler = new Reassembler(1024 * 1024)
+        return pieces.map((piece) => reassembler.accept(piece)).find((x) => x !== undefined)
+      }
+      // 3 chunks of text and the frame around them: a little over 3 chunks
+      const justOver = frameOf("x".repeat(3 * chunkBytes))
+      const justOverPieces = piecesOf(justOver)
+      const size = justOverPieces[0]!.total
+      expect(size).toBeGreaterThan(3 * chunkBytes)
+      expect(size).toBeLessThanOrEqual(3 * chunkBytes + chunkBytes / 32)
+      expect(justOverPieces.map((piece) => piece.body.byteLength)).toEqual([chunkBytes, chunkBytes, size - 2 * chunkBytes])
+      expect(Either.getOrThrow(codec.decode(joined(justOverPieces)!))).toMatchObject({ body: justOver.body })
+      // well over: the remainder gets a piece of its own, and no piece exceeds the chunk size
+      const wellOver = frameOf("x".repeat(3 * chunkBytes + chunkBytes / 2))
+      const wellOverPieces = piecesOf(wellOver)
+      expect(wellOverPieces.length).toBe(4)
+      for (const piece of wellOverPieces) expect(piece.body.byteLength).toBeLessThanOrEqual(chunkBytes)
+      expect(Either.getOrThrow(codec.decode(joined(wellOverPieces)!))).toMatchObject({ body: wellOver.body })
+    }))
 })
 
 /** a transport that drops or repeats chosen frames on their way out */

@@ -1,6 +1,7 @@
 /**
- * Frames larger than one wire message: the sender cuts the encoded frame into `Chunk` frames of
- * at most `chunkBytes`, the receiver joins them again. A message never exceeds
+ * Frames larger than one wire message: the sender cuts the encoded frame into pieces of
+ * `chunkBytes` (the last may be up to 1/32 larger: a frame just over a multiple of the chunk size
+ * needs no tiny extra piece), the receiver joins them again. A message never exceeds
  * `maxMessageBytes` on either side; partial messages are bounded in count and bytes; a missing,
  * repeated or reordered piece is detected, counted and the message dropped.
  *
@@ -144,10 +145,16 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
       lastSourceBytes = textEncoder.encode(frame.source).subarray(0, 255)
     }
     const source = lastSourceBytes
+    const chunk = limits.chunkBytes
+    // a frame just over a multiple of the chunk size (an element of 64 KiB and the frame around
+    // it) ends in a slightly larger last piece rather than in one more tiny message
+    const slack = Math.min(chunk >> 5, Math.max(0, limits.wireLimit - chunk - 512))
+    const count = Math.max(1, Math.ceil((size - slack) / chunk))
     const pieces: Array<Uint8Array> = []
-    for (let offset = 0, seq = 0; offset < size; offset += limits.chunkBytes, seq++) {
-      const end = Math.min(size, offset + limits.chunkBytes)
-      pieces.push(encodePiece(source, messageId, seq, size, end === size, bytes.subarray(offset, end)))
+    for (let seq = 0; seq < count; seq++) {
+      const last = seq === count - 1
+      const body = bytes.subarray(seq * chunk, last ? size : (seq + 1) * chunk)
+      pieces.push(encodePiece(source, messageId, seq, size, last, body))
     }
     return Either.right(pieces)
   }
