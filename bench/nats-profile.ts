@@ -3,7 +3,8 @@
  * child process, one caller node here, `callers` fibers asking for `seconds`. Not a suite: no
  * baseline, no rounds; it exists so the hot path can be profiled without the raw baseline's
  * samples mixed in. Mode `raw` runs the raw nats.js baseline (msgpackr) instead, to compare,
- * and mode `fibers` the same raw requests in one `Effect.async` each on the harness's fibers.
+ * mode `fibers` the same raw requests in one `Effect.async` each on the harness's fibers, and
+ * mode `secure` Troupe's ask over Secure sessions (MessagePack).
  * It also reports the CPU time per request of each process (this caller, the responder, the
  * nats-server, from `/proc/<pid>/stat`) and counts this process's socket writes, to show how
  * well requests are batched.
@@ -39,8 +40,9 @@ import {
   ready,
   wireCodecs
 } from "./nats.ts"
+import { callerNodeFor, NAMESPACE as SECURE_NAMESPACE } from "./secure.ts"
 
-const modes = ["msgpack", "json", "raw", "fibers"] as const
+const modes = ["msgpack", "json", "raw", "fibers", "secure"] as const
 const mode: (typeof modes)[number] = modes.find((m) => m === process.argv[2]) ?? "msgpack"
 const callers = Number(process.argv[3] ?? 100)
 const seconds = Number(process.argv[4] ?? 10)
@@ -72,6 +74,20 @@ const makeLoad = (url: string) =>
           : concurrent(budget, callers, () => request)
       yield* round(warmUp)
       return { load: round(budget), responderPid: responder.pid }
+    }
+    if (mode === "secure") {
+      const responder = yield* child("troupe-responder.ts", [url, SECURE_NAMESPACE.secure], {
+        BENCH_CODEC: "msgpack",
+        BENCH_SECURE: "1"
+      })
+      yield* ready(responder, "Troupe secure responder")
+      const adder = yield* callerNodeFor(url, "secure")
+      const ask = () => adder.Increment({ by: 1 })
+      yield* concurrent(warmUp, callers, ask)
+      return {
+        load: callers === 1 ? sequential(budget, ask) : concurrent(budget, callers, ask),
+        responderPid: responder.pid
+      }
     }
     const responder = yield* child("troupe-responder.ts", [url, NAMESPACE[mode]], { BENCH_CODEC: mode })
     yield* ready(responder, `Troupe ${mode} responder`)

@@ -26,7 +26,7 @@ const CALLERS = 100
 const ONE_IN_FLIGHT: Budget = { maxOps: 10_000, maxMillis: 800 }
 const IN_FLIGHT: Budget = { maxOps: 20_000, maxMillis: 1_000 }
 const WARM_UP_REQUESTS = 3_000
-const NAMESPACE = { plain: "bench-plain", secure: "bench-secure" } as const
+export const NAMESPACE = { plain: "bench-plain", secure: "bench-secure" } as const
 
 type Variant = keyof typeof NAMESPACE
 

@@ -3,9 +3,11 @@
  * the subscriber in another process, against raw nats.js pub/sub measured in the same run on the
  * same server.
  *
- * One nats-server (loopback, free port) and two child processes are started for the run and
+ * One nats-server (loopback, free port) and three child processes are started for the run and
  * stopped at its end, also when it fails:
  * - `raw-subscriber.ts`: plain nats.js, decoding (msgpackr) and counting the events;
+ * - `raw-subscriber.ts ... effect`: the same, each event then decoded with its Schema into a
+ *   `Queue` and counted by `Stream.runForEach` (Effect's own cost per event, no Troupe code);
  * - `topics-subscriber.ts`: a Troupe node (`Node.layerNats`, MessagePack) counting
  *   `Topic.subscribe(OrderPlaced, { bufferSize })` with `Stream.runForEach`.
  *
@@ -34,9 +36,11 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Schema from "effect/Schema"
 import { Packr } from "msgpackr"
 import { connect, type NatsConnection } from "nats"
 import { Node, Topic } from "../src/index.ts"
@@ -59,6 +63,7 @@ import {
   type Done,
   NAMESPACE,
   order,
+  Order,
   OrderPlaced,
   parseDone,
   RAW_SUBJECT,
@@ -117,6 +122,48 @@ export const rawPath = (nc: NatsConnection, subscriber: NodeChild): Path => ({
       return published
     })
 })
+
+/** The subject of the raw-in-Effect baseline (its control subject is `<subject>.control`). */
+const EFFECT_SUBJECT = "bench.topics.effect"
+
+/**
+ * Raw nats.js driven the way a typed Effect program would drive it, with no Troupe code: each
+ * event Schema-encoded, `packr.pack`ed and `nc.publish`ed in one `Effect.sync` of an
+ * `Effect.forEach`; its subscriber (`raw-subscriber.ts ... effect`) decodes each with the Schema
+ * into a `Queue` read by `Stream.runForEach`. The suite's measure of what Effect itself costs
+ * per event, the ceiling of any Effect-native topic layer on this machine.
+ *
+ * @since 0.3.0
+ * @category paths
+ */
+export const rawEffectPath = (nc: NatsConnection, subscriber: NodeChild): Path => {
+  const batch = Array.from({ length: BATCH }, (_, i) => i)
+  const encode = Schema.encodeEither(Order)
+  const publishOne = Effect.suspend(() => {
+    const encoded = encode(order)
+    if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+    nc.publish(EFFECT_SUBJECT, packr.pack(encoded.right))
+    return Effect.void
+  })
+  const publishBatch = (size: number) =>
+    Effect.forEach(size === BATCH ? batch : batch.slice(0, size), () => publishOne, { discard: true })
+  return {
+    name: "raw nats.js in Effect (Schema, Stream), msgpackr",
+    subscriber,
+    control: (message) => Effect.sync(() => nc.publish(`${EFFECT_SUBJECT}.control`, packr.pack(message))),
+    publish: (count, deadline) =>
+      Effect.gen(function*() {
+        let published = 0
+        while (published < count) {
+          const size = Math.min(BATCH, count - published)
+          yield* publishBatch(size)
+          published += size
+          if (performance.now() > deadline) break
+        }
+        return published
+      })
+  }
+}
 
 /**
  * The Troupe publisher: `Topic.publish` in `Effect.forEach`, on a node of its own.
@@ -286,12 +333,17 @@ const publishMeasurement = (path: Path, measured: MeasuredPath): Measurement => 
 
 const program = Effect.gen(function*() {
   const server = yield* natsServer
-  const [rawSubscriber, troupeSubscriber] = yield* Effect.all([
+  const [rawSubscriber, effectSubscriber, troupeSubscriber] = yield* Effect.all([
     child("raw-subscriber.ts", [server.url, RAW_SUBJECT]),
+    child("raw-subscriber.ts", [server.url, EFFECT_SUBJECT, "effect"], { BENCH_EVENTS: String(EVENTS) }),
     child("topics-subscriber.ts", [server.url, String(EVENTS)])
   ])
   yield* Effect.all(
-    [ready(rawSubscriber!, "raw subscriber"), ready(troupeSubscriber!, "Troupe subscriber")],
+    [
+      ready(rawSubscriber!, "raw subscriber"),
+      ready(effectSubscriber!, "raw-in-Effect subscriber"),
+      ready(troupeSubscriber!, "Troupe subscriber")
+    ],
     { concurrency: "unbounded" }
   )
 
@@ -304,14 +356,17 @@ const program = Effect.gen(function*() {
   )
 
   const raw = rawPath(nc, rawSubscriber!)
+  const inEffect = rawEffectPath(nc, effectSubscriber!)
   const troupe = troupePath(publisher, troupeSubscriber!)
   const rawMeasured = measuredPath(raw)
+  const effectMeasured = measuredPath(inEffect)
   const troupeMeasured = measuredPath(troupe)
-  const [rawDelivered, troupeDelivered] = yield* measureAll([rawMeasured.spec, troupeMeasured.spec], {
-    rounds: ROUNDS,
-    warmups: WARMUPS
-  })
+  const [rawDelivered, effectDelivered, troupeDelivered] = yield* measureAll(
+    [rawMeasured.spec, effectMeasured.spec, troupeMeasured.spec],
+    { rounds: ROUNDS, warmups: WARMUPS }
+  )
   const rawPublish = publishMeasurement(raw, rawMeasured)
+  const effectPublish = publishMeasurement(inEffect, effectMeasured)
   const troupePublish = publishMeasurement(troupe, troupeMeasured)
 
   const drops = troupeMeasured.dropped.total
@@ -326,7 +381,16 @@ const program = Effect.gen(function*() {
     // a figure reached by dropping events does not count
     drops > 0 ? { ...delivered, pass: false } : delivered,
     baselineResult(SUITE, rawPublish, "events/s"),
-    compare(SUITE, troupePublish, rawPublish, { unit: "events/s" })
+    compare(SUITE, troupePublish, rawPublish, { unit: "events/s" }),
+    compare(SUITE, effectDelivered!, rawDelivered!, {
+      unit: "events/s",
+      note: "the same raw path with a Schema and an Effect step per event on each side: Effect's own cost"
+    }),
+    compare(SUITE, effectPublish, rawPublish, { unit: "events/s" }),
+    compare(SUITE, { ...troupeDelivered!, name: `${troupeDelivered!.name} vs raw in Effect` }, effectDelivered!, {
+      unit: "events/s",
+      note: "what Troupe adds over a typed Effect consumer of raw nats.js"
+    })
   ]
 })
 
