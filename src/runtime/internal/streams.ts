@@ -19,6 +19,8 @@ import * as Stream from "effect/Stream"
 
 /** frames a consumer lets a producer send ahead of what it pulled */
 export const WINDOW = 64
+/** a pull takes at most this many buffered frames */
+const MAX_FRAMES_PER_PULL = 16
 /** a frame closes at this many elements… */
 const MAX_ITEMS_PER_FRAME = 1024
 /** …or once its binary (or string) elements reach this many bytes */
@@ -37,6 +39,8 @@ export class Inbox {
   private head = 0
   private expected = 0
   private unacked = 0
+  /** frames of the chunk the user holds (credited back at the next pull) */
+  private handedOut = 0
   private outcome: Exit.Exit<void, unknown> | undefined
   private waiter: (() => void) | undefined
   /** the last time a frame arrived or the user pulled (for idle deadlines) */
@@ -121,25 +125,46 @@ export class Inbox {
     }
   }
 
+  /**
+   * Everything buffered (up to `MAX_FRAMES_PER_PULL` frames) as one chunk: one pull, not one per
+   * frame. The frames of a chunk are credited back at the next pull, once the user is done with
+   * them, so the producer never runs more than the window ahead of the user.
+   */
   private take(): Effect.Effect<Chunk.Chunk<unknown>, Option.Option<unknown>> | undefined {
+    this.unacked += this.handedOut
+    this.handedOut = 0
+    if (this.unacked * 4 >= this.window && this.outcome === undefined) {
+      const credit = this.unacked
+      this.unacked = 0
+      this.ack(credit)
+    }
     if (this.head < this.frames.length) {
-      const items = this.frames[this.head]!
-      this.frames[this.head++] = undefined as never
+      const end = Math.min(this.frames.length, this.head + MAX_FRAMES_PER_PULL)
+      // the decoded arrays may be the producer's own (zero-copy): joined into a new one, never pushed to
+      let elements: ReadonlyArray<unknown> | undefined
+      for (; this.head < end; this.head++) {
+        const items = this.frames[this.head]!
+        this.frames[this.head] = undefined as never
+        this.handedOut++
+        const decoded = this.decode(items)
+        if (Either.isLeft(decoded)) {
+          if (elements !== undefined) {
+            // the elements before it first; this frame fails the next pull
+            this.frames[this.head] = items
+            this.handedOut--
+            break
+          }
+          this.head++
+          this.fail(decoded.left)
+          return Effect.fail(Option.some(decoded.left))
+        }
+        elements = elements === undefined ? decoded.right : elements.concat(decoded.right)
+      }
       if (this.head > 64 && this.head * 2 > this.frames.length) {
         this.frames.splice(0, this.head)
         this.head = 0
       }
-      if (++this.unacked * 4 >= this.window && this.outcome === undefined) {
-        const credit = this.unacked
-        this.unacked = 0
-        this.ack(credit)
-      }
-      const decoded = this.decode(items)
-      if (Either.isLeft(decoded)) {
-        this.fail(decoded.left)
-        return Effect.fail(Option.some(decoded.left))
-      }
-      return Effect.succeed(Chunk.unsafeFromArray(decoded.right as Array<unknown>))
+      return Effect.succeed(Chunk.unsafeFromArray(elements as Array<unknown>))
     }
     const outcome = this.outcome
     if (outcome === undefined) return undefined
