@@ -1,7 +1,8 @@
 /**
  * The `troupe` command line:
  *
- * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway);
+ * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway); with
+ *   a `[secure]` section it prints the node's Ed25519 public key, for the peers' trust lists;
  * - `troupe monitor --nats URL`: the discovery state, live (nodes, kinds, serving, last seen);
  * - `troupe call KIND ID TAG --json '{...}' --nats URL`: one ask, the reply printed as JSON; with
  *   `--stream`, a streamed reply (`stream: true`) printed as it arrives, one NDJSON line per element.
@@ -119,6 +120,9 @@ const serve = Command.make("serve", {
     const layer = yield* serveLayer(config)
     return yield* Effect.gen(function*() {
       const node = yield* Node.Node
+      // provided when the config has a [secure] section
+      const secure = yield* Effect.serviceOption(Secure.Secure)
+      if (Option.isSome(secure)) yield* Console.log(`troupe: public key ${secure.value.publicKey}`)
       const http = config.http === undefined ? "" : `; http on ${config.http.host ?? "0.0.0.0"}:${config.http.port}`
       yield* Console.log(`troupe: node ${node.nodeId} up; hosting [${node.kinds().join(", ")}]${http}`)
       return yield* Effect.never

@@ -177,9 +177,11 @@ describe("troupe CLI", () => {
       expect(held.lines).toEqual(["0", "1"])
       const state = yield* Effect.promise(() => Promise.race([held.exited.then(() => "exited"), Promise.resolve("running")]))
       expect(state).toBe("running")
+      // a node without [secure] has no key to print
+      expect(worker.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([])
     }).pipe(Effect.scoped), 120_000)
 
-  it.live("serve with [secure]: two secured nodes answer through the gateway; call needs the config's identity", () =>
+  it.live("serve with [secure]: prints its public key; two secured nodes answer through the gateway; call needs the config's identity", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerResource()
       const dir = yield* tempDir
@@ -211,6 +213,10 @@ describe("troupe CLI", () => {
       const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
       yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
       yield* waitForLine(edge, new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
+      // each prints the public key of its identity (the one its peers trust), once
+      for (const [child, name] of [[worker, "worker"], [edge, "edge"]] as const) {
+        expect(child.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([`troupe: public key ${keys[name]}`])
+      }
 
       // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
       let hello = yield* httpGet(port, "/hello/ada")
