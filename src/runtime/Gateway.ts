@@ -25,7 +25,10 @@
  * defect (`RemoteDefect`, a bug) → 500 with a generic body (the detail is logged, never sent).
  *
  * A streamed Rpc (`stream: true`) answers `200` with `Content-Type: application/x-ndjson`: one
- * JSON line per element, sent as the elements arrive. A failure before the first element gets
+ * JSON line per element (in its schema's encoded form), sent as the elements arrive. Binary that
+ * the encoding leaves as bytes (`Schema.Uint8ArrayFromSelf`, or any binary on a route by name)
+ * is written as a base64 string; a schema with a JSON form of its own keeps it
+ * (`Schema.Uint8ArrayFromBase64`: base64 text, `Schema.Uint8Array`: an array of numbers). A failure before the first element gets
  * the status above; a failure after it ends the body with the line `{"_error": {...}}` (the
  * encoded error, or `{"_tag":"InternalServerError"}` for a defect). The route's timeout is an
  * idle timeout there, and a client that goes away interrupts the producer.

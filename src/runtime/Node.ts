@@ -157,6 +157,14 @@ export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSy
 export const inMemory: Layer.Layer<Node | ActorSystem | Topic.TopicBus> = layerInMemory()
 
 /**
+ * The options of `Secure.layer` under `Node.layerNats` (its namespace is the node's).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type NatsSecureOptions = Omit<Secure.SecureOptions, "namespace">
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -169,41 +177,63 @@ export interface NatsNodeOptions extends NodeOptions {
   readonly codec?: "msgpack" | "json" | undefined
   /** discovery heartbeat period; default 1 second */
   readonly heartbeat?: Duration.DurationInput | undefined
-  /** seal all traffic with `Secure.layer` (its namespace is the node's) */
-  readonly secure?: Omit<Secure.SecureOptions, "namespace"> | undefined
+  /** seal all traffic with `Secure.layer` (its namespace is the node's); the layer then provides `Secure` too */
+  readonly secure?: NatsSecureOptions | undefined
 }
 
 /**
+ * What `Node.layerNats` provides (and, with `secure`, `Secure` as well).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type NatsNodeServices = Node | ActorSystem | Topic.TopicBus | Discovery.Discovery
+
+/**
+ * How building `Node.layerNats` can fail.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type NatsNodeError = TransportError | Discovery.DiscoveryConfigError | Secure.SecureConfigError
+
+/**
  * A node over NATS in one layer: `Transport.nats`, the codec and `Discovery.nats`, wired in the
- * order they need each other. Provides `Node`, `ActorSystem` and `Discovery`.
+ * order they need each other. Provides `Node`, `ActorSystem`, `TopicBus` and `Discovery`; with
+ * `secure` (known to be set where the layer is built), also `Secure`: this node's public key,
+ * its peer sessions and rejection counts.
  *
  * @example
  * ```ts
  * const App = CounterLive.pipe(Layer.provideMerge(Node.layerNats({ servers: "nats://127.0.0.1:4222", name: "a" })))
+ *
+ * const Sealed = Node.layerNats({ servers, name: "b", secure: { identity, trust: [keyOfA] } })
+ * const announce = Effect.flatMap(Secure.Secure, (secure) => Console.log(secure.publicKey))
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerNats = (
+export function layerNats(
+  options: NatsNodeOptions & { readonly secure: NatsSecureOptions }
+): Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError>
+export function layerNats(options: NatsNodeOptions): Layer.Layer<NatsNodeServices, NatsNodeError>
+export function layerNats(
   options: NatsNodeOptions
-): Layer.Layer<
-  Node | ActorSystem | Topic.TopicBus | Discovery.Discovery,
-  TransportError | Discovery.DiscoveryConfigError | Secure.SecureConfigError
-> => {
+): Layer.Layer<NatsNodeServices, NatsNodeError> | Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> {
   const codec = options.codec === "json" ? Codec.json : Codec.msgpack
   const plain = Transport.nats({
     servers: options.servers,
     namespace: options.namespace,
     name: options.name
   }).pipe(Layer.provide(codec))
-  const transport = options.secure === undefined
-    ? plain
-    : Secure.layer({ ...options.secure, namespace: options.namespace }).pipe(Layer.provide(Layer.merge(plain, codec)))
-  return layer(options).pipe(
-    Layer.provideMerge(Layer.provideMerge(
-      Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat }),
-      transport
-    ))
+  const discovery = Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat })
+  const onTransport = <ROut, E>(transport: Layer.Layer<ROut, E>) =>
+    layer(options).pipe(Layer.provideMerge(Layer.provideMerge(discovery, transport)))
+  if (options.secure === undefined) return onTransport(plain)
+  // typed on its own, so the compiler checks the promise of the first overload
+  const sealed: Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> = onTransport(
+    Secure.layer({ ...options.secure, namespace: options.namespace }).pipe(Layer.provide(Layer.merge(plain, codec)))
   )
+  return sealed
 }

@@ -1,9 +1,13 @@
 /**
  * The `troupe` command line:
  *
- * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway);
+ * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway); with
+ *   a `[secure]` section it prints the node's Ed25519 public key, for the peers' trust lists;
  * - `troupe monitor --nats URL`: the discovery state, live (nodes, kinds, serving, last seen);
- * - `troupe call KIND ID TAG --json '{...}' --nats URL`: one ask, the reply printed as JSON.
+ * - `troupe call KIND ID TAG --json '{...}' --nats URL`: one ask, the reply printed as JSON; with
+ *   `--stream`, a streamed reply (`stream: true`) printed as it arrives, one NDJSON line per element.
+ *
+ * Replies are printed in their encoded (JSON-able) form, binary as base64 strings.
  *
  * `bin/troupe.mjs` registers tsx (so config modules may be TypeScript) and calls `main`.
  *
@@ -22,6 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
@@ -29,6 +34,7 @@ import * as Secure from "../layers/Secure.ts"
 import * as Transport from "../layers/Transport.ts"
 import * as Config from "./Config.ts"
 import { dynamicKind } from "./internal/dynamic.ts"
+import * as Json from "./internal/json.ts"
 import { type SecureOptions, secureOptions, serveLayer } from "./internal/serve.ts"
 import * as Node from "./Node.ts"
 
@@ -114,6 +120,9 @@ const serve = Command.make("serve", {
     const layer = yield* serveLayer(config)
     return yield* Effect.gen(function*() {
       const node = yield* Node.Node
+      // provided when the config has a [secure] section
+      const secure = yield* Effect.serviceOption(Secure.Secure)
+      if (Option.isSome(secure)) yield* Console.log(`troupe: public key ${secure.value.publicKey}`)
       const http = config.http === undefined ? "" : `; http on ${config.http.host ?? "0.0.0.0"}:${config.http.port}`
       yield* Console.log(`troupe: node ${node.nodeId} up; hosting [${node.kinds().join(", ")}]${http}`)
       return yield* Effect.never
@@ -194,7 +203,13 @@ const call = Command.make("call", {
   tag: Args.text({ name: "TAG" }).pipe(Args.withDescription("the Rpc tag")),
   json: Options.text("json").pipe(Options.withDefault("{}"), Options.withDescription("the payload as JSON")),
   service: Options.boolean("service").pipe(Options.withDescription("the kind is a service")),
-  timeout: Options.text("timeout").pipe(Options.withDefault("10 seconds"), Options.withDescription("wait at most this long")),
+  stream: Options.boolean("stream").pipe(
+    Options.withDescription("the Rpc has a streamed reply (stream: true): print each element as one NDJSON line as it arrives")
+  ),
+  timeout: Options.text("timeout").pipe(
+    Options.withDefault("10 seconds"),
+    Options.withDescription("wait at most this long (with --stream: for the first node and for each element)")
+  ),
   nats: natsOption,
   namespace: namespaceOption,
   codec: codecOption,
@@ -209,20 +224,25 @@ const call = Command.make("call", {
     }
     const timeout = Duration.decodeUnknown(args.timeout)
     if (Option.isNone(timeout)) return yield* Effect.fail(new Error(`--timeout: not a duration: ${args.timeout}`))
-    const ask = Effect.gen(function*() {
+    const call = Effect.gen(function*() {
       // the node learns who hosts the kind from their first heartbeat
       yield* Discovery.awaitServing(args.kind, { timeout: timeout.value })
       const system = yield* ActorSystem
-      return yield* system.ask({
-        definition: dynamicKind(args.kind, args.service),
+      const envelope = {
+        definition: dynamicKind(args.kind, args.service, args.stream),
         id: args.id,
         tag: args.tag,
         payload,
+        // for a streamed reply, an idle timeout
         timeout: timeout.value
-      })
+      }
+      if (args.stream) {
+        return yield* Stream.runForEach(system.stream(envelope), (element) => Console.log(Json.stringifyBinary(element)))
+      }
+      yield* Console.log(Json.stringifyBinary(yield* system.ask(envelope)))
     })
     const { codec, namespace, secure, servers } = yield* connection(args)
-    const value = yield* ask.pipe(
+    yield* call.pipe(
       Effect.provide(Node.layerNats({
         servers,
         namespace,
@@ -232,8 +252,9 @@ const call = Command.make("call", {
         shutdownTimeout: "1 second"
       }))
     )
-    yield* Console.log(JSON.stringify(value ?? null))
-  })).pipe(Command.withDescription("Ask one actor or service and print the reply as JSON"))
+  })).pipe(Command.withDescription(
+    "Ask one actor or service and print the reply as JSON (with --stream: one NDJSON line per element, as they arrive)"
+  ))
 
 // ---- troupe --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
  * this process, each with its own connection, while a plain NATS subscriber records what the
  * broker sees.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, expectTypeOf, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -63,6 +63,37 @@ const captureBroker = (namespace: string) =>
 const contains = (bytes: Uint8Array, text: string) => Buffer.from(bytes).includes(Buffer.from(text))
 
 describe("secure sessions over NATS", () => {
+  it.live("Node.layerNats with secure provides Secure: the node's public key and the peers it has sessions with", () =>
+    Effect.gen(function*() {
+      const namespace = "secure-3"
+      const [ih, ic] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const trust = [ih.publicKey, ic.publicKey]
+      expectTypeOf(Node.layerNats({ servers: server.url, secure: { identity: ih, trust } }))
+        .toEqualTypeOf<Layer.Layer<Node.NatsNodeServices | Secure.Secure, Node.NatsNodeError>>()
+      // without secure (or when it may be undefined), the layer does not claim to provide Secure
+      expectTypeOf(Node.layerNats({ servers: server.url }))
+        .toEqualTypeOf<Layer.Layer<Node.NatsNodeServices, Node.NatsNodeError>>()
+      const maybe = undefined as Node.NatsSecureOptions | undefined
+      expectTypeOf(Node.layerNats({ servers: server.url, secure: maybe }))
+        .toEqualTypeOf<Layer.Layer<Node.NatsNodeServices, Node.NatsNodeError>>()
+
+      const host = yield* secureNode(namespace, "host", { identity: ih, trust }, probeLayer(makeProbeState(), { label: "h" }))
+      const caller = yield* secureNode(namespace, "caller", { identity: ic, trust }, Layer.empty)
+      const hostSecure = Context.get(host, Secure.Secure)
+      const callerSecure = Context.get(caller, Secure.Secure)
+      expect(hostSecure.publicKey).toBe(ih.publicKey)
+      expect(callerSecure.publicKey).toBe(ic.publicKey)
+
+      yield* Effect.provide(Discovery.awaitServing("Probe", { timeout: "10 seconds" }), caller)
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("peers")
+      expect(yield* probe.Whoami()).toBe("h")
+      const hostNodeId = Context.get(host, Node.Node).nodeId
+      const callerNodeId = Context.get(caller, Node.Node).nodeId
+      expect(callerSecure.peers().map((p) => [p.nodeId, p.publicKey])).toContainEqual([hostNodeId, ih.publicKey])
+      expect(hostSecure.peers().map((p) => [p.nodeId, p.publicKey])).toContainEqual([callerNodeId, ic.publicKey])
+      expect(callerSecure.stats().handshakes).toBeGreaterThan(0)
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("discovery, asks, services and topics work; the broker sees only sealed frames and handshakes", () =>
     Effect.gen(function*() {
       const namespace = "secure-1"
@@ -124,8 +155,7 @@ describe("secure sessions over NATS", () => {
       yield* Effect.provide(Discovery.awaitServing("Probe", { timeout: "10 seconds" }), caller)
       // the host's heartbeats are sealed with a group key the intruder cannot get, and the other
       // way round: neither sees the other
-      const secureOf = (node: Context.Context<never>) => Context.get(node as Context.Context<Secure.Secure>, Secure.Secure)
-      const hostSecure = secureOf(host as Context.Context<never>)
+      const hostSecure = Context.get(host, Secure.Secure)
       for (let i = 0; i < 100 && (hostSecure.stats().rejected["untrusted"] ?? 0) === 0; i++) yield* Effect.sleep("20 millis")
       expect(hostSecure.stats().rejected["untrusted"]).toBeGreaterThan(0)
       const names = (node: Context.Context<Discovery.Discovery>) =>

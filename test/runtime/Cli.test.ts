@@ -139,8 +139,49 @@ describe("troupe CLI", () => {
       expect(badPayload.stderr).toContain("DecodeError")
     }).pipe(Effect.scoped), 120_000)
 
+  it.live("call --stream prints each element of a streamed reply as one NDJSON line, as it arrives", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerResource()
+      const dir = yield* tempDir
+      const namespace = `str${Math.random().toString(36).slice(2, 8)}`
+      writeFileSync(
+        Path.join(dir, "worker.toml"),
+        `modules = [${JSON.stringify(traceModule)}]\n[node]\nname = "str-worker"\nnamespace = "${namespace}"\n` +
+          `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+      )
+      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+      yield* waitForLine(worker, /^troupe: node str-worker-\S+ up; hosting \[TraceProbe\]$/)
+      const call = (tag: string, payload: object) =>
+        ["call", "TraceProbe", "-", tag, "--service", "--stream", "--json", JSON.stringify(payload), "--nats", nats.url,
+          "--namespace", namespace]
+      const parsed = (stdout: string) => stdout.trim().split("\n").map((line) => JSON.parse(line))
 
-  it.live("serve with [secure]: two secured nodes answer through the gateway; call needs the config's identity", () =>
+      const counted = yield* runToEnd(call("Count", { n: 3 }))
+      expect(counted.code).toBe(0)
+      expect(parsed(counted.stdout)).toEqual([0, 1, 2].map((i) => ({ i, pid: worker.pid })))
+
+      // a failure after the first element: the elements so far on stdout, the error on stderr, exit 1
+      const tooFar = yield* runToEnd(call("Count", { n: 3, failAt: 1 }))
+      expect(tooFar.code).toBe(1)
+      expect(parsed(tooFar.stdout)).toEqual([{ i: 0, pid: worker.pid }])
+      expect(JSON.parse(tooFar.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "TooFar", at: 1 })
+
+      // binary elements (msgpack on the wire) come out as base64 strings: [0, 1, 255], [1, 2, 254]
+      const bytes = yield* runToEnd(call("Bytes", { n: 2 }))
+      expect(bytes.code).toBe(0)
+      expect(parsed(bytes.stdout)).toEqual(["AAH/", "AQL+"])
+
+      // a reply that stays open: its elements are printed while the call still runs
+      const held = yield* troupe(call("Hold", { n: 2 }))
+      yield* waitForLine(held, /^1$/)
+      expect(held.lines).toEqual(["0", "1"])
+      const state = yield* Effect.promise(() => Promise.race([held.exited.then(() => "exited"), Promise.resolve("running")]))
+      expect(state).toBe("running")
+      // a node without [secure] has no key to print
+      expect(worker.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([])
+    }).pipe(Effect.scoped), 120_000)
+
+  it.live("serve with [secure]: prints its public key; two secured nodes answer through the gateway; call needs the config's identity", () =>
     Effect.gen(function*() {
       const nats = yield* natsServerResource()
       const dir = yield* tempDir
@@ -172,6 +213,10 @@ describe("troupe CLI", () => {
       const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
       yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
       yield* waitForLine(edge, new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
+      // each prints the public key of its identity (the one its peers trust), once
+      for (const [child, name] of [[worker, "worker"], [edge, "edge"]] as const) {
+        expect(child.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([`troupe: public key ${keys[name]}`])
+      }
 
       // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
       let hello = yield* httpGet(port, "/hello/ada")

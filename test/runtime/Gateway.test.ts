@@ -66,8 +66,22 @@ const Ticker = Actor.make("GwTicker", [
   /** one element, then silence */
   Rpc.make("Stall", { success: Schema.Number, stream: true }),
   /** silence from the start; what happens to it is recorded in `hangs` */
-  Rpc.make("Hang", { success: Schema.Number, stream: true })
+  Rpc.make("Hang", { success: Schema.Number, stream: true }),
+  /** `piece(0)`, …, `piece(n - 1)` with schemas that have no JSON encoding for bytes */
+  Rpc.make("Bytes", { payload: { n: Schema.Number }, success: Schema.Uint8ArrayFromSelf, stream: true }),
+  Rpc.make("Files", {
+    payload: { n: Schema.Number },
+    success: Schema.Struct({ name: Schema.String, data: Schema.Uint8ArrayFromSelf }),
+    stream: true
+  }),
+  /** ... and with schemas that have one */
+  Rpc.make("Base64", { payload: { n: Schema.Number }, success: Schema.Uint8ArrayFromBase64, stream: true }),
+  Rpc.make("Octets", { payload: { n: Schema.Number }, success: Schema.Uint8Array, stream: true })
 ])
+
+/** three bytes */
+const piece = (i: number): Uint8Array => new Uint8Array([i, i + 1, 255 - i])
+const pieces = (n: number) => Stream.range(0, n - 1).pipe(Stream.map(piece))
 
 const ticks = { started: 0, finalized: 0, produced: 0 }
 const hangs = { started: 0, finalized: 0 }
@@ -94,7 +108,11 @@ const TickerLive = Actor.toLayer(Ticker, {
     Stream.never.pipe(
       Stream.onStart(Effect.sync(() => hangs.started++)),
       Stream.ensuring(Effect.sync(() => hangs.finalized++))
-    )
+    ),
+  Bytes: ({ n }) => pieces(n),
+  Files: ({ n }) => Stream.range(0, n - 1).pipe(Stream.map((i) => ({ name: `f${i}`, data: piece(i) }))),
+  Base64: ({ n }) => pieces(n),
+  Octets: ({ n }) => pieces(n)
 })
 
 const GreeterLive = Layer.mergeAll(
@@ -130,7 +148,13 @@ const routes = [
   Gateway.routeByName("GET", "/not-a-stream/:name", { kind: "GwGreeter", tag: "Hello", stream: true }, { id: ":name" }),
   Gateway.routeByName("POST", "/dynamic-count/:id", { kind: "GwTicker", tag: "Count", stream: true }, {
     errors: { Refused: 422 }
-  })
+  }),
+  Gateway.route("GET", "/bytes/:id", Ticker, "Bytes"),
+  Gateway.route("GET", "/files/:id", Ticker, "Files"),
+  Gateway.route("GET", "/base64/:id", Ticker, "Base64"),
+  Gateway.route("GET", "/octets/:id", Ticker, "Octets"),
+  Gateway.routeByName("POST", "/dynamic-bytes/:id", { kind: "GwTicker", tag: "Bytes", stream: true }),
+  Gateway.routeByName("POST", "/dynamic-files/:id", { kind: "GwTicker", tag: "Files", stream: true })
 ]
 
 interface Reply {
@@ -399,6 +423,33 @@ describe("Gateway", () => {
       const dynamic = yield* request(port, "POST", "/dynamic-count/b", { body: JSON.stringify({ n: 2 }) })
       expect(dynamic.status).toBe(200)
       expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, { i: 1, at: "2026-01-01T00:00:01.000Z" }])
+    }).pipe(Effect.scoped))
+
+  it.live("streamed binary: base64 strings where the element schema has no JSON encoding, else its own", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setup
+      // [0, 1, 255] and [1, 2, 254]
+      const base64 = ["AAH/", "AQL+"]
+      const bytes = yield* request(port, "GET", "/bytes/a?n=2")
+      expect(bytes.status).toBe(200)
+      expect(lines(bytes)).toEqual(base64)
+      expect(lines(yield* request(port, "GET", "/files/a?n=2"))).toEqual([
+        { name: "f0", data: base64[0] },
+        { name: "f1", data: base64[1] }
+      ])
+      // the schema's own JSON encoding wins: base64 text for one, an array of numbers for the other
+      expect(lines(yield* request(port, "GET", "/base64/a?n=2"))).toEqual(base64)
+      expect(lines(yield* request(port, "GET", "/octets/a?n=2"))).toEqual([[0, 1, 255], [1, 2, 254]])
+      // by name: binary as the hosting node encoded it, still base64 in the line
+      const dynamic = yield* request(port, "POST", "/dynamic-bytes/b", { body: JSON.stringify({ n: 2 }) })
+      expect(lines(dynamic)).toEqual(base64)
+      const files = yield* request(port, "POST", "/dynamic-files/b", { body: JSON.stringify({ n: 2 }) })
+      expect(lines(files)).toEqual([{ name: "f0", data: base64[0] }, { name: "f1", data: base64[1] }])
+      // many pieces over many frames decode back to the same bytes
+      const many = lines(yield* request(port, "GET", "/bytes/a?n=200"))
+      expect(many.map((line: string) => [...Buffer.from(line, "base64")])).toEqual(
+        Array.from({ length: 200 }, (_, i) => [i, i + 1, 255 - i])
+      )
     }).pipe(Effect.scoped))
 
   it.live("a streamed reply failing before its first element gets the failure's status", () =>

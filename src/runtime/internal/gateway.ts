@@ -28,6 +28,7 @@ import { createServer } from "node:http"
 import { ActorSystem, type ActorSystemShape } from "../../actors/ActorSystem.ts"
 import { DecodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { AppOptions, GatewayOptions, Route, RouteRequest } from "../Gateway.ts"
+import * as Json from "./json.ts"
 
 const DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -80,6 +81,8 @@ interface CompiledRoute {
   readonly encodeSuccess: (a: unknown) => Either.Either<unknown, ParseResult.ParseError>
   /** a streamed reply: encodes a chunk of elements with the stream's element schema */
   readonly encodeElements: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
+  /** an encoded element as JSON text: binary as base64 when the element's encoded side may hold any */
+  readonly elementJson: (encoded: unknown) => string
   /** the Rpc's error, and for a streamed reply the stream's failure too */
   readonly encodeError: (e: unknown) => Either.Either<unknown, ParseResult.ParseError>
 }
@@ -99,7 +102,8 @@ const compile = (route: Route): CompiledRoute => {
     encodeElements: Schema.encodeUnknownEither(
       Schema.Array(element as Schema.Schema<unknown, unknown>) as Schema.Schema<ReadonlyArray<unknown>, ReadonlyArray<unknown>>
     ),
-    encodeError: Schema.encodeUnknownEither(error as Schema.Schema<unknown, unknown>)
+    encodeError: Schema.encodeUnknownEither(error as Schema.Schema<unknown, unknown>),
+    elementJson: Json.mayHoldBinary(element.ast) ? Json.stringifyBinary : Json.stringify
   }
 }
 
@@ -159,12 +163,16 @@ const failureResponse = (compiled: CompiledRoute, cause: Cause.Cause<unknown>) =
 
 const encoder = new TextEncoder()
 
-/** one JSON line per element, the chunk as one piece of the body */
+/**
+ * One JSON line per element, the chunk as one piece of the body: each element in its schema's
+ * encoded form, and binary left in it (a `Uint8ArrayFromSelf`, or any binary of a route by name)
+ * as a base64 string.
+ */
 const ndjson = (compiled: CompiledRoute, items: Chunk.Chunk<unknown>): Effect.Effect<Uint8Array> => {
   const encoded = compiled.encodeElements(Chunk.toReadonlyArray(items))
   if (Either.isLeft(encoded)) return Effect.die(encoded.left)
   let text = ""
-  for (const item of encoded.right) text += `${JSON.stringify(item ?? null)}\n`
+  for (const item of encoded.right) text += `${compiled.elementJson(item)}\n`
   return Effect.succeed(encoder.encode(text))
 }
 

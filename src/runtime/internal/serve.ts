@@ -142,7 +142,8 @@ export const loadModules = (
 
 /**
  * The whole node of a config file: modules on the node, and the gateway when `[http]` is set.
- * Provides the node's services, so the caller can report what it serves.
+ * Provides the node's services, so the caller can report what it serves (and, with `[secure]`,
+ * `Secure` too, though not in the type: read it with `Effect.serviceOption`).
  */
 export const serveLayer = (
   config: Config
