@@ -275,8 +275,12 @@ const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 const BINARY = "$troupe.b64"
 
-const jsonReplacer = function(this: unknown, _key: string, value: unknown): unknown {
-  if (value instanceof Uint8Array) return { [BINARY]: Buffer.from(value).toString("base64") }
+const jsonReplacer = function(this: unknown, key: string, value: unknown): unknown {
+  // a Buffer has been through its `toJSON` already: the holder still has the original
+  const original = (this as Record<string, unknown>)[key]
+  if (original instanceof Uint8Array) {
+    return { [BINARY]: Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString("base64") }
+  }
   if (typeof value === "bigint") throw new TypeError("JSON cannot carry a bigint: use a Schema that encodes it")
   return value
 }

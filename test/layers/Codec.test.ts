@@ -42,6 +42,18 @@ describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
     expect(exit._tag === "Exit" && exit.exit._tag === "Error" && exit.exit.error).toBeInstanceOf(MailboxFull)
   })
 
+  it("carries a Buffer (and a view into a larger buffer) as its bytes", () => {
+    const backing = Buffer.from([9, 9, 1, 2, 3, 9])
+    const bodies = [Buffer.from([0, 1, 255]), new Uint8Array(backing.buffer, backing.byteOffset + 2, 3)]
+    for (const body of bodies) {
+      const frame: Envelope = { _tag: "Event", v: ProtocolVersion, source: "a", subject: "s", headers: {}, body: { body } }
+      const back = Either.getOrThrow(codec.decode(Either.getOrThrow(codec.encode(frame))))
+      const carried = back._tag === "Event" ? (back.body as { body: unknown }).body : undefined
+      expect(carried).toBeInstanceOf(Uint8Array)
+      expect([...(carried as Uint8Array)]).toEqual([...body])
+    }
+  })
+
   it("rejects garbage and frames of the wrong shape with DecodeError", () => {
     const garbage = codec.decode(new Uint8Array([0xc1, 0x7b, 0x00]))
     expect(Either.isLeft(garbage) && garbage.left._tag).toBe("DecodeError")
