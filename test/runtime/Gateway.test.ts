@@ -29,7 +29,8 @@ const rpcs = [
   Rpc.make("Die", {}),
   Rpc.make("Slow", { success: Schema.String }),
   Rpc.make("Nothing", {}),
-  Rpc.make("Trace", { success: Schema.Struct({ traceparent: Schema.String, spanTraceId: Schema.String }) })
+  Rpc.make("Trace", { success: Schema.Struct({ traceparent: Schema.String, spanTraceId: Schema.String }) }),
+  Rpc.make("Blob", { success: Schema.Struct({ name: Schema.String, data: Schema.Uint8ArrayFromSelf }) })
 ] as const
 
 const Greeter = Actor.make("GwGreeter", rpcs)
@@ -47,6 +48,7 @@ const handlers: Actor.Handlers<Actor.Rpcs<typeof Greeter>, Actor.CurrentAddress>
   Die: () => Effect.die(new Error("secret internals: password=hunter2")),
   Slow: () => Effect.as(Effect.sleep("10 seconds"), "late"),
   Nothing: () => Effect.void,
+  Blob: () => Effect.succeed({ name: "blob", data: new Uint8Array([0, 1, 255]) }),
   Trace: (_, { headers }) =>
     Effect.map(Effect.orDie(Effect.currentSpan), (span) => ({
       traceparent: headers["traceparent"] ?? "",
@@ -135,6 +137,7 @@ const routes = [
   Gateway.route("GET", "/slow/:id", Greeter, "Slow", { timeout: "150 millis" }),
   Gateway.route("DELETE", "/nothing/:id", Greeter, "Nothing"),
   Gateway.route("GET", "/trace/:id", Greeter, "Trace"),
+  Gateway.route("GET", "/blob/:id", Greeter, "Blob"),
   Gateway.route("GET", "/nowhere/:name", NotHosted, "Hello", { id: ":name" }),
   Gateway.routeByName("GET", "/dynamic/:name", { kind: "GwGreeter", tag: "Hello" }, { id: "dyn" }),
   Gateway.routeByName("POST", "/dynamic-refuse", { kind: "GwGreeterService", tag: "Refuse", service: true }, {
@@ -425,7 +428,7 @@ describe("Gateway", () => {
       expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, { i: 1, at: "2026-01-01T00:00:01.000Z" }])
     }).pipe(Effect.scoped))
 
-  it.live("streamed binary: base64 strings where the element schema has no JSON encoding, else its own", () =>
+  it.live("binary: base64 strings where the schema has no JSON encoding, else its own; streamed or not", () =>
     Effect.gen(function*() {
       const { port } = yield* setup
       // [0, 1, 255] and [1, 2, 254]
@@ -437,6 +440,10 @@ describe("Gateway", () => {
         { name: "f0", data: base64[0] },
         { name: "f1", data: base64[1] }
       ])
+      // a unary reply too
+      const blob = yield* request(port, "GET", "/blob/a")
+      expect(blob).toMatchObject({ status: 200, body: { name: "blob", data: base64[0] } })
+      expect(blob.headers.get("content-type")).toContain("application/json")
       // the schema's own JSON encoding wins: base64 text for one, an array of numbers for the other
       expect(lines(yield* request(port, "GET", "/base64/a?n=2"))).toEqual(base64)
       expect(lines(yield* request(port, "GET", "/octets/a?n=2"))).toEqual([[0, 1, 255], [1, 2, 254]])

@@ -83,6 +83,8 @@ interface CompiledRoute {
   readonly encodeElements: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
   /** an encoded element as JSON text: binary as base64 when the element's encoded side may hold any */
   readonly elementJson: (encoded: unknown) => string
+  /** a unary reply that may hold binary is written with it as base64, as stream elements are */
+  readonly successHoldsBinary: boolean
   /** the Rpc's error, and for a streamed reply the stream's failure too */
   readonly encodeError: (e: unknown) => Either.Either<unknown, ParseResult.ParseError>
 }
@@ -103,7 +105,8 @@ const compile = (route: Route): CompiledRoute => {
       Schema.Array(element as Schema.Schema<unknown, unknown>) as Schema.Schema<ReadonlyArray<unknown>, ReadonlyArray<unknown>>
     ),
     encodeError: Schema.encodeUnknownEither(error as Schema.Schema<unknown, unknown>),
-    elementJson: Json.mayHoldBinary(element.ast) ? Json.stringifyBinary : Json.stringify
+    elementJson: Json.mayHoldBinary(element.ast) ? Json.stringifyBinary : Json.stringify,
+    successHoldsBinary: Option.isNone(streamed) && Json.mayHoldBinary(rpc.successSchema.ast)
   }
 }
 
@@ -354,7 +357,11 @@ const handler = (
     if (Either.isLeft(encoded)) {
       return yield* Effect.die(encoded.left)
     }
-    return encoded.right === undefined ? HttpServerResponse.empty({ status: 204 }) : json(200, encoded.right)
+    return encoded.right === undefined
+      ? HttpServerResponse.empty({ status: 204 })
+      : compiled.successHoldsBinary
+      ? HttpServerResponse.text(Json.stringifyBinary(encoded.right), { status: 200, contentType: "application/json" })
+      : json(200, encoded.right)
   }).pipe(
     // an interruption (the client went away, the server is closing) is left to the server: a
     // response written to a closed connection would never finish, and keep the request's scope
