@@ -62,7 +62,8 @@ const isHeaders = (u: unknown): boolean => {
  *   items      ["T", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
  *   sealed     ["S", v, source, mode, key, counter, subject | 0, body, sig?]
  *
- * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`).
+ * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`); 4 = the caller
+ * expects a streamed reply.
  */
 const REQUEST = "Q"
 const REPLY = "X"
@@ -80,13 +81,15 @@ const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
 }
 const ONE_WAY = 1
 const NO_BODY = 2
+const STREAM = 4
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
 const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
   switch (frame._tag) {
     case "Request": {
       const headers = headersOrZero(frame.headers)
-      const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0)
+      const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0) |
+        (frame.stream === true ? STREAM : 0)
       const head = [REQUEST, frame.v, frame.source, frame.requestId, frame.kind, frame.id, frame.tag, headers, flags,
         frame.hops ?? 0]
       if (frame.body !== undefined) head.push(frame.body)
@@ -182,6 +185,7 @@ const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
         headers: headers === 0 ? EMPTY_HEADERS : headers as Record<string, string>,
         body: u[10],
         ...((flags & ONE_WAY) !== 0 ? { oneWay: true } : {}),
+        ...((flags & STREAM) !== 0 ? { stream: true } : {}),
         ...(hops > 0 ? { hops } : {})
       }
     }

@@ -67,6 +67,8 @@ export const Request = Schema.TaggedStruct("Request", {
   headers: Headers,
   body: Schema.Unknown,
   oneWay: Schema.optional(Schema.Boolean),
+  /** the caller expects a streamed reply (a handler of the other kind refuses the request) */
+  stream: Schema.optional(Schema.Boolean),
   /** how many times the request was forwarded to the actor's owner */
   hops: Schema.optional(Schema.Number)
 })

@@ -24,6 +24,18 @@ const frames: ReadonlyArray<Envelope> = [
     requestId: 7,
     exit: { _tag: "Error", error: new MailboxFull({ kind: "K", id: "i", capacity: 1, queue: "mailbox" }) }
   },
+  {
+    _tag: "Request",
+    v: ProtocolVersion,
+    source: "a",
+    requestId: 8,
+    kind: "K",
+    id: "i",
+    tag: "S",
+    headers: {},
+    body: 1,
+    stream: true
+  },
   { _tag: "Chunk", v: ProtocolVersion, source: "a", requestId: 1, seq: 0, body: new Uint8Array([0, 1, 255]), last: true },
   { _tag: "Event", v: ProtocolVersion, source: "a", subject: "orders.eu", headers: { h: "1" }, body: { total: 1 } },
   { _tag: "Event", v: ProtocolVersion, source: "a", subject: "tick", headers: {}, body: 7 }

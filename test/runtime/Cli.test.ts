@@ -171,6 +171,24 @@ describe("troupe CLI", () => {
       expect(bytes.code).toBe(0)
       expect(parsed(bytes.stdout)).toEqual(["AAH/", "AQL+"])
 
+      // the wrong kind of call: a clear error from the handler's node, nothing on stdout
+      const unary = call("Count", { n: 3 }).filter((arg) => arg !== "--stream")
+      const askedOnce = yield* runToEnd(unary)
+      expect(askedOnce.code).toBe(1)
+      expect(askedOnce.stdout.trim()).toBe("")
+      expect(JSON.parse(askedOnce.stderr.trim().split("\n").at(-1)!)).toMatchObject({
+        _tag: "DecodeError",
+        what: "TraceProbe.Count",
+        issue: "this Rpc replies with a stream: call it as a stream"
+      })
+      const streamedWhere = yield* runToEnd(call("Where", {}))
+      expect(streamedWhere.code).toBe(1)
+      expect(streamedWhere.stdout.trim()).toBe("")
+      expect(JSON.parse(streamedWhere.stderr.trim().split("\n").at(-1)!)).toMatchObject({
+        _tag: "DecodeError",
+        issue: "this Rpc replies once: call it with ask, not as a stream"
+      })
+
       // a reply that stays open: its elements are printed while the call still runs
       const held = yield* troupe(call("Hold", { n: 2 }))
       yield* waitForLine(held, /^1$/)

@@ -36,7 +36,7 @@ import {
 import {
   ActorNotFound,
   AskTimeout,
-  type DecodeError,
+  DecodeError,
   EncodeError,
   MailboxFull,
   NoAvailableNode,
@@ -327,7 +327,8 @@ export const make = (
     const requestFrame = (
       envelope: Envelope,
       requestId: number,
-      oneWay: boolean
+      oneWay: boolean,
+      stream = false
     ): Either.Either<RequestFrame, EncodeError> => {
       const rpc = envelope.definition.rpcs.get(envelope.tag)!
       let body = envelope.payload
@@ -349,7 +350,8 @@ export const make = (
         tag: envelope.tag,
         headers: envelope.headers ?? {},
         body,
-        ...(oneWay ? { oneWay } : {})
+        ...(oneWay ? { oneWay } : {}),
+        ...(stream ? { stream } : {})
       })
     }
 
@@ -541,7 +543,7 @@ export const make = (
           })
         }
         const requestId = ++nextRequestId
-        const frame = requestFrame(envelope, requestId, false)
+        const frame = requestFrame(envelope, requestId, false, true)
         if (Either.isLeft(frame)) return yield* frame.left
         const rpc = envelope.definition.rpcs.get(envelope.tag)!
         const codec = rpcCodec(kind, rpc)
@@ -771,6 +773,19 @@ export const make = (
       const key = `${frame.source}:${frame.requestId}`
       const rpc = manager.entity.definition.rpcs.get(frame.tag)
       const codec = rpc === undefined ? undefined : rpcCodec(frame.kind, rpc)
+      // a caller that knows the Rpc only by name (the CLI, a gateway route by name) may expect
+      // the wrong kind of reply: it gets a clear error, not a frame count or a broken stream
+      if (codec !== undefined && frame.oneWay !== true && (frame.stream === true) !== (codec.items !== undefined)) {
+        return replyTo(frame, {
+          _tag: "Error",
+          error: new DecodeError({
+            what: `${frame.kind}.${frame.tag}`,
+            issue: codec.items !== undefined
+              ? "this Rpc replies with a stream: call it as a stream"
+              : "this Rpc replies once: call it with ask, not as a stream"
+          })
+        })
+      }
       let payload = frame.body
       let upload: InboundUpload | undefined
       if (!zeroCopy && codec !== undefined) {
