@@ -169,13 +169,14 @@ export const make = (
 
 /** Offers without waiting; a dropped event (the new one, or the oldest when sliding) is counted. */
 const offerCounted = <A>(queue: Queue.Queue<A>, event: A, strategy: Topic.Strategy, size: number): void => {
-  const current = queue.unsafeSize()
-  const full = current._tag === "Some" && current.value >= size
   if (strategy === "sliding") {
+    const current = queue.unsafeSize()
+    const full = current._tag === "Some" && current.value >= size
     // a sliding queue's offer never waits; only the Effect form makes room by dropping the oldest
     Effect.runSync(Queue.offer(queue, event))
     if (full) droppedEvents.unsafeUpdate(1, [])
     return
   }
+  // a full bounded or dropping queue refuses the event
   if (!queue.unsafeOffer(event)) droppedEvents.unsafeUpdate(1, [])
 }
