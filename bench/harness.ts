@@ -115,10 +115,20 @@ export interface MeasureOptions {
   readonly warmups?: number | undefined
 }
 
-const median = (values: ReadonlyArray<number>): number => {
+/**
+ * The median of `values` (NaN for none).
+ *
+ * @since 0.1.0
+ * @category measuring
+ */
+export const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+  return sorted.length === 0
+    ? Number.NaN
+    : sorted.length % 2 === 1
+    ? sorted[mid]!
+    : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 const rateOf = (round: Round) => (round.millis > 0 ? (round.ops / round.millis) * 1000 : 0)

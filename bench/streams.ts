@@ -23,7 +23,7 @@ import * as Codec from "../src/layers/Codec.ts"
 import * as Discovery from "../src/layers/Discovery.ts"
 import * as Transport from "../src/layers/Transport.ts"
 import * as Node from "../src/runtime/Node.ts"
-import type { Result } from "./harness.ts"
+import { median, type Result } from "./harness.ts"
 import { natsServer } from "./nats.ts"
 
 const MiB = 1024 * 1024
@@ -91,11 +91,6 @@ const troupeRound = (bytes: number, source: { readonly Bytes: (p: { size: number
       })).pipe(Effect.timeout(ROUND_CAP_MILLIS), Effect.ignore)
     return received / MiB / ((performance.now() - started) / 1000)
   })
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
 
 const used = () => {
   const usage = process.memoryUsage()

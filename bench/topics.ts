@@ -52,6 +52,7 @@ import {
   formatRate,
   type Measurement,
   measureAll,
+  median,
   type Result,
   type Round,
   type Spec
@@ -305,16 +306,6 @@ const measuredPath = (path: Path): MeasuredPath => {
     publishRates,
     dropped
   }
-}
-
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length === 0
-    ? Number.NaN
-    : sorted.length % 2 === 1
-    ? sorted[mid]!
-    : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 /** The publish-only figure of a path, from the rates its measured rounds recorded. */
