@@ -138,7 +138,6 @@ const EFFECT_SUBJECT = "bench.topics.effect"
  * @category paths
  */
 export const rawEffectPath = (nc: NatsConnection, subscriber: NodeChild): Path => {
-  const batch = Array.from({ length: BATCH }, (_, i) => i)
   const encode = Schema.encodeEither(Order)
   const publishOne = Effect.suspend(() => {
     const encoded = encode(order)
@@ -146,24 +145,31 @@ export const rawEffectPath = (nc: NatsConnection, subscriber: NodeChild): Path =
     nc.publish(EFFECT_SUBJECT, packr.pack(encoded.right))
     return Effect.void
   })
-  const publishBatch = (size: number) =>
-    Effect.forEach(size === BATCH ? batch : batch.slice(0, size), () => publishOne, { discard: true })
   return {
     name: "raw nats.js in Effect (Schema, Stream), msgpackr",
     subscriber,
     control: (message) => Effect.sync(() => nc.publish(`${EFFECT_SUBJECT}.control`, packr.pack(message))),
-    publish: (count, deadline) =>
-      Effect.gen(function*() {
-        let published = 0
-        while (published < count) {
-          const size = Math.min(BATCH, count - published)
-          yield* publishBatch(size)
-          published += size
-          if (performance.now() > deadline) break
-        }
-        return published
-      })
+    publish: publishLoop(publishOne)
   }
+}
+
+/**
+ * Publishes up to `count` events with `publishOne` in `Effect.forEach` steps of `BATCH`, looking
+ * at the clock between two steps; the number published.
+ */
+const publishLoop = <E, R>(publishOne: Effect.Effect<void, E, R>) => {
+  const batch = Array.from({ length: BATCH }, (_, i) => i)
+  return (count: number, deadline: number): Effect.Effect<number, E, R> =>
+    Effect.gen(function*() {
+      let published = 0
+      while (published < count) {
+        const size = Math.min(BATCH, count - published)
+        yield* Effect.forEach(size === BATCH ? batch : batch.slice(0, size), () => publishOne, { discard: true })
+        published += size
+        if (performance.now() > deadline) break
+      }
+      return published
+    })
 }
 
 /**
@@ -173,26 +179,12 @@ export const rawEffectPath = (nc: NatsConnection, subscriber: NodeChild): Path =
  * @category paths
  */
 export const troupePath = (publisher: Context.Context<Topic.TopicBus>, subscriber: NodeChild): Path => {
-  const batch = Array.from({ length: BATCH }, (_, i) => i)
-  const publishBatch = (size: number) =>
-    Effect.forEach(size === BATCH ? batch : batch.slice(0, size), () => Topic.publish(OrderPlaced, order), {
-      discard: true
-    })
+  const publish = publishLoop(Topic.publish(OrderPlaced, order))
   return {
     name: "Troupe topics, MessagePack",
     subscriber,
     control: (message) => Effect.provide(Topic.publish(BenchControl, message), publisher),
-    publish: (count, deadline) =>
-      Effect.gen(function*() {
-        let published = 0
-        while (published < count) {
-          const size = Math.min(BATCH, count - published)
-          yield* publishBatch(size)
-          published += size
-          if (performance.now() > deadline) break
-        }
-        return published
-      }).pipe(Effect.provide(publisher))
+    publish: (count, deadline) => Effect.provide(publish(count, deadline), publisher)
   }
 }
 
