@@ -177,16 +177,18 @@ describe("troupe CLI", () => {
       expect(askedOnce.code).toBe(1)
       expect(askedOnce.stdout.trim()).toBe("")
       expect(JSON.parse(askedOnce.stderr.trim().split("\n").at(-1)!)).toMatchObject({
-        _tag: "DecodeError",
-        what: "TraceProbe.Count",
-        issue: "this Rpc replies with a stream: call it as a stream"
+        _tag: "StreamError",
+        kind: "TraceProbe",
+        tag: "Count",
+        reason: "this Rpc replies with a stream: call it as a stream"
       })
       const streamedWhere = yield* runToEnd(call("Where", {}))
       expect(streamedWhere.code).toBe(1)
       expect(streamedWhere.stdout.trim()).toBe("")
       expect(JSON.parse(streamedWhere.stderr.trim().split("\n").at(-1)!)).toMatchObject({
-        _tag: "DecodeError",
-        issue: "this Rpc replies once: call it with ask, not as a stream"
+        _tag: "StreamError",
+        tag: "Where",
+        reason: "this Rpc replies once: call it with ask, not as a stream"
       })
 
       // a reply that stays open: its elements are printed while the call still runs

@@ -473,7 +473,10 @@ describe("Gateway", () => {
       const invalid = yield* request(port, "GET", "/count/a?n=many")
       expect(invalid).toMatchObject({ status: 400, body: { _tag: "DecodeError" } })
       const mismatch = yield* request(port, "GET", "/not-a-stream/ada")
-      expect(mismatch).toMatchObject({ status: 502, body: { _tag: "StreamError", kind: "GwGreeter", tag: "Hello" } })
+      expect(mismatch).toMatchObject({
+        status: 502,
+        body: { _tag: "StreamError", kind: "GwGreeter", tag: "Hello", reason: "this Rpc replies once: call it with ask, not as a stream" }
+      })
     }).pipe(Effect.scoped))
 
   it.live("a streamed reply failing after its first element ends with an `_error` line", () =>

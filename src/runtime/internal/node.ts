@@ -36,7 +36,7 @@ import {
 import {
   ActorNotFound,
   AskTimeout,
-  DecodeError,
+  type DecodeError,
   EncodeError,
   MailboxFull,
   NoAvailableNode,
@@ -774,13 +774,16 @@ export const make = (
       const rpc = manager.entity.definition.rpcs.get(frame.tag)
       const codec = rpc === undefined ? undefined : rpcCodec(frame.kind, rpc)
       // a caller that knows the Rpc only by name (the CLI, a gateway route by name) may expect
-      // the wrong kind of reply: it gets a clear error, not a frame count or a broken stream
+      // the wrong kind of reply: it gets a StreamError saying so, not a frame count or a stream
+      // that breaks on its first frame
       if (codec !== undefined && frame.oneWay !== true && (frame.stream === true) !== (codec.items !== undefined)) {
         return replyTo(frame, {
           _tag: "Error",
-          error: new DecodeError({
-            what: `${frame.kind}.${frame.tag}`,
-            issue: codec.items !== undefined
+          error: new StreamError({
+            kind: frame.kind,
+            id: frame.id,
+            tag: frame.tag,
+            reason: codec.items !== undefined
               ? "this Rpc replies with a stream: call it as a stream"
               : "this Rpc replies once: call it with ask, not as a stream"
           })
