@@ -359,6 +359,10 @@ export const makeReceiver = (
       if (whole === undefined) return
       bytes = whole
     }
+    if (bytes[0] === Fragments.BINARY_ITEMS) {
+      const items = Fragments.decodeBinaryItems(bytes)
+      return items === undefined ? malformedFrames.unsafeUpdate(1, []) : onFrame(items)
+    }
     const frame = codec.decode(bytes)
     if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
     onFrame(frame.right)

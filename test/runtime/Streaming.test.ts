@@ -12,7 +12,15 @@ import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
-import { decodePiece, makeEncoder, type Piece, Reassembler, rejectedChunks } from "../../src/layers/internal/fragments.ts"
+import {
+  BINARY_ITEMS,
+  decodeBinaryItems,
+  decodePiece,
+  makeEncoder,
+  type Piece,
+  Reassembler,
+  rejectedChunks
+} from "../../src/layers/internal/fragments.ts"
 import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
 import { WINDOW } from "../../src/runtime/internal/streams.ts"
@@ -287,6 +295,66 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       for (const chunk of chunks) expect(small.accept(chunk)).toBeUndefined()
       expect(yield* count("too-large")).toBe(tooLargeBefore + 1)
       expect(small.heldBytes).toBe(0)
+    }))
+
+  it.effect("an Items frame of bytes travels in the binary layout, in pieces when large; anything else through the codec", () =>
+    Effect.gen(function*() {
+      const codec = mode === "json" ? Codec.jsonCodec : Codec.msgpackCodec
+      const limits = { chunkBytes: 1024, maxMessageBytes: 1024 * 1024, wireLimit: 1024 * 1024 }
+      const encode = makeEncoder(codec, limits)
+      const received: Array<Envelope> = []
+      const receive = Transport.makeReceiver(codec, limits, (frame) => received.push(frame))
+      const send = (frame: Envelope) => {
+        const wire = Either.getOrThrow(encode(frame, true))
+        for (const bytes of wire instanceof Uint8Array ? [wire] : wire) receive(bytes)
+        return wire
+      }
+      const bytesOf = (n: number, salt: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + salt) & 0xff)
+      const items: Envelope = {
+        _tag: "Items",
+        v: ProtocolVersion,
+        source: "node-é1",
+        requestId: 7,
+        seq: 3,
+        items: [bytesOf(10, 1), new Uint8Array(0), bytesOf(300, 2)],
+        upload: true,
+        end: true
+      }
+      const small = send(items)
+      expect(small instanceof Uint8Array && small[0]).toBe(BINARY_ITEMS)
+      const large = send({ ...items, seq: 4, upload: undefined, end: undefined, items: [bytesOf(5000, 3), bytesOf(20, 4)] })
+      expect(Array.isArray(large) && large.length).toBe(5)
+      const plain = (frame: Envelope | undefined) =>
+        frame?._tag === "Items" ? { ...frame, items: frame.items.map((item) => [...(item as Uint8Array)]) } : frame
+      expect(plain(received[0])).toEqual(plain(items))
+      expect(plain(received[1])).toEqual({
+        _tag: "Items",
+        v: ProtocolVersion,
+        source: "node-é1",
+        requestId: 7,
+        seq: 4,
+        items: [[...bytesOf(5000, 3)], [...bytesOf(20, 4)]]
+      })
+      // elements that are not bytes, or a failure, go through the codec (and still arrive)
+      const numbers = send({ ...items, seq: 5, items: [1, 2] })
+      expect(numbers instanceof Uint8Array && numbers[0]).not.toBe(BINARY_ITEMS)
+      const failed = send({ ...items, seq: 6, items: [], failure: "boom" })
+      expect(failed instanceof Uint8Array && failed[0]).not.toBe(BINARY_ITEMS)
+      expect(received.slice(2)).toMatchObject([{ seq: 5, items: [1, 2] }, { seq: 6, items: [], failure: "boom" }])
+      // malformed: cut short, a count beyond the bytes, another version; none is delivered
+      const whole = small as Uint8Array
+      expect(decodeBinaryItems(whole)).toBeDefined()
+      expect(decodeBinaryItems(whole.subarray(0, whole.byteLength - 1))).toBeUndefined()
+      const tooMany = whole.slice()
+      new DataView(tooMany.buffer).setUint32(4 + whole[3]! + 8, 1000)
+      expect(decodeBinaryItems(tooMany)).toBeUndefined()
+      const otherVersion = whole.slice()
+      otherVersion[1] = 99
+      expect(decodeBinaryItems(otherVersion)).toBeUndefined()
+      const before = yield* Metric.value(Transport.malformedFrames)
+      for (const bad of [whole.subarray(0, 20), tooMany, otherVersion]) receive(bad)
+      expect((yield* Metric.value(Transport.malformedFrames)).count).toBe(before.count + 3)
+      expect(received.length).toBe(4)
     }))
 
   it.effect("a frame just over a multiple of the chunk size ends in a slightly larger piece, not a tiny extra one", () =>

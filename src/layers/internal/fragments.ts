@@ -25,7 +25,7 @@
  */
 import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
-import { type ChunkFrame, type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
+import { type ChunkFrame, type Envelope, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
 
@@ -71,6 +71,86 @@ export interface Piece extends ChunkFrame {
 }
 
 const headOf = (source: Uint8Array) => 4 + source.byteLength + 12
+
+/**
+ * @internal the first byte of an `Items` frame whose elements are all bytes, in every codec:
+ *
+ *   0xC3 | version | flags (1 upload, 2 end) | source length | source (UTF-8) | request id (u32)
+ *        | seq (u32) | count (u32) | (length (u32) | bytes) × count
+ *
+ * The elements are copied once into the message and read back as views of it: no codec pass over
+ * bytes that only need carrying. 0xC3 (MessagePack's `true`) never starts a frame.
+ */
+export const BINARY_ITEMS = 0xc3
+
+const UPLOAD_FLAG = 1
+const END_FLAG = 2
+
+/** the elements of an `Items` frame that can travel in the binary layout, if it can */
+const binaryItemsOf = (frame: Envelope): ReadonlyArray<Uint8Array> | undefined => {
+  if (frame._tag !== "Items" || frame.failure !== undefined || frame.items.length === 0) return undefined
+  for (const item of frame.items) if (!(item instanceof Uint8Array)) return undefined
+  return frame.items as ReadonlyArray<Uint8Array>
+}
+
+/** @internal an `Items` frame of bytes in the binary layout (`source` at most 255 bytes of UTF-8) */
+export const encodeBinaryItems = (frame: ItemsFrame, source: Uint8Array, items: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let size = 4 + source.byteLength + 12 + 4 * items.length
+  for (const item of items) size += item.byteLength
+  const bytes = new Uint8Array(size)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  bytes[0] = BINARY_ITEMS
+  bytes[1] = ProtocolVersion
+  bytes[2] = (frame.upload === true ? UPLOAD_FLAG : 0) | (frame.end === true ? END_FLAG : 0)
+  bytes[3] = source.byteLength
+  bytes.set(source, 4)
+  let at = 4 + source.byteLength
+  view.setUint32(at, frame.requestId)
+  view.setUint32(at + 4, frame.seq)
+  view.setUint32(at + 8, items.length)
+  at += 12
+  for (const item of items) {
+    view.setUint32(at, item.byteLength)
+    bytes.set(item, at + 4)
+    at += 4 + item.byteLength
+  }
+  return bytes
+}
+
+/** @internal the `Items` frame in the binary layout (its elements views of `bytes`), or `undefined` when malformed */
+export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => {
+  if (bytes.byteLength < 16 || bytes[0] !== BINARY_ITEMS || bytes[1] !== ProtocolVersion || bytes[2]! > 3) {
+    return undefined
+  }
+  const flags = bytes[2]!
+  const sourceEnd = 4 + bytes[3]!
+  if (bytes.byteLength < sourceEnd + 12) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const requestId = view.getUint32(sourceEnd)
+  const seq = view.getUint32(sourceEnd + 4)
+  const count = view.getUint32(sourceEnd + 8)
+  if (count === 0 || count * 4 > bytes.byteLength - sourceEnd - 12) return undefined
+  const items: Array<Uint8Array> = []
+  let at = sourceEnd + 12
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.byteLength) return undefined
+    const length = view.getUint32(at)
+    if (at + 4 + length > bytes.byteLength) return undefined
+    items.push(bytes.subarray(at + 4, at + 4 + length))
+    at += 4 + length
+  }
+  if (at !== bytes.byteLength) return undefined
+  return {
+    _tag: "Items",
+    v: ProtocolVersion,
+    source: readSource(bytes, 4, sourceEnd),
+    requestId,
+    seq,
+    items,
+    ...((flags & UPLOAD_FLAG) !== 0 ? { upload: true } : {}),
+    ...((flags & END_FLAG) !== 0 ? { end: true } : {})
+  }
+}
 
 /** @internal one piece (header and body) in a buffer of its own */
 export const encodePiece = (
@@ -126,11 +206,25 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
   // a transport speaks for one node: its id is encoded once
   let lastSource = ""
   let lastSourceBytes = new Uint8Array(0)
+  let lastSourceWhole = true
+  const sourceOf = (source: string): Uint8Array => {
+    if (source !== lastSource) {
+      lastSource = source
+      const whole = textEncoder.encode(source)
+      lastSourceWhole = whole.byteLength <= 255
+      lastSourceBytes = whole.subarray(0, 255)
+    }
+    return lastSourceBytes
+  }
   return (
     frame: Envelope,
     fragmentable: boolean
   ): Either.Either<Uint8Array | ReadonlyArray<Uint8Array>, EncodeError | PayloadTooLarge> => {
-    const encoded = codec.encode(frame)
+    const items = binaryItemsOf(frame)
+    const source = sourceOf(frame.source)
+    const encoded = items !== undefined && lastSourceWhole
+      ? Either.right(encodeBinaryItems(frame as ItemsFrame, source, items))
+      : codec.encode(frame)
     if (Either.isLeft(encoded)) return encoded
     const bytes = encoded.right
     const size = bytes.byteLength
@@ -140,11 +234,6 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
       return size <= limits.wireLimit ? encoded : Either.left(new PayloadTooLarge({ size, limit: limits.wireLimit }))
     }
     const messageId = nextMessageId = (nextMessageId + 1) >>> 0
-    if (frame.source !== lastSource) {
-      lastSource = frame.source
-      lastSourceBytes = textEncoder.encode(frame.source).subarray(0, 255)
-    }
-    const source = lastSourceBytes
     const chunk = limits.chunkBytes
     // a frame just over a multiple of the chunk size (an element of 64 KiB and the frame around
     // it) ends in a slightly larger last piece rather than in one more tiny message
