@@ -72,6 +72,34 @@ export interface Piece extends ChunkFrame {
 
 const headOf = (source: Uint8Array) => 4 + source.byteLength + 12
 
+/** writes `parts` from `at` as (length (u32) | bytes) each */
+const writeLengthPrefixed = (bytes: Uint8Array, view: DataView, at: number, parts: ReadonlyArray<Uint8Array>): void => {
+  for (const part of parts) {
+    view.setUint32(at, part.byteLength)
+    bytes.set(part, at + 4)
+    at += 4 + part.byteLength
+  }
+}
+
+/** the `count` (length (u32) | bytes) parts from `at` to the very end of `bytes`, as views; `undefined` if they do not fit exactly */
+const readLengthPrefixed = (
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+  count: number
+): Array<Uint8Array> | undefined => {
+  if (count * 4 > bytes.byteLength - at) return undefined
+  const parts: Array<Uint8Array> = []
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.byteLength) return undefined
+    const length = view.getUint32(at)
+    if (at + 4 + length > bytes.byteLength) return undefined
+    parts.push(bytes.subarray(at + 4, at + 4 + length))
+    at += 4 + length
+  }
+  return at === bytes.byteLength ? parts : undefined
+}
+
 /**
  * @internal the first byte of an `Items` frame whose elements are all bytes, in every codec:
  *
@@ -104,16 +132,11 @@ export const encodeBinaryItems = (frame: ItemsFrame, source: Uint8Array, items: 
   bytes[2] = (frame.upload === true ? UPLOAD_FLAG : 0) | (frame.end === true ? END_FLAG : 0)
   bytes[3] = source.byteLength
   bytes.set(source, 4)
-  let at = 4 + source.byteLength
+  const at = 4 + source.byteLength
   view.setUint32(at, frame.requestId)
   view.setUint32(at + 4, frame.seq)
   view.setUint32(at + 8, items.length)
-  at += 12
-  for (const item of items) {
-    view.setUint32(at, item.byteLength)
-    bytes.set(item, at + 4)
-    at += 4 + item.byteLength
-  }
+  writeLengthPrefixed(bytes, view, at + 12, items)
   return bytes
 }
 
@@ -129,17 +152,8 @@ export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => 
   const requestId = view.getUint32(sourceEnd)
   const seq = view.getUint32(sourceEnd + 4)
   const count = view.getUint32(sourceEnd + 8)
-  if (count === 0 || count * 4 > bytes.byteLength - sourceEnd - 12) return undefined
-  const items: Array<Uint8Array> = []
-  let at = sourceEnd + 12
-  for (let i = 0; i < count; i++) {
-    if (at + 4 > bytes.byteLength) return undefined
-    const length = view.getUint32(at)
-    if (at + 4 + length > bytes.byteLength) return undefined
-    items.push(bytes.subarray(at + 4, at + 4 + length))
-    at += 4 + length
-  }
-  if (at !== bytes.byteLength) return undefined
+  const items = count === 0 ? undefined : readLengthPrefixed(bytes, view, sourceEnd + 12, count)
+  if (items === undefined) return undefined
   return {
     _tag: "Items",
     v: ProtocolVersion,
@@ -332,12 +346,7 @@ export const encodeBatch = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   bytes[0] = BATCH
   view.setUint32(1, frames.length)
-  let at = 5
-  for (const frame of frames) {
-    view.setUint32(at, frame.byteLength)
-    bytes.set(frame, at + 4)
-    at += 4 + frame.byteLength
-  }
+  writeLengthPrefixed(bytes, view, 5, frames)
   return bytes
 }
 
@@ -345,15 +354,5 @@ export const encodeBatch = (frames: ReadonlyArray<Uint8Array>): Uint8Array => {
 export const decodeBatch = (bytes: Uint8Array): ReadonlyArray<Uint8Array> | undefined => {
   if (bytes.byteLength < 5 || bytes[0] !== BATCH) return undefined
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const count = view.getUint32(1)
-  const frames: Array<Uint8Array> = []
-  let at = 5
-  for (let i = 0; i < count; i++) {
-    if (at + 4 > bytes.byteLength) return undefined
-    const length = view.getUint32(at)
-    if (at + 4 + length > bytes.byteLength) return undefined
-    frames.push(bytes.subarray(at + 4, at + 4 + length))
-    at += 4 + length
-  }
-  return at === bytes.byteLength ? frames : undefined
+  return readLengthPrefixed(bytes, view, 5, view.getUint32(1))
 }
