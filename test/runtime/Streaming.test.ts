@@ -335,6 +335,12 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
         seq: 4,
         items: [[...bytesOf(5000, 3)], [...bytesOf(20, 4)]]
       })
+      // many elements, their lengths and bytes crossing the pieces' boundaries anywhere
+      const many = Array.from({ length: 100 }, (_, i) => bytesOf(i, i))
+      const manyWire = send({ ...items, seq: 9, upload: undefined, end: undefined, items: many })
+      expect(Array.isArray(manyWire) && manyWire.length).toBeGreaterThan(4)
+      expect(plain(received.at(-1))).toMatchObject({ seq: 9, items: many.map((item) => [...item]) })
+      received.pop()
       // elements that are not bytes, or a failure, go through the codec (and still arrive)
       const numbers = send({ ...items, seq: 5, items: [1, 2] })
       expect(numbers instanceof Uint8Array && numbers[0]).not.toBe(BINARY_ITEMS)
