@@ -159,7 +159,7 @@ export const inMemory: Layer.Layer<Node | ActorSystem | Topic.TopicBus> = layerI
 /**
  * The options of `Secure.layer` under `Node.layerNats` (its namespace is the node's).
  *
- * @since 0.1.0
+ * @since 0.3.0
  * @category models
  */
 export type NatsSecureOptions = Omit<Secure.SecureOptions, "namespace">
@@ -184,7 +184,7 @@ export interface NatsNodeOptions extends NodeOptions {
 /**
  * What `Node.layerNats` provides (and, with `secure`, `Secure` as well).
  *
- * @since 0.1.0
+ * @since 0.3.0
  * @category models
  */
 export type NatsNodeServices = Node | ActorSystem | Topic.TopicBus | Discovery.Discovery
@@ -192,7 +192,7 @@ export type NatsNodeServices = Node | ActorSystem | Topic.TopicBus | Discovery.D
 /**
  * How building `Node.layerNats` can fail.
  *
- * @since 0.1.0
+ * @since 0.3.0
  * @category models
  */
 export type NatsNodeError = TransportError | Discovery.DiscoveryConfigError | Secure.SecureConfigError
