@@ -25,18 +25,41 @@ export const isValidSubject = (subject: string, allowWildcards: boolean): boolea
   return true
 }
 
-/** @since 0.1.0 */
+const STAR = 42 // "*"
+const GREATER = 62 // ">"
+
+/**
+ * Whether `subject` matches `pattern` (NATS wildcards: `*` one token, `>` one or more at the end).
+ * Walks both strings token by token without splitting them: it runs for every frame delivered in
+ * memory.
+ *
+ * @since 0.1.0
+ */
 export const matches = (pattern: string, subject: string): boolean => {
   if (pattern === subject) return true
-  const p = pattern.split(".")
-  const s = subject.split(".")
-  for (let i = 0; i < p.length; i++) {
-    const token = p[i]!
-    if (token === ">") return s.length > i
-    if (i >= s.length) return false
-    if (token !== "*" && token !== s[i]) return false
+  const patternLength = pattern.length
+  const subjectLength = subject.length
+  // the start of the current token in each (past the end: no token left)
+  let p = 0
+  let s = 0
+  while (p <= patternLength) {
+    let patternEnd = pattern.indexOf(".", p)
+    if (patternEnd < 0) patternEnd = patternLength
+    const wildcard = patternEnd - p === 1 ? pattern.charCodeAt(p) : 0
+    if (wildcard === GREATER) return s <= subjectLength
+    if (s > subjectLength) return false
+    let subjectEnd = subject.indexOf(".", s)
+    if (subjectEnd < 0) subjectEnd = subjectLength
+    if (wildcard !== STAR) {
+      if (patternEnd - p !== subjectEnd - s) return false
+      for (let i = 0; i < patternEnd - p; i++) {
+        if (pattern.charCodeAt(p + i) !== subject.charCodeAt(s + i)) return false
+      }
+    }
+    p = patternEnd + 1
+    s = subjectEnd + 1
   }
-  return p.length === s.length
+  return s > subjectLength
 }
 
 /**
