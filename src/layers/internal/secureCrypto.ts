@@ -101,14 +101,18 @@ export const sharedSecret = (own: KeyObject, peerPublic: Uint8Array): Buffer | u
 
 /** @internal length-prefixed concatenation: unambiguous transcripts */
 export const concat = (parts: ReadonlyArray<Uint8Array | string>): Buffer => {
-  const buffers: Array<Buffer> = []
-  for (const part of parts) {
-    const bytes = typeof part === "string" ? Buffer.from(part, "utf8") : Buffer.from(part.buffer, part.byteOffset, part.byteLength)
-    const length = Buffer.allocUnsafe(4)
-    length.writeUInt32BE(bytes.length)
-    buffers.push(length, bytes)
+  // one allocation: this runs for every coalesced batch of frames
+  let size = 0
+  const bytes = parts.map((part) => typeof part === "string" ? Buffer.from(part, "utf8") : part)
+  for (const part of bytes) size += 4 + part.byteLength
+  const out = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const part of bytes) {
+    out.writeUInt32BE(part.byteLength, at)
+    out.set(part, at + 4)
+    at += 4 + part.byteLength
   }
-  return Buffer.concat(buffers)
+  return out
 }
 
 /** @internal splits length-prefixed parts; undefined when malformed */
