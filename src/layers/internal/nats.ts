@@ -15,6 +15,7 @@ import type { Envelope } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
 import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
+import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import * as Subject from "../Subject.ts"
 
@@ -95,16 +96,8 @@ export const make = (
     // is kept); a batch never exceeds the chunk size, so it never travels in pieces
     const coalesce = options.coalesce ?? true
     const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
-    const batchReplies = new Map<number, ReadonlyArray<string>>()
-    let nextBatchId = 0
-    interface Batch {
-      readonly subject: string
-      readonly frames: Array<Uint8Array>
-      readonly replyTos: Array<string>
-      bytes: number
-    }
-    let open: Batch | undefined
-    let flushScheduled = false
+    const batchReplies = new BatchReplies(4096)
+    let open: Batch<undefined> | undefined
 
     const publishWire = (subject: string, bytes: Uint8Array, replyTo: string | undefined): TransportError | undefined => {
       try {
@@ -115,30 +108,23 @@ export const make = (
       }
     }
 
-    const flushBatch = (batch: Batch): void => {
+    const flushBatch = (batch: Batch<undefined>): void => {
       if (open === batch) open = undefined
       let error: TransportError | undefined
       if (batch.frames.length === 1) {
         error = publishWire(batch.subject, batch.frames[0]!, batch.replyTos[0])
       } else {
-        let replyTo: string | undefined
-        if (batch.replyTos.length > 0) {
-          const id = ++nextBatchId
-          if (batchReplies.size >= 4096) batchReplies.delete(batchReplies.keys().next().value!)
-          batchReplies.set(id, batch.replyTos)
-          replyTo = `${batchSlot}.${id}`
-        }
-        error = publishWire(batch.subject, encodeBatch(batch.frames), replyTo)
+        const id = batchReplies.track(batch.replyTos)
+        error = publishWire(batch.subject, encodeBatch(batch.frames), id === undefined ? undefined : `${batchSlot}.${id}`)
       }
       if (error !== undefined) {
         log(Effect.logWarning(`${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
       }
     }
 
-    const flushOpen = (): void => {
-      flushScheduled = false
+    const scheduleFlush = flushAfterMicrotasks(() => {
       if (open !== undefined) flushBatch(open)
-    }
+    })
 
     const unsafePublish = (
       subject: string,
@@ -157,17 +143,13 @@ export const make = (
           batch = undefined
         }
         if (batch === undefined) {
-          batch = { subject, frames: [], replyTos: [], bytes: 5 }
+          // the batch container's 5-byte header counts towards the chunk size
+          batch = new Batch(subject, undefined)
+          batch.bytes = 5
           open = batch
-          if (!flushScheduled) {
-            flushScheduled = true
-            // after the fibers already scheduled have run (Effect runs them in one microtask)
-            queueMicrotask(flushOpen)
-          }
+          scheduleFlush()
         }
-        batch.frames.push(wire)
-        batch.bytes += wire.byteLength + 4
-        if (replyTo !== undefined) batch.replyTos.push(replyTo)
+        batch.add(wire, replyTo)
         return undefined
       }
       // what is not batched keeps its order behind what is
@@ -188,10 +170,7 @@ export const make = (
             callback: (error, msg) => {
               if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
               const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
-              const replyTos = batchReplies.get(id)
-              if (replyTos === undefined) return
-              batchReplies.delete(id)
-              for (const replyTo of replyTos) noRespondersTo(replyTo)
+              for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
             }
           }),
         catch: (error) => new TransportError({ reason: `subscribe to ${batchSlot} failed: ${causeOf(error)}` })

@@ -38,6 +38,7 @@ import type { CodecShape } from "../Codec.ts"
 import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
 import { DEFAULT_CHUNK_BYTES, type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
+import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import * as C from "./secureCrypto.ts"
 
 // ---- identity --------------------------------------------------------------------------------
@@ -360,17 +361,9 @@ export const make = (
 
     // ---- coalescing: one sealing (and one NATS message) for the frames of one subject in one
     // event-loop turn; each batch is flushed in the order it was opened
-    interface Batch {
-      readonly subject: string
-      readonly sealer: Session | GroupKey
-      readonly frames: Array<Uint8Array>
-      readonly replyTos: Array<string>
-      bytes: number
-    }
-    let batches = new Map<string, Batch>()
-    let flushScheduled = false
-    let nextBatchId = 0
-    const batchReplies = new Map<number, ReadonlyArray<string>>()
+    // a batch is sealed with one key: its `key` is the sealer
+    let batches = new Map<string, Batch<Session | GroupKey>>()
+    const batchReplies = new BatchReplies(MAX_TRACKED_BATCHES)
     const coalesce = config.coalesce ?? inner.name.startsWith("nats")
 
     const emit = (
@@ -385,50 +378,39 @@ export const make = (
         return inner.unsafePublish(subject, sealOne(subject, sealer, plaintext, false), publishOptions(subject, replyTo))
       }
       let batch = batches.get(subject)
-      if (batch !== undefined && (batch.sealer !== sealer || batch.frames.length >= MAX_BATCH_FRAMES || batch.bytes + plaintext.byteLength > MAX_BATCH_BYTES)) {
+      if (batch !== undefined && (batch.key !== sealer || batch.frames.length >= MAX_BATCH_FRAMES || batch.bytes + plaintext.byteLength > MAX_BATCH_BYTES)) {
         flushBatch(batch)
         batch = undefined
       }
       if (batch === undefined) {
-        batch = { subject, sealer, frames: [], replyTos: [], bytes: 0 }
+        batch = new Batch(subject, sealer)
         batches.set(subject, batch)
-        if (!flushScheduled) {
-          flushScheduled = true
-          // after the fibers already scheduled have run (Effect runs them in one microtask)
-          queueMicrotask(flushAll)
-        }
+        scheduleFlush()
       }
-      batch.frames.push(plaintext)
-      batch.bytes += plaintext.byteLength + 4
-      if (replyTo !== undefined) batch.replyTos.push(replyTo)
+      batch.add(plaintext, replyTo)
       return undefined
     }
 
-    const flushBatch = (batch: Batch): void => {
+    const flushBatch = (batch: Batch<Session | GroupKey>): void => {
       batches.delete(batch.subject)
       let error: TransportError | EncodeError | PayloadTooLarge | undefined
       if (batch.frames.length === 1) {
         const replyTo = batch.replyTos[0]
-        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.sealer, batch.frames[0]!, false), publishOptions(batch.subject, replyTo))
+        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.key, batch.frames[0]!, false), publishOptions(batch.subject, replyTo))
       } else {
-        let replyTo: string | undefined
-        if (batch.replyTos.length > 0) {
-          const id = ++nextBatchId
-          if (batchReplies.size >= MAX_TRACKED_BATCHES) batchReplies.delete(batchReplies.keys().next().value!)
-          batchReplies.set(id, batch.replyTos)
-          replyTo = `node.${self}.hb.${id}`
-        }
-        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.sealer, C.concat(batch.frames), true), publishOptions(batch.subject, replyTo))
+        const id = batchReplies.track(batch.replyTos)
+        const replyTo = id === undefined ? undefined : `node.${self}.hb.${id}`
+        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.key, C.concat(batch.frames), true), publishOptions(batch.subject, replyTo))
       }
       if (error !== undefined) fork(Effect.logWarning(`secure: ${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
     }
 
     const flushAll = (): void => {
-      flushScheduled = false
       const open = batches
       batches = new Map()
       for (const batch of open.values()) flushBatch(batch)
     }
+    const scheduleFlush = flushAfterMicrotasks(flushAll)
 
     /** as NATS would have said of each frame: nobody is listening there */
     const noRespondersTo = (replyTo: string): void => {
@@ -994,10 +976,7 @@ export const make = (
           yield* inner.subscribe(`node.${self}.hb.*`, () => {}, {
             onNoResponders: (slot) => {
               const id = Number(slot.slice(slot.lastIndexOf(".") + 1))
-              const replyTos = batchReplies.get(id)
-              if (replyTos === undefined) return
-              batchReplies.delete(id)
-              for (const replyTo of replyTos) noRespondersTo(replyTo)
+              for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
             }
           })
           yield* Effect.addFinalizer(() =>
