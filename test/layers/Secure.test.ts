@@ -63,6 +63,16 @@ const secureNode = (
     Layer.orDie
   ))
 
+/** a probe host and a caller with no kinds, both trusting any key, on a fresh network */
+const probeHostAndCaller = Effect.gen(function*() {
+  const net = yield* makeNet
+  const trust = "any" as const
+  const state = makeProbeState()
+  const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust })
+  const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+  return { caller, host, net }
+})
+
 /** A node without `Secure` on the same network. */
 const plainNode = (net: Net, kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>, name: string) =>
   Layer.build(kinds.pipe(
@@ -213,11 +223,7 @@ describe("secure sessions in memory", () => {
 
   it.scoped("a tampered frame, a replay and a plaintext frame are rejected, counted, and never reach the actor", () =>
     Effect.gen(function*() {
-      const net = yield* makeNet
-      const trust = "any" as const
-      const state = makeProbeState()
-      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const { caller, host, net } = yield* probeHostAndCaller
       const evil = attacker(net)
       const sealed: Array<SealedFrame> = []
       yield* evil.subscribe(`node.${nodeIdOf(host)}`, (frame) => {
@@ -282,11 +288,7 @@ describe("secure sessions in memory", () => {
 
   it.scoped("frames reordered within the window are accepted; older ones are rejected", () =>
     Effect.gen(function*() {
-      const net = yield* makeNet
-      const trust = "any" as const
-      const state = makeProbeState()
-      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const { caller, host, net } = yield* probeHostAndCaller
       const subject = `node.${nodeIdOf(host)}`
       // the attacker withholds frames, then delivers them late
       const held: Array<SealedFrame> = []
