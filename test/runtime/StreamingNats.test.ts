@@ -40,15 +40,18 @@ const childNode = (codec: "json" | "msgpack", namespace: string) =>
     (child) => Effect.promise(() => child.stop())
   )
 
-const callerNode = (codec: "json" | "msgpack", namespace: string) =>
-  natsCaller({ url: server.url, namespace, codec, heartbeat: "1 second" })
+/** a MessagePack caller node in `namespace`, once the child serves `kind` there */
+const callerNode = (namespace: string, kind: string) =>
+  Effect.tap(
+    natsCaller({ url: server.url, namespace, codec: "msgpack", heartbeat: "1 second" }),
+    (caller) => Effect.provide(Discovery.awaitServing(kind, { timeout: "10 seconds" }), caller)
+  )
 
 describe("streams across processes over NATS (msgpack)", () => {
   it.live("64 MiB each way, intact, with the remote process's live memory growing by less than 64 MiB", () =>
     Effect.gen(function*() {
       yield* childNode("msgpack", "stream-1")
-      const caller = yield* callerNode("msgpack", "stream-1")
-      yield* Effect.provide(Discovery.awaitServing("Streamer", { timeout: "10 seconds" }), caller)
+      const caller = yield* callerNode("stream-1", "Streamer")
       const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("big")
       const size = 64 * MiB
       const before = yield* streamer.Memory()
@@ -82,8 +85,7 @@ describe("streams across processes over NATS (msgpack)", () => {
   it.live("a consumer that stops early interrupts the producer in the other process", () =>
     Effect.gen(function*() {
       const child = yield* childNode("msgpack", "stream-2")
-      const caller = yield* callerNode("msgpack", "stream-2")
-      yield* Effect.provide(Discovery.awaitServing("StreamerService", { timeout: "10 seconds" }), caller)
+      const caller = yield* callerNode("stream-2", "StreamerService")
       const service = yield* Effect.provide(Actor.client(StreamerService), caller)
       const first = yield* Stream.runCollect(Stream.take(service.Forever(), 100))
       expect(first.length).toBe(100)
@@ -94,8 +96,7 @@ describe("streams across processes over NATS (msgpack)", () => {
   it.live("an upload interrupted by its caller interrupts the handler in the other process", () =>
     Effect.gen(function*() {
       yield* childNode("msgpack", "stream-3")
-      const caller = yield* callerNode("msgpack", "stream-3")
-      yield* Effect.provide(Discovery.awaitServing("Streamer", { timeout: "10 seconds" }), caller)
+      const caller = yield* callerNode("stream-3", "Streamer")
       const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("up")
       let sent = 0
       const data = Stream.iterate(0, (n) => n + 1).pipe(
