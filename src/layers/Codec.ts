@@ -15,6 +15,7 @@ import * as SchemaAST from "effect/SchemaAST"
 import { Packr } from "msgpackr"
 import { Envelope, ProtocolVersion } from "../schema/Envelope.ts"
 import { DecodeError, EncodeError } from "../schema/Errors.ts"
+import { base64Of } from "./internal/binary.ts"
 
 /**
  * @since 0.1.0
@@ -280,11 +281,8 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
 const BINARY = "$troupe.b64"
 
 const jsonReplacer = function(this: unknown, key: string, value: unknown): unknown {
-  // a Buffer has been through its `toJSON` already: the holder still has the original
-  const original = (this as Record<string, unknown>)[key]
-  if (original instanceof Uint8Array) {
-    return { [BINARY]: Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString("base64") }
-  }
+  const base64 = base64Of(this, key, value)
+  if (base64 !== undefined) return { [BINARY]: base64 }
   if (typeof value === "bigint") throw new TypeError("JSON cannot carry a bigint: use a Schema that encodes it")
   return value
 }

@@ -9,13 +9,10 @@
  * @internal
  */
 import type * as AST from "effect/SchemaAST"
+import { base64Of } from "../../layers/internal/binary.ts"
 
 function binaryAsBase64(this: unknown, key: string, value: unknown): unknown {
-  // `value` has been through `toJSON` already; the holder still has the original
-  const original = (this as Record<string, unknown>)[key]
-  return original instanceof Uint8Array
-    ? Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString("base64")
-    : value
+  return base64Of(this, key, value) ?? value
 }
 
 /** @internal JSON text of a value (`undefined` as `null`), binary as base64 (standard alphabet, padded) */
