@@ -140,31 +140,25 @@ export class Inbox {
     }
     if (this.head < this.frames.length) {
       const end = Math.min(this.frames.length, this.head + MAX_FRAMES_PER_PULL)
-      // the decoded arrays may be the producer's own (zero-copy): joined into a new one, never pushed to
-      let elements: ReadonlyArray<unknown> | undefined
+      const parts: Array<ReadonlyArray<unknown>> = []
       for (; this.head < end; this.head++) {
-        const items = this.frames[this.head]!
-        this.frames[this.head] = undefined as never
-        this.handedOut++
-        const decoded = this.decode(items)
+        const decoded = this.decode(this.frames[this.head]!)
         if (Either.isLeft(decoded)) {
-          if (elements !== undefined) {
-            // the elements before it first; this frame fails the next pull
-            this.frames[this.head] = items
-            this.handedOut--
-            break
-          }
-          this.head++
+          // the elements before it first; this frame fails the next pull
+          if (parts.length > 0) break
           this.fail(decoded.left)
           return Effect.fail(Option.some(decoded.left))
         }
-        elements = elements === undefined ? decoded.right : elements.concat(decoded.right)
+        this.frames[this.head] = undefined as never
+        this.handedOut++
+        parts.push(decoded.right)
       }
       if (this.head > 64 && this.head * 2 > this.frames.length) {
         this.frames.splice(0, this.head)
         this.head = 0
       }
-      return Effect.succeed(Chunk.unsafeFromArray(elements as Array<unknown>))
+      // the decoded arrays may be the producer's own (zero-copy): joined into a new one, never written to
+      return Effect.succeed(Chunk.unsafeFromArray((parts.length === 1 ? parts[0]! : parts.flat()) as Array<unknown>))
     }
     const outcome = this.outcome
     if (outcome === undefined) return undefined
