@@ -221,6 +221,47 @@ describe("secure sessions in memory", () => {
       expect(seen.some((bytes) => contains(bytes, Buffer.from("Whoami")))).toBe(false)
     }))
 
+  it.scoped("a service request replayed on the service's subject or on either member's reaches no handler", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const trust = "any" as const
+      const states = [makeProbeState(), makeProbeState()]
+      const members = [
+        yield* secureNode(net, probeServiceLayer(states[0]!, { label: "s0" }), { name: "s0", identity: yield* Secure.generateIdentity, trust }),
+        yield* secureNode(net, probeServiceLayer(states[1]!, { label: "s1" }), { name: "s1", identity: yield* Secure.generateIdentity, trust })
+      ]
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const evil = attacker(net)
+      const sealed: Array<{ readonly subject: string; readonly frame: SealedFrame }> = []
+      const memberSubjects = members.map((m) => `node.${nodeIdOf(m)}`)
+      for (const subject of ["actor.>", ...memberSubjects]) {
+        yield* evil.subscribe(subject, (frame) => {
+          if (frame._tag === "Sealed" && frame.source === nodeIdOf(caller)) sealed.push({ subject, frame })
+        })
+      }
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      const served = new Set<string>()
+      for (let i = 0; i < 6; i++) served.add(yield* service.Whoami())
+      yield* service.Track({ n: 1 })
+      expect([...served].sort()).toEqual(["s0", "s1"])
+      expect(states.map((s) => s.order)).toContainEqual([1])
+      // nothing sealed goes to the service's shared subject: each request went to the member the
+      // caller chose, over their pairwise session
+      expect(sealed.filter((s) => s.subject === "actor.>")).toEqual([])
+      expect(sealed.length).toBeGreaterThanOrEqual(7)
+      const rejectedBefore = members.map((m) => Object.values(secureOf(m).stats().rejected).reduce((a, b) => a + b, 0))
+      // every captured frame, replayed on the service's subject and on both members' subjects
+      const captured = sealed.map((s) => s.frame)
+      for (const frame of captured) {
+        for (const subject of ["actor.ProbeService", ...memberSubjects]) yield* evil.publish(subject, frame)
+      }
+      const rejectedAfter = members.map((m) => Object.values(secureOf(m).stats().rejected).reduce((a, b) => a + b, 0))
+      // each copy reached one member and was rejected there (a replay for its receiver, a session
+      // the other does not know)
+      expect(rejectedAfter[0]! - rejectedBefore[0]! + rejectedAfter[1]! - rejectedBefore[1]!).toBe(3 * captured.length)
+      expect(states.map((s) => s.order.length).reduce((a, b) => a + b, 0)).toBe(1)
+    }))
+
   it.scoped("a tampered frame, a replay and a plaintext frame are rejected, counted, and never reach the actor", () =>
     Effect.gen(function*() {
       const { caller, host, net } = yield* probeHostAndCaller

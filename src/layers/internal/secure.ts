@@ -37,7 +37,7 @@ import { type EncodeError, HandshakeError, type PayloadTooLarge, TransportError,
 import type { CodecShape } from "../Codec.ts"
 import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
-import { DEFAULT_CHUNK_BYTES, type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
+import { type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import * as C from "./secureCrypto.ts"
 
@@ -477,14 +477,16 @@ export const make = (
         if (peer.initiating === undefined && dueForRekey(session.sent, session.establishedAt)) initiate(peer)
         return sendPairwise(peer, session, frame, options)
       }
-      const encoded = codec.encode(frame)
-      if (Either.isLeft(encoded)) return encoded.left
       const fragmentTo = options?.fragmentTo
-      if (fragmentTo !== undefined && fragmentTo !== subject && encoded.right.byteLength > DEFAULT_CHUNK_BYTES) {
-        // too large for one message on a shared subject (a queue group would scatter its pieces):
-        // it goes to the one node the caller named, over their pairwise session
+      if (fragmentTo !== undefined && fragmentTo !== subject && directPeer(fragmentTo) !== undefined) {
+        // a frame for a shared subject (a service's queue group) whose caller named one member
+        // goes to that member over their pairwise session. Sealed with the group key, a copy
+        // replayed on the shared subject could reach another member, whose replay window never
+        // saw its counter; a pairwise session has one receiver, which sees every counter
         return unsafePublish(fragmentTo, frame, options)
       }
+      const encoded = codec.encode(frame)
+      if (Either.isLeft(encoded)) return encoded.left
       if (dueForRekey(groupKey.sent, groupKey.createdAt)) rotateGroupKey()
       return emit(subject, groupKey, encoded.right, options?.replyTo)
     }
