@@ -35,6 +35,11 @@ export interface SubscribeOptions {
    * `replyTo` reached no subscriber at all (NATS "no responders")
    */
   readonly onNoResponders?: ((subject: string) => void) | undefined
+  /**
+   * called when a frame published with a `replyTo` arrived larger than this transport's
+   * `maxMessageBytes` and was dropped, so that its sender can be told rather than left waiting
+   */
+  readonly onTooLarge?: ((error: PayloadTooLarge, replyTo: string) => void) | undefined
 }
 
 /**
@@ -131,7 +136,8 @@ export const malformedFrames = Metric.counter("troupe_malformed_frames", {
 interface Subscription {
   readonly subject: string
   readonly queue: string | undefined
-  readonly deliver: (frame: Envelope | Uint8Array) => void
+  /** `replyTo` is the logical reply subject the frame was published with, if any */
+  readonly deliver: (frame: Envelope | Uint8Array, replyTo?: string) => void
   readonly onNoResponders: ((subject: string) => void) | undefined
 }
 
@@ -163,7 +169,7 @@ export class InMemoryNetwork {
    * subscriptions of `replyTo` (NATS "no responders").
    */
   routeWithReply(subject: string, frame: Envelope | Uint8Array, replyTo: string | undefined, prefix: string): void {
-    if (this.route(subject, frame) > 0 || replyTo === undefined) return
+    if (this.route(subject, frame, replyTo) > 0 || replyTo === undefined) return
     const full = prefix + replyTo
     for (const sub of [...(this.exact.get(full) ?? []), ...this.wildcard]) {
       if (sub.onNoResponders !== undefined && Subject.matches(sub.subject, full)) sub.onNoResponders(replyTo)
@@ -171,7 +177,7 @@ export class InMemoryNetwork {
   }
 
   /** @internal returns the number of subscriptions the frame was handed to */
-  route(subject: string, frame: Envelope | Uint8Array): number {
+  route(subject: string, frame: Envelope | Uint8Array, replyTo?: string): number {
     const direct = this.exact.get(subject)
     // copies: a delivery may subscribe or unsubscribe synchronously
     const matching: Array<Subscription> = direct === undefined ? [] : direct.slice()
@@ -179,7 +185,7 @@ export class InMemoryNetwork {
     const receivers = matching.length === 1 && matching[0]!.queue === undefined
       ? matching
       : this.fanOut.select(matching, subject, (sub) => sub.queue)
-    for (const sub of receivers) sub.deliver(frame)
+    for (const sub of receivers) sub.deliver(frame, replyTo)
     return receivers.length
   }
 
@@ -238,7 +244,7 @@ const subscribeWith = (
   network: InMemoryNetwork,
   prefix: string,
   subject: string,
-  deliver: (frame: Envelope | Uint8Array) => void,
+  deliver: (frame: Envelope | Uint8Array, replyTo?: string) => void,
   options: SubscribeOptions | undefined
 ): Effect.Effect<void, TransportError, Scope.Scope> =>
   Subject.isValidSubject(subject, true)
@@ -310,8 +316,8 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
       Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
     unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) => {
-      const receive = makeReceiver(codec, limits, onFrame)
-      return subscribeWith(network, prefix, subject, (bytes) => receive(bytes as Uint8Array), subscribeOptions)
+      const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge)
+      return subscribeWith(network, prefix, subject, (bytes, replyTo) => receive(bytes as Uint8Array, replyTo), subscribeOptions)
     },
     watch: () => Effect.void
   }
@@ -340,11 +346,20 @@ export const resolveLimits = (
 export const makeReceiver = (
   codec: CodecShape,
   limits: Fragments.FragmentLimits,
-  onFrame: (frame: Envelope) => void
+  onFrame: (frame: Envelope) => void,
+  onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void
 ) => {
   let reassembler: Fragments.Reassembler | undefined
-  const receive = (bytes: Uint8Array): void => {
-    if (bytes.byteLength > limits.maxMessageBytes) return malformedFrames.unsafeUpdate(1, [])
+  const tooLarge = (size: number, replyTo: string | undefined): void => {
+    if (onTooLarge !== undefined && replyTo !== undefined) {
+      onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
+    }
+  }
+  const receive = (bytes: Uint8Array, replyTo?: string): void => {
+    if (bytes.byteLength > limits.maxMessageBytes) {
+      malformedFrames.unsafeUpdate(1, [])
+      return tooLarge(bytes.byteLength, replyTo)
+    }
     if (bytes[0] === Fragments.BATCH) {
       const frames = Fragments.decodeBatch(bytes)
       if (frames === undefined) return malformedFrames.unsafeUpdate(1, [])
@@ -355,6 +370,8 @@ export const makeReceiver = (
       const piece = Fragments.decodePiece(bytes)
       if (piece === undefined) return malformedFrames.unsafeUpdate(1, [])
       reassembler ??= new Fragments.Reassembler(limits.maxMessageBytes)
+      // the first piece tells the size of the whole: the sender hears at once if it is too large
+      if (piece.seq === 0 && piece.total > limits.maxMessageBytes) tooLarge(piece.total, replyTo)
       const whole = reassembler.accept(piece)
       if (whole === undefined) return
       bytes = whole

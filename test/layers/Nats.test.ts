@@ -163,6 +163,25 @@ describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
       expect(yield* probe.Echo({ data: [1, 2] })).toEqual([1, 2])
     }).pipe(Effect.scoped))
 
+  it.live("a request over the receiver's smaller limit fails with PayloadTooLarge from the receiver, not a timeout", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const state = makeProbeState()
+      yield* natsNode(server.url, codec, registry, probeLayer(state), { name: "host", maxMessageBytes: 256 * 1024 })
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, {
+        name: "caller",
+        maxMessageBytes: 1024 * 1024
+      })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+      const data = Array.from({ length: 100_000 }, (_, i) => i * 1.5) // > 256 KiB, < 1 MiB in both codecs
+      // were the receiver silent, this ask would end in AskTimeout after 20 s
+      const error = yield* Effect.flip(probe.Echo({ data }, { timeout: "20 seconds" }))
+      expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 256 * 1024 })
+      expect((error as { readonly size: number }).size).toBeGreaterThan(256 * 1024)
+      expect(state.builds).toBe(0)
+      expect(yield* probe.Echo({ data: [1, 2] })).toEqual([1, 2])
+    }).pipe(Effect.scoped))
+
   it.live("two namespaces on one server do not see each other", () =>
     Effect.gen(function*() {
       const registry = yield* Discovery.makeRegistry

@@ -29,8 +29,9 @@ export const make = (
   makeReceiver: (
     codec: CodecShape,
     limits: FragmentLimits,
-    onFrame: (frame: Envelope) => void
-  ) => (bytes: Uint8Array) => void
+    onFrame: (frame: Envelope) => void,
+    onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined
+  ) => (bytes: Uint8Array, replyTo?: string) => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const namespace = options.namespace ?? "default"
@@ -187,7 +188,7 @@ export const make = (
         return Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
       }
       const onNoResponders = subscribeOptions?.onNoResponders
-      const receive = makeReceiver(codec, limits, onFrame)
+      const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge)
       const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
       const callback = (error: Error | null, msg: Msg) => {
         if (error !== null) {
@@ -202,7 +203,8 @@ export const make = (
           }
           return
         }
-        receive(data)
+        const reply = msg.reply
+        receive(data, reply !== undefined && reply.startsWith(prefix) ? reply.slice(prefix.length) : undefined)
       }
       return Effect.acquireRelease(
         Effect.try({

@@ -40,6 +40,7 @@ import {
   EncodeError,
   MailboxFull,
   NoAvailableNode,
+  type PayloadTooLarge,
   StreamError,
   type TellError,
   TransportError
@@ -136,6 +137,9 @@ type Route =
 
 const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
   exit._tag === "Success" ? Exit.succeed(exit.value) : Exit.fail(exit.error)
+
+/** the reply slot of a remote ask or stream: `node.<caller>.nr.<requestId>` */
+const REPLY_SLOT = /^node\.([^.*>]+)\.nr\.(\d+)$/
 
 /** names a node the sender found unreachable (NATS "no responders" on its direct subject) */
 const UNREACHABLE_HEADER = "troupe-unreachable"
@@ -974,7 +978,25 @@ export const make = (
 
     // ---- membership and lifecycle ------------------------------------------------------------
 
-    yield* transport.subscribe(`node.${nodeId}`, onFrame)
+    /**
+     * A request that arrived too large for this node was dropped by the transport: its caller
+     * (whose reply slot is `node.<caller>.nr.<requestId>`) gets `PayloadTooLarge` at once
+     * rather than waiting for its timeout.
+     */
+    const onTooLarge = (error: PayloadTooLarge, replyTo: string): void => {
+      const slot = REPLY_SLOT.exec(replyTo)
+      if (slot === null) return
+      const out: ExitFrame = {
+        _tag: "Exit",
+        v: ProtocolVersion,
+        source: nodeId,
+        requestId: Number(slot[2]),
+        exit: { _tag: "Error", error }
+      }
+      send(`node.${slot[1]}`, out)
+    }
+
+    yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge })
     // "no responders" for a request arrives on its reply slot, at once
     yield* transport.subscribe(`${noRespondersPrefix}*`, () => {}, {
       onNoResponders: (subject) => {
@@ -1072,7 +1094,7 @@ export const make = (
         if (managers.has(kind)) return yield* Effect.dieMessage(`kind "${kind}" is already hosted on node ${nodeId}`)
         const manager = new EntityManager(entity, { nodeId, runtime: yield* Effect.runtime<never>(), clock })
         managers.set(kind, manager)
-        yield* Effect.orDie(transport.subscribe(`actor.${kind}`, onFrame, { queue: kind }))
+        yield* Effect.orDie(transport.subscribe(`actor.${kind}`, onFrame, { queue: kind, onTooLarge }))
         yield* Effect.orDie(transport.subscribe(`interrupt.${kind}`, onFrame))
         yield* discovery.update(nodeId, { kinds: [...managers.keys()] })
         yield* Effect.addFinalizer(() =>
