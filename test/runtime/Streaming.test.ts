@@ -16,6 +16,7 @@ import {
   BINARY_ITEMS,
   decodeBinaryItems,
   decodePiece,
+  encodeBinaryItems,
   makeEncoder,
   type Piece,
   Reassembler,
@@ -24,7 +25,7 @@ import {
 import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
 import { WINDOW } from "../../src/runtime/internal/streams.ts"
-import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
+import { type Envelope, type ItemsFrame, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { StreamError } from "../../src/schema/Errors.ts"
 import { awaitSleeps, eventually } from "../fixtures/clock.ts"
 import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
@@ -399,6 +400,24 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       expect(wellOverPieces.length).toBe(4)
       for (const piece of wellOverPieces) expect(piece.body.byteLength).toBeLessThanOrEqual(chunkBytes)
       expect(Either.getOrThrow(codec.decode(joined(wellOverPieces)!))).toMatchObject({ body: wellOver.body })
+    }))
+
+  it.effect("bytes elements written straight into pieces join to exactly their binary layout, for any chunk size", () =>
+    Effect.sync(() => {
+      const codec = mode === "json" ? Codec.jsonCodec : Codec.msgpackCodec
+      // element sizes that straddle piece boundaries, including an empty element
+      const items = [1000, 0, 4095, 4097, 1, 9000].map((n, k) => new Uint8Array(n).map((_, i) => (i * 7 + k) & 0xff))
+      const frame: ItemsFrame = { _tag: "Items", v: ProtocolVersion, source: "node-7", requestId: 9, seq: 3, items, end: true }
+      const whole = encodeBinaryItems(frame, new TextEncoder().encode("node-7"), items)
+      for (const chunkBytes of [256, 1000, 4096, 8192]) {
+        const encode = makeEncoder(codec, { chunkBytes, maxMessageBytes: 1024 * 1024, wireLimit: 1024 * 1024 })
+        const encoded = Either.getOrThrow(encode(frame, true))
+        if (encoded instanceof Uint8Array) return expect.unreachable("expected pieces")
+        const reassembler = new Reassembler(1024 * 1024)
+        const joined = encoded.map((bytes) => reassembler.accept(decodePiece(bytes)!)).find((x) => x !== undefined)
+        expect(joined).toEqual(whole)
+        expect(decodeBinaryItems(joined!)?.items).toEqual(items)
+      }
     }))
 })
 

@@ -121,22 +121,32 @@ const binaryItemsOf = (frame: Envelope): ReadonlyArray<Uint8Array> | undefined =
   return frame.items as ReadonlyArray<Uint8Array>
 }
 
-/** @internal an `Items` frame of bytes in the binary layout (`source` at most 255 bytes of UTF-8) */
-export const encodeBinaryItems = (frame: ItemsFrame, source: Uint8Array, items: ReadonlyArray<Uint8Array>): Uint8Array => {
+/** the size of the binary layout of `items` */
+const binaryItemsSize = (source: Uint8Array, items: ReadonlyArray<Uint8Array>): number => {
   let size = 4 + source.byteLength + 12 + 4 * items.length
   for (const item of items) size += item.byteLength
-  const bytes = new Uint8Array(size)
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  bytes[0] = BINARY_ITEMS
-  bytes[1] = ProtocolVersion
-  bytes[2] = (frame.upload === true ? UPLOAD_FLAG : 0) | (frame.end === true ? END_FLAG : 0)
-  bytes[3] = source.byteLength
-  bytes.set(source, 4)
-  const at = 4 + source.byteLength
+  return size
+}
+
+/** writes the head of the binary layout (up to the first element's length) into `bytes` at `at` */
+const writeBinaryItemsHead = (bytes: Uint8Array, view: DataView, at: number, frame: ItemsFrame, source: Uint8Array, count: number): number => {
+  bytes[at] = BINARY_ITEMS
+  bytes[at + 1] = ProtocolVersion
+  bytes[at + 2] = (frame.upload === true ? UPLOAD_FLAG : 0) | (frame.end === true ? END_FLAG : 0)
+  bytes[at + 3] = source.byteLength
+  bytes.set(source, at + 4)
+  at += 4 + source.byteLength
   view.setUint32(at, frame.requestId)
   view.setUint32(at + 4, frame.seq)
-  view.setUint32(at + 8, items.length)
-  writeLengthPrefixed(bytes, view, at + 12, items)
+  view.setUint32(at + 8, count)
+  return at + 12
+}
+
+/** @internal an `Items` frame of bytes in the binary layout (`source` at most 255 bytes of UTF-8) */
+export const encodeBinaryItems = (frame: ItemsFrame, source: Uint8Array, items: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const bytes = new Uint8Array(binaryItemsSize(source, items))
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  writeLengthPrefixed(bytes, view, writeBinaryItemsHead(bytes, view, 0, frame, source, items.length), items)
   return bytes
 }
 
@@ -166,28 +176,80 @@ export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => 
   }
 }
 
-/** @internal one piece (header and body) in a buffer of its own */
-export const encodePiece = (
-  source: Uint8Array,
-  messageId: number,
-  seq: number,
-  total: number,
-  last: boolean,
-  body: Uint8Array
-): Uint8Array => {
-  const head = headOf(source)
-  const bytes = new Uint8Array(head + body.byteLength)
-  bytes[0] = PIECE
-  bytes[1] = ProtocolVersion
-  bytes[2] = last ? 1 : 0
-  bytes[3] = source.byteLength
-  bytes.set(source, 4)
-  const view = new DataView(bytes.buffer, bytes.byteOffset + 4 + source.byteLength, 12)
-  view.setUint32(0, messageId)
-  view.setUint32(4, seq)
-  view.setUint32(8, total)
-  bytes.set(body, head)
-  return bytes
+/**
+ * The pieces of one frame of `size` bytes, laid out back to back in one buffer (each its head,
+ * then its share of the frame), and filled in order as the frame is written: a frame's bytes go
+ * straight into its pieces, with no whole copy of the frame in between and one allocation for
+ * all of them.
+ */
+class PieceWriter {
+  private readonly slab: Uint8Array
+  private readonly head: number
+  private written = 0
+
+  constructor(
+    source: Uint8Array,
+    messageId: number,
+    private readonly size: number,
+    private readonly chunk: number,
+    private readonly count: number
+  ) {
+    const head = this.head = headOf(source)
+    const slab = this.slab = new Uint8Array(size + count * head)
+    const view = new DataView(slab.buffer, slab.byteOffset, slab.byteLength)
+    for (let seq = 0; seq < count; seq++) {
+      const at = seq * (chunk + head)
+      slab[at] = PIECE
+      slab[at + 1] = ProtocolVersion
+      slab[at + 2] = seq === count - 1 ? 1 : 0
+      slab[at + 3] = source.byteLength
+      slab.set(source, at + 4)
+      view.setUint32(at + 4 + source.byteLength, messageId)
+      view.setUint32(at + 8 + source.byteLength, seq)
+      view.setUint32(at + 12 + source.byteLength, size)
+    }
+  }
+
+  /** the next bytes of the frame */
+  write(bytes: Uint8Array): void {
+    let from = 0
+    while (from < bytes.byteLength) {
+      const at = this.written
+      const seq = Math.min(Math.floor(at / this.chunk), this.count - 1)
+      const end = seq === this.count - 1 ? this.size : (seq + 1) * this.chunk
+      const n = Math.min(bytes.byteLength - from, end - at)
+      this.slab.set(n === bytes.byteLength ? bytes : bytes.subarray(from, from + n), at + (seq + 1) * this.head)
+      from += n
+      this.written += n
+    }
+  }
+
+  /** the pieces, once the whole frame was written */
+  pieces(): Array<Uint8Array> {
+    const pieces: Array<Uint8Array> = []
+    const stride = this.chunk + this.head
+    for (let seq = 0; seq < this.count; seq++) {
+      pieces.push(this.slab.subarray(seq * stride, seq === this.count - 1 ? this.slab.byteLength : (seq + 1) * stride))
+    }
+    return pieces
+  }
+}
+
+/** a 4-byte scratch for the length of each element written into pieces */
+const lengthScratch = new Uint8Array(4)
+const lengthView = new DataView(lengthScratch.buffer)
+/** a scratch for the head of a binary `Items` frame written into pieces */
+const headScratch = new Uint8Array(4 + 255 + 12)
+const headView = new DataView(headScratch.buffer)
+
+/** writes an `Items` frame in the binary layout into `writer`, element by element */
+const writeBinaryItems = (writer: PieceWriter, frame: ItemsFrame, source: Uint8Array, items: ReadonlyArray<Uint8Array>): void => {
+  writer.write(headScratch.subarray(0, writeBinaryItemsHead(headScratch, headView, 0, frame, source, items.length)))
+  for (const item of items) {
+    lengthView.setUint32(0, item.byteLength)
+    writer.write(lengthScratch)
+    writer.write(item)
+  }
 }
 
 /** @internal the piece in `bytes`, or `undefined` when it is malformed */
@@ -230,36 +292,45 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
     }
     return lastSourceBytes
   }
+  /** how a frame of `size` bytes travels: whole (0), in that many pieces, or not at all */
+  const plan = (size: number, fragmentable: boolean): number | PayloadTooLarge => {
+    if (size > limits.maxMessageBytes) return new PayloadTooLarge({ size, limit: limits.maxMessageBytes })
+    if (size <= limits.chunkBytes) return 0
+    if (!fragmentable) return size <= limits.wireLimit ? 0 : new PayloadTooLarge({ size, limit: limits.wireLimit })
+    const chunk = limits.chunkBytes
+    // a frame just over a multiple of the chunk size (an element of 64 KiB and the frame around
+    // it) ends in a slightly larger last piece rather than in one more tiny message
+    const slack = Math.min(chunk >> 5, Math.max(0, limits.wireLimit - chunk - 512))
+    return Math.max(1, Math.ceil((size - slack) / chunk))
+  }
+  const writerOf = (source: Uint8Array, size: number, count: number): PieceWriter => {
+    nextMessageId = (nextMessageId + 1) >>> 0
+    return new PieceWriter(source, nextMessageId, size, limits.chunkBytes, count)
+  }
   return (
     frame: Envelope,
     fragmentable: boolean
   ): Either.Either<Uint8Array | ReadonlyArray<Uint8Array>, EncodeError | PayloadTooLarge> => {
     const items = binaryItemsOf(frame)
     const source = sourceOf(frame.source)
-    const encoded = items !== undefined && lastSourceWhole
-      ? Either.right(encodeBinaryItems(frame as ItemsFrame, source, items))
-      : codec.encode(frame)
+    if (items !== undefined && lastSourceWhole) {
+      const size = binaryItemsSize(source, items)
+      const count = plan(size, fragmentable)
+      if (typeof count !== "number") return Either.left(count)
+      if (count === 0) return Either.right(encodeBinaryItems(frame as ItemsFrame, source, items))
+      const writer = writerOf(source, size, count)
+      writeBinaryItems(writer, frame as ItemsFrame, source, items)
+      return Either.right(writer.pieces())
+    }
+    const encoded = codec.encode(frame)
     if (Either.isLeft(encoded)) return encoded
     const bytes = encoded.right
-    const size = bytes.byteLength
-    if (size > limits.maxMessageBytes) return Either.left(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }))
-    if (size <= limits.chunkBytes) return encoded
-    if (!fragmentable) {
-      return size <= limits.wireLimit ? encoded : Either.left(new PayloadTooLarge({ size, limit: limits.wireLimit }))
-    }
-    const messageId = nextMessageId = (nextMessageId + 1) >>> 0
-    const chunk = limits.chunkBytes
-    // a frame just over a multiple of the chunk size (an element of 64 KiB and the frame around
-    // it) ends in a slightly larger last piece rather than in one more tiny message
-    const slack = Math.min(chunk >> 5, Math.max(0, limits.wireLimit - chunk - 512))
-    const count = Math.max(1, Math.ceil((size - slack) / chunk))
-    const pieces: Array<Uint8Array> = []
-    for (let seq = 0; seq < count; seq++) {
-      const last = seq === count - 1
-      const body = bytes.subarray(seq * chunk, last ? size : (seq + 1) * chunk)
-      pieces.push(encodePiece(source, messageId, seq, size, last, body))
-    }
-    return Either.right(pieces)
+    const count = plan(bytes.byteLength, fragmentable)
+    if (typeof count !== "number") return Either.left(count)
+    if (count === 0) return encoded
+    const writer = writerOf(source, bytes.byteLength, count)
+    writer.write(bytes)
+    return Either.right(writer.pieces())
   }
 }
 
