@@ -118,7 +118,9 @@ export const TroupeConfig = Schema.Struct({
   nats: Schema.optional(
     Schema.Struct({
       servers: Schema.Union(Schema.String, Schema.NonEmptyArray(Schema.String)),
-      heartbeat: Schema.optional(DurationString)
+      heartbeat: Schema.optional(DurationString),
+      /** the largest encoded frame sent or accepted, in bytes (default 5 MiB) */
+      maxMessageBytes: Schema.optional(Schema.Int.pipe(Schema.positive()))
     }).annotations(strict)
   ),
   secure: Schema.optional(SecureConfig),

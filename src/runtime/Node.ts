@@ -177,6 +177,8 @@ export interface NatsNodeOptions extends NodeOptions {
   readonly codec?: "msgpack" | "json" | undefined
   /** discovery heartbeat period; default 1 second */
   readonly heartbeat?: Duration.DurationInput | undefined
+  /** the largest encoded frame sent or accepted, in bytes; default 5 MiB */
+  readonly maxMessageBytes?: number | undefined
   /** seal all traffic with `Secure.layer` (its namespace is the node's); the layer then provides `Secure` too */
   readonly secure?: NatsSecureOptions | undefined
 }
@@ -225,7 +227,8 @@ export function layerNats(
   const plain = Transport.nats({
     servers: options.servers,
     namespace: options.namespace,
-    name: options.name
+    name: options.name,
+    maxMessageBytes: options.maxMessageBytes
   }).pipe(Layer.provide(codec))
   const discovery = Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat })
   const onTransport = <ROut, E>(transport: Layer.Layer<ROut, E>) =>

@@ -42,7 +42,7 @@ describe("Config", () => {
     const result = Config.parse(
       JSON.stringify({
         node: { name: "a", codec: "json", askTimeout: 1500 },
-        nats: { servers: "nats://h:4222" },
+        nats: { servers: "nats://h:4222", maxMessageBytes: 1048576 },
         modules: ["./m.ts", "../lib/n.ts"]
       }),
       "/srv/app/troupe.json"
@@ -50,6 +50,7 @@ describe("Config", () => {
     expect(Either.isRight(result)).toBe(true)
     const config = Either.getOrThrow(result)
     expect(Duration.toMillis(config.node!.askTimeout!)).toBe(1500)
+    expect(config.nats?.maxMessageBytes).toBe(1048576)
     expect(config.http).toBeUndefined()
     expect(Config.modulePaths(config)).toEqual(["/srv/app/m.ts", "/srv/lib/n.ts"])
   })
@@ -67,6 +68,7 @@ typo = 1
 [nats]
 servers = "nats://127.0.0.1:4222"
 heartbeat = "often"
+maxMessageBytes = 0
 
 [http]
 port = 70000
@@ -90,6 +92,7 @@ errors = { X = 200 }
       "node.name: expected [A-Za-z0-9_-]+",
       `node.codec: Expected "msgpack" | "json", actual "yaml"`,
       `nats.heartbeat: expected a duration such as "2 seconds", got "often"`,
+      "nats.maxMessageBytes: Expected a positive number, actual 0",
       "http.port: Expected a number between 0 and 65535, actual 70000",
       `http.routes[1].method: Expected "GET" | "POST" | "PUT" | "PATCH" | "DELETE", actual "FETCH"`,
       `http.routes[1].path: Expected a string starting with "/", actual "b"`,
@@ -98,7 +101,7 @@ errors = { X = 200 }
       "modules[1]: Expected string, actual 3"
     ])
     const error = Either.getLeft(result)
-    expect(error._tag === "Some" && error.value.message).toMatch(/^troupe\.toml: 10 problem\(s\)\n  node\.typo/)
+    expect(error._tag === "Some" && error.value.message).toMatch(/^troupe\.toml: 11 problem\(s\)\n  node\.typo/)
   })
 
   it("reports a TOML syntax error with its line and column", () => {

@@ -85,6 +85,7 @@ export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): L
       namespace: config.node?.namespace,
       codec: config.node?.codec,
       heartbeat: config.nats.heartbeat,
+      maxMessageBytes: config.nats.maxMessageBytes,
       secure
     })
   }
