@@ -26,6 +26,7 @@ import { eventually } from "../fixtures/clock.ts"
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../fixtures/nats.ts"
 import { nodeOf } from "../fixtures/nodes.ts"
 import { makeProbeState, Probe, ProbeService, probeLayer, probeServiceLayer } from "../fixtures/probe.ts"
+import { bytes, makeStreamerState, Streamer, streamerLayer } from "../fixtures/streamer.ts"
 
 let server: NatsServer
 let small: NatsServer
@@ -180,6 +181,28 @@ describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
       expect((error as { readonly size: number }).size).toBeGreaterThan(256 * 1024)
       expect(state.builds).toBe(0)
       expect(yield* probe.Echo({ data: [1, 2] })).toEqual([1, 2])
+    }).pipe(Effect.scoped))
+
+  it.live("a streamed element or an uploaded piece over the receiver's smaller limit fails the call with PayloadTooLarge", () =>
+    Effect.gen(function*() {
+      const small = 256 * 1024
+      // the consumer has the smaller limit: its stream fails, not times out
+      const registry = yield* Discovery.makeRegistry
+      yield* natsNode(server.url, codec, registry, streamerLayer(makeStreamerState()), { name: "big", namespace: `lim-${codec}-1`, maxMessageBytes: 4 * small })
+      const consumer = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "small", namespace: `lim-${codec}-1`, maxMessageBytes: small })
+      const fromBig = (yield* Effect.provide(Actor.client(Streamer), consumer))("s")
+      const streamError = yield* Effect.flip(Stream.runCollect(fromBig.Bytes({ size: 600_000, chunk: 300_000 }, { timeout: "20 seconds" })))
+      expect(streamError).toMatchObject({ _tag: "PayloadTooLarge", limit: small })
+      // the uploader has the larger limit: its call fails with the receiver's PayloadTooLarge
+      const registry2 = yield* Discovery.makeRegistry
+      yield* natsNode(server.url, codec, registry2, streamerLayer(makeStreamerState()), { name: "small", namespace: `lim-${codec}-2`, maxMessageBytes: small })
+      const uploader = yield* natsNode(server.url, codec, registry2, Layer.empty, { name: "big", namespace: `lim-${codec}-2`, maxMessageBytes: 4 * small })
+      const toSmall = (yield* Effect.provide(Actor.client(Streamer), uploader))("s")
+      const uploadError = yield* Effect.flip(toSmall.Put({ name: "x", data: bytes(600_000, 300_000) }, { timeout: "20 seconds" }))
+      expect(uploadError).toMatchObject({ _tag: "PayloadTooLarge", limit: small })
+      // within the limits both still work
+      expect((yield* Stream.runCollect(fromBig.Bytes({ size: 1000, chunk: 100 }))).length).toBe(10)
+      expect(yield* toSmall.Put({ name: "y", data: bytes(1000, 100) })).toMatchObject({ bytes: 1000, chunks: 10 })
     }).pipe(Effect.scoped))
 
   it.live("two namespaces on one server do not see each other", () =>

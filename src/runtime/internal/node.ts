@@ -617,8 +617,10 @@ export const make = (
           const encoded = upload.encode(items)
           if (Either.isLeft(encoded)) return encoded.left
           const subject = `node.${state.handler}`
+          // our reply slot: a frame too large for the handler's node fails this call there
           return transport.unsafePublish(subject, itemsFrame(seq, encoded.right as ReadonlyArray<unknown>), {
-            fragmentTo: subject
+            fragmentTo: subject,
+            replyTo: noRespondersPrefix + requestId
           })
         })
       }
@@ -824,6 +826,8 @@ export const make = (
       if (codec?.items !== undefined && frame.oneWay !== true) {
         const itemsCodec = codec.items
         const subject = `node.${frame.source}`
+        // the consumer's reply slot: a frame too large for the consumer fails its stream there
+        const itemsOptions = { fragmentTo: subject, replyTo: `${subject}.nr.${frame.requestId}` }
         const producer = new Outbox(WINDOW, (seq, items) => {
           let body: unknown = items
           if (!zeroCopy) {
@@ -839,7 +843,7 @@ export const make = (
             seq,
             items: body as ReadonlyArray<unknown>
           }
-          return transport.unsafePublish(subject, out, { fragmentTo: subject })
+          return transport.unsafePublish(subject, out, itemsOptions)
         })
         outbox = producer
         outbound.set(key, { outbox: producer, consumer: frame.source, manager, job })
@@ -979,9 +983,10 @@ export const make = (
     // ---- membership and lifecycle ------------------------------------------------------------
 
     /**
-     * A request that arrived too large for this node was dropped by the transport: its caller
-     * (whose reply slot is `node.<caller>.nr.<requestId>`) gets `PayloadTooLarge` at once
-     * rather than waiting for its timeout.
+     * A frame that arrived too large for this node was dropped by the transport. A request's
+     * caller, or the caller uploading to this node (reply slot `node.<caller>.nr.<requestId>`),
+     * gets `PayloadTooLarge` at once rather than waiting for its timeout; a streamed reply too
+     * large for us (our own reply slot) fails our stream at once.
      */
     const onTooLarge = (error: PayloadTooLarge, replyTo: string): void => {
       const slot = REPLY_SLOT.exec(replyTo)
@@ -993,7 +998,8 @@ export const make = (
         requestId: Number(slot[2]),
         exit: { _tag: "Error", error }
       }
-      send(`node.${slot[1]}`, out)
+      if (slot[1] === nodeId) onExit(out)
+      else send(`node.${slot[1]}`, out)
     }
 
     yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge })
