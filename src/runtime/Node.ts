@@ -49,8 +49,9 @@ export interface NodeShape {
 /**
  * The node's metrics (Effect `Metric`s, each labelled `kind`): `asks` and `askErrors` (counters
  * of ask attempts started here and of those that failed), `askLatency` (histogram of the
- * caller's round-trip time in ms), `mailboxDepth` and `activeActors` (gauges of the kinds hosted
- * here, sampled every second).
+ * caller's round-trip time in ms), `mailboxDepth` and `activeActors` (gauges of the messages
+ * waiting in the mailboxes and of the live instances of the kinds hosted in this process; they
+ * move as messages queue and instances come and go, and the nodes of one process add up).
  *
  * @example
  * ```ts

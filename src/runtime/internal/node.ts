@@ -1085,10 +1085,6 @@ export const make = (
         )
       })
 
-    yield* Effect.forkScoped(Metrics.sampleGauges(() =>
-      Array.from(managers.values(), (m) => ({ kind: m.kind, size: m.size, mailboxDepth: m.mailboxDepth }))
-    ))
-
     const system: ActorSystemShape = { nodeId, register, ask, stream, tell }
     const topicBus = yield* Topics.make(nodeId, transport, routes)
 
