@@ -329,7 +329,7 @@ export class EntityManager {
     // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
     // Exit: nothing to run, nothing to interrupt, no fiber needed
     if (Exit.isExit(effect)) return this.finish(instance, job, effect as Exit.Exit<unknown, unknown>)
-    effect = continueTrace(this.kind, job.tag, job.headers, effect)
+    effect = continueTrace(this.kind, instance.id, job.tag, job.headers, effect)
     const fiber = instance.fork!(effect as Effect.Effect<unknown, unknown>)
     job.fiber = fiber
     fiber.addObserver((exit) => this.finish(instance, job, exit))

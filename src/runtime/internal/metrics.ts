@@ -99,6 +99,7 @@ export const tracedAsk = (
  */
 export const continueTrace = <A, E, R>(
   kind: string,
+  id: string,
   tag: string,
   headers: Readonly<Record<string, string>>,
   handler: Effect.Effect<A, E, R>
@@ -109,7 +110,8 @@ export const continueTrace = <A, E, R>(
   return Effect.withSpan(handler, `troupe.handle ${kind}.${tag}`, {
     kind: "server",
     parent: parent.value,
-    captureStackTrace: false
+    captureStackTrace: false,
+    attributes: { "troupe.kind": kind, "troupe.id": id, "troupe.tag": tag }
   })
 }
 
