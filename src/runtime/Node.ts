@@ -93,7 +93,10 @@ export interface NodeOptions {
   /**
    * trace every ask in a client span, even one started outside any span; default `false`: an
    * ask is traced when its caller runs inside a span (an HTTP request through the `Gateway`,
-   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node
+   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node.
+   * Off by default because an Effect span costs about as much as a whole in-memory ask: tracing
+   * every ask measured 2.7–3.5× the CPU per in-memory ask (`bench/tracing-cost.ts`, README
+   * "Observability").
    */
   readonly tracing?: boolean | undefined
 }

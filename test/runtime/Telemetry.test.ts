@@ -10,7 +10,7 @@ import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Telemetry from "../../src/runtime/Telemetry.ts"
-import { makeCluster } from "../fixtures/nodes.ts"
+import { makeCluster, nodeLayer } from "../fixtures/nodes.ts"
 
 interface Post {
   readonly path: string
@@ -61,17 +61,24 @@ describe("Telemetry.layerOtlp", () => {
   it.live("exports an ask's spans across two nodes and the ask metrics to an OTLP/HTTP receiver", () =>
     Effect.gen(function*() {
       const otlp = yield* receiver
+      const telemetry = (serviceName: string) =>
+        Telemetry.layerOtlp({ url: otlp.url, serviceName, serviceVersion: "9.9.9" })
       const reply = yield* Effect.gen(function*() {
         const cluster = yield* makeCluster("msgpack")
-        yield* cluster.add(GreeterLive, { name: "host" })
-        const caller = yield* cluster.add(Layer.empty, { name: "caller", tracing: true })
-        const greeter = yield* Effect.provide(Actor.client(Greeter), caller)
-        return yield* greeter("g1").Hello({ name: "ada" })
-      }).pipe(
-        Effect.scoped,
-        // released after the nodes: its last export carries everything
-        Effect.provide(Telemetry.layerOtlp({ url: otlp.url, serviceName: "troupe-test", serviceVersion: "9.9.9" }))
-      )
+        // the host as an app layer with the exporter provided below it (as in the README); it is
+        // released after the node, so its last export carries the handler's span
+        yield* Layer.build(
+          nodeLayer("msgpack", cluster.network, cluster.registry, GreeterLive, { name: "host" }).pipe(
+            Layer.provide(telemetry("troupe-host"))
+          )
+        )
+        // the caller inside a program that its own exporter is provided around
+        return yield* Effect.gen(function*() {
+          const caller = yield* cluster.add(Layer.empty, { name: "caller", tracing: true })
+          const greeter = yield* Effect.provide(Actor.client(Greeter), caller)
+          return yield* greeter("g1").Hello({ name: "ada" })
+        }).pipe(Effect.provide(telemetry("troupe-caller")))
+      }).pipe(Effect.scoped)
       expect(reply).toBe("hello ada")
 
       const traces = otlp.posts.filter((post) => post.path === "/v1/traces")
@@ -80,17 +87,20 @@ describe("Telemetry.layerOtlp", () => {
       expect(metrics.length).toBeGreaterThan(0)
       for (const post of [...traces, ...metrics]) expect(post.contentType).toContain("application/json")
 
-      const resource = attributesOf(traces[0]!.body.resourceSpans[0].resource)
-      expect(resource["service.name"]).toBe("troupe-test")
-      expect(resource["service.version"]).toBe("9.9.9")
-
+      // each span with the service that exported it
       const spans = traces.flatMap((post) =>
-        post.body.resourceSpans.flatMap((r: any) => r.scopeSpans.flatMap((s: any) => s.spans))
+        post.body.resourceSpans.flatMap((r: any) => {
+          const resource = attributesOf(r.resource)
+          expect(resource["service.version"]).toBe("9.9.9")
+          return r.scopeSpans.flatMap((s: any) =>
+            s.spans.map((span: any) => ({ ...span, service: resource["service.name"] }))
+          )
+        })
       )
       const ask = spans.find((span: any) => span.name === "troupe.ask OtlpGreeter.Hello")
       const handle = spans.find((span: any) => span.name === "troupe.handle OtlpGreeter.Hello")
-      expect(ask).toBeDefined()
-      expect(handle).toBeDefined()
+      expect(ask?.service).toBe("troupe-caller")
+      expect(handle?.service).toBe("troupe-host")
       expect(attributesOf(ask)).toMatchObject({ "troupe.kind": "OtlpGreeter", "troupe.id": "g1", "troupe.tag": "Hello" })
       expect(attributesOf(handle)).toMatchObject({
         "troupe.kind": "OtlpGreeter",
