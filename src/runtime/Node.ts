@@ -49,8 +49,9 @@ export interface NodeShape {
 /**
  * The node's metrics (Effect `Metric`s, each labelled `kind`): `asks` and `askErrors` (counters
  * of ask attempts started here and of those that failed), `askLatency` (histogram of the
- * caller's round-trip time in ms), `mailboxDepth` and `activeActors` (gauges of the kinds hosted
- * here, sampled every second).
+ * caller's round-trip time in ms), `mailboxDepth` and `activeActors` (gauges of the messages
+ * waiting in the mailboxes and of the live instances of the kinds hosted in this process; they
+ * move as messages queue and instances come and go, and the nodes of one process add up).
  *
  * @example
  * ```ts
@@ -92,7 +93,10 @@ export interface NodeOptions {
   /**
    * trace every ask in a client span, even one started outside any span; default `false`: an
    * ask is traced when its caller runs inside a span (an HTTP request through the `Gateway`,
-   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node
+   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node.
+   * Off by default because an Effect span costs about as much as a whole in-memory ask: tracing
+   * every ask measured 2.7–3.5× the CPU per in-memory ask (`bench/tracing-cost.ts`, README
+   * "Observability").
    */
   readonly tracing?: boolean | undefined
 }

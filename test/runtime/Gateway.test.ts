@@ -383,7 +383,7 @@ describe("Gateway", () => {
       expect(Context.get(a, ActorSystem).nodeId).toMatch(/^a-/)
     }).pipe(Effect.scoped))
 
-  it.live("samples the active actors of a hosted kind into a gauge", () =>
+  it.live("counts the active actors of a hosted kind in a gauge", () =>
     Effect.gen(function*() {
       // a kind of its own: the gauges are per process and kind
       const Gauged = Actor.make("GwGauged", [Rpc.make("Ping", { success: Schema.String })])
@@ -393,13 +393,8 @@ describe("Gateway", () => {
       const client = yield* Effect.provide(Actor.client(Gauged), caller)
       for (const id of ["g1", "g2", "g3"]) expect(yield* client(id).Ping()).toBe("pong")
       const gauge = Node.metrics.activeActors.pipe(Metric.tagged("kind", "GwGauged"))
-      // sampled every second of wall-clock time: wait (bounded) for the next sample
-      let value = (yield* Metric.value(gauge)).value
-      for (let i = 0; i < 30 && value !== 3; i++) {
-        yield* Effect.sleep("100 millis")
-        value = (yield* Metric.value(gauge)).value
-      }
-      expect(value).toBe(3)
+      // the gauge moves as instances come and go, no sampling period to wait for
+      expect((yield* Metric.value(gauge)).value).toBe(3)
       const depth = Node.metrics.mailboxDepth.pipe(Metric.tagged("kind", "GwGauged"))
       expect((yield* Metric.value(depth)).value).toBe(0)
     }).pipe(Effect.scoped))

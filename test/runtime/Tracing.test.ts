@@ -1,9 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
 import * as Actor from "../../src/actors/Actor.ts"
 import { makeCluster } from "../fixtures/nodes.ts"
 
@@ -25,7 +27,87 @@ const TracedLive = Actor.toLayer(Traced, {
     }))
 })
 
+/** A tracer that records every span it starts and otherwise is the current one. */
+const recordingTracer = Effect.map(Effect.tracer, (base) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      const span = base.span(name, parent, context, links, startTime, kind, options)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => base.context(f, fiber)
+  })
+  return { tracer, spans }
+})
+
+const troupeSpans = (spans: ReadonlyArray<Tracer.Span>) => spans.filter((span) => span.name.startsWith("troupe."))
+
+const parentIdOf = (span: Tracer.Span): string =>
+  Option.match(span.parent, { onNone: () => "", onSome: (parent) => parent.spanId })
+
 describe("tracing of asks", () => {
+  it.scoped("the ask's client span on the caller is the parent of the handler's server span on the host", () =>
+    Effect.gen(function*() {
+      const { spans, tracer } = yield* recordingTracer
+      yield* Effect.gen(function*() {
+        // the nodes are built under the recording tracer, so their handler fibers use it too
+        const cluster = yield* makeCluster("msgpack")
+        yield* cluster.add(TracedLive, { name: "host" })
+        const caller = yield* cluster.add(Layer.empty, { name: "caller", tracing: true })
+        const quiet = yield* cluster.add(Layer.empty, { name: "quiet" })
+        const traced = yield* Effect.provide(Actor.client(Traced), caller)
+        const fromQuiet = yield* Effect.provide(Actor.client(Traced), quiet)
+
+        // outside any span, a node with `tracing: false` (the default) opens no span
+        expect((yield* fromQuiet("t3").Where()).traceparent).toBe("")
+        expect(troupeSpans(spans)).toEqual([])
+
+        // outside any span, the tracing node traces the ask
+        const reply = yield* traced("t3").Where()
+        const [ask, handle, ...rest] = troupeSpans(spans)
+        expect(rest).toEqual([])
+        expect(ask!.name).toBe("troupe.ask Traced.Where")
+        expect(ask!.kind).toBe("client")
+        expect(Object.fromEntries(ask!.attributes)).toMatchObject({
+          "troupe.kind": "Traced",
+          "troupe.id": "t3",
+          "troupe.tag": "Where"
+        })
+        expect(ask!.parent).toEqual(Option.none())
+        expect(handle!.name).toBe("troupe.handle Traced.Where")
+        expect(handle!.kind).toBe("server")
+        expect(Object.fromEntries(handle!.attributes)).toMatchObject({
+          "troupe.kind": "Traced",
+          "troupe.id": "t3",
+          "troupe.tag": "Where"
+        })
+        // across the wire: the handler's parent is the caller's ask span, in one trace
+        expect(parentIdOf(handle!)).toBe(ask!.spanId)
+        expect(handle!.traceId).toBe(ask!.traceId)
+        expect(reply.traceparent).toBe(`00-${ask!.traceId}-${ask!.spanId}-01`)
+        expect(reply.parentSpanId).toBe(ask!.spanId)
+        // both ended, successfully
+        for (const span of [ask!, handle!]) {
+          expect(span.status._tag).toBe("Ended")
+          if (span.status._tag === "Ended") expect(Exit.isSuccess(span.status.exit)).toBe(true)
+        }
+
+        // inside a caller's span, even the default node traces the ask, as a child of it
+        spans.length = 0
+        const outer = yield* Effect.withSpan(
+          Effect.zipRight(fromQuiet("t4").Where(), Effect.orDie(Effect.currentSpan)),
+          "caller-operation"
+        )
+        const [innerAsk, innerHandle] = troupeSpans(spans)
+        expect(innerAsk!.name).toBe("troupe.ask Traced.Where")
+        expect(parentIdOf(innerAsk!)).toBe(outer.spanId)
+        expect(parentIdOf(innerHandle!)).toBe(innerAsk!.spanId)
+        expect(new Set([outer.traceId, innerAsk!.traceId, innerHandle!.traceId]).size).toBe(1)
+      }).pipe(Effect.withTracer(tracer))
+    }))
+
+
   it.scoped("an ask inside a span carries its trace to the handler's span on another node", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster("msgpack")

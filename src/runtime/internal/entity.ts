@@ -29,7 +29,7 @@ import { CurrentAddress } from "../../actors/Actor.ts"
 import type { AnyHandler, EntityDefinition } from "../../actors/ActorSystem.ts"
 import type { Headers } from "../../schema/Envelope.ts"
 import { ActorStopped, DecodeError, MailboxFull, RemoteDefect, type TroupeError } from "../../schema/Errors.ts"
-import { continueTrace } from "./metrics.ts"
+import { continueTrace, KindGauges } from "./metrics.ts"
 
 /** How a job ended: the handler's value, its declared error, or a runtime error. @internal */
 export type JobExit =
@@ -153,12 +153,16 @@ export class EntityManager {
   private shuttingDown: string | undefined
   private inflight = 0
   private drained: Deferred.Deferred<void> | undefined
+  /** jobs waiting in every instance's mailbox */
+  private queued = 0
+  private readonly gauges: KindGauges
   private readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 
   constructor(readonly entity: EntityDefinition, private readonly options: ManagerOptions) {
     this.kind = entity.definition.kind
     this.isActor = entity.definition._tag === "Actor"
     this.fork = Runtime.runFork(options.runtime)
+    this.gauges = new KindGauges(this.kind)
     for (const [tag, rpc] of entity.definition.rpcs) {
       this.validators.set(tag, Schema.validateEither(rpc.payloadSchema as Schema.Schema<unknown>))
     }
@@ -169,11 +173,9 @@ export class EntityManager {
     return this.instances.size
   }
 
-  /** The messages waiting in every instance's mailbox (for metrics). */
-  get mailboxDepth(): number {
-    let depth = 0
-    for (const instance of this.instances.values()) depth += instance.queue.length
-    return depth
+  /** Brings the kind's gauges up to date (after any change of mailboxes or instances). */
+  private publishGauges(): void {
+    this.gauges.publish(this.queued, this.instances.size)
   }
 
   /** Whether an instance for `id` is currently active. */
@@ -225,6 +227,7 @@ export class EntityManager {
     job.instance = instance
     job.state = "queued"
     this.inflight++
+    this.queued++
     instance.queue.push(job)
     this.drain(instance)
   }
@@ -238,7 +241,7 @@ export class EntityManager {
       const state = job.state
       job.state = "cancelled"
       if (state === "queued") {
-        if (job.instance?.queue.remove(job)) this.settle()
+        if (job.instance?.queue.remove(job)) this.dequeued()
         return Effect.void
       }
       if (state === "running" && job.fiber !== undefined) {
@@ -253,7 +256,7 @@ export class EntityManager {
     const state = job.state
     job.state = "cancelled"
     if (state === "queued") {
-      if (job.instance?.queue.remove(job)) this.settle()
+      if (job.instance?.queue.remove(job)) this.dequeued()
       return then()
     }
     if (state === "running" && job.fiber !== undefined) {
@@ -266,6 +269,13 @@ export class EntityManager {
 
   private now(): number {
     return this.options.clock.unsafeCurrentTimeMillis()
+  }
+
+  /** A waiting job left its mailbox without running (its caller gave up). */
+  private dequeued(): void {
+    this.queued--
+    this.publishGauges()
+    this.settle()
   }
 
   private settle(): void {
@@ -283,11 +293,13 @@ export class EntityManager {
       while (
         instance.status === "ready" && instance.active < this.entity.options.concurrency && instance.queue.length > 0
       ) {
+        this.queued--
         this.start(instance, instance.queue.shift()!)
       }
     } finally {
       instance.draining = false
     }
+    this.publishGauges()
   }
 
   private start(instance: Instance, job: Job): void {
@@ -317,7 +329,7 @@ export class EntityManager {
     // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
     // Exit: nothing to run, nothing to interrupt, no fiber needed
     if (Exit.isExit(effect)) return this.finish(instance, job, effect as Exit.Exit<unknown, unknown>)
-    effect = continueTrace(this.kind, job.tag, job.headers, effect)
+    effect = continueTrace(this.kind, instance.id, job.tag, job.headers, effect)
     const fiber = instance.fork!(effect as Effect.Effect<unknown, unknown>)
     job.fiber = fiber
     fiber.addObserver((exit) => this.finish(instance, job, exit))
@@ -492,7 +504,10 @@ export class EntityManager {
   }
 
   private failQueued(instance: Instance, error: (job: Job) => TroupeError): void {
-    for (const job of instance.queue.drain()) {
+    const jobs = instance.queue.drain()
+    this.queued -= jobs.length
+    this.publishGauges()
+    for (const job of jobs) {
       job.state = "done"
       this.settle()
       job.onExit({ _tag: "Error", error: error(job) })
@@ -501,6 +516,7 @@ export class EntityManager {
 
   private remove(instance: Instance): void {
     if (this.instances.get(instance.id) === instance) this.instances.delete(instance.id)
+    this.publishGauges()
   }
 
   private idleTimer(instance: Instance): Effect.Effect<void> {
@@ -547,6 +563,7 @@ export class EntityManager {
       }
       const instances = [...this.instances.values()]
       this.instances.clear()
+      this.publishGauges()
       const stopped = new ActorStopped({ kind: this.kind, id: "", reason: "node shut down before the handler finished" })
       yield* Effect.forEach(instances, (instance) =>
         Effect.gen(this, function*() {

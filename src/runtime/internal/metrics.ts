@@ -7,9 +7,7 @@
  */
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import type * as Headers from "@effect/platform/Headers"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -32,10 +30,10 @@ export const askLatency = Metric.histogram(
   "ask round-trip time at the caller (ms)"
 )
 
-/** messages waiting in the mailboxes of a hosted kind on this node, labelled by `kind` */
+/** messages waiting in the mailboxes of a hosted kind in this process, labelled by `kind` */
 export const mailboxDepth = Metric.gauge("troupe_mailbox_depth", { description: "messages waiting in mailboxes" })
 
-/** live instances of a hosted kind on this node, labelled by `kind` */
+/** live instances of a hosted kind in this process, labelled by `kind` */
 export const activeActors = Metric.gauge("troupe_active_actors", { description: "live actor instances" })
 
 const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
@@ -101,6 +99,7 @@ export const tracedAsk = (
  */
 export const continueTrace = <A, E, R>(
   kind: string,
+  id: string,
   tag: string,
   headers: Readonly<Record<string, string>>,
   handler: Effect.Effect<A, E, R>
@@ -111,33 +110,33 @@ export const continueTrace = <A, E, R>(
   return Effect.withSpan(handler, `troupe.handle ${kind}.${tag}`, {
     kind: "server",
     parent: parent.value,
-    captureStackTrace: false
+    captureStackTrace: false,
+    attributes: { "troupe.kind": kind, "troupe.id": id, "troupe.tag": tag }
   })
-}
-
-/** what the gauges read from one hosted kind */
-export interface HostedKind {
-  readonly kind: string
-  readonly size: number
-  readonly mailboxDepth: number
 }
 
 /**
- * Samples the gauges of the hosted kinds every `interval` of wall-clock time. It sleeps on a
- * live clock of its own, so a test's `TestClock` never sees (or waits for) it.
+ * The share of one hosted kind on one node in the process-wide gauges. The node moves the gauges
+ * by its own change, so several nodes of one process hosting a kind add up instead of
+ * overwriting each other, and a released node takes its share back out. Called after every
+ * change of the mailboxes or instances: two comparisons when nothing changed (a message that
+ * is started as soon as it is delivered), a gauge update when something did.
  */
-export const sampleGauges = (
-  hosted: () => Iterable<HostedKind>,
-  interval: Duration.DurationInput = "1 second"
-): Effect.Effect<never> => {
-  const sample = Effect.sync(() => {
-    for (const entry of hosted()) {
-      const labels = labelsOf(entry.kind)
-      activeActors.unsafeUpdate(entry.size, labels)
-      mailboxDepth.unsafeUpdate(entry.mailboxDepth, labels)
+export class KindGauges {
+  private depth = 0
+  private live = 0
+  private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  constructor(kind: string) {
+    this.labels = labelsOf(kind)
+  }
+  publish(depth: number, live: number): void {
+    if (depth !== this.depth) {
+      mailboxDepth.unsafeModify(depth - this.depth, this.labels)
+      this.depth = depth
     }
-  })
-  return Effect.forever(Effect.zipRight(sample, Effect.sleep(interval))).pipe(
-    Effect.withClock(Clock.make())
-  )
+    if (live !== this.live) {
+      activeActors.unsafeModify(live - this.live, this.labels)
+      this.live = live
+    }
+  }
 }

@@ -1113,10 +1113,6 @@ export const make = (
         )
       })
 
-    yield* Effect.forkScoped(Metrics.sampleGauges(() =>
-      Array.from(managers.values(), (m) => ({ kind: m.kind, size: m.size, mailboxDepth: m.mailboxDepth }))
-    ))
-
     const system: ActorSystemShape = { nodeId, register, ask, stream, tell }
     const topicBus = yield* Topics.make(nodeId, transport, routes)
 
