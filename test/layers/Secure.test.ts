@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -12,6 +13,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -22,6 +24,7 @@ import * as TopicM from "../../src/actors/Topic.ts"
 import type * as Topic from "../../src/actors/Topic.ts"
 import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
+import * as C from "../../src/layers/internal/secureCrypto.ts"
 import { ReplayWindow } from "../../src/layers/internal/secureCrypto.ts"
 import * as Secure from "../../src/layers/Secure.ts"
 import * as Transport from "../../src/layers/Transport.ts"
@@ -29,11 +32,12 @@ import * as Node from "../../src/runtime/Node.ts"
 import { type Envelope, ProtocolVersion, type SealedFrame } from "../../src/schema/Envelope.ts"
 import { eventually } from "../fixtures/clock.ts"
 import { makeProbeState, Probe, probeLayer, ProbeService, probeServiceLayer } from "../fixtures/probe.ts"
+import { makeWire, tap, type Wire } from "../fixtures/wire.ts"
 
 const SEED = new Uint8Array(32).fill(7)
 const news = TopicM.make("news.flash", Schema.String)
 
-type SecureNode = Context.Context<Node.Node | ActorSystem | Topic.TopicBus | Secure.Secure>
+type SecureNode = Context.Context<Node.Node | ActorSystem | Topic.TopicBus | Secure.Secure | Transport.Transport>
 
 interface Net {
   readonly network: Transport.InMemoryNetwork
@@ -48,16 +52,34 @@ const makeNet: Effect.Effect<Net> = Effect.map(Discovery.makeRegistry, (registry
 const plainTransport = (net: Net) =>
   Layer.provideMerge(Transport.layerInMemory({ network: net.network, serialize: true }), Codec.msgpack)
 
+/** what a test may put between a node's `Secure` layer and the network */
+interface Taps {
+  /** a man in the middle on the node's link (sees and rewrites sealed frames) */
+  readonly wire?: Wire | undefined
+  /** the codec `Secure` seals and opens plaintexts with (a spy sees what the node opened) */
+  readonly codec?: Codec.CodecShape | undefined
+}
+
+/** the transport and codec below a node's `Secure` layer */
+const linkLayer = (net: Net, taps: Taps) => {
+  const transport = Transport.layerInMemory({ network: net.network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
+  return Layer.merge(
+    taps.wire === undefined ? transport : tap(taps.wire).pipe(Layer.provide(transport)),
+    Layer.succeed(Codec.Codec, taps.codec ?? Codec.msgpackCodec)
+  )
+}
+
 /** A node sealed by `Secure` on `net`, built in the current scope (so it inherits the TestClock). */
 const secureNode = (
   net: Net,
   kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>,
-  options: Node.NodeOptions & Omit<Secure.SecureOptions, "identity"> & { readonly identity: Secure.Identity }
+  options: Node.NodeOptions & Omit<Secure.SecureOptions, "identity"> & { readonly identity: Secure.Identity },
+  taps: Taps = {}
 ): Effect.Effect<SecureNode, never, Scope.Scope> =>
   Layer.build(kinds.pipe(
     Layer.provideMerge(Node.layer(options)),
     Layer.provideMerge(Layer.merge(
-      Secure.layer(options).pipe(Layer.provide(plainTransport(net))),
+      Secure.layer(options).pipe(Layer.provide(linkLayer(net, taps))),
       Discovery.layerInMemory(net.registry)
     )),
     Layer.orDie
@@ -205,7 +227,7 @@ describe("secure sessions in memory", () => {
       }
     }))
 
-  it.scoped("a service and a topic over group keys: one sealing per event, signed, delivered to every subscriber", () =>
+  it.scoped("a service over group keys: its requests reach every member of the group, without plaintext on the wire", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
       const seen = capture(net)
@@ -497,5 +519,164 @@ describe("secure sessions in memory", () => {
       expect(bodies(b2.received)).toEqual([3])
       expect(a.secure.peers()).toHaveLength(1)
       expect(a.secure.peers()[0]!.publicKey).toBe(b2.secure.publicKey)
+    }))
+})
+
+/** a plain subscription of `node` to `topic`, once it can receive: the events it got */
+const collect = <A>(node: SecureNode, topic: Topic.Topic<A, any>) =>
+  Effect.gen(function*() {
+    const received: Array<Topic.Event<A>> = []
+    const bus = Context.get(node, TopicM.TopicBus)
+    const before = bus.subscriptionCount()
+    yield* TopicM.subscribe(topic).pipe(
+      Stream.runForEach((event) => Effect.sync(() => received.push(event))),
+      Effect.provide(node),
+      Effect.forkScoped
+    )
+    yield* eventually(() => bus.subscriptionCount() === before + 1, "subscribed")
+    return received
+  })
+
+/** a codec that keeps every frame `Secure` opened: what a (malicious) trusted node can read */
+const spyCodec = (opened: Array<Envelope>): Codec.CodecShape => ({
+  ...Codec.msgpackCodec,
+  decode: (bytes) => {
+    const decoded = Codec.msgpackCodec.decode(bytes)
+    if (Either.isRight(decoded)) opened.push(decoded.right)
+    return decoded
+  }
+})
+
+/** the group keys `source` handed over, among the frames a node opened */
+const groupKeysOf = (opened: ReadonlyArray<Envelope>, source: string) =>
+  opened.flatMap((frame) => {
+    if (frame._tag !== "Handshake" || frame.step !== 4 || frame.source !== source) return []
+    const [epoch, key] = C.split(frame.body, 2)!
+    return [{ epoch: epoch!.readUInt32BE(), key: key! }]
+  })
+
+const sealedTo = (wire: Wire, subject: string): Array<SealedFrame> =>
+  wire.sent.flatMap(({ frame, subject: s }) => s === subject && frame._tag === "Sealed" ? [frame] : [])
+
+describe("broadcast topics", () => {
+  /**
+   * A publisher, two subscriber nodes (two subscriptions on the first) and a third trusted node
+   * that subscribes too, with a spy on what it opens; all trust exactly each other's keys.
+   */
+  const topicNodes = Effect.gen(function*() {
+    const net = yield* makeNet
+    const seeds = Array.from({ length: 4 }, () => randomBytes(32))
+    const [ip, i1, i2, iF] = yield* Effect.forEach(seeds, Secure.identityFromSeed)
+    const trust = [ip!.publicKey, i1!.publicKey, i2!.publicKey, iF!.publicKey]
+    const wire = makeWire()
+    const publisher = yield* secureNode(net, Layer.empty, { name: "pub", identity: ip!, trust }, { wire })
+    const s1 = yield* secureNode(net, Layer.empty, { name: "s1", identity: i1!, trust })
+    const s2 = yield* secureNode(net, Layer.empty, { name: "s2", identity: i2!, trust })
+    const opened: Array<Envelope> = []
+    const forger = yield* secureNode(net, Layer.empty, { name: "forger", identity: iF!, trust }, { codec: spyCodec(opened) })
+    const subscriptions = [
+      yield* collect(s1, news),
+      yield* collect(s1, news),
+      yield* collect(s2, news),
+      yield* collect(forger, news)
+    ]
+    const publish = (value: string) => Effect.provide(TopicM.publish(news, value), publisher)
+    const values = () => subscriptions.map((received) => received.map((event) => event.value))
+    return { forger, net, opened, publish, publisher, s1, s2, seeds, subscriptions, values, wire }
+  })
+
+  it.scoped("an event is sealed and signed once by its publisher and reaches every subscriber on every trusted node", () =>
+    Effect.gen(function*() {
+      const { publish, publisher, s1, s2, subscriptions, values, wire } = yield* topicNodes
+      const sent = ["EVENT-0", "EVENT-1", "EVENT-2", "EVENT-3", "EVENT-4"]
+      for (const value of sent) yield* publish(value)
+      yield* eventually(() => values().every((got) => got.length === sent.length), "every event everywhere")
+      expect(values()).toEqual(subscriptions.map(() => sent))
+      for (const received of subscriptions) {
+        expect(received.map((event) => event.source)).toEqual(sent.map(() => nodeIdOf(publisher)))
+      }
+      // one sealed, signed frame per event, whatever the number of subscribers
+      const frames = sealedTo(wire, "topic.news.flash")
+      expect(frames).toHaveLength(sent.length)
+      for (const frame of frames) {
+        expect(frame).toMatchObject({ mode: 2, source: nodeIdOf(publisher), subject: "topic.news.flash" })
+        expect(frame.sig).toHaveLength(64)
+        for (const value of sent) expect(contains(frame.body, Buffer.from(value))).toBe(false)
+      }
+      expect(new Set(frames.map((frame) => frame.counter)).size).toBe(sent.length)
+      expect(secureOf(s1).stats().rejected).toEqual({})
+      expect(secureOf(s2).stats().rejected).toEqual({})
+    }))
+
+  it.scoped("an event whose signature is corrupted or missing is rejected by every subscriber and never delivered", () =>
+    Effect.gen(function*() {
+      const { publish, s1, s2, subscriptions, values, wire } = yield* topicNodes
+      yield* publish("before")
+      yield* eventually(() => values().every((got) => got.length === 1), "the first event everywhere")
+      const onTopic = (rewrite: (frame: SealedFrame) => SealedFrame) => {
+        wire.outgoing = (subject, frame) => subject === "topic.news.flash" && frame._tag === "Sealed" ? rewrite(frame) : frame
+      }
+      // a bit of the signature flipped
+      onTopic((frame) => {
+        const sig = new Uint8Array(frame.sig!)
+        sig[10]! ^= 1
+        return { ...frame, sig }
+      })
+      yield* publish("bad signature")
+      expect(secureOf(s1).stats().rejected).toEqual({ signature: 2 })
+      expect(secureOf(s2).stats().rejected).toEqual({ signature: 1 })
+      // the signature stripped
+      onTopic(({ sig: _, ...frame }) => frame)
+      yield* publish("no signature")
+      expect(secureOf(s1).stats().rejected).toEqual({ signature: 4 })
+      // stripped and passed off as an unsigned group frame
+      onTopic(({ sig: _, ...frame }) => ({ ...frame, mode: 1 }))
+      yield* publish("unsigned")
+      expect(secureOf(s1).stats().rejected).toEqual({ signature: 4, unsigned: 2 })
+      expect(secureOf(s2).stats().rejected).toEqual({ signature: 2, unsigned: 1 })
+      wire.outgoing = undefined
+      yield* publish("after")
+      yield* eventually(() => values().every((got) => got.length === 2), "the last event everywhere")
+      expect(values()).toEqual(subscriptions.map(() => ["before", "after"]))
+    }))
+
+  it.scoped("a trusted node cannot forge an event as another node: not signed with its own key, not by naming it inside", () =>
+    Effect.gen(function*() {
+      const { forger, net, opened, publish, publisher, s1, s2, seeds, subscriptions, values, wire } = yield* topicNodes
+      yield* publish("genuine")
+      yield* eventually(() => values().every((got) => got.length === 1), "the genuine event everywhere")
+      const pub = nodeIdOf(publisher)
+      // the forger, trusted, legitimately holds the publisher's group key
+      const last = sealedTo(wire, "topic.news.flash").at(-1)!
+      const groupKey = groupKeysOf(opened, pub).find((key) => key.epoch === last.key)
+      expect(groupKey).toBeDefined()
+      const sealedAs = (seed: Uint8Array, counter: number, value: string): SealedFrame => {
+        const event: Envelope = { _tag: "Event", v: ProtocolVersion, source: pub, subject: "news.flash", headers: {}, body: value }
+        const plaintext = Either.getOrThrow(Codec.msgpackCodec.encode(event))
+        const aad = C.additionalData(C.additionalPrefix(pub, "topic.news.flash", 2, last.key), counter)
+        const body = C.seal(groupKey!.key, counter, aad, plaintext)
+        const sig = C.signBytes(C.ed25519FromSeed(seed).privateKey, Buffer.concat([aad, body]))
+        return { _tag: "Sealed", v: ProtocolVersion, source: pub, mode: 2, key: last.key, counter, subject: "topic.news.flash", body, sig }
+      }
+      const evil = attacker(net)
+      // sealed as the publisher would, but signed with the forger's own key
+      yield* evil.publish("topic.news.flash", sealedAs(seeds[3]!, last.counter + 10, "forged"))
+      expect(secureOf(s1).stats().rejected).toEqual({ signature: 2 })
+      expect(secureOf(s2).stats().rejected).toEqual({ signature: 1 })
+      // (the same frame signed with the publisher's key would pass: only the signature stopped it)
+      yield* evil.publish("topic.news.flash", sealedAs(seeds[0]!, last.counter + 11, "signed by the publisher's key"))
+      yield* eventually(() => values().every((got) => got.length === 2), "the control event everywhere")
+      // sealed and signed by the forger as itself, but naming the publisher as the event's source
+      const forgerTransport = Context.get(forger, Transport.Transport)
+      yield* forgerTransport.publish("topic.news.flash", {
+        _tag: "Event", v: ProtocolVersion, source: pub, subject: "news.flash", headers: {}, body: "impersonated"
+      })
+      expect(secureOf(s1).stats().rejected).toEqual({ signature: 4 })
+      expect(secureOf(s2).stats().rejected).toEqual({ signature: 2 })
+      yield* publish("genuine again")
+      yield* eventually(() => values().slice(0, 3).every((got) => got.length === 3), "the last event")
+      for (const received of subscriptions.slice(0, 3)) {
+        expect(received.map((event) => event.value)).toEqual(["genuine", "signed by the publisher's key", "genuine again"])
+      }
     }))
 })
