@@ -680,3 +680,99 @@ describe("broadcast topics", () => {
       }
     }))
 })
+
+/** a handshake frame's body with its part `index` (of `count`) replaced */
+const withPart = (frame: Envelope, count: number, index: number, replace: (part: Buffer) => Uint8Array): Envelope => {
+  if (frame._tag !== "Handshake") return frame
+  const parts: Array<Uint8Array> = C.split(frame.body, count)!
+  parts[index] = replace(parts[index] as Buffer)
+  return { ...frame, body: C.concat(parts) }
+}
+
+const flipped = (bytes: Uint8Array): Uint8Array => {
+  const copy = new Uint8Array(bytes)
+  copy[copy.length >> 1]! ^= 1
+  return copy
+}
+
+describe("handshake signatures", () => {
+  /** a caller and a probe host that trust each other, each on a tapped link */
+  const pair = Effect.gen(function*() {
+    const net = yield* makeNet
+    const [ic, ih] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+    const trust = [ic.publicKey, ih.publicKey]
+    const state = makeProbeState()
+    const hostWire = makeWire()
+    const callerWire = makeWire()
+    const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: ih, trust }, { wire: hostWire })
+    const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ic, trust }, { wire: callerWire })
+    return { caller, callerWire, host, hostWire, net, state }
+  })
+
+  /** makes `wire` rewrite the handshake frames of `step` it receives; counts them */
+  const onStep = (wire: Wire, step: number, rewrite: (frame: Envelope) => Envelope) => {
+    const rewritten = { count: 0 }
+    wire.incoming = (_, frame) => {
+      if (frame._tag !== "Handshake" || frame.step !== step) return frame
+      rewritten.count++
+      return rewrite(frame)
+    }
+    return rewritten
+  }
+
+  const attacks: ReadonlyArray<{
+    readonly name: string
+    readonly side: "host" | "caller"
+    readonly step: number
+    readonly rewrite: (frame: Envelope) => Envelope
+  }> = [
+    // the hello's parts: namespace, incarnation, target, identity, ephemeral, session id
+    { name: "swaps the initiator's ephemeral key in the hello", side: "host", step: 1, rewrite: (f) => withPart(f, 6, 4, () => C.ephemeral().publicKey) },
+    // the reply's parts: namespace, incarnation, session id, identity, ephemeral, signature
+    { name: "swaps the responder's ephemeral key in the reply", side: "caller", step: 2, rewrite: (f) => withPart(f, 6, 4, () => C.ephemeral().publicKey) },
+    { name: "corrupts the responder's signature in the reply", side: "caller", step: 2, rewrite: (f) => withPart(f, 6, 5, flipped) }
+  ]
+
+  for (const attack of attacks) {
+    it.scoped(`a man in the middle who ${attack.name} fails the handshake with HandshakeError naming the peer; no session, nothing delivered`, () =>
+      Effect.gen(function*() {
+        const { caller, callerWire, host, hostWire, state } = yield* pair
+        const rewritten = onStep(attack.side === "host" ? hostWire : callerWire, attack.step, attack.rewrite)
+        const probe = yield* probeOf(caller, "a")
+        const failure = yield* Effect.flip(probe.Increment({ by: 1 }))
+        expect(rewritten.count).toBe(1)
+        expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
+        expect((failure as { reason: string }).reason).toContain("signature")
+        expect(secureOf(caller).stats()).toMatchObject({ handshakes: 0, handshakeFailures: 1, rejected: { signature: 1 } })
+        expect(secureOf(caller).peers()).toEqual([])
+        expect(secureOf(host).peers()).toEqual([])
+        expect(secureOf(host).stats().handshakes).toBe(0)
+        expect(state.builds).toBe(0)
+        // nothing sealed left the caller: its request failed with the handshake
+        expect(callerWire.sent.filter(({ frame }) => frame._tag === "Sealed")).toEqual([])
+      }))
+  }
+
+  it.scoped("a man in the middle who corrupts the initiator's signature in the confirmation: the responder opens no session, rejects every frame sealed with it, and opens its own", () =>
+    Effect.gen(function*() {
+      const { caller, callerWire, host, hostWire, state } = yield* pair
+      // the confirmation's parts: session id, signature
+      const rewritten = onStep(hostWire, 3, (f) => withPart(f, 2, 1, flipped))
+      const probe = yield* probeOf(caller, "a")
+      // in memory, the host's own handshake (started by the first frame it cannot open) completes
+      // before the caller's request leaves: the request travels in the host's session
+      expect(yield* probe.Increment({ by: 1 })).toBe(1)
+      expect(rewritten.count).toBe(1)
+      const hello = callerWire.sent.find(({ frame }) => frame._tag === "Handshake" && frame.step === 1)!.frame as Envelope & { readonly body: Uint8Array }
+      const corrupted = C.split(hello.body, 6)![5]!.readUInt32BE()
+      const sealedWithIt = callerWire.sent.filter(({ frame }) => frame._tag === "Sealed" && frame.key === corrupted)
+      expect(sealedWithIt.length).toBeGreaterThanOrEqual(1)
+      expect(secureOf(host).stats().rejected).toEqual({ signature: 1, "unknown-session": sealedWithIt.length })
+      const [hostSession] = secureOf(host).peers()
+      expect(hostSession).toMatchObject({ nodeId: nodeIdOf(caller) })
+      expect(hostSession!.sessionId).not.toBe(corrupted)
+      expect(secureOf(caller).peers()[0]!.sessionId).toBe(hostSession!.sessionId)
+      expect(state.builds).toBe(1)
+      expect(yield* probe.Get()).toBe(1)
+    }))
+})
