@@ -776,3 +776,85 @@ describe("handshake signatures", () => {
       expect(yield* probe.Get()).toBe(1)
     }))
 })
+
+describe("the authenticated routing header", () => {
+  it.scoped("a sealed frame given another source or moved to another subject is rejected and never reaches an actor", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const trust = "any" as const
+      const state = makeProbeState()
+      const serviceState = makeProbeState()
+      const wire = makeWire()
+      const host = yield* secureNode(net, Layer.merge(probeLayer(state), probeServiceLayer(serviceState)), {
+        name: "host", identity: yield* Secure.generateIdentity, trust
+      }, { wire })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const other = yield* secureNode(net, Layer.empty, { name: "other", identity: yield* Secure.generateIdentity, trust })
+      const [hostSubject, callerId, otherId] = [`node.${nodeIdOf(host)}`, nodeIdOf(caller), nodeIdOf(other)]
+      const evil = attacker(net)
+      const probe = yield* probeOf(caller, "a")
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      expect(yield* probe.Increment({ by: 1 })).toBe(1)
+      expect(yield* service.Whoami()).toBe("node")
+      // the other node's session and group epoch with the host, as the wire shows them
+      expect(yield* (yield* probeOf(other, "b")).Get()).toBe(0)
+      expect(yield* (yield* Effect.provide(Actor.client(ProbeService), other)).Whoami()).toBe("node")
+      const lastFromOther = (subscription: string) =>
+        wire.received.filter(({ frame, subscription: s }) => s === subscription && frame._tag === "Sealed" && frame.source === otherId)
+          .at(-1)!.frame as SealedFrame
+      const otherSession = lastFromOther(hostSubject).key
+      const otherEpoch = lastFromOther("actor.ProbeService").key
+      // the caller's counters get ahead of the other's, so a rewritten frame passes their replay windows
+      for (let i = 0; i < 5; i++) {
+        yield* Actor.tell(probe.Increment({ by: 0 }))
+        yield* Actor.tell(service.Whoami())
+      }
+      /** rewrites the caller's next sealed frame to the host's `subscription`; `undefined` takes it off the wire */
+      const nextFromCaller = (subscription: string, rewrite: (frame: SealedFrame) => SealedFrame | undefined) => {
+        const taken: Array<SealedFrame> = []
+        wire.incoming = (s, frame) => {
+          if (s !== subscription || frame._tag !== "Sealed" || frame.source !== callerId) return frame
+          wire.incoming = undefined
+          taken.push(frame)
+          return rewrite(frame)
+        }
+        return taken
+      }
+      const rejected = () => secureOf(host).stats().rejected
+
+      // pairwise: the source and session of another peer of the host
+      nextFromCaller(hostSubject, (frame) => ({ ...frame, source: otherId, key: otherSession }))
+      yield* Actor.tell(probe.Increment({ by: 100 }))
+      expect(rejected()).toEqual({ tampered: 1 })
+      // pairwise: another source alone (the session is then unknown)
+      nextFromCaller(hostSubject, (frame) => ({ ...frame, source: otherId }))
+      yield* Actor.tell(probe.Increment({ by: 100 }))
+      expect(rejected()).toEqual({ tampered: 1, "unknown-session": 1 })
+      // pairwise: moved to another subject the host receives alone
+      const direct = nextFromCaller(hostSubject, () => undefined)
+      yield* Actor.tell(probe.Increment({ by: 100 }))
+      expect(direct).toHaveLength(1)
+      yield* evil.publish("interrupt.Probe", direct[0]!)
+      expect(rejected()).toEqual({ tampered: 2, "unknown-session": 1 })
+      // group: the source and epoch of another peer
+      nextFromCaller("actor.ProbeService", (frame) => ({ ...frame, source: otherId, key: otherEpoch }))
+      yield* Actor.tell(service.Track({ n: 1 }))
+      expect(rejected()).toEqual({ tampered: 3, "unknown-session": 1 })
+      // group: moved to another kind's subject, its subject field rewritten to match...
+      const taken = nextFromCaller("actor.ProbeService", () => undefined)
+      yield* Actor.tell(service.Track({ n: 2 }))
+      expect(taken).toHaveLength(1)
+      const shared = taken[0]!
+      yield* evil.publish("actor.Probe", { ...shared, subject: "actor.Probe" })
+      expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1 })
+      // ... or not
+      yield* evil.publish("actor.Probe", shared)
+      expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1, malformed: 1 })
+
+      expect(yield* probe.Get()).toBe(1)
+      expect(yield* service.Whoami()).toBe("node")
+      expect(serviceState.order).toEqual([])
+      // the untouched frames were all accepted
+      expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1, malformed: 1 })
+    }))
+})
