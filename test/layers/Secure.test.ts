@@ -424,7 +424,7 @@ describe("secure sessions in memory", () => {
     Effect.gen(function*() {
       const net = yield* makeNet
       // a node without Secure ignores handshakes
-      yield* plainNode(net, probeLayer(makeProbeState()), "plain")
+      const plain = yield* plainNode(net, probeLayer(makeProbeState()), "plain")
       const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any", handshakeTimeout: "3 seconds" })
       const probe = yield* probeOf(caller, "a")
       const fiber = yield* Effect.fork(probe.Get())
@@ -433,7 +433,11 @@ describe("secure sessions in memory", () => {
       expect(fiber.unsafePoll()).toBe(null)
       yield* TestClock.adjust("1 millis")
       const failure = yield* Effect.flip(Fiber.join(fiber))
-      expect(failure).toMatchObject({ _tag: "HandshakeError", reason: expect.stringContaining("3000 ms") })
+      expect(failure).toMatchObject({
+        _tag: "HandshakeError",
+        peer: Context.get(plain, Node.Node).nodeId,
+        reason: expect.stringContaining("3000 ms")
+      })
       expect(secureOf(caller).stats().handshakeFailures).toBe(1)
     }))
 
@@ -522,6 +526,61 @@ describe("secure sessions in memory", () => {
       expect(received).toEqual(sent)
       expect(epochs.size).toBe(5)
       expect(secureOf(subscriber).stats().rejected).toEqual({})
+    }))
+
+  it.scoped("the group key rotates after its age (TestClock); every event still arrives, once", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const wire = makeWire()
+      const trust = "any" as const
+      const publisher = yield* secureNode(net, Layer.empty, {
+        name: "pub", identity: yield* Secure.generateIdentity, trust, rekeyAfter: "10 minutes"
+      }, { wire })
+      const subscriber = yield* secureNode(net, Layer.empty, { name: "sub", identity: yield* Secure.generateIdentity, trust })
+      const received = yield* collect(subscriber, news)
+      const epochs = () => sealedTo(wire, "topic.news.flash").map((frame) => frame.key)
+      const publish = (value: string) => Effect.provide(TopicM.publish(news, value), publisher)
+      yield* publish("e0")
+      yield* publish("e1")
+      yield* TestClock.adjust("9 minutes")
+      yield* publish("e2")
+      expect(new Set(epochs()).size).toBe(1)
+      yield* TestClock.adjust("1 minute")
+      yield* publish("e3")
+      yield* publish("e4")
+      const [first, , , fourth, fifth] = epochs()
+      expect(epochs()).toHaveLength(5)
+      expect(fourth).not.toBe(first)
+      expect(fifth).toBe(fourth)
+      // the new key travelled to the subscriber over the pairwise session before its first use
+      yield* eventually(() => received.length === 5, "all events")
+      expect(received.map((event) => event.value)).toEqual(["e0", "e1", "e2", "e3", "e4"])
+      expect(secureOf(subscriber).stats().rejected).toEqual({})
+      // ... and after another age, again
+      yield* TestClock.adjust("10 minutes")
+      yield* publish("e5")
+      expect(new Set(epochs()).size).toBe(3)
+      yield* eventually(() => received.length === 6, "the last event")
+    }))
+
+  it.scoped("a trust list of hex keys (either case) admits those keys and no others", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const [ia, ib, ic] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const hex = (identity: Secure.Identity) => Buffer.from(identity.publicKey, "base64url").toString("hex")
+      const state = makeProbeState()
+      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: ib, trust: [hex(ia), hex(ib).toUpperCase()] })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ia, trust: [hex(ib).toUpperCase()] })
+      const intruder = yield* secureNode(net, Layer.empty, { name: "intruder", identity: ic, trust: "any" })
+      expect(yield* (yield* probeOf(caller, "a")).Increment({ by: 1 })).toBe(1)
+      // peers are told by their printable (base64url) key
+      expect(secureOf(caller).peers().map((p) => p.publicKey)).toEqual([ib.publicKey])
+      expect(secureOf(host).peers().map((p) => p.publicKey)).toEqual([ia.publicKey])
+      const failure = yield* Effect.flip((yield* probeOf(intruder, "a")).Increment({ by: 1 }))
+      expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
+      expect((failure as { reason: string }).reason).toContain("not trusted")
+      expect(secureOf(host).stats().rejected).toEqual({ untrusted: 1 })
+      expect(yield* (yield* probeOf(caller, "a")).Get()).toBe(1)
     }))
 
   it.scoped("a peer that restarts (same node id, new incarnation) gets a new session", () =>
