@@ -2,12 +2,14 @@
  * Secure sessions over an in-memory network that serializes every frame (as NATS would).
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -18,6 +20,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { inspect } from "node:util"
+import { vi } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
 import type { ActorSystem } from "../../src/actors/ActorSystem.ts"
 import * as TopicM from "../../src/actors/Topic.ts"
@@ -33,6 +36,40 @@ import { type Envelope, ProtocolVersion, type SealedFrame } from "../../src/sche
 import { eventually } from "../fixtures/clock.ts"
 import { makeProbeState, Probe, probeLayer, ProbeService, probeServiceLayer } from "../fixtures/probe.ts"
 import { makeWire, tap, type Wire } from "../fixtures/wire.ts"
+
+/**
+ * Every secret the secure layer makes (seeds, group keys, ephemeral private keys, shared
+ * secrets, session keys), kept for the test that no log line holds one: the crypto module,
+ * unchanged but for the keeping.
+ */
+const secrets = vi.hoisted((): Array<Uint8Array> => [])
+vi.mock("../../src/layers/internal/secureCrypto.ts", async (importOriginal) => {
+  const original = await importOriginal<typeof import("../../src/layers/internal/secureCrypto.ts")>()
+  const kept = <A extends Uint8Array>(secret: A): A => {
+    secrets.push(secret)
+    return secret
+  }
+  return {
+    ...original,
+    randomSeed: () => kept(original.randomSeed()),
+    randomKey: () => kept(original.randomKey()),
+    ephemeral: () => {
+      const pair = original.ephemeral()
+      kept(pair.privateKey.export({ format: "der", type: "pkcs8" }).subarray(-32))
+      return pair
+    },
+    sharedSecret: (own: Parameters<typeof original.sharedSecret>[0], peer: Uint8Array) => {
+      const secret = original.sharedSecret(own, peer)
+      return secret === undefined ? secret : kept(secret)
+    },
+    deriveKeys: (secret: Uint8Array, transcript: Uint8Array) => {
+      const keys = original.deriveKeys(secret, transcript)
+      kept(keys.initiator)
+      kept(keys.responder)
+      return keys
+    }
+  }
+})
 
 const SEED = new Uint8Array(32).fill(7)
 const news = TopicM.make("news.flash", Schema.String)
@@ -938,4 +975,95 @@ describe("the authenticated routing header", () => {
       // the untouched frames were all accepted
       expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1, malformed: 1 })
     }))
+})
+
+describe("logging", () => {
+  /** the ways a secret could be printed: hex, base64, base64url, as a Buffer or a byte array */
+  const printedForms = (secret: Uint8Array): ReadonlyArray<string> => {
+    const bytes = Buffer.from(secret)
+    const head = [...bytes.subarray(0, 8)]
+    return [
+      bytes.toString("hex"),
+      bytes.toString("hex").toUpperCase(),
+      bytes.toString("base64"),
+      bytes.toString("base64url"),
+      head.map((b) => b.toString(16).padStart(2, "0")).join(" "),
+      head.join(","),
+      head.join(", ")
+    ]
+  }
+  const leaks = (lines: ReadonlyArray<string>, keys: ReadonlyArray<Uint8Array>): ReadonlyArray<string> => {
+    const needles = keys.flatMap(printedForms)
+    return lines.filter((line) => needles.some((needle) => line.includes(needle)))
+  }
+  const render = (part: unknown): string => {
+    if (typeof part === "string") return part
+    let json = ""
+    try {
+      json = JSON.stringify(part) ?? ""
+    } catch {
+      // (not every value has a JSON form)
+    }
+    return `${inspect(part, { depth: 10 })} ${json}`
+  }
+
+  it.scoped("rejections are logged, boundedly, and no log line holds key material through handshakes, re-keys and rejections", () => {
+    const logs: Array<string> = []
+    const capture = Logger.make(({ annotations, cause, message }) => {
+      const parts = Array.isArray(message) ? message : [message]
+      logs.push([...parts.map(render), Cause.isEmpty(cause) ? "" : Cause.pretty(cause), render(annotations)].join(" "))
+    })
+    return Effect.gen(function*() {
+      const net = yield* makeNet
+      const seeds = [randomBytes(32), randomBytes(32)]
+      const [ih, ic] = yield* Effect.forEach(seeds, Secure.identityFromSeed)
+      const trust = [ih!.publicKey, ic!.publicKey]
+      const rekey = { rekeyAfterMessages: 20, rekeyAfter: "10 minutes" } as const
+      const state = makeProbeState()
+      const wire = makeWire()
+      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: ih!, trust, ...rekey })
+      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ic!, trust, ...rekey }, { wire })
+      const intruder = yield* secureNode(net, Layer.empty, { name: "intruder", identity: yield* Secure.generateIdentity, trust: "any" })
+      const events = yield* collect(host, news)
+      const probe = yield* probeOf(caller, "a")
+      // handshakes and re-keys: of sessions by count and by age, of the group key by count
+      for (let i = 1; i <= 50; i++) expect(yield* probe.Increment({ by: 1 })).toBe(i)
+      for (let i = 0; i < 50; i++) yield* Effect.provide(TopicM.publish(news, `e${i}`), caller)
+      yield* TestClock.adjust("10 minutes")
+      // (the actor may passivate while the clock moves)
+      expect(yield* probe.Whoami()).toBe("node")
+      const count = yield* probe.Get()
+      yield* eventually(() => events.length === 50, "every event")
+      expect(secureOf(caller).stats().handshakes).toBeGreaterThanOrEqual(4)
+      expect(new Set(sealedTo(wire, "topic.news.flash").map((frame) => frame.key)).size).toBeGreaterThanOrEqual(3)
+      // rejections: an untrusted key, tampered frames (more than are logged), a replay, a bad signature, a plain frame
+      expect(yield* Effect.flip((yield* probeOf(intruder, "a")).Get())).toMatchObject({ _tag: "HandshakeError" })
+      const hostSubject = `node.${nodeIdOf(host)}`
+      const request = sealedTo(wire, hostSubject).at(-1)!
+      const evil = attacker(net)
+      for (let i = 1; i <= 30; i++) yield* evil.publish(hostSubject, { ...request, counter: request.counter + i })
+      yield* evil.publish(hostSubject, request)
+      const event = sealedTo(wire, "topic.news.flash").at(-1)!
+      yield* evil.publish("topic.news.flash", { ...event, counter: event.counter + 1, sig: flipped(event.sig!) })
+      yield* evil.publish(hostSubject, tell(1))
+      expect(secureOf(host).stats().rejected).toEqual({ untrusted: 1, tampered: 30, replay: 1, signature: 1, plaintext: 1 })
+      expect(yield* probe.Get()).toBe(count)
+      expect(events).toHaveLength(50)
+
+      const rejections = (reason: string) => logs.filter((line) => line.includes(`secure: rejected a frame from`) && line.includes(`(${reason}`))
+      yield* eventually(() => rejections("plaintext").length === 1, "the last rejection logged")
+      // the first ten of each reason are logged, then one in a thousand
+      expect(rejections("tampered")).toHaveLength(10)
+      expect(rejections("tampered")[0]).toContain(`from ${nodeIdOf(caller)}`)
+      for (const reason of ["untrusted", "replay", "signature", "plaintext"]) expect(rejections(reason)).toHaveLength(1)
+      expect(logs.some((line) => line.includes("HandshakeError") || line.includes("not trusted"))).toBe(true)
+
+      // no key material: the identities' seeds, and every key the layer made
+      const keys = [...seeds, ...secrets]
+      expect(secrets.length).toBeGreaterThan(20)
+      expect(leaks(logs, keys)).toEqual([])
+      // (the check finds a key when there is one)
+      expect(leaks([`planted ${inspect(Buffer.from(secrets.at(-1)!))}`, `planted ${seeds[0]!.toString("base64url")}`], keys)).toHaveLength(2)
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+  })
 })
