@@ -924,6 +924,12 @@ export const make = (
           reject("malformed", frame.source)
           continue
         }
+        // a signature vouches for its signer only: a trusted node must not sign events or
+        // heartbeats in another node's name
+        if (signed && decoded.right.source !== frame.source) {
+          reject("signature", frame.source, `signed by it, the frame names ${String(decoded.right.source).slice(0, 100)} as its source`)
+          continue
+        }
         deliver(decoded.right)
       }
     }
