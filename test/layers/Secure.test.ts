@@ -34,7 +34,7 @@ import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
 import { type Envelope, ProtocolVersion, type SealedFrame } from "../../src/schema/Envelope.ts"
 import { eventually } from "../fixtures/clock.ts"
-import { makeProbeState, Probe, probeLayer, ProbeService, probeServiceLayer } from "../fixtures/probe.ts"
+import { makeProbeState, openLatch, Probe, probeLayer, ProbeService, probeServiceLayer } from "../fixtures/probe.ts"
 import { makeWire, tap, type Wire } from "../fixtures/wire.ts"
 
 /**
@@ -264,7 +264,7 @@ describe("secure sessions in memory", () => {
       }
     }))
 
-  it.scoped("a service over group keys: its requests reach every member of the group, without plaintext on the wire", () =>
+  it.scoped("a service: its requests reach every member of the group, without plaintext on the wire", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
       const seen = capture(net)
@@ -958,16 +958,28 @@ describe("the authenticated routing header", () => {
       // the other node's session and group epoch with the host, as the wire shows them
       expect(yield* (yield* probeOf(other, "b")).Get()).toBe(0)
       expect(yield* (yield* Effect.provide(Actor.client(ProbeService), other)).Whoami()).toBe("node")
+      // interrupts for a service are the group frames left (its requests go pairwise): a Block
+      // whose caller gives up sends one to `interrupt.ProbeService`
+      const giveUpOn = (from: SecureNode, key: string) =>
+        Effect.gen(function*() {
+          const client = yield* Effect.provide(Actor.client(ProbeService), from)
+          const fiber = yield* Effect.fork(client.Block({ key }))
+          yield* eventually(() => serviceState.latches.has(key), `Block ${key} running`)
+          yield* Fiber.interrupt(fiber)
+        })
+      yield* giveUpOn(other, "other")
+      yield* eventually(() => serviceState.interrupted.includes("other"))
       const lastFromOther = (subscription: string) =>
         wire.received.filter(({ frame, subscription: s }) => s === subscription && frame._tag === "Sealed" && frame.source === otherId)
           .at(-1)!.frame as SealedFrame
       const otherSession = lastFromOther(hostSubject).key
-      const otherEpoch = lastFromOther("actor.ProbeService").key
+      const otherEpoch = lastFromOther("interrupt.ProbeService").key
       // the caller's counters get ahead of the other's, so a rewritten frame passes their replay windows
       for (let i = 0; i < 5; i++) {
         yield* Actor.tell(probe.Increment({ by: 0 }))
-        yield* Actor.tell(service.Whoami())
+        yield* giveUpOn(caller, `ahead-${i}`)
       }
+      yield* eventually(() => serviceState.interrupted.length === 6, "the interrupts of the caller and the other")
       /** rewrites the caller's next sealed frame to the host's `subscription`; `undefined` takes it off the wire */
       const nextFromCaller = (subscription: string, rewrite: (frame: SealedFrame) => SealedFrame | undefined) => {
         const taken: Array<SealedFrame> = []
@@ -996,25 +1008,29 @@ describe("the authenticated routing header", () => {
       yield* evil.publish("interrupt.Probe", direct[0]!)
       expect(rejected()).toEqual({ tampered: 2, "unknown-session": 1 })
       // group: the source and epoch of another peer
-      nextFromCaller("actor.ProbeService", (frame) => ({ ...frame, source: otherId, key: otherEpoch }))
-      yield* Actor.tell(service.Track({ n: 1 }))
+      nextFromCaller("interrupt.ProbeService", (frame) => ({ ...frame, source: otherId, key: otherEpoch }))
+      yield* giveUpOn(caller, "forged")
       expect(rejected()).toEqual({ tampered: 3, "unknown-session": 1 })
       // group: moved to another kind's subject, its subject field rewritten to match...
-      const taken = nextFromCaller("actor.ProbeService", () => undefined)
-      yield* Actor.tell(service.Track({ n: 2 }))
+      const taken = nextFromCaller("interrupt.ProbeService", () => undefined)
+      yield* giveUpOn(caller, "moved")
       expect(taken).toHaveLength(1)
       const shared = taken[0]!
-      yield* evil.publish("actor.Probe", { ...shared, subject: "actor.Probe" })
+      yield* evil.publish("interrupt.Probe", { ...shared, subject: "interrupt.Probe" })
       expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1 })
       // ... or not
-      yield* evil.publish("actor.Probe", shared)
+      yield* evil.publish("interrupt.Probe", shared)
       expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1, malformed: 1 })
 
       expect(yield* probe.Get()).toBe(1)
       expect(yield* service.Whoami()).toBe("node")
-      expect(serviceState.order).toEqual([])
+      // the interrupts taken off the wire or rewritten never reached the handlers they name
+      expect(serviceState.interrupted.filter((key) => key === "forged" || key === "moved")).toEqual([])
       // the untouched frames were all accepted
       expect(rejected()).toEqual({ tampered: 4, "unknown-session": 1, malformed: 1 })
+      // those two handlers still wait: let them finish, so that the nodes can shut down
+      yield* openLatch(serviceState, "forged")
+      yield* openLatch(serviceState, "moved")
     }))
 })
 
