@@ -111,8 +111,8 @@ export const TroupeConfig = Schema.Struct({
       codec: Schema.optional(Schema.Literal("msgpack", "json")),
       askTimeout: Schema.optional(DurationString),
       shutdownTimeout: Schema.optional(DurationString),
-      /** trace every ask, even outside a span */
-      tracing: Schema.optional(Schema.Boolean)
+      /** which asks are traced: true, false or "auto" (the default; see `NodeOptions.tracing`) */
+      tracing: Schema.optional(Schema.Union(Schema.Boolean, Schema.Literal("auto")))
     }).annotations(strict)
   ),
   nats: Schema.optional(

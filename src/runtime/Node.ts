@@ -91,14 +91,14 @@ export interface NodeOptions {
   /** the address announced to discovery; default derived from the transport and node id */
   readonly address?: string | undefined
   /**
-   * trace every ask in a client span, even one started outside any span; default `false`: an
-   * ask is traced when its caller runs inside a span (an HTTP request through the `Gateway`,
-   * `Effect.withSpan`), and its `traceparent` then reaches the handler's span on any node.
-   * Off by default because an Effect span costs about as much as a whole in-memory ask: tracing
-   * every ask measured 2.7–3.5× the CPU per in-memory ask (`bench/tracing-cost.ts`, README
-   * "Observability").
+   * which asks run in a client span whose `traceparent` reaches the handler's span on any node.
+   * An ask made inside a span (an HTTP request through the `Gateway`, `Effect.withSpan`) always
+   * is. Default `"auto"`: every ask whose caller runs under a tracer other than Effect's built-in
+   * one (an exporter such as `troupe/Telemetry` is installed). `true`: every ask; `false`: only
+   * asks inside a span. A span costs 2.7–3.5× the CPU of a whole in-memory ask
+   * (`bench/tracing-cost.ts`, README "Observability"), so nothing is traced when nobody collects.
    */
-  readonly tracing?: boolean | undefined
+  readonly tracing?: boolean | "auto" | undefined
 }
 
 const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
@@ -116,7 +116,7 @@ const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
     maxPendingAsks,
     shutdownTimeout: Duration.decode(options?.shutdownTimeout ?? "10 seconds"),
     address: options?.address,
-    tracing: options?.tracing ?? false
+    tracing: options?.tracing ?? "auto"
   }
 }
 

@@ -72,9 +72,10 @@ describe("Telemetry.layerOtlp", () => {
             Layer.provide(telemetry("troupe-host"))
           )
         )
-        // the caller inside a program that its own exporter is provided around
+        // the caller inside a program that its own exporter is provided around: by default a node
+        // traces every ask under an installed tracer, so this ask, made outside any span, is traced
         return yield* Effect.gen(function*() {
-          const caller = yield* cluster.add(Layer.empty, { name: "caller", tracing: true })
+          const caller = yield* cluster.add(Layer.empty, { name: "caller" })
           const greeter = yield* Effect.provide(Actor.client(Greeter), caller)
           return yield* greeter("g1").Hello({ name: "ada" })
         }).pipe(Effect.provide(telemetry("troupe-caller")))

@@ -55,13 +55,22 @@ describe("tracing of asks", () => {
         const cluster = yield* makeCluster("msgpack")
         yield* cluster.add(TracedLive, { name: "host" })
         const caller = yield* cluster.add(Layer.empty, { name: "caller", tracing: true })
-        const quiet = yield* cluster.add(Layer.empty, { name: "quiet" })
+        const quiet = yield* cluster.add(Layer.empty, { name: "quiet", tracing: false })
+        const auto = yield* cluster.add(Layer.empty, { name: "auto" })
         const traced = yield* Effect.provide(Actor.client(Traced), caller)
         const fromQuiet = yield* Effect.provide(Actor.client(Traced), quiet)
+        const fromAuto = yield* Effect.provide(Actor.client(Traced), auto)
 
-        // outside any span, a node with `tracing: false` (the default) opens no span
+        // outside any span, a node with `tracing: false` opens no span
         expect((yield* fromQuiet("t3").Where()).traceparent).toBe("")
         expect(troupeSpans(spans)).toEqual([])
+        // a node by default ("auto") traces every ask when a tracer is installed (this one)
+        const autoReply = yield* fromAuto("t3").Where()
+        const [autoAsk, autoHandle, ...autoRest] = troupeSpans(spans)
+        expect(autoRest).toEqual([])
+        expect([autoAsk!.name, autoHandle!.name]).toEqual(["troupe.ask Traced.Where", "troupe.handle Traced.Where"])
+        expect(autoReply.traceparent).toBe(`00-${autoAsk!.traceId}-${autoAsk!.spanId}-01`)
+        spans.length = 0
 
         // outside any span, the tracing node traces the ask
         const reply = yield* traced("t3").Where()
@@ -93,7 +102,7 @@ describe("tracing of asks", () => {
           if (span.status._tag === "Ended") expect(Exit.isSuccess(span.status.exit)).toBe(true)
         }
 
-        // inside a caller's span, even the default node traces the ask, as a child of it
+        // inside a caller's span, even a node with `tracing: false` traces the ask, as a child of it
         spans.length = 0
         const outer = yield* Effect.withSpan(
           Effect.zipRight(fromQuiet("t4").Where(), Effect.orDie(Effect.currentSpan)),
@@ -126,7 +135,7 @@ describe("tracing of asks", () => {
       expect(askSpanId).not.toBe(outer.spanId)
     }))
 
-  it.scoped("an ask outside any span is not traced, unless the node traces every ask", () =>
+  it.scoped("under Effect's built-in tracer an ask outside any span is not traced, unless the node traces every ask", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster("json")
       yield* cluster.add(TracedLive, { name: "host" })

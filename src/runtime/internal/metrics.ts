@@ -75,13 +75,19 @@ export const askRejected = (kind: string): void => {
 }
 
 /** Whether the fiber runs inside a span (then its asks are traced). */
+let builtInTracer: Tracer.Tracer | undefined
+
+/** whether `tracer` is Effect's own default one, whose spans go nowhere (no exporter installed) */
+export const isBuiltInTracer = (tracer: Tracer.Tracer): boolean =>
+  tracer === (builtInTracer ??= Effect.runSync(Effect.tracer))
+
 export const hasParentSpan = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
   Context.getOption(fiber.currentContext, Tracer.ParentSpan)._tag === "Some"
 
 /**
  * Runs an ask in a client span whose W3C context travels in the request's `traceparent` header.
- * A span costs more than a whole in-memory ask, so the node traces only asks made inside a span
- * (or every ask with `Node.layer({ tracing: true })`).
+ * A span costs more than a whole in-memory ask, so the node traces asks made inside a span, and
+ * every ask only under an installed tracer or with `Node.layer({ tracing: true })`.
  */
 export const tracedAsk = (
   envelope: Envelope,

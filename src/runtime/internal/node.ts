@@ -59,8 +59,8 @@ export interface NodeConfig {
   readonly maxPendingAsks: number
   readonly shutdownTimeout: Duration.Duration
   readonly address: string | undefined
-  /** trace every ask, even one started outside any span */
-  readonly tracing: boolean
+  /** `true`: trace every ask; `"auto"`: every ask under an installed tracer; `false`: asks inside a span */
+  readonly tracing: boolean | "auto"
 }
 
 
@@ -679,10 +679,14 @@ export const make = (
       }
 
     const askFirst = (envelope: Envelope): Effect.Effect<unknown, unknown> => askRouted(envelope, 0)
-    // traced inside a span (or always, with `tracing`): `traceparent` travels with the request
+    // traced inside a span, and every ask when `tracing` says so: `traceparent` travels with the request
+    const traceAll = config.tracing === true
+    const traceUnderTracer = config.tracing === "auto"
     const ask = (envelope: Envelope): Effect.Effect<unknown, unknown> =>
       Effect.withFiberRuntime((fiber) =>
-        config.tracing || Metrics.hasParentSpan(fiber) ? Metrics.tracedAsk(envelope, askFirst) : askFirst(envelope)
+        traceAll || Metrics.hasParentSpan(fiber) || (traceUnderTracer && !Metrics.isBuiltInTracer(fiber.currentTracer))
+          ? Metrics.tracedAsk(envelope, askFirst)
+          : askFirst(envelope)
       )
 
     const logTellOutcome = (envelope: Envelope) => (exit: JobExit) => {
