@@ -152,20 +152,48 @@ const render = (state: Discovery.DiscoveryState, now: number, header: string): s
   ].join("\n")
 }
 
-const monitor = Command.make("monitor", {
+/** @internal milliseconds between two renders of `troupe monitor` unless `--interval` says otherwise */
+export const DEFAULT_MONITOR_INTERVAL_MILLIS = 500
+
+/** @internal the options of `troupe monitor` (exported so their defaults can be tested) */
+export const monitorOptions = {
   nats: natsOption,
   namespace: namespaceOption,
   codec: codecOption,
   config: configOption,
   interval: Options.integer("interval").pipe(
-    Options.withDefault(500),
-    Options.withDescription("milliseconds between two renders")
+    Options.withDefault(DEFAULT_MONITOR_INTERVAL_MILLIS),
+    Options.withDescription(`milliseconds between two renders (default ${DEFAULT_MONITOR_INTERVAL_MILLIS})`)
   ),
   count: Options.integer("count").pipe(
     Options.optional,
     Options.withDescription("stop after this many renders (default: run until interrupted)")
   )
-}, (flags) =>
+}
+
+/**
+ * @internal
+ * What `troupe monitor` prints: the discovery state rendered at once, then every `interval`
+ * milliseconds (at least 50) after the previous render; `count` renders, or forever.
+ */
+export const monitorRenders = (options: {
+  readonly interval: number
+  readonly count: Option.Option<number>
+  readonly header: string
+}): Stream.Stream<string, never, Discovery.Discovery> => {
+  const once = Effect.gen(function*() {
+    const state = yield* Discovery.state
+    const now = yield* Clock.currentTimeMillis
+    return render(state, now, options.header)
+  })
+  const renders = Stream.repeatEffectWithSchedule(once, Schedule.spaced(Duration.millis(Math.max(50, options.interval))))
+  return Option.match(options.count, {
+    onNone: () => renders,
+    onSome: (n) => Stream.take(renders, Math.max(1, n))
+  })
+}
+
+const monitor = Command.make("monitor", monitorOptions, (flags) =>
   Effect.gen(function*() {
     const { codec, namespace, secure, servers } = yield* connection(flags)
     const codecLayer = codec === "json" ? Codec.json : Codec.msgpack
@@ -178,19 +206,14 @@ const monitor = Command.make("monitor", {
       Layer.provide(codecLayer)
     )
     const tty = process.stdout.isTTY === true
-    const once = Effect.gen(function*() {
-      const state = yield* Discovery.state
-      const now = yield* Clock.currentTimeMillis
-      const text = render(state, now, `${servers.join(",")} namespace=${namespace}`)
-      // a terminal gets the screen redrawn; a pipe gets one block per render
-      yield* Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)
+    const renders = monitorRenders({
+      interval: flags.interval,
+      count: flags.count,
+      header: `${servers.join(",")} namespace=${namespace}`
     })
-    const schedule = Schedule.spaced(Duration.millis(Math.max(50, flags.interval)))
-    return yield* once.pipe(
-      Effect.repeat(Option.match(flags.count, {
-        onNone: () => Schedule.asVoid(schedule),
-        onSome: (n) => Schedule.asVoid(Schedule.intersect(schedule, Schedule.recurs(Math.max(0, n - 1))))
-      })),
+    return yield* renders.pipe(
+      // a terminal gets the screen redrawn; a pipe gets one block per render
+      Stream.runForEach((text) => Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)),
       Effect.provide(layer)
     )
   })).pipe(Command.withDescription("Show the discovery state live: nodes, kinds, serving, last seen"))
