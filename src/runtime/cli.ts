@@ -3,6 +3,7 @@
  *
  * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway); with
  *   a `[secure]` section it prints the node's Ed25519 public key, for the peers' trust lists;
+ *   `--nats URL` and `--port N` override the file's NATS servers and HTTP port;
  * - `troupe monitor --nats URL`: the discovery state, live (nodes, kinds, serving, last seen);
  * - `troupe call KIND ID TAG --json '{...}' --nats URL`: one ask, the reply printed as JSON; with
  *   `--stream`, a streamed reply (`stream: true`) printed as it arrives, one NDJSON line per element.
@@ -23,6 +24,7 @@ import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -108,15 +110,58 @@ const describe = (error: unknown): string => {
 
 // ---- serve ---------------------------------------------------------------------------------
 
+/**
+ * @internal
+ * `serve`'s flags over its config file: `servers` replace `[nats] servers` (and add a `[nats]`
+ * section to a file without one), `port` replaces `http.port` (the file must have `[http]`).
+ */
+export const withOverrides = (
+  config: Config.Config,
+  overrides: { readonly servers: Option.Option<ReadonlyArray<string>>; readonly port: Option.Option<number> }
+): Either.Either<Config.Config, Config.ConfigError> => {
+  const issues: Array<Config.ConfigIssue> = []
+  let out: Config.Config = config
+  if (Option.isSome(overrides.servers)) {
+    const [first, ...rest] = overrides.servers.value
+    if (first === undefined) {
+      issues.push(new Config.ConfigIssue({ path: "--nats", message: "expected at least one NATS server URL" }))
+    } else {
+      out = { ...out, nats: { ...out.nats, servers: [first, ...rest] } }
+    }
+  }
+  if (Option.isSome(overrides.port)) {
+    const port = overrides.port.value
+    if (out.http === undefined) {
+      issues.push(new Config.ConfigIssue({ path: "--port", message: "the config file has no [http] section to serve" }))
+    } else if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      issues.push(new Config.ConfigIssue({ path: "--port", message: `expected a port 0..65535, got ${port}` }))
+    } else {
+      out = { ...out, http: { ...out.http, port } }
+    }
+  }
+  return issues.length > 0 ? Either.left(new Config.ConfigError({ file: config.file, issues })) : Either.right(out)
+}
+
 const serve = Command.make("serve", {
   config: Options.text("config").pipe(
     Options.withAlias("c"),
     Options.withDefault("troupe.toml"),
     Options.withDescription("the config file (TOML, or JSON when it ends in .json)")
+  ),
+  nats: Options.text("nats").pipe(
+    Options.optional,
+    Options.withDescription("NATS server URL, several comma-separated, instead of the config's [nats] servers")
+  ),
+  port: Options.integer("port").pipe(
+    Options.optional,
+    Options.withDescription("the HTTP port instead of the config's http.port")
   )
-}, ({ config: file }) =>
+}, (flags) =>
   Effect.gen(function*() {
-    const config = yield* Config.load(file)
+    const config = yield* Effect.flatMap(
+      Config.load(flags.config),
+      (loaded) => withOverrides(loaded, { servers: Option.map(flags.nats, servers), port: flags.port })
+    )
     const layer = yield* serveLayer(config)
     return yield* Effect.gen(function*() {
       const node = yield* Node.Node

@@ -9,6 +9,7 @@ import * as Options from "@effect/cli/Options"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -19,7 +20,8 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Secure from "../../src/layers/Secure.ts"
-import { DEFAULT_MONITOR_INTERVAL_MILLIS, monitorOptions, monitorRenders } from "../../src/runtime/cli.ts"
+import { DEFAULT_MONITOR_INTERVAL_MILLIS, monitorOptions, monitorRenders, withOverrides } from "../../src/runtime/cli.ts"
+import * as Config from "../../src/runtime/Config.ts"
 import { awaitSleepIn, eventually } from "../fixtures/clock.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 
@@ -110,6 +112,44 @@ describe("troupe monitor (in process)", () => {
     }))
 })
 
+describe("troupe serve --nats / --port (in process)", () => {
+  const parse = (text: string) => Either.getOrThrow(Config.parse(text, "/srv/troupe.toml"))
+  const issues = (result: Either.Either<Config.Config, Config.ConfigError>) =>
+    Either.isLeft(result) ? result.left.issues.map((i) => `${i.path}: ${i.message}`) : []
+
+  it("override the config file's NATS servers and HTTP port, and nothing else", () => {
+    const config = parse(
+      `[node]\nname = "edge"\n[nats]\nservers = ["nats://127.0.0.1:4222"]\nheartbeat = 200\n[http]\nport = 8080\nhost = "127.0.0.1"\n`
+    )
+    const none = Either.getOrThrow(withOverrides(config, { servers: Option.none(), port: Option.none() }))
+    expect(none).toEqual(config)
+    const both = Either.getOrThrow(
+      withOverrides(config, { servers: Option.some(["nats://a:1", "nats://b:2"]), port: Option.some(9090) })
+    )
+    expect(both.nats?.servers).toEqual(["nats://a:1", "nats://b:2"])
+    expect(both.nats?.heartbeat).toEqual(config.nats?.heartbeat)
+    expect(both.http).toEqual({ ...config.http, port: 9090 })
+    expect(both.node).toEqual(config.node)
+    // a file without [nats] runs in memory; --nats puts it on NATS
+    const local = Either.getOrThrow(
+      withOverrides(parse(`[node]\nname = "solo"\n`), { servers: Option.some(["nats://c:3"]), port: Option.none() })
+    )
+    expect(local.nats).toEqual({ servers: ["nats://c:3"] })
+  })
+
+  it("refuse --port without [http], a port out of range and an empty --nats", () => {
+    const noHttp = parse(`[node]\nname = "worker"\n`)
+    expect(issues(withOverrides(noHttp, { servers: Option.some([]), port: Option.some(80) }))).toEqual([
+      "--nats: expected at least one NATS server URL",
+      "--port: the config file has no [http] section to serve"
+    ])
+    const http = parse(`[http]\nport = 8080\n`)
+    expect(issues(withOverrides(http, { servers: Option.none(), port: Option.some(70000) }))).toEqual([
+      "--port: expected a port 0..65535, got 70000"
+    ])
+  })
+})
+
 describe("troupe CLI", () => {
   it.live("--help works on every command", () =>
     Effect.gen(function*() {
@@ -122,6 +162,9 @@ describe("troupe CLI", () => {
       const helps = yield* Effect.forEach(commands, (command) => runToEnd([command, "--help"]), { concurrency: 3 })
       expect(helps.map((h) => h.code)).toEqual([0, 0, 0])
       expect(helps[0]!.stdout).toContain("--config")
+      expect(helps[0]!.stdout).toContain("--nats")
+      expect(helps[0]!.stdout).toContain("--port")
+      expect(helps[1]!.stdout).toContain("--interval")
       expect(helps[1]!.stdout).toContain("--nats")
       expect(helps[2]!.stdout).toContain("<KIND> <ID> <TAG>")
     }).pipe(Effect.scoped), 60_000)
