@@ -67,7 +67,7 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack "$package" --silent >/dev/null </dev/null)
+(cd "$work" && npm pack "$package" --loglevel=error >/dev/null </dev/null)
 tarball="$(ls "$work"/node-linux-*.tgz)"
 rm -rf "$PREFIX"
 mkdir -p "$PREFIX" "$LINK_DIR"
