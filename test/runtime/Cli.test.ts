@@ -164,7 +164,7 @@ describe("troupe CLI", () => {
       expect(helps[0]!.stdout).toContain("--config")
       expect(helps[0]!.stdout).toContain("--nats")
       expect(helps[0]!.stdout).toContain("--port")
-      expect(helps[1]!.stdout).toContain("--interval")
+      expect(helps[1]!.stdout).toContain("milliseconds between two renders (default 500)")
       expect(helps[1]!.stdout).toContain("--nats")
       expect(helps[2]!.stdout).toContain("<KIND> <ID> <TAG>")
     }).pipe(Effect.scoped), 60_000)
