@@ -244,7 +244,8 @@ export interface AppOptions {
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * request headers passed to handlers: `"all"` (default; hop-by-hop headers such as
-   * `connection` and `content-length` are dropped) or a list of lower-case names
+   * `connection` and `content-length` are dropped) or a list of names (any case: HTTP header
+   * names are case-insensitive), and no others. A route's `id` function sees the same headers.
    */
   readonly forwardHeaders?: "all" | ReadonlyArray<string> | undefined
 }

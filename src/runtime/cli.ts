@@ -3,6 +3,7 @@
  *
  * - `troupe serve --config troupe.toml`: runs a node (the config's modules and its gateway); with
  *   a `[secure]` section it prints the node's Ed25519 public key, for the peers' trust lists;
+ *   `--nats URL` and `--port N` override the file's NATS servers and HTTP port;
  * - `troupe monitor --nats URL`: the discovery state, live (nodes, kinds, serving, last seen);
  * - `troupe call KIND ID TAG --json '{...}' --nats URL`: one ask, the reply printed as JSON; with
  *   `--stream`, a streamed reply (`stream: true`) printed as it arrives, one NDJSON line per element.
@@ -23,6 +24,7 @@ import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -108,15 +110,58 @@ const describe = (error: unknown): string => {
 
 // ---- serve ---------------------------------------------------------------------------------
 
+/**
+ * @internal
+ * `serve`'s flags over its config file: `servers` replace `[nats] servers` (and add a `[nats]`
+ * section to a file without one), `port` replaces `http.port` (the file must have `[http]`).
+ */
+export const withOverrides = (
+  config: Config.Config,
+  overrides: { readonly servers: Option.Option<ReadonlyArray<string>>; readonly port: Option.Option<number> }
+): Either.Either<Config.Config, Config.ConfigError> => {
+  const issues: Array<Config.ConfigIssue> = []
+  let out: Config.Config = config
+  if (Option.isSome(overrides.servers)) {
+    const [first, ...rest] = overrides.servers.value
+    if (first === undefined) {
+      issues.push(new Config.ConfigIssue({ path: "--nats", message: "expected at least one NATS server URL" }))
+    } else {
+      out = { ...out, nats: { ...out.nats, servers: [first, ...rest] } }
+    }
+  }
+  if (Option.isSome(overrides.port)) {
+    const port = overrides.port.value
+    if (out.http === undefined) {
+      issues.push(new Config.ConfigIssue({ path: "--port", message: "the config file has no [http] section to serve" }))
+    } else if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      issues.push(new Config.ConfigIssue({ path: "--port", message: `expected a port 0..65535, got ${port}` }))
+    } else {
+      out = { ...out, http: { ...out.http, port } }
+    }
+  }
+  return issues.length > 0 ? Either.left(new Config.ConfigError({ file: config.file, issues })) : Either.right(out)
+}
+
 const serve = Command.make("serve", {
   config: Options.text("config").pipe(
     Options.withAlias("c"),
     Options.withDefault("troupe.toml"),
     Options.withDescription("the config file (TOML, or JSON when it ends in .json)")
+  ),
+  nats: Options.text("nats").pipe(
+    Options.optional,
+    Options.withDescription("NATS server URL, several comma-separated, instead of the config's [nats] servers")
+  ),
+  port: Options.integer("port").pipe(
+    Options.optional,
+    Options.withDescription("the HTTP port instead of the config's http.port")
   )
-}, ({ config: file }) =>
+}, (flags) =>
   Effect.gen(function*() {
-    const config = yield* Config.load(file)
+    const config = yield* Effect.flatMap(
+      Config.load(flags.config),
+      (loaded) => withOverrides(loaded, { servers: Option.map(flags.nats, servers), port: flags.port })
+    )
     const layer = yield* serveLayer(config)
     return yield* Effect.gen(function*() {
       const node = yield* Node.Node
@@ -152,20 +197,48 @@ const render = (state: Discovery.DiscoveryState, now: number, header: string): s
   ].join("\n")
 }
 
-const monitor = Command.make("monitor", {
+/** @internal milliseconds between two renders of `troupe monitor` unless `--interval` says otherwise */
+export const DEFAULT_MONITOR_INTERVAL_MILLIS = 500
+
+/** @internal the options of `troupe monitor` (exported so their defaults can be tested) */
+export const monitorOptions = {
   nats: natsOption,
   namespace: namespaceOption,
   codec: codecOption,
   config: configOption,
   interval: Options.integer("interval").pipe(
-    Options.withDefault(500),
-    Options.withDescription("milliseconds between two renders")
+    Options.withDefault(DEFAULT_MONITOR_INTERVAL_MILLIS),
+    Options.withDescription(`milliseconds between two renders (default ${DEFAULT_MONITOR_INTERVAL_MILLIS})`)
   ),
   count: Options.integer("count").pipe(
     Options.optional,
     Options.withDescription("stop after this many renders (default: run until interrupted)")
   )
-}, (flags) =>
+}
+
+/**
+ * @internal
+ * What `troupe monitor` prints: the discovery state rendered at once, then every `interval`
+ * milliseconds (at least 50) after the previous render; `count` renders, or forever.
+ */
+export const monitorRenders = (options: {
+  readonly interval: number
+  readonly count: Option.Option<number>
+  readonly header: string
+}): Stream.Stream<string, never, Discovery.Discovery> => {
+  const once = Effect.gen(function*() {
+    const state = yield* Discovery.state
+    const now = yield* Clock.currentTimeMillis
+    return render(state, now, options.header)
+  })
+  const renders = Stream.repeatEffectWithSchedule(once, Schedule.spaced(Duration.millis(Math.max(50, options.interval))))
+  return Option.match(options.count, {
+    onNone: () => renders,
+    onSome: (n) => Stream.take(renders, Math.max(1, n))
+  })
+}
+
+const monitor = Command.make("monitor", monitorOptions, (flags) =>
   Effect.gen(function*() {
     const { codec, namespace, secure, servers } = yield* connection(flags)
     const codecLayer = codec === "json" ? Codec.json : Codec.msgpack
@@ -178,19 +251,14 @@ const monitor = Command.make("monitor", {
       Layer.provide(codecLayer)
     )
     const tty = process.stdout.isTTY === true
-    const once = Effect.gen(function*() {
-      const state = yield* Discovery.state
-      const now = yield* Clock.currentTimeMillis
-      const text = render(state, now, `${servers.join(",")} namespace=${namespace}`)
-      // a terminal gets the screen redrawn; a pipe gets one block per render
-      yield* Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)
+    const renders = monitorRenders({
+      interval: flags.interval,
+      count: flags.count,
+      header: `${servers.join(",")} namespace=${namespace}`
     })
-    const schedule = Schedule.spaced(Duration.millis(Math.max(50, flags.interval)))
-    return yield* once.pipe(
-      Effect.repeat(Option.match(flags.count, {
-        onNone: () => Schedule.asVoid(schedule),
-        onSome: (n) => Schedule.asVoid(Schedule.intersect(schedule, Schedule.recurs(Math.max(0, n - 1))))
-      })),
+    return yield* renders.pipe(
+      // a terminal gets the screen redrawn; a pipe gets one block per render
+      Stream.runForEach((text) => Console.log(tty ? `\x1b[2J\x1b[H${text}` : text)),
       Effect.provide(layer)
     )
   })).pipe(Command.withDescription("Show the discovery state live: nodes, kinds, serving, last seen"))

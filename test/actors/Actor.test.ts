@@ -8,7 +8,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
-import { adjustAfterSleeps, awaitSleeps, eventually } from "../fixtures/clock.ts"
+import { adjustAfterSleeps, awaitSleepIn, awaitSleeps, eventually } from "../fixtures/clock.ts"
 import { modes, nodeOf, singleNode } from "../fixtures/nodes.ts"
 import {
   makeProbeState,
@@ -208,6 +208,36 @@ describe.each([...modes, "secure" as const])("actors (%s)", (mode) => {
         expect(yield* (yield* Effect.provide(Actor.client(Probe), node))("b").Increment({ by: 1 })).toBe(1)
       }))
 
+    it.scoped("by default restarts 5 times, backing off 100, 200, 400, 800, 1600 ms; the 6th defect stops the actor", () =>
+      Effect.gen(function*() {
+        const state = makeProbeState()
+        // no supervision option: the default. (A zero shutdown deadline: should an assertion fail
+        // with an ask still queued, the node's shutdown must not wait on the TestClock.)
+        const node = yield* singleNode(mode, probeLayer(state), { shutdownTimeout: 0 })
+        const probe = (yield* Effect.provide(Actor.client(Probe), node))("a")
+        expect(yield* probe.Increment({ by: 1 })).toBe(1)
+        // six defects in a row, each handled by a fresh incarnation, then an ask that waits behind them
+        for (let i = 0; i < 6; i++) yield* Actor.tell(probe.Die({ message: `boom ${i}` }))
+        const pending = yield* Effect.fork(probe.Get())
+        for (const [restart, delay] of [100, 200, 400, 800, 1600].entries()) {
+          yield* awaitSleepIn(delay) // the backoff before this restart, exactly
+          expect(state.builds).toBe(1 + restart)
+          expect(pending.unsafePoll()).toBeNull()
+          yield* TestClock.adjust(delay)
+        }
+        yield* eventually(() => pending.unsafePoll() !== null, "the pending ask was answered")
+        const error = yield* Effect.flip(Fiber.join(pending))
+        expect(error).toMatchObject({
+          _tag: "ActorStopped",
+          kind: "Probe",
+          id: "a",
+          reason: "supervision gave up after 6 consecutive failures"
+        })
+        expect(state.builds).toBe(6) // the first activation and 5 restarts
+        expect(state.finalized).toEqual(["a", "a", "a", "a", "a", "a"])
+        expect(yield* Effect.flip(probe.Increment({ by: 1 }))).toMatchObject({ _tag: "ActorStopped" })
+      }))
+
     it.scoped("a defect in a service handler fails that ask only", () =>
       Effect.gen(function*() {
         const node = yield* singleNode(mode, probeServiceLayer(makeProbeState()))
@@ -238,6 +268,31 @@ describe.each([...modes, "secure" as const])("actors (%s)", (mode) => {
         yield* Fiber.join(running)
         expect((yield* Fiber.join(queued)).sort()).toEqual([1, 2])
         expect(yield* probe.Get()).toBe(2)
+      }))
+
+    it.scoped("the default mailbox holds 1024 messages behind a busy handler; the 1025th fails with MailboxFull", () =>
+      Effect.gen(function*() {
+        const state = makeProbeState()
+        const node = yield* singleNode(mode, probeLayer(state)) // no mailboxCapacity option: the default
+        // should an assertion fail with the gate shut, open it before the node's shutdown waits on it
+        yield* Effect.addFinalizer(() => openLatch(state, "gate"))
+        const probe = (yield* Effect.provide(Actor.client(Probe), node))("a")
+        const running = yield* Effect.fork(probe.Block({ key: "gate" }))
+        yield* eventually(() => state.latches.has("gate"), "handler started")
+        // tells from one sender arrive in order, so all of them are queued before the ask below
+        for (let i = 0; i < 1024; i++) yield* Actor.tell(probe.Increment({ by: 1 }))
+        // an accepted ask would wait behind the gate forever: wait (bounded) for it to be answered
+        const overflow = yield* Effect.fork(probe.Increment({ by: 1000 }))
+        yield* eventually(() => overflow.unsafePoll() !== null, "the 1025th ask was refused")
+        const rejected = yield* Effect.flip(Fiber.join(overflow))
+        expect(rejected).toMatchObject({ _tag: "MailboxFull", kind: "Probe", id: "a", capacity: 1024, queue: "mailbox" })
+        if (zeroCopy) {
+          expect(yield* Effect.flip(Actor.tell(probe.Increment({ by: 1000 })))).toMatchObject({ _tag: "MailboxFull" })
+        }
+        yield* openLatch(state, "gate")
+        expect(yield* Fiber.join(running)).toBe("gate")
+        // every one of the 1024 was kept and handled; the refused ones were not
+        expect(yield* probe.Get()).toBe(1024)
       }))
 
     if (!zeroCopy) {

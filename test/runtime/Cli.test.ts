@@ -1,20 +1,34 @@
 /**
  * The `troupe` CLI as real processes (`node bin/troupe.mjs ...`, no tsx preloaded) on a real
  * nats-server: `serve` answers HTTP, `monitor` prints a node that joins, `call` returns the
- * reply, and a trace id crosses from the gateway's process to the handler's.
+ * reply, and a trace id crosses from the gateway's process to the handler's. The monitor's
+ * options and refresh period are also tested in process, on the TestClock.
  */
+import * as CliConfig from "@effect/cli/CliConfig"
+import * as Options from "@effect/cli/Options"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Secure from "../../src/layers/Secure.ts"
+import { DEFAULT_MONITOR_INTERVAL_MILLIS, monitorOptions, monitorRenders, withOverrides } from "../../src/runtime/cli.ts"
+import * as Config from "../../src/runtime/Config.ts"
+import { awaitSleepIn, eventually } from "../fixtures/clock.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 
 const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
 const greeter = fileURLToPath(new URL("../../examples/gateway/greeter.ts", import.meta.url))
 const traceModule = fileURLToPath(new URL("../fixtures/trace-module.ts", import.meta.url))
+const troupeNode = fileURLToPath(new URL("../fixtures/troupe-node.ts", import.meta.url))
 
 const troupe = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   Effect.acquireRelease(
@@ -44,6 +58,98 @@ const httpGet = (port: number, path: string, headers: Record<string, string> = {
     return { status: response.status, body: await response.json() as any }
   })
 
+/** the monitor's flags as @effect/cli parses them from `args` */
+const parseMonitor = (args: ReadonlyArray<string>) =>
+  Options.processCommandLine(Options.all(monitorOptions), args, CliConfig.defaultConfig).pipe(
+    Effect.map(([, , flags]) => flags),
+    Effect.provide(NodeContext.layer)
+  )
+
+/** the header row of a monitor render */
+const monitorTitle = /^name\s+node\s+serving\s+status\s+last seen\s+kinds$/
+
+describe("troupe monitor (in process)", () => {
+  it.effect("without --interval renders every 500 ms: at once, then 500 ms after each render", () =>
+    Effect.gen(function*() {
+      const flags = yield* parseMonitor([])
+      expect(flags.interval).toBe(500)
+      expect(DEFAULT_MONITOR_INTERVAL_MILLIS).toBe(500)
+      expect(Option.isNone(flags.count)).toBe(true)
+      expect((yield* parseMonitor(["--interval", "200"])).interval).toBe(200)
+
+      const renders: Array<string> = []
+      const fiber = yield* monitorRenders({ interval: flags.interval, count: flags.count, header: "test" }).pipe(
+        Stream.runForEach((text) => Effect.sync(() => renders.push(text))),
+        Effect.provide(Discovery.inMemory),
+        Effect.fork
+      )
+      yield* eventually(() => renders.length === 1, "the first render")
+      expect(renders[0]!.split("\n")).toContainEqual(expect.stringMatching(monitorTitle))
+      for (let n = 2; n <= 4; n++) {
+        yield* awaitSleepIn(500) // the wait before the next render, exactly
+        yield* TestClock.adjust(499)
+        expect(renders.length).toBe(n - 1)
+        yield* TestClock.adjust(1)
+        yield* eventually(() => renders.length === n, `render ${n}`)
+      }
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("--count N renders N times, then ends", () =>
+    Effect.gen(function*() {
+      const flags = yield* parseMonitor(["--count", "3"])
+      const fiber = yield* monitorRenders({ interval: flags.interval, count: flags.count, header: "test" }).pipe(
+        Stream.runCollect,
+        Effect.provide(Discovery.inMemory),
+        Effect.fork
+      )
+      yield* awaitSleepIn(500)
+      yield* TestClock.adjust(500)
+      yield* awaitSleepIn(500)
+      yield* TestClock.adjust(500)
+      const renders = yield* Fiber.join(fiber)
+      expect(renders.length).toBe(3)
+    }))
+})
+
+describe("troupe serve --nats / --port (in process)", () => {
+  const parse = (text: string) => Either.getOrThrow(Config.parse(text, "/srv/troupe.toml"))
+  const issues = (result: Either.Either<Config.Config, Config.ConfigError>) =>
+    Either.isLeft(result) ? result.left.issues.map((i) => `${i.path}: ${i.message}`) : []
+
+  it("override the config file's NATS servers and HTTP port, and nothing else", () => {
+    const config = parse(
+      `[node]\nname = "edge"\n[nats]\nservers = ["nats://127.0.0.1:4222"]\nheartbeat = 200\n[http]\nport = 8080\nhost = "127.0.0.1"\n`
+    )
+    const none = Either.getOrThrow(withOverrides(config, { servers: Option.none(), port: Option.none() }))
+    expect(none).toEqual(config)
+    const both = Either.getOrThrow(
+      withOverrides(config, { servers: Option.some(["nats://a:1", "nats://b:2"]), port: Option.some(9090) })
+    )
+    expect(both.nats?.servers).toEqual(["nats://a:1", "nats://b:2"])
+    expect(both.nats?.heartbeat).toEqual(config.nats?.heartbeat)
+    expect(both.http).toEqual({ ...config.http, port: 9090 })
+    expect(both.node).toEqual(config.node)
+    // a file without [nats] runs in memory; --nats puts it on NATS
+    const local = Either.getOrThrow(
+      withOverrides(parse(`[node]\nname = "solo"\n`), { servers: Option.some(["nats://c:3"]), port: Option.none() })
+    )
+    expect(local.nats).toEqual({ servers: ["nats://c:3"] })
+  })
+
+  it("refuse --port without [http], a port out of range and an empty --nats", () => {
+    const noHttp = parse(`[node]\nname = "worker"\n`)
+    expect(issues(withOverrides(noHttp, { servers: Option.some([]), port: Option.some(80) }))).toEqual([
+      "--nats: expected at least one NATS server URL",
+      "--port: the config file has no [http] section to serve"
+    ])
+    const http = parse(`[http]\nport = 8080\n`)
+    expect(issues(withOverrides(http, { servers: Option.none(), port: Option.some(70000) }))).toEqual([
+      "--port: expected a port 0..65535, got 70000"
+    ])
+  })
+})
+
 describe("troupe CLI", () => {
   it.live("--help works on every command", () =>
     Effect.gen(function*() {
@@ -56,8 +162,29 @@ describe("troupe CLI", () => {
       const helps = yield* Effect.forEach(commands, (command) => runToEnd([command, "--help"]), { concurrency: 3 })
       expect(helps.map((h) => h.code)).toEqual([0, 0, 0])
       expect(helps[0]!.stdout).toContain("--config")
+      expect(helps[0]!.stdout).toContain("--nats")
+      expect(helps[0]!.stdout).toContain("--port")
+      expect(helps[1]!.stdout).toContain("milliseconds between two renders (default 500)")
       expect(helps[1]!.stdout).toContain("--nats")
       expect(helps[2]!.stdout).toContain("<KIND> <ID> <TAG>")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("monitor without --interval shows the last seen column and a node that joins", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerResource()
+      const namespace = `mon${Math.random().toString(36).slice(2, 8)}`
+      const monitor = yield* troupe(["monitor", "--nats", nats.url, "--namespace", namespace])
+      yield* waitForLine(monitor, monitorTitle)
+      yield* waitForLine(monitor, /\(no nodes\)/)
+      yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          spawnNode(troupeNode, [], { NATS_URL: nats.url, NODE_NAME: "mon-worker", NAMESPACE: namespace, HEARTBEAT: "200 millis" })
+        ),
+        (child) => Effect.promise(() => child.stop())
+      )
+      // name, node id, serving, status, last seen ("0.2s ago"), kinds
+      yield* waitForLine(monitor, /^mon-worker\s+mon-worker-\S+\s+serving\s+alive\s+\d+\.\ds ago\s+Probe,ProbeService$/)
+      yield* waitForLine(monitor, new RegExp(`namespace=${namespace}  members=1$`))
     }).pipe(Effect.scoped), 60_000)
 
   it.live("serve fails with every config issue and its path", () =>

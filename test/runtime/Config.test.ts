@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -9,8 +10,20 @@ import { fileURLToPath } from "node:url"
 import * as Config from "../../src/runtime/Config.ts"
 import * as Secure from "../../src/layers/Secure.ts"
 import { secureOptions, serveLayer } from "../../src/runtime/internal/serve.ts"
+import { freePort } from "../fixtures/nats.ts"
 
 const example = fileURLToPath(new URL("../../examples/gateway/troupe.toml", import.meta.url))
+const sleeperModule = fileURLToPath(new URL("../fixtures/sleeper-module.ts", import.meta.url))
+
+const http = (port: number, method: string, path: string, body?: string) =>
+  Effect.promise(async () => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
+      signal: AbortSignal.timeout(5_000)
+    })
+    return { status: response.status, body: await response.json() as any }
+  })
 
 const issuesOf = (result: Either.Either<Config.Config, Config.ConfigError>) =>
   Either.match(result, {
@@ -144,6 +157,46 @@ errors = { X = 200 }
         "secure: secure sessions protect traffic between nodes over NATS: add a [nats] section"
       ])
     }))
+
+  it.live("serve: the config's http.timeout (504, the handler interrupted) and http.maxBodySize (413) over real HTTP", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const port = yield* Effect.promise(freePort)
+      const file = Path.join(dir, "troupe.toml")
+      // one process, no [nats]: the node is a serializing in-memory one; the node's ask timeout
+      // stays at its default (30 s), longer than the client waits (5 s)
+      writeFileSync(
+        file,
+        `modules = [${JSON.stringify(sleeperModule)}]\n[node]\nname = "cfg"\n` +
+          `[http]\nport = ${port}\nhost = "127.0.0.1"\ntimeout = "200 millis"\nmaxBodySize = 256\n` +
+          `[[http.routes]]\nmethod = "GET"\npath = "/sleep/:key"\nkind = "Sleeper"\ntag = "Sleep"\nservice = true\n` +
+          `[[http.routes]]\nmethod = "GET"\npath = "/interrupted/:key"\nkind = "Sleeper"\ntag = "WasInterrupted"\nservice = true\n` +
+          `[[http.routes]]\nmethod = "POST"\npath = "/size"\nkind = "Sleeper"\ntag = "Size"\nservice = true\n`
+      )
+      const config = yield* Config.load(file)
+      yield* Layer.build(yield* serveLayer(config)).pipe(Effect.orDie)
+
+      // a route without a timeout of its own gets the config's
+      const slept = yield* http(port, "GET", "/sleep/k1")
+      expect(slept).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "Sleeper", tag: "Sleep" } })
+      // ...and the handler was interrupted (the node may see the interrupt just after the 504)
+      let interrupted = yield* http(port, "GET", "/interrupted/k1")
+      for (let i = 0; i < 50 && interrupted.body !== true; i++) {
+        yield* Effect.sleep("100 millis")
+        interrupted = yield* http(port, "GET", "/interrupted/k1")
+      }
+      expect(interrupted).toEqual({ status: 200, body: true })
+      expect(yield* http(port, "GET", "/interrupted/never-asked")).toEqual({ status: 200, body: false })
+
+      // the body limit: within it answered, over it 413 with the config's limit
+      const within = JSON.stringify({ text: "a".repeat(200) })
+      expect(yield* http(port, "POST", "/size", within)).toEqual({ status: 200, body: 200 })
+      const over = JSON.stringify({ text: "a".repeat(300) })
+      expect(yield* http(port, "POST", "/size", over)).toMatchObject({
+        status: 413,
+        body: { _tag: "PayloadTooLarge", size: over.length, limit: 256 }
+      })
+    }).pipe(Effect.scoped))
 
   it("parses a [secure] section: identity from a file or a variable, trust keys and files or \"any\"", () => {
     const parse = (secure: string) => Config.parse(`[nats]\nservers = "nats://h:4222"\n[secure]\n${secure}`, "/srv/app/troupe.toml")

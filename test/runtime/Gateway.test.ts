@@ -2,7 +2,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
@@ -14,7 +16,7 @@ import { ActorSystem } from "../../src/actors/ActorSystem.ts"
 import * as Gateway from "../../src/runtime/Gateway.ts"
 import * as Node from "../../src/runtime/Node.ts"
 import { freePort } from "../fixtures/nats.ts"
-import { makeCluster } from "../fixtures/nodes.ts"
+import { makeCluster, type TransportOptions } from "../fixtures/nodes.ts"
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String }) {}
 class Broken extends Schema.TaggedError<Broken>()("Broken", { code: Schema.Number }) {}
@@ -30,12 +32,31 @@ const rpcs = [
   Rpc.make("Slow", { success: Schema.String }),
   Rpc.make("Nothing", {}),
   Rpc.make("Trace", { success: Schema.Struct({ traceparent: Schema.String, spanTraceId: Schema.String }) }),
-  Rpc.make("Blob", { success: Schema.Struct({ name: Schema.String, data: Schema.Uint8ArrayFromSelf }) })
+  Rpc.make("Blob", { success: Schema.Struct({ name: Schema.String, data: Schema.Uint8ArrayFromSelf }) }),
+  /** a reply of `bytes` characters */
+  Rpc.make("Sized", { payload: { bytes: Schema.NumberFromString }, success: Schema.String })
 ] as const
 
 const Greeter = Actor.make("GwGreeter", rpcs)
 const GreeterService = Actor.service("GwGreeterService", rpcs)
 const NotHosted = Actor.make("GwNowhere", rpcs)
+
+/** completed when the `Slow` handler of that actor id is interrupted */
+const slowInterrupted = new Map<string, Deferred.Deferred<void>>()
+const slowInterruptedOf = (id: string): Deferred.Deferred<void> => {
+  let signal = slowInterrupted.get(id)
+  if (signal === undefined) {
+    signal = Deferred.unsafeMake<void>(FiberId.none)
+    slowInterrupted.set(id, signal)
+  }
+  return signal
+}
+/** waits (bounded) until the `Slow` handler of `id` has been interrupted on the hosting node */
+const awaitSlowInterrupted = (id: string) =>
+  Deferred.await(slowInterruptedOf(id)).pipe(
+    Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error(`the Slow handler of ${id} was not interrupted`) }),
+    Effect.orDie
+  )
 
 const handlers: Actor.Handlers<Actor.Rpcs<typeof Greeter>, Actor.CurrentAddress> = {
   Hello: ({ greeting, name }) =>
@@ -46,9 +67,14 @@ const handlers: Actor.Handlers<Actor.Rpcs<typeof Greeter>, Actor.CurrentAddress>
   Refuse: ({ reason }) => Effect.fail(new Refused({ reason })),
   Break: () => Effect.fail(new Broken({ code: 7 })),
   Die: () => Effect.die(new Error("secret internals: password=hunter2")),
-  Slow: () => Effect.as(Effect.sleep("10 seconds"), "late"),
+  Slow: () =>
+    Effect.flatMap(Actor.CurrentAddress, ({ id }) =>
+      Effect.as(Effect.sleep("10 seconds"), "late").pipe(
+        Effect.onInterrupt(() => Deferred.succeed(slowInterruptedOf(id), undefined))
+      )),
   Nothing: () => Effect.void,
   Blob: () => Effect.succeed({ name: "blob", data: new Uint8Array([0, 1, 255]) }),
+  Sized: ({ bytes }) => Effect.succeed("x".repeat(bytes)),
   Trace: (_, { headers }) =>
     Effect.map(Effect.orDie(Effect.currentSpan), (span) => ({
       traceparent: headers["traceparent"] ?? "",
@@ -133,8 +159,13 @@ const routes = [
   Gateway.route("POST", "/when/:id", Greeter, "When"),
   Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 409 } }),
   Gateway.route("GET", "/break/:id", Greeter, "Break", { errors: { Refused: 409 } }),
+  Gateway.route("GET", "/break-unavailable/:id", Greeter, "Break", { errors: { Broken: 503 } }),
   Gateway.route("GET", "/die/:id", Greeter, "Die"),
   Gateway.route("GET", "/slow/:id", Greeter, "Slow", { timeout: "150 millis" }),
+  // no timeout of its own: the gateway's `timeout`, else the node's ask timeout
+  Gateway.route("GET", "/slow-default/:id", Greeter, "Slow"),
+  // a bounded wait, so that a reply lost on the way shows as a 504 rather than a hung test
+  Gateway.route("GET", "/sized/:id", Greeter, "Sized", { timeout: "2 seconds" }),
   Gateway.route("DELETE", "/nothing/:id", Greeter, "Nothing"),
   Gateway.route("GET", "/trace/:id", Greeter, "Trace"),
   Gateway.route("GET", "/blob/:id", Greeter, "Blob"),
@@ -202,10 +233,14 @@ const chunkedPost = (port: number, path: string, chunks: ReadonlyArray<string>) 
 
 /**
  * Two nodes on one serializing in-memory network: `b` hosts the kinds, `a` hosts nothing and
- * runs the gateway on a real port, so every request crosses the wire (and its codec).
+ * runs the gateway on a real port, so every request crosses the wire (and its codec). `gateway`
+ * adds to (or overrides) the gateway's options; `transport` applies to both nodes.
  */
-const setup = Effect.gen(function*() {
-  const cluster = yield* makeCluster("json")
+const setupWith = (options: {
+  readonly gateway?: Partial<Gateway.AppOptions>
+  readonly transport?: TransportOptions
+}) => Effect.gen(function*() {
+  const cluster = yield* makeCluster("json", options.transport)
   const b = yield* cluster.add(GreeterLive, { name: "b" })
   const a = yield* cluster.add(Layer.empty, { name: "a" })
   const port = yield* Effect.promise(freePort)
@@ -215,13 +250,15 @@ const setup = Effect.gen(function*() {
     logs.push(`${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
   })
   yield* Layer.build(
-    Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024 }).pipe(
+    Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024, ...options.gateway }).pipe(
       Layer.provide(Layer.succeedContext(a)),
       Layer.provide(Logger.replace(Logger.defaultLogger, capture))
     )
   )
   return { port, a, b, logs }
 })
+
+const setup = setupWith({})
 
 /** the NDJSON lines of a reply, parsed */
 const lines = (reply: Reply): Array<any> => reply.text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line))
@@ -309,6 +346,10 @@ describe("Gateway", () => {
       const undeclared = yield* request(port, "GET", "/break/x")
       expect(undeclared).toMatchObject({ status: 500, body: { _tag: "Broken", code: 7 } })
 
+      // a typed error declared with a 5xx status: that status, and the error itself as the body
+      const declared5xx = yield* request(port, "GET", "/break-unavailable/x")
+      expect(declared5xx).toMatchObject({ status: 503, body: { _tag: "Broken", code: 7 } })
+
       const defect = yield* request(port, "GET", "/die/x")
       expect(defect).toMatchObject({ status: 500, body: { _tag: "InternalServerError" } })
       expect(defect.text).not.toContain("hunter2")
@@ -317,7 +358,55 @@ describe("Gateway", () => {
       expect(logs.some((line) => line.includes("gateway: GwGreeter.Die failed") && line.includes("hunter2"))).toBe(true)
 
       const timeout = yield* request(port, "GET", "/slow/x")
-      expect(timeout).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", tag: "Slow" } })
+      expect(timeout).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", id: "x", tag: "Slow" } })
+      // the timeout reached the handler on node b: it was interrupted
+      yield* awaitSlowInterrupted("x")
+    }).pipe(Effect.scoped))
+
+  it.live("the gateway-wide timeout applies to a route without its own: 504, and the handler is interrupted", () =>
+    Effect.gen(function*() {
+      // the node's ask timeout stays at its default (30 s), longer than the client waits (5 s)
+      const { port } = yield* setupWith({ gateway: { timeout: "200 millis" } })
+      const reply = yield* request(port, "GET", "/slow-default/gw")
+      expect(reply).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", id: "gw", tag: "Slow" } })
+      yield* awaitSlowInterrupted("gw")
+      // the other routes go on answering
+      expect(yield* request(port, "GET", "/hello/ada")).toMatchObject({ status: 200, body: "hello ada from ada" })
+    }).pipe(Effect.scoped))
+
+  it.live("a PayloadTooLarge from the runtime (request or reply over the node's per-message limit) is 413", () =>
+    Effect.gen(function*() {
+      // the HTTP body may be 64 KiB, a frame between the nodes only 4 KiB
+      const { port } = yield* setupWith({ gateway: { maxBodySize: 64 * 1024 }, transport: { maxMessageBytes: 4096 } })
+      expect(yield* request(port, "GET", "/sized/a?bytes=100")).toMatchObject({ status: 200, body: "x".repeat(100) })
+
+      // a request within the body limit whose frame is over the node's limit: refused before it leaves node a
+      const bigRequest = yield* request(port, "POST", "/hello/ada", { body: JSON.stringify({ greeting: "y".repeat(10_000) }) })
+      expect(bigRequest).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 4096 } })
+      expect(bigRequest.body.size).toBeGreaterThan(4096)
+
+      // a reply over the limit: node b cannot send it, and says so instead
+      const bigReply = yield* request(port, "GET", "/sized/a?bytes=10000")
+      expect(bigReply).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 4096 } })
+      expect(bigReply.body.size).toBeGreaterThan(10_000)
+
+      // the actor is unharmed
+      expect(yield* request(port, "GET", "/sized/a?bytes=3")).toMatchObject({ status: 200, body: "xxx" })
+    }).pipe(Effect.scoped))
+
+  it.live("forwardHeaders as a list: the listed headers reach the handler (any case in the list), the others do not", () =>
+    Effect.gen(function*() {
+      const { port } = yield* setupWith({ gateway: { forwardHeaders: ["x-user", "X-Tenant"] } })
+      const reply = yield* request(port, "GET", "/headers/x", {
+        headers: { "x-user": "ada", "x-tenant": "acme", "x-secret": "s3cret", authorization: "Bearer t" }
+      })
+      expect(reply.status).toBe(200)
+      expect(reply.body["x-user"]).toBe("ada")
+      expect(reply.body["x-tenant"]).toBe("acme")
+      expect(reply.body["x-secret"]).toBeUndefined()
+      expect(reply.body["authorization"]).toBeUndefined()
+      expect(reply.body["content-type"]).toBeUndefined()
+      expect(reply.text).not.toContain("s3cret")
     }).pipe(Effect.scoped))
 
   it.live("answers 503 when the kind is hosted but no node serves it", () =>

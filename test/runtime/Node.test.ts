@@ -81,6 +81,25 @@ describe.each([...modes, "secure" as const])("several nodes on one in-memory net
       expect(yield* probe.Get()).toBe(0)
     }))
 
+  if (mode !== "zero-copy") {
+    it.scoped("a reply over the per-message limit fails the ask with PayloadTooLarge at once, not at its timeout", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster(mode, { maxMessageBytes: 2048 })
+        const caller = yield* cluster.add(probeServiceLayer(makeProbeState()), { name: "caller" })
+        yield* cluster.add(probeLayer(makeProbeState()), { name: "host" })
+        const probe = (yield* Effect.provide(Actor.client(Probe), caller))("big")
+        expect(yield* probe.Repeat({ text: "ab", times: 10 })).toBe("ab".repeat(10))
+        // the TestClock stands still: a reply that never came would leave the ask pending for good
+        const fiber = yield* Effect.fork(probe.Repeat({ text: "ab", times: 5000 }))
+        yield* eventually(() => fiber.unsafePoll() !== null, "the ask was answered")
+        const error = yield* Effect.flip(Fiber.join(fiber))
+        expect(error).toMatchObject({ _tag: "PayloadTooLarge", limit: 2048 })
+        expect((error as { size: number }).size).toBeGreaterThan(10_000)
+        expect(nodeOf(caller).pendingAsks()).toBe(0)
+        expect(yield* probe.Repeat({ text: "c", times: 3 })).toBe("ccc")
+      }))
+  }
+
   it.effect("asks pending on a node that stops fail with a typed error", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster(mode)

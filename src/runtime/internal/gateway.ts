@@ -296,6 +296,10 @@ const forwardedHeaders = (
   return out
 }
 
+/** the allow-list in lower case, as Node hands request headers over; `"all"` as it is */
+const forwardList = (forward: AppOptions["forwardHeaders"]): AppOptions["forwardHeaders"] =>
+  forward === undefined || forward === "all" ? forward : Array.from(new Set(forward.map((name) => name.toLowerCase())))
+
 const handler = (
   compiled: CompiledRoute,
   system: ActorSystemShape,
@@ -379,7 +383,7 @@ export const makeApp = (options: AppOptions) =>
     const resolved = {
       limit,
       timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
-      forward: options.forwardHeaders
+      forward: forwardList(options.forwardHeaders)
     }
     let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
     for (const route of options.routes) {

@@ -751,8 +751,20 @@ export const make = (
         }
         return
       }
+      const subject = `node.${frame.source}`
       const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
-      send(`node.${frame.source}`, out)
+      const error = transport.unsafePublish(subject, out, { fragmentTo: subject })
+      if (error === undefined) return
+      // the reply cannot leave (over the size limit, not encodable): the caller gets that error,
+      // in a frame that fits, instead of waiting for its timeout
+      const told = (exit._tag !== "Error" || exit.error !== error) &&
+        transport.unsafePublish(subject, { ...out, exit: { _tag: "Error", error } }, { fragmentTo: subject }) === undefined
+      fork(Effect.logWarning(
+        told
+          ? `the reply of ${frame.kind}/${frame.id}.${frame.tag} to ${frame.source} could not be sent; the caller was told why`
+          : `could not publish Exit frame to ${subject}`,
+        error
+      ))
     }
 
     const onRequest = (frame: RequestFrame): void => {
