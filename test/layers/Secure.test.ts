@@ -15,7 +15,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import { randomBytes } from "node:crypto"
+import { createHash, createHmac, randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -215,6 +215,25 @@ describe("identity", () => {
       ).pipe(Effect.scoped))
       expect(exit).toMatchObject({ _tag: "Failure", cause: { error: { _tag: "SecureConfigError" } } })
     }))
+})
+
+describe("session keys", () => {
+  it("come from HKDF-SHA256: one per direction, each bound to the secret and the transcript", () => {
+    const secret = Buffer.alloc(32, 1)
+    const transcript = Buffer.from("transcript")
+    const keys = C.deriveKeys(secret, transcript)
+    expect(keys.initiator).toHaveLength(32)
+    expect(keys.responder).toHaveLength(32)
+    expect(keys.initiator.equals(keys.responder)).toBe(false)
+    // RFC 5869 HKDF-SHA256, computed here from its definition with HMAC
+    const hmac = (key: Uint8Array, data: Uint8Array) => createHmac("sha256", key).update(data).digest()
+    const prk = hmac(createHash("sha256").update(transcript).digest(), secret)
+    const expand = (info: string) => hmac(prk, Buffer.concat([Buffer.from(info), Buffer.from([1])]))
+    expect(keys.initiator.equals(expand("troupe-secure-v2 initiator to responder"))).toBe(true)
+    expect(keys.responder.equals(expand("troupe-secure-v2 responder to initiator"))).toBe(true)
+    expect(C.deriveKeys(secret, Buffer.from("other transcript")).initiator.equals(keys.initiator)).toBe(false)
+    expect(C.deriveKeys(Buffer.alloc(32, 2), transcript).initiator.equals(keys.initiator)).toBe(false)
+  })
 })
 
 describe("replay window", () => {

@@ -149,7 +149,7 @@ const MAX_GROUP_EPOCHS = 3
 const MAX_HELD_PER_SENDER = 256
 const MAX_RESPONDING = 1024
 const MAX_PEERS = 4096
-const PROTOCOL_LABEL = "troupe-secure-v1"
+const PROTOCOL_LABEL = "troupe-secure-v2"
 
 class Session {
   sent = 0

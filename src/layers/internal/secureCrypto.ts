@@ -14,6 +14,7 @@ import {
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  hkdfSync,
   type KeyObject,
   randomBytes,
   sign,
@@ -132,13 +133,14 @@ export const split = (bytes: Uint8Array, count: number): Array<Buffer> | undefin
 }
 
 /**
- * @internal Both directions' keys from the shared secret and the transcript: BLAKE2b-512 of
- * (label, secret, transcript), the first half for initiator → responder, the second for the
- * way back.
+ * @internal Both directions' keys from the shared secret and the transcript, by HKDF-SHA256
+ * (RFC 5869): the secret as input key material, the SHA-256 of the transcript as salt, and one
+ * label per direction as info (initiator → responder, and the way back).
  */
 export const deriveKeys = (secret: Uint8Array, transcript: Uint8Array): { readonly initiator: Buffer; readonly responder: Buffer } => {
-  const digest = createHash("blake2b512").update("troupe-secure-v1 session keys").update(secret).update(transcript).digest()
-  return { initiator: digest.subarray(0, 32), responder: digest.subarray(32, 64) }
+  const salt = createHash("sha256").update(transcript).digest()
+  const key = (direction: string) => Buffer.from(hkdfSync("sha256", secret, salt, `troupe-secure-v2 ${direction}`, 32))
+  return { initiator: key("initiator to responder"), responder: key("responder to initiator") }
 }
 
 /** @internal */
