@@ -121,6 +121,36 @@ export const identityFromEnv = (name: string): Effect.Effect<Identity, SecureCon
 export const generateIdentity: Effect.Effect<Identity> = Effect.sync(() => new internal.Identity(C.randomSeed()))
 
 /**
+ * Where an identity's seed comes from: the 32 bytes themselves, a file, an environment
+ * variable, or `"generate"` for a fresh random one.
+ *
+ * @since 0.4.0
+ * @category identity
+ */
+export type IdentitySource = Uint8Array | { readonly file: string } | { readonly env: string } | "generate"
+
+/**
+ * The identity of a seed from any `IdentitySource` (`identityFromSeed`, `identityFromFile`,
+ * `identityFromEnv` or `generateIdentity`, chosen by the source).
+ *
+ * @example
+ * ```ts
+ * const edge = Secure.layer({ identity: Secure.identity({ env: "TROUPE_SEED" }), trust: [workerKey] })
+ * ```
+ *
+ * @since 0.4.0
+ * @category identity
+ */
+export const identity = (source: IdentitySource): Effect.Effect<Identity, SecureConfigError> =>
+  source === "generate"
+    ? generateIdentity
+    : source instanceof Uint8Array
+    ? identityFromSeed(source)
+    : "file" in source
+    ? identityFromFile(source.file)
+    : identityFromEnv(source.env)
+
+/**
  * A fresh random seed as base64url text, to store in a file or a secret (`identityFromFile`,
  * `identityFromEnv`).
  *

@@ -188,12 +188,17 @@ describe("identity", () => {
         writeFileSync(join(dir, "hex"), Buffer.from(SEED).toString("hex") + "\n")
         expect((yield* Secure.identityFromFile(join(dir, "raw"))).publicKey).toBe(a.publicKey)
         expect((yield* Secure.identityFromFile(join(dir, "hex"))).publicKey).toBe(a.publicKey)
+        expect((yield* Secure.identity({ file: join(dir, "hex") })).publicKey).toBe(a.publicKey)
         expect(yield* Effect.flip(Secure.identityFromFile(join(dir, "missing")))).toMatchObject({ _tag: "SecureConfigError" })
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }
       process.env["TROUPE_TEST_SEED"] = Buffer.from(SEED).toString("base64url")
       expect((yield* Secure.identityFromEnv("TROUPE_TEST_SEED")).publicKey).toBe(a.publicKey)
+      expect((yield* Secure.identity({ env: "TROUPE_TEST_SEED" })).publicKey).toBe(a.publicKey)
+      expect((yield* Secure.identity(SEED)).publicKey).toBe(a.publicKey)
+      const fresh = [yield* Secure.identity("generate"), yield* Secure.identity("generate")]
+      expect(new Set([a.publicKey, ...fresh.map((i) => i.publicKey)]).size).toBe(3)
       delete process.env["TROUPE_TEST_SEED"]
       expect(yield* Effect.flip(Secure.identityFromEnv("TROUPE_TEST_SEED"))).toMatchObject({ _tag: "SecureConfigError" })
       expect(yield* Effect.flip(Secure.identityFromSeed(new Uint8Array(31)))).toMatchObject({ _tag: "SecureConfigError" })
