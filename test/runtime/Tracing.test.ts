@@ -76,21 +76,16 @@ describe("tracing of asks", () => {
         const reply = yield* traced("t3").Where()
         const [ask, handle, ...rest] = troupeSpans(spans)
         expect(rest).toEqual([])
-        expect(ask!.name).toBe("troupe.ask Traced.Where")
-        expect(ask!.kind).toBe("client")
-        expect(Object.fromEntries(ask!.attributes)).toMatchObject({
-          "troupe.kind": "Traced",
-          "troupe.id": "t3",
-          "troupe.tag": "Where"
-        })
+        for (const [span, name, kind] of [[ask!, "ask", "client"], [handle!, "handle", "server"]] as const) {
+          expect(span.name).toBe(`troupe.${name} Traced.Where`)
+          expect(span.kind).toBe(kind)
+          expect(Object.fromEntries(span.attributes)).toMatchObject({
+            "troupe.kind": "Traced",
+            "troupe.id": "t3",
+            "troupe.tag": "Where"
+          })
+        }
         expect(ask!.parent).toEqual(Option.none())
-        expect(handle!.name).toBe("troupe.handle Traced.Where")
-        expect(handle!.kind).toBe("server")
-        expect(Object.fromEntries(handle!.attributes)).toMatchObject({
-          "troupe.kind": "Traced",
-          "troupe.id": "t3",
-          "troupe.tag": "Where"
-        })
         // across the wire: the handler's parent is the caller's ask span, in one trace
         expect(parentIdOf(handle!)).toBe(ask!.spanId)
         expect(handle!.traceId).toBe(ask!.traceId)
