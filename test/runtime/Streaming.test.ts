@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -11,7 +12,6 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
-import * as Discovery from "../../src/layers/Discovery.ts"
 import {
   BINARY_ITEMS,
   decodeBinaryItems,
@@ -22,16 +22,17 @@ import {
   rejectedChunks
 } from "../../src/layers/internal/fragments.ts"
 import * as Transport from "../../src/layers/Transport.ts"
-import * as Node from "../../src/runtime/Node.ts"
 import { WINDOW } from "../../src/runtime/internal/streams.ts"
 import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { StreamError } from "../../src/schema/Errors.ts"
-import { awaitSleeps, eventually } from "../fixtures/clock.ts"
+import { awaitSleeps, awaitSleepUntil, eventually } from "../fixtures/clock.ts"
+import { type FaultOf, faultyPair, frameFaultCases, once, PieceFaults, pieceOf } from "../fixtures/faulty.ts"
 import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
 import {
   bytes,
   expectedSha256,
   makeStreamerState,
+  type PutOutcome,
   Streamer,
   streamerLayer,
   StreamerService,
@@ -402,71 +403,80 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
     }))
 })
 
-/** a transport that drops or repeats chosen frames on their way out */
-const faulty = (
-  fault: (frame: Envelope) => "drop" | "repeat" | "pass"
-): Layer.Layer<Transport.Transport, never, Transport.Transport> =>
-  Layer.effect(
-    Transport.Transport,
-    Effect.map(Transport.Transport, (inner) => ({
-      ...inner,
-      unsafePublish: (subject, frame, options) => {
-        const decision = fault(frame)
-        if (decision === "drop") return undefined
-        const error = inner.unsafePublish(subject, frame, options)
-        if (decision === "repeat" && error === undefined) return inner.unsafePublish(subject, frame, options)
-        return error
-      },
-      publish: (subject, frame, options) =>
-        Effect.suspend(() => Transport.fromResult(
-          fault(frame) === "drop" ? undefined : inner.unsafePublish(subject, frame, options)
-        ))
-    }))
-  )
+/** one serializing in-memory network: every node built from the layer joins it */
+const memoryTransport = () =>
+  Transport.layerInMemory({ network: Transport.makeNetwork(), serialize: true }).pipe(Layer.provide(Codec.msgpack))
 
-describe("a faulty transport under a stream", () => {
-  const hostWith = (fault: (frame: Envelope) => "drop" | "repeat" | "pass") =>
-    Effect.gen(function*() {
-      const network = Transport.makeNetwork()
-      const registry = yield* Discovery.makeRegistry
-      const state = makeStreamerState()
-      const transport = Transport.layerInMemory({ network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
-      yield* Layer.build(
-        streamerLayer(state).pipe(
-          Layer.provideMerge(Node.layer({ name: "host" })),
-          Layer.provide(Layer.merge(faulty(fault).pipe(Layer.provide(transport)), Discovery.layerInMemory(registry))),
-          Layer.orDie
-        )
-      )
-      const caller = yield* Layer.build(
-        Node.layer({ name: "caller" }).pipe(
-          Layer.provide(Layer.merge(transport, Discovery.layerInMemory(registry))),
-          Layer.orDie
-        )
-      )
-      const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("s")
-      return { state, streamer }
+describe("a faulty transport under a stream (in memory)", () => {
+  for (const fault of frameFaultCases) {
+    it.scoped(fault.name, () => {
+      const faults = fault.faults()
+      return Effect.flatMap(faultyPair(memoryTransport(), faults), (pair) => fault.run(pair, eventually, faults))
     })
+  }
 
-  it.scoped("a lost frame fails the consumer with StreamError naming the gap, and stops the producer", () =>
+  it.scoped("a lost end of an upload fails the handler's stream with StreamError after the node's ask timeout (TestClock)", () =>
     Effect.gen(function*() {
-      const { state, streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 3 ? "drop" : "pass")
-      const error = yield* Effect.flip(Stream.runDrain(streamer.Forever()))
-      expect(error).toMatchObject({ _tag: "StreamError", kind: "Streamer", reason: "frames 3..3 are missing" })
-      yield* eventually(() => state.interrupted === 1, "producer interrupted")
+      let ended = false
+      const { state, streamer } = yield* faultyPair(memoryTransport(), {
+        caller: once((frame) => (ended ||= frame._tag === "Items" && frame.upload === true && frame.end === true), "drop"),
+        hostAskTimeout: "5 seconds"
+      })
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const start = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.fork(Effect.flip(streamer.Put({ name: "x", data: bytes(50_000, 10_000) }, { timeout: "1 minute" })))
+      yield* eventually(() => ended, "the upload's end dropped")
+      yield* awaitSleepUntil(start + 5_000) // the handler's idle watch
+      yield* TestClock.adjust("4999 millis")
+      expect(outcomes).toEqual([])
+      yield* TestClock.adjust("1 millis")
+      yield* eventually(() => fiber.unsafePoll() !== null, "the caller's ask ended")
+      const error = yield* Fiber.join(fiber)
+      expect(error).toMatchObject({ _tag: "StreamError", tag: "Put", reason: expect.stringMatching(/^the caller caller-\w+ sent nothing for 5000 ms$/) })
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError" } }])
     }))
 
-  it.scoped("a repeated frame fails the consumer with StreamError", () =>
+  const rejected = (reason: string) =>
+    Metric.value(rejectedChunks.pipe(Metric.tagged("reason", reason))).pipe(Effect.map((state) => state.count))
+  /** a caller and a host whose network applies `fault` to the pieces of large frames */
+  const piecesPair = (fault: FaultOf<Piece>) =>
+    faultyPair(Transport.layerInMemory({ network: new PieceFaults(fault), serialize: true }).pipe(Layer.provide(Codec.msgpack)))
+
+  it.scoped("a piece of a large reply element reordered behind the next drops its frame: the consumer fails with StreamError", () =>
     Effect.gen(function*() {
-      const { streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 2 ? "repeat" : "pass")
-      const error = yield* Effect.flip(Stream.runDrain(streamer.Count({ n: 10_000 })))
-      expect(error).toMatchObject({ _tag: "StreamError", reason: "frame 2 arrived twice or out of order (expected 3)" })
+      const fault = pieceOf("host", 2, 1, "hold")
+      const { streamer } = yield* piecesPair(fault)
+      const missingBefore = yield* rejected("missing")
+      // 64 KiB elements: one frame each, four 16 KiB pieces each
+      const error = yield* Effect.flip(Stream.runDrain(streamer.Bytes({ size: 1024 * 1024, chunk: 64 * 1024 })))
+      expect(fault.fired).toBe(true)
+      expect(error).toMatchObject({ _tag: "StreamError", kind: "Streamer", reason: "frames 2..2 are missing" })
+      // the pieces after the gap, the held one and the rest of its frame are rejected, not joined
+      expect(yield* rejected("missing")).toBeGreaterThanOrEqual(missingBefore + 3)
     }))
 
-  it.scoped("a lost last frame is caught by the count in the Exit frame", () =>
+  it.scoped("a piece of a large upload element reordered behind the next drops its frame: the handler's stream fails with StreamError", () =>
     Effect.gen(function*() {
-      const { streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 0 ? "drop" : "pass")
-      const error = yield* Effect.flip(Stream.runDrain(streamer.Bytes({ size: 100, chunk: 100 })))
-      expect(error).toMatchObject({ _tag: "StreamError", reason: "the producer sent 1 frames, 0 arrived" })
+      const fault = pieceOf("caller", 2, 1, "hold")
+      const { state, streamer } = yield* piecesPair(fault)
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const error = yield* Effect.flip(streamer.Put({ name: "pieces", data: bytes(1024 * 1024, 64 * 1024) }))
+      expect(fault.fired).toBe(true)
+      expect(error).toMatchObject({ _tag: "StreamError", tag: "Put", reason: "frames 2..2 are missing" })
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError" } }])
+    }))
+
+  it.scoped("a repeated piece of a large element is ignored: the stream arrives intact", () =>
+    Effect.gen(function*() {
+      const fault = pieceOf("host", 2, 1, "repeat")
+      const { streamer } = yield* piecesPair(fault)
+      const duplicatesBefore = yield* rejected("duplicate")
+      const size = 1024 * 1024 + 3
+      const pieces = yield* Stream.runCollect(streamer.Bytes({ size, chunk: 64 * 1024 }))
+      expect(fault.fired).toBe(true)
+      expect(sha256(pieces)).toBe(expectedSha256(size))
+      expect(yield* rejected("duplicate")).toBe(duplicatesBefore + 1)
     }))
 })
