@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -26,7 +27,15 @@ import { WINDOW } from "../../src/runtime/internal/streams.ts"
 import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { StreamError } from "../../src/schema/Errors.ts"
 import { awaitSleeps, awaitSleepUntil, eventually } from "../fixtures/clock.ts"
-import { type FaultOf, faultyPair, frameFaultCases, once, PieceFaults, pieceOf } from "../fixtures/faulty.ts"
+import {
+  type FaultOf,
+  faultyPair,
+  frameFaultCases,
+  once,
+  PieceFaults,
+  pieceOf,
+  setStatus
+} from "../fixtures/faulty.ts"
 import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
 import {
   bytes,
@@ -133,6 +142,34 @@ describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => 
         return next
       })
       yield* eventually(() => state.interrupted === 1, "producer interrupted")
+    }))
+
+  it.scoped("a consumer whose producer's node is suspected gone fails with TransportError, from an actor and a service, and the producer is interrupted", () =>
+    Effect.gen(function*() {
+      const { caller, cluster, host, service, state, streamer } = yield* twoNodes(mode)
+      const hostId = nodeOf(host).nodeId
+      for (const [i, forever] of [streamer.Forever, service.Forever].entries()) {
+        // the consumer holds its first element until the suspicion has been acted on, then pulls
+        // again (boundedly: a consumer that is not failed ends after a few windows)
+        const latch = yield* Deferred.make<void>()
+        let pulled = 0
+        const fiber = yield* Effect.fork(Effect.either(Stream.runForEach(
+          Stream.take(forever(), 4 * WINDOW),
+          () => Effect.suspend(() => ++pulled === 1 ? Deferred.await(latch) : Effect.void)
+        )))
+        yield* eventually(() => pulled === 1, "first element pulled")
+        yield* setStatus(cluster.registry, hostId, "suspect")
+        yield* eventually(() => nodeOf(caller).pendingAsks() === 0, "the stream abandoned")
+        yield* Deferred.succeed(latch, undefined)
+        yield* eventually(() => fiber.unsafePoll() !== null, "consumer ended")
+        expect(yield* Fiber.join(fiber)).toMatchObject({
+          left: { _tag: "TransportError", reason: `node ${hostId} stopped answering while the ask was pending` }
+        })
+        // the producer, alive after all, is not left waiting for credit (an actor's mailbox with it)
+        yield* eventually(() => state.interrupted === i + 1, "producer interrupted")
+        yield* setStatus(cluster.registry, hostId, "alive")
+      }
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(streamer.Count({ n: 3 })))).toEqual([0, 1, 2])
     }))
 
   it.scoped("a silent producer times out with AskTimeout (TestClock) and is interrupted", () =>
