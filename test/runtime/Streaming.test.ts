@@ -28,10 +28,12 @@ import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { StreamError } from "../../src/schema/Errors.ts"
 import { awaitSleeps, awaitSleepUntil, eventually } from "../fixtures/clock.ts"
 import {
+  endlessUpload,
   type FaultOf,
   faultyPair,
   frameFaultCases,
   once,
+  partitionFrom,
   PieceFaults,
   pieceOf,
   setStatus
@@ -266,6 +268,28 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
       expect(nodeOf(caller).pendingAsks()).toBe(0)
     }))
 
+  // zero-copy hands the caller's own Stream to the handler: there is no wire to lose
+  it.scoped.skipIf(mode === "zero-copy")("an upload whose caller's node is suspected gone fails the handler's stream with StreamError at once; the actor is free again", () =>
+    Effect.gen(function*() {
+      const { caller, cluster, state, streamer } = yield* twoNodes(mode)
+      const callerId = nodeOf(caller).nodeId
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const { data, probe } = endlessUpload()
+      const fiber = yield* Effect.fork(Effect.either(streamer.Put({ name: "gone", data })))
+      yield* eventually(() => probe.produced > 10, "upload under way")
+      yield* setStatus(cluster.registry, callerId, "suspect")
+      yield* eventually(() => outcomes.length === 1, "handler ended")
+      const reason = `the caller ${callerId} went away`
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError", reason } }])
+      // the caller, alive after all, hears it, and its stream stops
+      yield* eventually(() => fiber.unsafePoll() !== null, "caller's ask ended")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ left: { _tag: "StreamError", reason } })
+      yield* eventually(() => probe.stopped, "caller's stream stopped")
+      yield* setStatus(cluster.registry, callerId, "alive")
+      expect(yield* streamer.Put({ name: "again", data: Stream.make(new Uint8Array(7)) })).toMatchObject({ bytes: 7 })
+    }))
+
   it.scoped("tell refuses a request with a streamed field", () =>
     Effect.gen(function*() {
       const { streamer } = yield* twoNodes(mode)
@@ -472,6 +496,53 @@ describe("a faulty transport under a stream (in memory)", () => {
       const error = yield* Fiber.join(fiber)
       expect(error).toMatchObject({ _tag: "StreamError", tag: "Put", reason: expect.stringMatching(/^the caller caller-\w+ sent nothing for 5000 ms$/) })
       expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError" } }])
+    }))
+
+  it.scoped("a producer node that goes silent mid-stream fails the consumer with AskTimeout after the idle timeout (TestClock), and the producer is interrupted", () =>
+    Effect.gen(function*() {
+      const partition = partitionFrom((frame) => frame._tag === "Items" && frame.seq === 5)
+      const { state, streamer } = yield* faultyPair(memoryTransport(), { host: partition })
+      let pulled = 0
+      const start = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.fork(Effect.flip(Stream.runForEach(
+        streamer.Forever(undefined, { timeout: "2 seconds" }),
+        () => Effect.sync(() => pulled++)
+      )))
+      // the frames before the silence pulled, the producer out of credit
+      yield* eventually(() => pulled === 5 && state.produced >= WINDOW, "the producer silent mid-stream")
+      yield* awaitSleepUntil(start + 2_000)
+      yield* TestClock.adjust("1999 millis")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      yield* eventually(() => fiber.unsafePoll() !== null, "consumer failed")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "AskTimeout", kind: "Streamer", tag: "Forever", elapsedMillis: 2_000 })
+      expect(pulled).toBe(5)
+      yield* eventually(() => state.interrupted === 1, "producer interrupted")
+    }))
+
+  it.scoped("an upload whose caller goes silent mid-way fails the handler's stream with StreamError after the node's ask timeout (TestClock); the actor is free again", () =>
+    Effect.gen(function*() {
+      const partition = partitionFrom((frame) => frame._tag === "Items" && frame.upload === true && frame.seq === 5)
+      const { caller, state, streamer } = yield* faultyPair(memoryTransport(), { caller: partition, hostAskTimeout: "5 seconds" })
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const { data, probe } = endlessUpload()
+      const start = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.fork(Effect.flip(streamer.Put({ name: "silent", data }, { timeout: "1 minute" })))
+      yield* eventually(() => partition.started, "the caller silent mid-upload")
+      yield* awaitSleepUntil(start + 5_000) // the handler's idle watch
+      yield* TestClock.adjust("4999 millis")
+      expect(outcomes).toEqual([])
+      yield* TestClock.adjust("1 millis")
+      yield* eventually(() => outcomes.length === 1, "handler ended")
+      const reason = `the caller ${nodeOf(caller).nodeId} sent nothing for 5000 ms`
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError", reason } }])
+      // the caller hears it (the other way works), and its stream stops
+      yield* eventually(() => fiber.unsafePoll() !== null, "caller's ask ended")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "StreamError", tag: "Put", reason })
+      yield* eventually(() => probe.stopped, "caller's stream stopped")
+      partition.heal()
+      expect(yield* streamer.Put({ name: "again", data: Stream.make(new Uint8Array(7)) })).toMatchObject({ bytes: 7 })
     }))
 
   const rejected = (reason: string) =>
