@@ -44,6 +44,7 @@ import {
   expectedSha256,
   makeStreamerState,
   type PutOutcome,
+  type Reading,
   Streamer,
   streamerLayer,
   StreamerService,
@@ -223,6 +224,46 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
       expect(small).toMatchObject({ bytes: 3, chunks: 1 })
       const empty = yield* service.Put({ name: "c.bin", data: Stream.empty })
       expect(empty).toMatchObject({ bytes: 0, chunks: 0 })
+    }))
+
+  it.scoped("a streamed request of elements that are not bytes (Actor.streamOf) arrives decoded, across frames and pieces", () =>
+    Effect.gen(function*() {
+      const { service, streamer } = yield* twoNodes(mode)
+      const n = 5_000 // frames of at most 1024 elements
+      const epoch = 1_700_000_000_000
+      // every 1000th label is larger than a piece of the wire
+      const labelOf = (i: number) => i % 1_000 === 0 ? "y".repeat(40_000) : "x".repeat(i % 50)
+      const readings = Stream.range(0, n - 1).pipe(
+        Stream.map((i): Reading => ({ n: i, label: labelOf(i), at: new Date(epoch + i) }))
+      )
+      let labelChars = 0
+      for (let i = 0; i < n; i++) labelChars += labelOf(i).length
+      expect(yield* streamer.Sum({ readings })).toEqual({
+        count: n,
+        total: (n * (n - 1)) / 2,
+        labelChars,
+        latest: epoch + n - 1
+      })
+      const one = Stream.make<Array<Reading>>({ n: 2.5, label: "é", at: new Date(epoch) })
+      expect(yield* service.Sum({ readings: one })).toEqual({ count: 1, total: 2.5, labelChars: 1, latest: epoch })
+      expect(yield* service.Sum({ readings: Stream.empty })).toEqual({ count: 0, total: 0, labelChars: 0, latest: 0 })
+    }))
+
+  // zero-copy hands the caller's Stream to the handler as it is: nothing is encoded
+  it.scoped.skipIf(mode === "zero-copy")("an element its schema cannot encode fails the handler's stream with StreamError", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const epoch = 1_700_000_000_000
+      const readings = Stream.make<Array<Reading>>(
+        { n: 1, label: "a", at: new Date(epoch) },
+        { n: "two" as unknown as number, label: "b", at: new Date(epoch) }
+      )
+      const error = yield* Effect.flip(streamer.Sum({ readings }))
+      expect(error).toMatchObject({
+        _tag: "StreamError",
+        tag: "Sum",
+        reason: expect.stringMatching(/^the caller's stream failed: cannot encode element of Streamer\.Sum\.readings[^]*Expected number, actual "two"/)
+      })
     }))
 
   it.scoped("a caller's stream that fails mid-way fails the handler's stream with StreamError", () =>
