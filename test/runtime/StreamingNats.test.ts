@@ -7,11 +7,15 @@ import { createHash } from "node:crypto"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
+import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
+import * as Transport from "../../src/layers/Transport.ts"
+import { faultyPair, frameFaultCases, type WaitFor } from "../fixtures/faulty.ts"
 import { type NatsServer, type NodeChild, spawnNode, startNatsServer } from "../fixtures/nats.ts"
 import { natsCaller, nodeOf } from "../fixtures/nodes.ts"
 import {
@@ -181,4 +185,24 @@ describe("a process that dies mid-stream (SIGKILL), noticed by heartbeat discove
       const streamer = (yield* Effect.provide(Actor.client(Streamer), host))("victim")
       expect(yield* streamer.Put({ name: "after", data: Stream.make(new Uint8Array(5)) })).toMatchObject({ bytes: 5 })
     }).pipe(Effect.scoped), 60_000)
+})
+
+/** polls `condition` every 20 ms, for at most 10 s */
+const waitFor: WaitFor = (condition, what) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 500; i++) {
+      if (condition()) return
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.dieMessage(`${what}: not within 10 s`)
+  })
+
+describe("a faulty transport under a stream (NATS, both nodes in this process)", () => {
+  frameFaultCases.forEach((fault, i) => {
+    it.live(fault.name, () => {
+      const faults = fault.faults()
+      const transport = Transport.nats({ servers: server.url, namespace: `faulty-${i}` }).pipe(Layer.provide(Codec.msgpack))
+      return Effect.flatMap(faultyPair(transport, faults), (pair) => fault.run(pair, waitFor, faults)).pipe(Effect.scoped)
+    }, 30_000)
+  })
 })
