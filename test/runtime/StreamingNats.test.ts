@@ -71,9 +71,10 @@ describe("streams across processes over NATS (msgpack)", () => {
       const size = 64 * MiB
       const before = yield* streamer.Memory()
 
-      // 16 KiB elements, the wire's chunk size. (With 64 KiB elements the child's peak reached
-      // 39–64 MiB depending on load, although a heap snapshot at such a peak holds about 1 MiB of
-      // buffers reachable from JavaScript: buffers released but not yet returned by the allocator.)
+      // 16 KiB elements, the wire's chunk size. (With 64 KiB elements the child's peak after
+      // `global.gc()` ranged over 20–66 MiB, too close to the bound: dead ArrayBuffers that
+      // `global.gc()` leaves allocated and a heap-profiler collection frees, after which the
+      // peak growth is about 10 MiB; no JavaScript object holds them.)
       // download: the child produces, this process hashes
       const hash = createHash("sha256")
       let received = 0
