@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -11,7 +13,6 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
-import * as Discovery from "../../src/layers/Discovery.ts"
 import {
   BINARY_ITEMS,
   decodeBinaryItems,
@@ -23,16 +24,28 @@ import {
   rejectedChunks
 } from "../../src/layers/internal/fragments.ts"
 import * as Transport from "../../src/layers/Transport.ts"
-import * as Node from "../../src/runtime/Node.ts"
 import { WINDOW } from "../../src/runtime/internal/streams.ts"
 import { type Envelope, type ItemsFrame, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { StreamError } from "../../src/schema/Errors.ts"
-import { awaitSleeps, eventually } from "../fixtures/clock.ts"
+import { awaitSleeps, awaitSleepUntil, eventually } from "../fixtures/clock.ts"
+import {
+  endlessUpload,
+  type FaultOf,
+  faultyPair,
+  frameFaultCases,
+  once,
+  partitionFrom,
+  PieceFaults,
+  pieceOf,
+  setStatus
+} from "../fixtures/faulty.ts"
 import { makeCluster, modes, nodeOf } from "../fixtures/nodes.ts"
 import {
   bytes,
   expectedSha256,
   makeStreamerState,
+  type PutOutcome,
+  type Reading,
   Streamer,
   streamerLayer,
   StreamerService,
@@ -135,6 +148,34 @@ describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => 
       yield* eventually(() => state.interrupted === 1, "producer interrupted")
     }))
 
+  it.scoped("a consumer whose producer's node is suspected gone fails with TransportError, from an actor and a service, and the producer is interrupted", () =>
+    Effect.gen(function*() {
+      const { caller, cluster, host, service, state, streamer } = yield* twoNodes(mode)
+      const hostId = nodeOf(host).nodeId
+      for (const [i, forever] of [streamer.Forever, service.Forever].entries()) {
+        // the consumer holds its first element until the suspicion has been acted on, then pulls
+        // again (boundedly: a consumer that is not failed ends after a few windows)
+        const latch = yield* Deferred.make<void>()
+        let pulled = 0
+        const fiber = yield* Effect.fork(Effect.either(Stream.runForEach(
+          Stream.take(forever(), 4 * WINDOW),
+          () => Effect.suspend(() => ++pulled === 1 ? Deferred.await(latch) : Effect.void)
+        )))
+        yield* eventually(() => pulled === 1, "first element pulled")
+        yield* setStatus(cluster.registry, hostId, "suspect")
+        yield* eventually(() => nodeOf(caller).pendingAsks() === 0, "the stream abandoned")
+        yield* Deferred.succeed(latch, undefined)
+        yield* eventually(() => fiber.unsafePoll() !== null, "consumer ended")
+        expect(yield* Fiber.join(fiber)).toMatchObject({
+          left: { _tag: "TransportError", reason: `node ${hostId} stopped answering while the ask was pending` }
+        })
+        // the producer, alive after all, is not left waiting for credit (an actor's mailbox with it)
+        yield* eventually(() => state.interrupted === i + 1, "producer interrupted")
+        yield* setStatus(cluster.registry, hostId, "alive")
+      }
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(streamer.Count({ n: 3 })))).toEqual([0, 1, 2])
+    }))
+
   it.scoped("a silent producer times out with AskTimeout (TestClock) and is interrupted", () =>
     Effect.gen(function*() {
       const { caller, state, streamer } = yield* twoNodes(mode)
@@ -186,6 +227,46 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
       expect(empty).toMatchObject({ bytes: 0, chunks: 0 })
     }))
 
+  it.scoped("a streamed request of elements that are not bytes (Actor.streamOf) arrives decoded, across frames and pieces", () =>
+    Effect.gen(function*() {
+      const { service, streamer } = yield* twoNodes(mode)
+      const n = 5_000 // frames of at most 1024 elements
+      const epoch = 1_700_000_000_000
+      // every 1000th label is larger than a piece of the wire
+      const labelOf = (i: number) => i % 1_000 === 0 ? "y".repeat(40_000) : "x".repeat(i % 50)
+      const readings = Stream.range(0, n - 1).pipe(
+        Stream.map((i): Reading => ({ n: i, label: labelOf(i), at: new Date(epoch + i) }))
+      )
+      let labelChars = 0
+      for (let i = 0; i < n; i++) labelChars += labelOf(i).length
+      expect(yield* streamer.Sum({ readings })).toEqual({
+        count: n,
+        total: (n * (n - 1)) / 2,
+        labelChars,
+        latest: epoch + n - 1
+      })
+      const one = Stream.make<Array<Reading>>({ n: 2.5, label: "é", at: new Date(epoch) })
+      expect(yield* service.Sum({ readings: one })).toEqual({ count: 1, total: 2.5, labelChars: 1, latest: epoch })
+      expect(yield* service.Sum({ readings: Stream.empty })).toEqual({ count: 0, total: 0, labelChars: 0, latest: 0 })
+    }))
+
+  // zero-copy hands the caller's Stream to the handler as it is: nothing is encoded
+  it.scoped.skipIf(mode === "zero-copy")("an element its schema cannot encode fails the handler's stream with StreamError", () =>
+    Effect.gen(function*() {
+      const { streamer } = yield* twoNodes(mode)
+      const epoch = 1_700_000_000_000
+      const readings = Stream.make<Array<Reading>>(
+        { n: 1, label: "a", at: new Date(epoch) },
+        { n: "two" as unknown as number, label: "b", at: new Date(epoch) }
+      )
+      const error = yield* Effect.flip(streamer.Sum({ readings }))
+      expect(error).toMatchObject({
+        _tag: "StreamError",
+        tag: "Sum",
+        reason: expect.stringMatching(/^the caller's stream failed: cannot encode element of Streamer\.Sum\.readings[^]*Expected number, actual "two"/)
+      })
+    }))
+
   it.scoped("a caller's stream that fails mid-way fails the handler's stream with StreamError", () =>
     Effect.gen(function*() {
       const { streamer } = yield* twoNodes(mode)
@@ -227,6 +308,28 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
       yield* Fiber.interrupt(fiber)
       yield* eventually(() => stopped, "caller's stream stopped")
       expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }))
+
+  // zero-copy hands the caller's own Stream to the handler: there is no wire to lose
+  it.scoped.skipIf(mode === "zero-copy")("an upload whose caller's node is suspected gone fails the handler's stream with StreamError at once; the actor is free again", () =>
+    Effect.gen(function*() {
+      const { caller, cluster, state, streamer } = yield* twoNodes(mode)
+      const callerId = nodeOf(caller).nodeId
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const { data, probe } = endlessUpload()
+      const fiber = yield* Effect.fork(Effect.either(streamer.Put({ name: "gone", data })))
+      yield* eventually(() => probe.produced > 10, "upload under way")
+      yield* setStatus(cluster.registry, callerId, "suspect")
+      yield* eventually(() => outcomes.length === 1, "handler ended")
+      const reason = `the caller ${callerId} went away`
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError", reason } }])
+      // the caller, alive after all, hears it, and its stream stops
+      yield* eventually(() => fiber.unsafePoll() !== null, "caller's ask ended")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ left: { _tag: "StreamError", reason } })
+      yield* eventually(() => probe.stopped, "caller's stream stopped")
+      yield* setStatus(cluster.registry, callerId, "alive")
+      expect(yield* streamer.Put({ name: "again", data: Stream.make(new Uint8Array(7)) })).toMatchObject({ bytes: 7 })
     }))
 
   it.scoped("tell refuses a request with a streamed field", () =>
@@ -421,71 +524,127 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
     }))
 })
 
-/** a transport that drops or repeats chosen frames on their way out */
-const faulty = (
-  fault: (frame: Envelope) => "drop" | "repeat" | "pass"
-): Layer.Layer<Transport.Transport, never, Transport.Transport> =>
-  Layer.effect(
-    Transport.Transport,
-    Effect.map(Transport.Transport, (inner) => ({
-      ...inner,
-      unsafePublish: (subject, frame, options) => {
-        const decision = fault(frame)
-        if (decision === "drop") return undefined
-        const error = inner.unsafePublish(subject, frame, options)
-        if (decision === "repeat" && error === undefined) return inner.unsafePublish(subject, frame, options)
-        return error
-      },
-      publish: (subject, frame, options) =>
-        Effect.suspend(() => Transport.fromResult(
-          fault(frame) === "drop" ? undefined : inner.unsafePublish(subject, frame, options)
-        ))
-    }))
-  )
+/** one serializing in-memory network: every node built from the layer joins it */
+const memoryTransport = () =>
+  Transport.layerInMemory({ network: Transport.makeNetwork(), serialize: true }).pipe(Layer.provide(Codec.msgpack))
 
-describe("a faulty transport under a stream", () => {
-  const hostWith = (fault: (frame: Envelope) => "drop" | "repeat" | "pass") =>
-    Effect.gen(function*() {
-      const network = Transport.makeNetwork()
-      const registry = yield* Discovery.makeRegistry
-      const state = makeStreamerState()
-      const transport = Transport.layerInMemory({ network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
-      yield* Layer.build(
-        streamerLayer(state).pipe(
-          Layer.provideMerge(Node.layer({ name: "host" })),
-          Layer.provide(Layer.merge(faulty(fault).pipe(Layer.provide(transport)), Discovery.layerInMemory(registry))),
-          Layer.orDie
-        )
-      )
-      const caller = yield* Layer.build(
-        Node.layer({ name: "caller" }).pipe(
-          Layer.provide(Layer.merge(transport, Discovery.layerInMemory(registry))),
-          Layer.orDie
-        )
-      )
-      const streamer = (yield* Effect.provide(Actor.client(Streamer), caller))("s")
-      return { state, streamer }
+describe("a faulty transport under a stream (in memory)", () => {
+  for (const fault of frameFaultCases) {
+    it.scoped(fault.name, () => {
+      const faults = fault.faults()
+      return Effect.flatMap(faultyPair(memoryTransport(), faults), (pair) => fault.run(pair, eventually, faults))
     })
+  }
 
-  it.scoped("a lost frame fails the consumer with StreamError naming the gap, and stops the producer", () =>
+  it.scoped("a lost end of an upload fails the handler's stream with StreamError after the node's ask timeout (TestClock)", () =>
     Effect.gen(function*() {
-      const { state, streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 3 ? "drop" : "pass")
-      const error = yield* Effect.flip(Stream.runDrain(streamer.Forever()))
-      expect(error).toMatchObject({ _tag: "StreamError", kind: "Streamer", reason: "frames 3..3 are missing" })
+      let ended = false
+      const { state, streamer } = yield* faultyPair(memoryTransport(), {
+        caller: once((frame) => (ended ||= frame._tag === "Items" && frame.upload === true && frame.end === true), "drop"),
+        hostAskTimeout: "5 seconds"
+      })
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const start = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.fork(Effect.flip(streamer.Put({ name: "x", data: bytes(50_000, 10_000) }, { timeout: "1 minute" })))
+      yield* eventually(() => ended, "the upload's end dropped")
+      yield* awaitSleepUntil(start + 5_000) // the handler's idle watch
+      yield* TestClock.adjust("4999 millis")
+      expect(outcomes).toEqual([])
+      yield* TestClock.adjust("1 millis")
+      yield* eventually(() => fiber.unsafePoll() !== null, "the caller's ask ended")
+      const error = yield* Fiber.join(fiber)
+      expect(error).toMatchObject({ _tag: "StreamError", tag: "Put", reason: expect.stringMatching(/^the caller caller-\w+ sent nothing for 5000 ms$/) })
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError" } }])
+    }))
+
+  it.scoped("a producer node that goes silent mid-stream fails the consumer with AskTimeout after the idle timeout (TestClock), and the producer is interrupted", () =>
+    Effect.gen(function*() {
+      const partition = partitionFrom((frame) => frame._tag === "Items" && frame.seq === 5)
+      const { state, streamer } = yield* faultyPair(memoryTransport(), { host: partition })
+      let pulled = 0
+      const start = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.fork(Effect.flip(Stream.runForEach(
+        streamer.Forever(undefined, { timeout: "2 seconds" }),
+        () => Effect.sync(() => pulled++)
+      )))
+      // the frames before the silence pulled, the producer out of credit
+      yield* eventually(() => pulled === 5 && state.produced >= WINDOW, "the producer silent mid-stream")
+      yield* awaitSleepUntil(start + 2_000)
+      yield* TestClock.adjust("1999 millis")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      yield* eventually(() => fiber.unsafePoll() !== null, "consumer failed")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "AskTimeout", kind: "Streamer", tag: "Forever", elapsedMillis: 2_000 })
+      expect(pulled).toBe(5)
       yield* eventually(() => state.interrupted === 1, "producer interrupted")
     }))
 
-  it.scoped("a repeated frame fails the consumer with StreamError", () =>
+  it.scoped("an upload whose caller goes silent mid-way fails the handler's stream with StreamError after the node's ask timeout (TestClock); the actor is free again", () =>
     Effect.gen(function*() {
-      const { streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 2 ? "repeat" : "pass")
-      const error = yield* Effect.flip(Stream.runDrain(streamer.Count({ n: 10_000 })))
-      expect(error).toMatchObject({ _tag: "StreamError", reason: "frame 2 arrived twice or out of order (expected 3)" })
+      const partition = partitionFrom((frame) => frame._tag === "Items" && frame.upload === true && frame.seq === 5)
+      const { caller, state, streamer } = yield* faultyPair(memoryTransport(), { caller: partition, hostAskTimeout: "5 seconds" })
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const { data, probe } = endlessUpload()
+      const start = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.fork(Effect.flip(streamer.Put({ name: "silent", data }, { timeout: "1 minute" })))
+      yield* eventually(() => partition.started, "the caller silent mid-upload")
+      yield* awaitSleepUntil(start + 5_000) // the handler's idle watch
+      yield* TestClock.adjust("4999 millis")
+      expect(outcomes).toEqual([])
+      yield* TestClock.adjust("1 millis")
+      yield* eventually(() => outcomes.length === 1, "handler ended")
+      const reason = `the caller ${nodeOf(caller).nodeId} sent nothing for 5000 ms`
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError", reason } }])
+      // the caller hears it (the other way works), and its stream stops
+      yield* eventually(() => fiber.unsafePoll() !== null, "caller's ask ended")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "StreamError", tag: "Put", reason })
+      yield* eventually(() => probe.stopped, "caller's stream stopped")
+      partition.heal()
+      expect(yield* streamer.Put({ name: "again", data: Stream.make(new Uint8Array(7)) })).toMatchObject({ bytes: 7 })
     }))
 
-  it.scoped("a lost last frame is caught by the count in the Exit frame", () =>
+  const rejected = (reason: string) =>
+    Metric.value(rejectedChunks.pipe(Metric.tagged("reason", reason))).pipe(Effect.map((state) => state.count))
+  /** a caller and a host whose network applies `fault` to the pieces of large frames */
+  const piecesPair = (fault: FaultOf<Piece>) =>
+    faultyPair(Transport.layerInMemory({ network: new PieceFaults(fault), serialize: true }).pipe(Layer.provide(Codec.msgpack)))
+
+  it.scoped("a piece of a large reply element reordered behind the next drops its frame: the consumer fails with StreamError", () =>
     Effect.gen(function*() {
-      const { streamer } = yield* hostWith((frame) => frame._tag === "Items" && frame.seq === 0 ? "drop" : "pass")
-      const error = yield* Effect.flip(Stream.runDrain(streamer.Bytes({ size: 100, chunk: 100 })))
-      expect(error).toMatchObject({ _tag: "StreamError", reason: "the producer sent 1 frames, 0 arrived" })
+      const fault = pieceOf("host", 2, 1, "hold")
+      const { streamer } = yield* piecesPair(fault)
+      const missingBefore = yield* rejected("missing")
+      // 64 KiB elements: one frame each, four 16 KiB pieces each
+      const error = yield* Effect.flip(Stream.runDrain(streamer.Bytes({ size: 1024 * 1024, chunk: 64 * 1024 })))
+      expect(fault.fired).toBe(true)
+      expect(error).toMatchObject({ _tag: "StreamError", kind: "Streamer", reason: "frames 2..2 are missing" })
+      // the pieces after the gap, the held one and the rest of its frame are rejected, not joined
+      expect(yield* rejected("missing")).toBeGreaterThanOrEqual(missingBefore + 3)
+    }))
+
+  it.scoped("a piece of a large upload element reordered behind the next drops its frame: the handler's stream fails with StreamError", () =>
+    Effect.gen(function*() {
+      const fault = pieceOf("caller", 2, 1, "hold")
+      const { state, streamer } = yield* piecesPair(fault)
+      const outcomes: Array<PutOutcome> = []
+      state.onPutEnd = (outcome) => outcomes.push(outcome)
+      const error = yield* Effect.flip(streamer.Put({ name: "pieces", data: bytes(1024 * 1024, 64 * 1024) }))
+      expect(fault.fired).toBe(true)
+      expect(error).toMatchObject({ _tag: "StreamError", tag: "Put", reason: "frames 2..2 are missing" })
+      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError" } }])
+    }))
+
+  it.scoped("a repeated piece of a large element is ignored: the stream arrives intact", () =>
+    Effect.gen(function*() {
+      const fault = pieceOf("host", 2, 1, "repeat")
+      const { streamer } = yield* piecesPair(fault)
+      const duplicatesBefore = yield* rejected("duplicate")
+      const size = 1024 * 1024 + 3
+      const pieces = yield* Stream.runCollect(streamer.Bytes({ size, chunk: 64 * 1024 }))
+      expect(fault.fired).toBe(true)
+      expect(sha256(pieces)).toBe(expectedSha256(size))
+      expect(yield* rejected("duplicate")).toBe(duplicatesBefore + 1)
     }))
 })

@@ -233,6 +233,9 @@ export const make = (
         if (entry === undefined) continue
         pending.delete(requestId)
         if (entry.deadline !== undefined) deadlines.remove(entry.deadline)
+        // a producer waits for this caller's credit, an upload's handler for its elements: if
+        // their node is alive after all, they must not wait forever (nor an actor's mailbox)
+        if (!closed && (entry instanceof PendingStream || uploads.has(requestId))) sendInterrupt(entry.kind, requestId)
         entry.resume(Exit.fail(error))
       }
     }
@@ -1095,10 +1098,14 @@ export const make = (
         if (present.has(stream.consumer) && !alive.has(stream.consumer)) fork(stream.manager.cancel(stream.job))
       }
       for (const [requestId, entry] of pending) {
-        const target = entry.target
+        // a service's request may go to any instance: its node is known once it answers (the
+        // producer of a streamed reply, the handler granting credit for an upload), and judged
+        // only if listed (an absent one may just use another registry)
+        const answering = entry instanceof PendingStream ? entry.producer : uploads.get(requestId)?.handler
+        const target = entry.target ?? (answering !== undefined && present.has(answering) ? answering : undefined)
         if (target !== undefined && !alive.has(target) && !(present.has(target) && provenUnreachable.has(target))) {
           failPending(
-            new TransportError({ reason: `node ${entry.target} stopped answering while the ask was pending` }),
+            new TransportError({ reason: `node ${target} stopped answering while the ask was pending` }),
             requestId
           )
         }
