@@ -19,6 +19,15 @@ import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import * as Subject from "../Subject.ts"
 
+/**
+ * nats.js writes its pending output to the socket at once when it reaches `pendingLimit` (32 KiB
+ * by default; the option exists but is not in its typings), otherwise at the end of the turn.
+ * At 256 KiB a stream of 16 KiB pieces takes an eighth of the socket writes: about 18 % less CPU
+ * per MiB streamed, measured in one process alternating both. Small frames are unaffected (they
+ * are written at the end of the turn either way).
+ */
+const WRITE_BATCHING: object = { pendingLimit: 256 * 1024 }
+
 const causeOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** @internal */
@@ -57,7 +66,8 @@ export const make = (
               return delay / 2 + Math.random() * (delay / 2)
             },
             timeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
-            pingInterval: 10_000
+            pingInterval: 10_000,
+            ...WRITE_BATCHING
           }),
         catch: (error) => new TransportError({ reason: `cannot connect to ${servers.join(", ")}: ${causeOf(error)}` })
       }),
