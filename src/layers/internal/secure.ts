@@ -474,11 +474,16 @@ export const make = (
         const peer = peerOf(peerId)
         const session = peer.current
         if (session === undefined) return enqueue(peer, subject, frame, options)
-        if (peer.initiating === undefined && dueForRekey(session.sent, session.establishedAt)) initiate(peer)
+        // the session's age is read once per batch (a frame joining an open batch skips the clock)
+        if (
+          peer.initiating === undefined &&
+          (session.sent >= config.rekeyAfterMessages ||
+            (!batches.has(peer.subject) && now() - session.establishedAt >= config.rekeyAfterMillis))
+        ) initiate(peer)
         return sendPairwise(peer, session, frame, options)
       }
       const fragmentTo = options?.fragmentTo
-      if (fragmentTo !== undefined && fragmentTo !== subject && directPeer(fragmentTo) !== undefined) {
+      if (fragmentTo !== undefined && fragmentTo !== subject && fragmentTo.startsWith("node.")) {
         // a frame for a shared subject (a service's queue group) whose caller named one member
         // goes to that member over their pairwise session. Sealed with the group key, a copy
         // replayed on the shared subject could reach another member, whose replay window never
