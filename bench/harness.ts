@@ -136,7 +136,9 @@ const rateOf = (round: Round) => (round.millis > 0 ? (round.ops / round.millis) 
 /**
  * Measures several specs with their rounds interleaved (round 1 of each, then round 2 of each,
  * ...), so that a change of load on a shared machine hits a measurement and its baseline alike
- * and their ratio stays meaningful. Each figure is the median rate of its measured rounds; the
+ * and their ratio stays meaningful. Every other round runs the specs in reverse order: specs
+ * that share a process leave garbage that the next round collects, and this way no spec always
+ * follows the same one. Each figure is the median rate of its measured rounds; the
  * warm-up rounds are discarded. A round that fails counts as one failure at rate 0, it never
  * stops the suite.
  *
@@ -154,7 +156,8 @@ export const measureAll = <R>(
     const failures = specs.map(() => 0)
     const firstFailures: Array<unknown> = specs.map(() => undefined)
     for (let index = 0; index < warmups + rounds; index++) {
-      for (let s = 0; s < specs.length; s++) {
+      for (let k = 0; k < specs.length; k++) {
+        const s = index % 2 === 0 ? k : specs.length - 1 - k
         const spec = specs[s]!
         const result = yield* Effect.catchAllCause(
           spec.round(spec.budget),

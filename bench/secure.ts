@@ -6,9 +6,11 @@
  * plain, one sealed with `Secure` (`BENCH_SECURE=1`), each in its own namespace. The caller nodes
  * in this process mirror them. Measured at 1 and 100 in flight, the rounds of both interleaved,
  * each rate the median of its rounds after a warm-up. At 100 in flight (9 rounds) the ratio is
- * the median of the per-round ratios, each secured round against the plain round just before
- * it: this machine's speed drifts over seconds, and a pair run back to back sees the same
- * machine. Target: secured / plain ≥ 0.85 at 100 in flight.
+ * the median of the per-round ratios, each secured round against the plain round run back to
+ * back with it: this machine's speed drifts over seconds, and a pair run back to back sees the
+ * same machine. The order within a pair alternates (`measureAll`): the round that runs second
+ * collects the first one's garbage, which cost the secured ask 0.05–0.1 when it always came
+ * second. Target: secured / plain ≥ 0.85 at 100 in flight.
  *
  * Run alone with `npm run bench -- secure`.
  *
