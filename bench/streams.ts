@@ -2,7 +2,7 @@
  * Streams suite: a 256 MiB streamed reply through Troupe over a real nats-server (producer and
  * consumer nodes in this process, each with its own connection) against raw nats.js publishing
  * 16 KiB chunks from one connection to a subscriber on another, in the same run. Rounds are
- * interleaved; the figure is the median. The heap growth (heap + array buffers, peak over the
+ * interleaved, in alternating order; the figure is the median. The heap growth (heap + array buffers, peak over the
  * baseline) during the Troupe rounds is reported too.
  *
  * Target: Troupe ≥ 0.5× raw.
@@ -28,7 +28,7 @@ import { natsServer } from "./nats.ts"
 
 const MiB = 1024 * 1024
 const TOTAL = Number(process.env["BENCH_STREAM_MIB"] ?? 256) * MiB
-const ROUNDS = 3
+const ROUNDS = 5
 const PIECE = 64 * 1024
 const RAW_CHUNK = 16 * 1024
 /** a round that takes longer than this is cut short (its rate is still measured) */
@@ -106,8 +106,8 @@ export const run = (): Promise<Array<Result>> =>
     const source = yield* Effect.provide(Actor.client(Source), consumer)
 
     // warm-up
-    yield* rawRound(server.url, 16 * MiB)
-    yield* troupeRound(16 * MiB, source)
+    yield* rawRound(server.url, 64 * MiB)
+    yield* troupeRound(64 * MiB, source)
 
     const raw: Array<number> = []
     const troupe: Array<number> = []
@@ -119,20 +119,25 @@ export const run = (): Promise<Array<Result>> =>
       return (usage.user + usage.system) / 1000
     }
     let peakGrowth = 0
-    for (let round = 0; round < ROUNDS; round++) {
-      let cpu = cpuMillis()
+    const measureRaw = Effect.gen(function*() {
+      const cpu = cpuMillis()
       raw.push(yield* rawRound(server.url, TOTAL))
       rawCpu.push((cpuMillis() - cpu) / (TOTAL / MiB))
+    })
+    for (let round = 0; round < ROUNDS; round++) {
+      // every other round runs Troupe first: the second of a pair collects the first one's garbage
+      if (round % 2 === 0) yield* measureRaw
       const baseline = used()
       let peak = baseline
       const sampler = setInterval(() => {
         peak = Math.max(peak, used())
       }, 10)
-      cpu = cpuMillis()
+      const cpu = cpuMillis()
       troupe.push(yield* troupeRound(TOTAL, source))
       troupeCpu.push((cpuMillis() - cpu) / (TOTAL / MiB))
       clearInterval(sampler)
       peakGrowth = Math.max(peakGrowth, peak - baseline)
+      if (round % 2 === 1) yield* measureRaw
       console.log(
         `  round ${round + 1}: raw ${raw[round]!.toFixed(0)} MiB/s (${rawCpu[round]!.toFixed(1)} ms CPU/MiB), ` +
           `troupe ${troupe[round]!.toFixed(0)} MiB/s (${troupeCpu[round]!.toFixed(1)} ms CPU/MiB)`
