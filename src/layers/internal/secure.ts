@@ -39,6 +39,7 @@ import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
 import { type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
+import { decodeBatch, encodeBatch } from "./fragments.ts"
 import * as C from "./secureCrypto.ts"
 
 // ---- identity --------------------------------------------------------------------------------
@@ -400,7 +401,7 @@ export const make = (
       } else {
         const id = batchReplies.track(batch.replyTos)
         const replyTo = id === undefined ? undefined : `node.${self}.hb.${id}`
-        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.key, C.concat(batch.frames), true), publishOptions(batch.subject, replyTo))
+        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.key, encodeBatch(batch.frames), true), publishOptions(batch.subject, replyTo))
       }
       if (error !== undefined) fork(Effect.logWarning(`secure: ${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
     }
@@ -834,21 +835,11 @@ export const make = (
     }
 
     /** the frames of a batch's plaintext (none if it is malformed) */
-    const unbatch = (plaintext: Buffer, source: string): ReadonlyArray<Buffer> => {
-      const parts: Array<Buffer> = []
-      let offset = 0
-      while (offset + 4 <= plaintext.length) {
-        const length = plaintext.readUInt32BE(offset)
-        offset += 4
-        if (offset + length > plaintext.length) break
-        parts.push(plaintext.subarray(offset, offset + length))
-        offset += length
-      }
-      if (offset !== plaintext.length) {
-        reject("malformed", source, "batch")
-        return []
-      }
-      return parts
+    const unbatch = (plaintext: Uint8Array, source: string): ReadonlyArray<Uint8Array> => {
+      const frames = decodeBatch(plaintext)
+      if (frames !== undefined) return frames
+      reject("malformed", source, "batch")
+      return []
     }
 
     const hold = (peer: Peer, held: Held): void => {

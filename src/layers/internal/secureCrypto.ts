@@ -102,7 +102,6 @@ export const sharedSecret = (own: KeyObject, peerPublic: Uint8Array): Buffer | u
 
 /** @internal length-prefixed concatenation: unambiguous transcripts */
 export const concat = (parts: ReadonlyArray<Uint8Array | string>): Buffer => {
-  // one allocation: this runs for every coalesced batch of frames
   let size = 0
   const bytes = parts.map((part) => typeof part === "string" ? Buffer.from(part, "utf8") : part)
   for (const part of bytes) size += 4 + part.byteLength
