@@ -475,12 +475,7 @@ export const make = (
         const peer = peerOf(peerId)
         const session = peer.current
         if (session === undefined) return enqueue(peer, subject, frame, options)
-        // the session's age is read once per batch (a frame joining an open batch skips the clock)
-        if (
-          peer.initiating === undefined &&
-          (session.sent >= config.rekeyAfterMessages ||
-            (!batches.has(peer.subject) && now() - session.establishedAt >= config.rekeyAfterMillis))
-        ) initiate(peer)
+        if (peer.initiating === undefined && dueForRekey(session.sent, session.establishedAt)) initiate(peer)
         return sendPairwise(peer, session, frame, options)
       }
       const fragmentTo = options?.fragmentTo
