@@ -317,7 +317,13 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
     unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) => {
       const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge)
-      return subscribeWith(network, prefix, subject, (bytes, replyTo) => receive(bytes as Uint8Array, replyTo), subscribeOptions)
+      return subscribeWith(
+        network,
+        prefix,
+        subject,
+        (bytes, replyTo) => receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo }),
+        subscribeOptions
+      )
     },
     watch: () => Effect.void
   }
@@ -340,6 +346,14 @@ export const resolveLimits = (
 }
 
 /**
+ * @internal Where a wire message's reply subject can be read. It is read only for a message
+ * dropped as too large: nats.js decodes it on access, which every message should not pay for.
+ */
+export interface ReplySource {
+  readonly reply?: string | undefined
+}
+
+/**
  * @internal The receiving end of one subscription: decodes wire messages, joins the pieces of
  * large frames, counts what cannot be decoded.
  */
@@ -350,15 +364,14 @@ export const makeReceiver = (
   onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void
 ) => {
   let reassembler: Fragments.Reassembler | undefined
-  const tooLarge = (size: number, replyTo: string | undefined): void => {
-    if (onTooLarge !== undefined && replyTo !== undefined) {
-      onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
-    }
+  const tooLarge = (size: number, source: ReplySource | undefined): void => {
+    const replyTo = source?.reply
+    if (onTooLarge !== undefined && replyTo) onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
   }
-  const receive = (bytes: Uint8Array, replyTo?: string): void => {
+  const receive = (bytes: Uint8Array, source?: ReplySource): void => {
     if (bytes.byteLength > limits.maxMessageBytes) {
       malformedFrames.unsafeUpdate(1, [])
-      return tooLarge(bytes.byteLength, replyTo)
+      return tooLarge(bytes.byteLength, source)
     }
     if (bytes[0] === Fragments.BATCH) {
       const frames = Fragments.decodeBatch(bytes)
@@ -371,7 +384,7 @@ export const makeReceiver = (
       if (piece === undefined) return malformedFrames.unsafeUpdate(1, [])
       reassembler ??= new Fragments.Reassembler(limits.maxMessageBytes)
       // the first piece tells the size of the whole: the sender hears at once if it is too large
-      if (piece.seq === 0 && piece.total > limits.maxMessageBytes) tooLarge(piece.total, replyTo)
+      if (piece.seq === 0 && piece.total > limits.maxMessageBytes) tooLarge(piece.total, source)
       const whole = reassembler.accept(piece)
       if (whole === undefined) return
       bytes = whole

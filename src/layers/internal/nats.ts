@@ -14,7 +14,14 @@ import { connect, type Msg, type NatsConnection } from "nats"
 import type { Envelope } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
+import type {
+  NatsOptions,
+  PublishOptions,
+  ReplySource,
+  SubscribeOptions,
+  TransportEvent,
+  TransportShape
+} from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import * as Subject from "../Subject.ts"
@@ -40,7 +47,7 @@ export const make = (
     limits: FragmentLimits,
     onFrame: (frame: Envelope) => void,
     onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined
-  ) => (bytes: Uint8Array, replyTo?: string) => void
+  ) => (bytes: Uint8Array, source?: ReplySource) => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const namespace = options.namespace ?? "default"
@@ -198,7 +205,11 @@ export const make = (
         return Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
       }
       const onNoResponders = subscribeOptions?.onNoResponders
-      const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge)
+      const onTooLarge = subscribeOptions?.onTooLarge
+      // the reply subject as the node knows it (without the namespace prefix)
+      const receive = makeReceiver(codec, limits, onFrame, onTooLarge === undefined ? undefined : (error, reply) => {
+        if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
+      })
       const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
       const callback = (error: Error | null, msg: Msg) => {
         if (error !== null) {
@@ -213,8 +224,7 @@ export const make = (
           }
           return
         }
-        const reply = msg.reply
-        receive(data, reply !== undefined && reply.startsWith(prefix) ? reply.slice(prefix.length) : undefined)
+        receive(data, msg)
       }
       return Effect.acquireRelease(
         Effect.try({
