@@ -138,7 +138,11 @@ type Route =
 const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
   exit._tag === "Success" ? Exit.succeed(exit.value) : Exit.fail(exit.error)
 
-/** the reply slot of a remote ask or stream: `node.<caller>.nr.<requestId>` */
+/**
+ * The reply slots of a caller's remote asks and streams, `node.<caller>.nr.<requestId>`: "no
+ * responders" arrives there, and a receiver names the call it dropped as too large by it.
+ */
+const replySlotsOf = (caller: string): string => `node.${caller}.nr.`
 const REPLY_SLOT = /^node\.([^.*>]+)\.nr\.(\d+)$/
 
 /** names a node the sender found unreachable (NATS "no responders" on its direct subject) */
@@ -192,7 +196,7 @@ export const make = (
     const forwardPrefix = `node.${nodeId}.fwd.`
     /** requests we passed on, watched briefly for "no responders" */
     const forwarded = new Map<string, { readonly frame: RequestFrame; readonly target: string; readonly deadline: Deadline }>()
-    const noRespondersPrefix = `node.${nodeId}.nr.`
+    const noRespondersPrefix = replySlotsOf(nodeId)
     let closed = false
 
     yield* Effect.forkScoped(deadlines.run)
@@ -747,6 +751,14 @@ export const make = (
       return exit._tag === "Success" ? { _tag: "Success", value: encoded.right } : { _tag: "Failure", error: encoded.right }
     }
 
+    const exitFrame = (requestId: number, exit: WireExit): ExitFrame => ({
+      _tag: "Exit",
+      v: ProtocolVersion,
+      source: nodeId,
+      requestId,
+      exit
+    })
+
     function replyTo(frame: RequestFrame, exit: WireExit): void {
       if (frame.oneWay === true) {
         if (exit._tag !== "Success") {
@@ -755,7 +767,7 @@ export const make = (
         return
       }
       const subject = `node.${frame.source}`
-      const out: ExitFrame = { _tag: "Exit", v: ProtocolVersion, source: nodeId, requestId: frame.requestId, exit }
+      const out = exitFrame(frame.requestId, exit)
       const error = transport.unsafePublish(subject, out, { fragmentTo: subject })
       if (error === undefined) return
       // the reply cannot leave (over the size limit, not encodable): the caller gets that error,
@@ -846,7 +858,7 @@ export const make = (
         const itemsCodec = codec.items
         const subject = `node.${frame.source}`
         // the consumer's reply slot: a frame too large for the consumer fails its stream there
-        const itemsOptions = { fragmentTo: subject, replyTo: `${subject}.nr.${frame.requestId}` }
+        const itemsOptions = { fragmentTo: subject, replyTo: replySlotsOf(frame.source) + frame.requestId }
         const producer = new Outbox(WINDOW, (seq, items) => {
           let body: unknown = items
           if (!zeroCopy) {
@@ -1010,13 +1022,7 @@ export const make = (
     const onTooLarge = (error: PayloadTooLarge, replyTo: string): void => {
       const slot = REPLY_SLOT.exec(replyTo)
       if (slot === null) return
-      const out: ExitFrame = {
-        _tag: "Exit",
-        v: ProtocolVersion,
-        source: nodeId,
-        requestId: Number(slot[2]),
-        exit: { _tag: "Error", error }
-      }
+      const out = exitFrame(Number(slot[2]), { _tag: "Error", error })
       if (slot[1] === nodeId) onExit(out)
       else send(`node.${slot[1]}`, out)
     }
