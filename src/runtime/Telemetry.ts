@@ -19,7 +19,7 @@
  * )
  * ```
  *
- * @since 0.3.0
+ * @since 0.4.0
  */
 import * as OtlpLogger from "@effect/opentelemetry/OtlpLogger"
 import * as OtlpMetrics from "@effect/opentelemetry/OtlpMetrics"
@@ -30,9 +30,24 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 
 /**
- * @since 0.3.0
+ * The exporter's options are wrong (its `url` is not an http(s) URL).
+ *
+ * @since 0.4.0
+ * @category errors
+ */
+export class TelemetryConfigError extends Schema.TaggedError<TelemetryConfigError>()("TelemetryConfigError", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Telemetry: ${this.reason}`
+  }
+}
+
+/**
+ * @since 0.4.0
  * @category models
  */
 export interface OtlpOptions {
@@ -63,12 +78,13 @@ export interface OtlpOptions {
  * Exports spans and metrics over OTLP/HTTP (JSON) with a given `HttpClient`. Use `layerOtlp`
  * for Node's client.
  *
- * @since 0.3.0
+ * @since 0.4.0
  * @category layers
  */
-export const layerOtlpWith = (options: OtlpOptions): Layer.Layer<never, never, HttpClient.HttpClient> =>
-  Layer.unwrapEffect(Effect.sync(() => {
-    const base = baseUrl(options.url)
+export const layerOtlpWith = (
+  options: OtlpOptions
+): Layer.Layer<never, TelemetryConfigError, HttpClient.HttpClient> =>
+  Layer.unwrapEffect(Effect.map(baseUrl(options.url), (base) => {
     const resource = {
       serviceName: options.serviceName,
       serviceVersion: options.serviceVersion,
@@ -95,21 +111,18 @@ export const layerOtlpWith = (options: OtlpOptions): Layer.Layer<never, never, H
  * )
  * ```
  *
- * @since 0.3.0
+ * @since 0.4.0
  * @category layers
  */
-export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> =>
+export const layerOtlp = (options: OtlpOptions): Layer.Layer<never, TelemetryConfigError> =>
   layerOtlpWith(options).pipe(Layer.provide(NodeHttpClient.layer))
 
-const baseUrl = (url: string): string => {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    throw new TypeError(`Telemetry: url "${url}" is not a URL (expected e.g. "http://127.0.0.1:4318")`)
+const baseUrl = (url: string): Effect.Effect<string, TelemetryConfigError> => {
+  const parsed = URL.canParse(url) ? new URL(url) : undefined
+  if (parsed === undefined) {
+    return Effect.fail(new TelemetryConfigError({ reason: `url "${url}" is not a URL (expected e.g. "http://127.0.0.1:4318")` }))
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new TypeError(`Telemetry: url "${url}" must be http: or https:`)
-  }
-  return url.replace(/\/+$/, "")
+  return parsed.protocol === "http:" || parsed.protocol === "https:"
+    ? Effect.succeed(url.replace(/\/+$/, ""))
+    : Effect.fail(new TelemetryConfigError({ reason: `url "${url}" must be http: or https:` }))
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Rpc } from "@effect/rpc"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
@@ -138,6 +139,11 @@ describe("Telemetry.layerOtlp", () => {
     )
     expect(exit._tag).toBe("Failure")
     expect(String(exit._tag === "Failure" ? exit.cause : "")).toContain("must be http: or https:")
+    // a typed failure, not a defect
+    expect(exit._tag === "Failure" && Cause.failureOption(exit.cause)).toMatchObject({
+      _tag: "Some",
+      value: { _tag: "TelemetryConfigError" }
+    })
   })
 
   it("`troupe` is an entry point without @effect/opentelemetry; `troupe/Telemetry` is its own", async () => {

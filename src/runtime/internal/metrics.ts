@@ -74,13 +74,13 @@ export const askRejected = (kind: string): void => {
   askErrors.unsafeUpdate(1, labels)
 }
 
-/** Whether the fiber runs inside a span (then its asks are traced). */
 let builtInTracer: Tracer.Tracer | undefined
 
 /** whether `tracer` is Effect's own default one, whose spans go nowhere (no exporter installed) */
 export const isBuiltInTracer = (tracer: Tracer.Tracer): boolean =>
   tracer === (builtInTracer ??= Effect.runSync(Effect.tracer))
 
+/** Whether the fiber runs inside a span (then its asks are traced). */
 export const hasParentSpan = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
   Context.getOption(fiber.currentContext, Tracer.ParentSpan)._tag === "Some"
 
