@@ -39,7 +39,13 @@ const DurationString = Schema.transform(
 
 const Name = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]+$/, { message: () => "expected [A-Za-z0-9_-]+" }))
 
-const Port = Schema.Int.pipe(Schema.between(0, 65535))
+/**
+ * A TCP port, 0..65535.
+ *
+ * @since 0.4.0
+ * @category schemas
+ */
+export const Port = Schema.Int.pipe(Schema.between(0, 65535))
 
 const strict = { parseOptions: { onExcessProperty: "error" as const } }
 

@@ -28,6 +28,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Codec from "../layers/Codec.ts"
@@ -133,7 +134,7 @@ export const withOverrides = (
     const port = overrides.port.value
     if (out.http === undefined) {
       issues.push(new Config.ConfigIssue({ path: "--port", message: "the config file has no [http] section to serve" }))
-    } else if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    } else if (!Schema.is(Config.Port)(port)) {
       issues.push(new Config.ConfigIssue({ path: "--port", message: `expected a port 0..65535, got ${port}` }))
     } else {
       out = { ...out, http: { ...out.http, port } }
