@@ -29,6 +29,11 @@ const MAX_FRAME_BYTES = 64 * 1024
 const sizeOf = (item: unknown): number =>
   item instanceof Uint8Array ? item.byteLength : typeof item === "string" ? item.length : 16
 
+/** runs `f` after the I/O callbacks of this event-loop turn (where there is no `setImmediate`, after a 0 ms timer) */
+const afterIo: (f: () => void) => void = typeof setImmediate === "function"
+  ? (f) => void setImmediate(f)
+  : (f) => void setTimeout(f, 0)
+
 /**
  * The consuming end: frames wait here (at most `window` of them) until the user pulls them.
  *
@@ -90,7 +95,7 @@ export class Inbox {
     this.expected++
     if (this.now !== undefined) this.touched = this.now()
     this.frames.push(items)
-    this.wakeUp()
+    this.wakeSoon()
   }
 
   /** The producer finished after `frames` frames (when known): the user gets what is buffered, then the end. */
@@ -122,6 +127,21 @@ export class Inbox {
     if (waiter !== undefined) {
       this.waiter = undefined
       waiter()
+    }
+  }
+
+  /**
+   * A frame arrived: the user is woken once the frames that are already on their way (the rest
+   * of this event-loop turn's socket reads) have arrived too, and takes them as one chunk. Woken
+   * at once, it took one frame per pull, and a pull (the Stream's machinery and a fiber resume)
+   * costs more than a frame of 64 KiB: measured over NATS, 1.0 frame per pull against 12.9, and
+   * about 20 % more CPU per MiB.
+   */
+  private wakeSoon(): void {
+    const waiter = this.waiter
+    if (waiter !== undefined) {
+      this.waiter = undefined
+      afterIo(waiter)
     }
   }
 
