@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import { Inbox } from "../../src/runtime/internal/streams.ts"
 
@@ -38,6 +39,38 @@ describe("a stream's inbox", () => {
       const next = yield* inbox.stream.pipe(Stream.take(1), Stream.runCollect)
       expect(Chunk.toReadonlyArray(next)).toEqual([8])
       expect(credits).toEqual([4])
+    }))
+
+  it.effect("frames arriving in separate callbacks of one event-loop turn reach a waiting user as one chunk", () =>
+    Effect.gen(function*() {
+      const { inbox } = inboxOf(8)
+      const chunks: Array<ReadonlyArray<unknown>> = []
+      const consumer = yield* inbox.stream.pipe(
+        Stream.mapChunks((chunk) => {
+          chunks.push(Chunk.toReadonlyArray(chunk))
+          return chunk
+        }),
+        Stream.take(3),
+        Stream.runDrain,
+        Effect.fork
+      )
+      // the user waits for its first frame
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      expect(chunks).toEqual([])
+      // three frames, each in a callback of its own (as socket reads are), one turn of the loop:
+      // microtasks run between them, a user woken by the first would pull it alone
+      yield* Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          for (let seq = 0; seq < 3; seq++) {
+            setTimeout(() => {
+              inbox.offer(seq, [seq])
+              if (seq === 2) resolve()
+            }, 0)
+          }
+        })
+      )
+      yield* Fiber.join(consumer)
+      expect(chunks).toEqual([[0, 1, 2]])
     }))
 
   it.effect("an undecodable frame fails the stream after the elements of the frames before it", () =>
