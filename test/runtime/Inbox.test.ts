@@ -57,15 +57,15 @@ describe("a stream's inbox", () => {
       // the user waits for its first frame
       yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
       expect(chunks).toEqual([])
-      // three frames, each in a callback of its own (as socket reads are), one turn of the loop:
-      // microtasks run between them, a user woken by the first would pull it alone
+      // three frames, each in a callback of its own (as socket reads are), in one phase of the
+      // loop: microtasks run between them, so a user woken by the first would pull it alone
       yield* Effect.promise(() =>
         new Promise<void>((resolve) => {
           for (let seq = 0; seq < 3; seq++) {
-            setTimeout(() => {
+            setImmediate(() => {
               inbox.offer(seq, [seq])
               if (seq === 2) resolve()
-            }, 0)
+            })
           }
         })
       )
