@@ -305,7 +305,10 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
     if (wire instanceof Uint8Array) {
       network.routeWithReply(prefix + subject, wire, publishOptions?.replyTo, prefix)
     } else {
-      for (const piece of wire) network.routeWithReply(prefix + fragmentTo!, piece, publishOptions?.replyTo, prefix)
+      // only a first piece carries the reply subject (see `Nats.make`)
+      for (let i = 0; i < wire.length; i++) {
+        network.routeWithReply(prefix + fragmentTo!, wire[i]!, i === 0 ? publishOptions?.replyTo : undefined, prefix)
+      }
     }
     return undefined
   }

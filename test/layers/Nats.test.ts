@@ -258,6 +258,44 @@ describe("the NATS transport's coalescing", () => {
       expect(messages).toBeLessThan(20)
       expect([...noResponders].sort()).toEqual(["slot.0", "slot.1", "slot.2", "slot.3", "slot.4"])
     }).pipe(Effect.scoped))
+
+  it.live("a large frame's first piece carries its reply subject, the others none; a piece to nobody hears no responders once", () =>
+    Effect.gen(function*() {
+      const sender = yield* transportOn(server.url, true)
+      const receiver = yield* transportOn(server.url, false)
+      const received: Array<number> = []
+      yield* receiver.subscribe("node.big", (frame) => {
+        if (frame._tag === "Items") received.push((frame.items[0] as Uint8Array).byteLength)
+      })
+      const raw = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      const replies: Array<string> = []
+      raw.subscribe("troupe.coalesce.node.big", { callback: (_, msg) => replies.push(msg.reply ?? "") })
+      yield* Effect.promise(() => raw.flush())
+      const noResponders: Array<string> = []
+      yield* sender.subscribe("slot.*", () => {}, { onNoResponders: (subject) => noResponders.push(subject) })
+      yield* Effect.sleep("100 millis")
+      const items = (size: number) => ({
+        _tag: "Items" as const,
+        v: ProtocolVersion,
+        source: "n1",
+        requestId: 1,
+        seq: 0,
+        items: [new Uint8Array(size)]
+      })
+      // 64 KiB: four pieces of 16 KiB
+      expect(sender.unsafePublish("node.big", items(64 * 1024), { fragmentTo: "node.big", replyTo: "slot.big" }))
+        .toBeUndefined()
+      expect(sender.unsafePublish("node.none", items(64 * 1024), { fragmentTo: "node.none", replyTo: "slot.none" }))
+        .toBeUndefined()
+      yield* waitFor(() => received.length === 1 && replies.length === 4 && noResponders.length === 1)
+      expect(received).toEqual([64 * 1024])
+      expect(replies).toEqual(["troupe.coalesce.slot.big", "", "", ""])
+      yield* Effect.sleep("200 millis")
+      expect(noResponders).toEqual(["slot.none"])
+    }).pipe(Effect.scoped))
 })
 
 const waitFor = (condition: () => boolean) =>

@@ -173,8 +173,11 @@ export const make = (
       // what is not batched keeps its order behind what is
       if (open !== undefined) flushBatch(open)
       if (wire instanceof Uint8Array) return publishWire(subject, wire, replyTo)
-      for (const piece of wire) {
-        const error = publishWire(fragmentTo!, piece, replyTo)
+      // only a first piece carries the reply subject: the receiver learns the frame's size (and
+      // answers one too large) from it, and one "no responders" is enough; the others are
+      // shorter to write, route and parse
+      for (let i = 0; i < wire.length; i++) {
+        const error = publishWire(fragmentTo!, wire[i]!, i === 0 ? replyTo : undefined)
         if (error !== undefined) return error
       }
       return undefined
