@@ -1,11 +1,12 @@
 /**
- * Streams suite: a 256 MiB streamed reply through Troupe over a real nats-server (producer and
- * consumer nodes in this process, each with its own connection) against raw nats.js publishing
- * 16 KiB chunks from one connection to a subscriber on another, in the same run. Rounds are
- * interleaved, in alternating order; the figure is the median. The heap growth (heap + array buffers, peak over the
- * baseline) during the Troupe rounds is reported too.
+ * Streams suite: 256 MiB through Troupe over a real nats-server, both ways (a streamed reply,
+ * handler to caller, and a streamed request, caller to handler; both nodes in this process,
+ * each with its own connection), against raw nats.js publishing 16 KiB chunks from one
+ * connection to a subscriber on another, in the same run. Rounds are interleaved, their order
+ * rotating from round to round; each figure is the median. The heap growth (heap + array
+ * buffers, peak over the baseline) during the Troupe rounds is reported too.
  *
- * Target: Troupe ≥ 0.5× raw.
+ * Target: the streamed reply ≥ 0.5× raw.
  *
  * @since 0.1.0
  */
@@ -35,12 +36,15 @@ const RAW_CHUNK = 16 * 1024
 const ROUND_CAP_MILLIS = 60_000
 
 const Source = Actor.service("BenchSource", [
-  Rpc.make("Bytes", { payload: { size: Schema.Number }, success: Schema.Uint8ArrayFromSelf, stream: true })
+  Rpc.make("Bytes", { payload: { size: Schema.Number }, success: Schema.Uint8ArrayFromSelf, stream: true }),
+  Rpc.make("Sink", { payload: { data: Actor.Upload }, success: Schema.Number })
 ])
 
 const piece = new Uint8Array(PIECE).map((_, i) => i & 0xff)
+const pieces = (size: number) => Stream.repeatValue(piece).pipe(Stream.take(Math.ceil(size / PIECE)))
 const SourceLive = Actor.toLayer(Source, {
-  Bytes: ({ size }) => Stream.repeatValue(piece).pipe(Stream.take(Math.ceil(size / PIECE)))
+  Bytes: ({ size }) => pieces(size),
+  Sink: ({ data }) => Stream.runFold(data, 0, (n, p) => n + p.byteLength).pipe(Effect.orDie)
 })
 
 const nodeLayer = (url: string, name: string, kinds: Layer.Layer<never, never, ActorSystem>) =>
@@ -81,7 +85,13 @@ const rawRound = (url: string, bytes: number) =>
     return (received * RAW_CHUNK) / MiB / seconds
   })
 
-const troupeRound = (bytes: number, source: { readonly Bytes: (p: { size: number }) => Stream.Stream<Uint8Array, unknown> }) =>
+interface SourceClient {
+  readonly Bytes: (p: { size: number }) => Stream.Stream<Uint8Array, unknown>
+  readonly Sink: (p: { data: Stream.Stream<Uint8Array> }) => Effect.Effect<number, unknown>
+}
+
+/** a streamed reply: the caller pulls `bytes` from the handler */
+const replyRound = (bytes: number, source: SourceClient) =>
   Effect.gen(function*() {
     let received = 0
     const started = performance.now()
@@ -89,6 +99,17 @@ const troupeRound = (bytes: number, source: { readonly Bytes: (p: { size: number
       Effect.sync(() => {
         received += p.byteLength
       })).pipe(Effect.timeout(ROUND_CAP_MILLIS), Effect.ignore)
+    return received / MiB / ((performance.now() - started) / 1000)
+  })
+
+/** a streamed request: the handler pulls `bytes` from the caller and answers how many arrived */
+const uploadRound = (bytes: number, source: SourceClient) =>
+  Effect.gen(function*() {
+    const started = performance.now()
+    const received = yield* source.Sink({ data: pieces(bytes) }).pipe(
+      Effect.timeout(ROUND_CAP_MILLIS),
+      Effect.orElseSucceed(() => 0)
+    )
     return received / MiB / ((performance.now() - started) / 1000)
   })
 
@@ -107,64 +128,74 @@ export const run = (): Promise<Array<Result>> =>
 
     // warm-up
     yield* rawRound(server.url, 64 * MiB)
-    yield* troupeRound(64 * MiB, source)
+    yield* replyRound(64 * MiB, source)
+    yield* uploadRound(64 * MiB, source)
 
-    const raw: Array<number> = []
-    const troupe: Array<number> = []
     // CPU time of this process per MiB moved: robust to other load on the machine
-    const rawCpu: Array<number> = []
-    const troupeCpu: Array<number> = []
     const cpuMillis = () => {
       const usage = process.cpuUsage()
       return (usage.user + usage.system) / 1000
     }
+    const rates = { raw: [] as Array<number>, reply: [] as Array<number>, upload: [] as Array<number> }
+    const cpu = { raw: [] as Array<number>, reply: [] as Array<number>, upload: [] as Array<number> }
     let peakGrowth = 0
-    const measureRaw = Effect.gen(function*() {
-      const cpu = cpuMillis()
-      raw.push(yield* rawRound(server.url, TOTAL))
-      rawCpu.push((cpuMillis() - cpu) / (TOTAL / MiB))
-    })
-    for (let round = 0; round < ROUNDS; round++) {
-      // every other round runs Troupe first: the second of a pair collects the first one's garbage
-      if (round % 2 === 0) yield* measureRaw
-      const baseline = used()
-      let peak = baseline
-      const sampler = setInterval(() => {
-        peak = Math.max(peak, used())
-      }, 10)
-      const cpu = cpuMillis()
-      troupe.push(yield* troupeRound(TOTAL, source))
-      troupeCpu.push((cpuMillis() - cpu) / (TOTAL / MiB))
-      clearInterval(sampler)
-      peakGrowth = Math.max(peakGrowth, peak - baseline)
-      if (round % 2 === 1) yield* measureRaw
-      console.log(
-        `  round ${round + 1}: raw ${raw[round]!.toFixed(0)} MiB/s (${rawCpu[round]!.toFixed(1)} ms CPU/MiB), ` +
-          `troupe ${troupe[round]!.toFixed(0)} MiB/s (${troupeCpu[round]!.toFixed(1)} ms CPU/MiB)`
-      )
+    const measure = (name: keyof typeof rates, round: Effect.Effect<number>) =>
+      Effect.gen(function*() {
+        const baseline = used()
+        let peak = baseline
+        const sampler = setInterval(() => {
+          peak = Math.max(peak, used())
+        }, 10)
+        const started = cpuMillis()
+        rates[name].push(yield* round)
+        cpu[name].push((cpuMillis() - started) / (TOTAL / MiB))
+        clearInterval(sampler)
+        if (name !== "raw") peakGrowth = Math.max(peakGrowth, peak - baseline)
+      })
+    const order: ReadonlyArray<keyof typeof rates> = ["raw", "reply", "upload"]
+    const rounds = {
+      raw: rawRound(server.url, TOTAL),
+      reply: replyRound(TOTAL, source),
+      upload: uploadRound(TOTAL, source)
     }
-    const rawValue = median(raw)
-    const troupeValue = median(troupe)
-    const ratio = troupeValue / rawValue
+    for (let round = 0; round < ROUNDS; round++) {
+      // the order rotates: a round collects the garbage of the one before it
+      for (let i = 0; i < order.length; i++) {
+        const name = order[(round + i) % order.length]!
+        yield* measure(name, rounds[name])
+      }
+      const line = (name: keyof typeof rates) =>
+        `${name} ${rates[name][round]!.toFixed(0)} MiB/s (${cpu[name][round]!.toFixed(1)} ms CPU/MiB)`
+      console.log(`  round ${round + 1}: ${line("raw")}, ${line("reply")}, ${line("upload")}`)
+    }
+    const rawValue = median(rates.raw)
+    const troupe = (name: "reply" | "upload", label: string, target: boolean): Result => {
+      const value = median(rates[name])
+      const ratio = value / rawValue
+      return {
+        suite: "streams",
+        name: `${label}, ${TOTAL / MiB} MiB`,
+        value,
+        unit: "MiB/s",
+        baseline: { name: "raw", value: rawValue },
+        ratio,
+        ...(target ? { target: 0.5, pass: ratio >= 0.5 } : {}),
+        note: `${median(cpu[name]).toFixed(1)} ms CPU per MiB`
+      }
+    }
     return [
       {
         suite: "streams",
         name: `raw nats.js pub/sub, 16 KiB messages, ${TOTAL / MiB} MiB`,
         value: rawValue,
         unit: "MiB/s",
-        note: `${median(rawCpu).toFixed(1)} ms CPU per MiB (both ends, this process)`
+        note: `${median(cpu.raw).toFixed(1)} ms CPU per MiB (both ends, this process)`
       },
+      troupe("reply", "Troupe streamed reply over NATS", true),
       {
-        suite: "streams",
-        name: `Troupe streamed reply over NATS, ${TOTAL / MiB} MiB`,
-        value: troupeValue,
-        unit: "MiB/s",
-        baseline: { name: "raw", value: rawValue },
-        ratio,
-        target: 0.5,
-        pass: ratio >= 0.5,
-        note: `${median(troupeCpu).toFixed(1)} ms CPU per MiB; peak heap+buffers growth ` +
-          `${(peakGrowth / MiB).toFixed(1)} MiB (no forced GC)`
+        ...troupe("upload", "Troupe streamed request (upload) over NATS", false),
+        note: `${median(cpu.upload).toFixed(1)} ms CPU per MiB; peak heap+buffers growth ` +
+          `${(peakGrowth / MiB).toFixed(1)} MiB over both directions (no forced GC)`
       }
     ]
   }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning), Effect.runPromise)
