@@ -30,6 +30,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import { createRequire } from "node:module"
 import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
@@ -41,7 +42,8 @@ import * as Json from "./internal/json.ts"
 import { type SecureOptions, secureOptions, serveLayer } from "./internal/serve.ts"
 import * as Node from "./Node.ts"
 
-const VERSION = "0.1.0"
+/** the package's own version (`troupe --version`) */
+const VERSION = (createRequire(import.meta.url)("../../package.json") as { readonly version: string }).version
 
 const natsOption = Options.text("nats").pipe(
   Options.optional,

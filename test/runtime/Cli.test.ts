@@ -14,7 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -24,6 +24,10 @@ import { DEFAULT_MONITOR_INTERVAL_MILLIS, monitorOptions, monitorRenders, withOv
 import * as Config from "../../src/runtime/Config.ts"
 import { awaitSleepIn, eventually } from "../fixtures/clock.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
+
+const packageVersion = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  readonly version: string
+}).version
 
 const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
 const greeter = fileURLToPath(new URL("../../examples/gateway/greeter.ts", import.meta.url))
@@ -167,6 +171,10 @@ describe("troupe CLI", () => {
       expect(helps[1]!.stdout).toContain("milliseconds between two renders (default 500)")
       expect(helps[1]!.stdout).toContain("--nats")
       expect(helps[2]!.stdout).toContain("<KIND> <ID> <TAG>")
+      // --version is the package's
+      const version = yield* runToEnd(["--version"])
+      expect(version.code).toBe(0)
+      expect(version.stdout.trim()).toContain(packageVersion)
     }).pipe(Effect.scoped), 60_000)
 
   it.live("monitor without --interval shows the last seen column and a node that joins", () =>
