@@ -12,7 +12,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Scope from "effect/Scope"
-import { connect } from "nats"
+import { connect, type Msg } from "nats"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Topic from "../../src/actors/Topic.ts"
@@ -21,7 +21,7 @@ import * as Codec from "../../src/layers/Codec.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
-import { ProtocolVersion } from "../../src/schema/Envelope.ts"
+import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { eventually } from "../fixtures/clock.ts"
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../fixtures/nats.ts"
 import { nodeOf } from "../fixtures/nodes.ts"
@@ -230,25 +230,35 @@ describe("the NATS transport's coalescing", () => {
     )
   const interrupt = (requestId: number) => ({ _tag: "Interrupt" as const, v: ProtocolVersion, source: "n1", requestId })
 
-  it.live("frames published in one turn arrive in order, in fewer NATS messages, and each still hears no responders", () =>
+  /**
+   * A coalescing sender, a receiver subscribed to `subject`, and a plain NATS client that sees
+   * every wire message to it (`onWire`); `noResponders` gathers the sender's reply slots
+   * (`slot.*`) that reached nobody.
+   */
+  const wireSetup = (subject: string, onFrame: (frame: Envelope) => void, onWire: (msg: Msg) => void) =>
     Effect.gen(function*() {
       const sender = yield* transportOn(server.url, true)
       const receiver = yield* transportOn(server.url, false)
-      const received: Array<number> = []
-      yield* receiver.subscribe("batched.>", (frame) => {
-        if (frame._tag === "Interrupt") received.push(frame.requestId)
-      })
-      // a plain NATS client counts the wire messages
+      yield* receiver.subscribe(subject, onFrame)
       const raw = yield* Effect.acquireRelease(
         Effect.promise(() => connect({ servers: server.url })),
         (nc) => Effect.promise(() => nc.close())
       )
-      let messages = 0
-      raw.subscribe("troupe.coalesce.batched.>", { callback: () => messages++ })
+      raw.subscribe(`troupe.coalesce.${subject}`, { callback: (_, msg) => onWire(msg) })
       yield* Effect.promise(() => raw.flush())
       const noResponders: Array<string> = []
-      yield* sender.subscribe("slot.*", () => {}, { onNoResponders: (subject) => noResponders.push(subject) })
+      yield* sender.subscribe("slot.*", () => {}, { onNoResponders: (slot) => noResponders.push(slot) })
       yield* Effect.sleep("100 millis")
+      return { sender, noResponders }
+    })
+
+  it.live("frames published in one turn arrive in order, in fewer NATS messages, and each still hears no responders", () =>
+    Effect.gen(function*() {
+      const received: Array<number> = []
+      let messages = 0
+      const { noResponders, sender } = yield* wireSetup("batched.>", (frame) => {
+        if (frame._tag === "Interrupt") received.push(frame.requestId)
+      }, () => messages++)
       // one synchronous loop: 100 frames to one subject, then 10 to another, then 5 to nobody
       for (let i = 0; i < 100; i++) expect(sender.unsafePublish("batched.a", interrupt(i))).toBeUndefined()
       for (let i = 100; i < 110; i++) expect(sender.unsafePublish("batched.b", interrupt(i))).toBeUndefined()
@@ -261,22 +271,11 @@ describe("the NATS transport's coalescing", () => {
 
   it.live("a large frame's first piece carries its reply subject, the others none; a piece to nobody hears no responders once", () =>
     Effect.gen(function*() {
-      const sender = yield* transportOn(server.url, true)
-      const receiver = yield* transportOn(server.url, false)
       const received: Array<number> = []
-      yield* receiver.subscribe("node.big", (frame) => {
-        if (frame._tag === "Items") received.push((frame.items[0] as Uint8Array).byteLength)
-      })
-      const raw = yield* Effect.acquireRelease(
-        Effect.promise(() => connect({ servers: server.url })),
-        (nc) => Effect.promise(() => nc.close())
-      )
       const replies: Array<string> = []
-      raw.subscribe("troupe.coalesce.node.big", { callback: (_, msg) => replies.push(msg.reply ?? "") })
-      yield* Effect.promise(() => raw.flush())
-      const noResponders: Array<string> = []
-      yield* sender.subscribe("slot.*", () => {}, { onNoResponders: (subject) => noResponders.push(subject) })
-      yield* Effect.sleep("100 millis")
+      const { noResponders, sender } = yield* wireSetup("node.big", (frame) => {
+        if (frame._tag === "Items") received.push((frame.items[0] as Uint8Array).byteLength)
+      }, (msg) => replies.push(msg.reply ?? ""))
       const items = (size: number) => ({
         _tag: "Items" as const,
         v: ProtocolVersion,
