@@ -2,6 +2,7 @@
  * Nodes in this process, each with its own connection to a real nats-server.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -13,6 +14,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Scope from "effect/Scope"
 import { connect, type Msg } from "nats"
+import { createHash } from "node:crypto"
 import { afterAll, beforeAll } from "vitest"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Topic from "../../src/actors/Topic.ts"
@@ -26,7 +28,15 @@ import { eventually } from "../fixtures/clock.ts"
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../fixtures/nats.ts"
 import { nodeOf } from "../fixtures/nodes.ts"
 import { makeProbeState, Probe, ProbeService, probeLayer, probeServiceLayer } from "../fixtures/probe.ts"
-import { bytes, makeStreamerState, Streamer, streamerLayer } from "../fixtures/streamer.ts"
+import {
+  bytes,
+  expectedSha256,
+  makeStreamerState,
+  Streamer,
+  streamerLayer,
+  StreamerService,
+  streamerServiceLayer
+} from "../fixtures/streamer.ts"
 
 let server: NatsServer
 let small: NatsServer
@@ -204,6 +214,36 @@ describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
       expect((yield* Stream.runCollect(fromBig.Bytes({ size: 1000, chunk: 100 }))).length).toBe(10)
       expect(yield* toSmall.Put({ name: "y", data: bytes(1000, 100) })).toMatchObject({ bytes: 1000, chunks: 10 })
     }).pipe(Effect.scoped))
+
+  it.live("several streams at once between the same two nodes, both ways: every one arrives intact", () =>
+    Effect.gen(function*() {
+      const registry = yield* Discovery.makeRegistry
+      const namespace = `many-${codec}`
+      yield* natsNode(server.url, codec, registry, streamerServiceLayer(makeStreamerState()), { name: "host", namespace })
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
+      const streamer = yield* Effect.provide(Actor.client(StreamerService), caller)
+      const sha256 = (pieces: Iterable<Uint8Array>) => {
+        const hash = createHash("sha256")
+        for (const piece of pieces) hash.update(piece)
+        return hash.digest("hex")
+      }
+      // elements below, at and above the chunk size, and sizes that are no multiple of them
+      const downloads = [[3_000_001, 64 * 1024], [2_000_003, 100_000], [1_500_007, 7_000], [2_500_000, 16 * 1024]] as const
+      const uploads = [[2_000_003, 64 * 1024], [1_000_000, 33_333], [1_700_000, 16 * 1024 + 1]] as const
+      const results = yield* Effect.all([
+        Effect.forEach(downloads, ([size, chunk]) =>
+          Effect.map(Stream.runCollect(streamer.Bytes({ size, chunk })), (pieces) => ({
+            bytes: Chunk.reduce(pieces, 0, (n, piece) => n + piece.byteLength),
+            sha256: sha256(pieces)
+          })), { concurrency: "unbounded" }),
+        Effect.forEach(uploads, ([size, chunk], i) =>
+          Effect.map(streamer.Put({ name: `up-${i}`, data: bytes(size, chunk) }), ({ bytes, sha256 }) => ({ bytes, sha256 })), {
+          concurrency: "unbounded"
+        })
+      ], { concurrency: "unbounded" })
+      expect(results[0]).toEqual(downloads.map(([size, chunk]) => ({ bytes: size, sha256: expectedSha256(size, chunk) })))
+      expect(results[1]).toEqual(uploads.map(([size, chunk]) => ({ bytes: size, sha256: expectedSha256(size, chunk) })))
+    }).pipe(Effect.scoped), 60_000)
 
   it.live("two namespaces on one server do not see each other", () =>
     Effect.gen(function*() {
