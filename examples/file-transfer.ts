@@ -115,7 +115,8 @@ const program = Effect.gen(function*() {
     yield* fs.writeFile(file, randomBytes(32 * 1024 * 1024))
   }
   const size = Number((yield* fs.stat(file)).size)
-  const url = yield* natsUrl(process.argv[3] ?? process.env["NATS_URL"])
+  // an empty NATS_URL counts as none
+  const url = yield* natsUrl(process.argv[3] ?? (process.env["NATS_URL"] || undefined))
   const vaultDir = Path.join(work, "vault")
   yield* fs.makeDirectory(vaultDir)
 

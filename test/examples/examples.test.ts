@@ -1,14 +1,20 @@
 /**
- * The examples as a newcomer runs them, as real processes: `npm start`'s demo, and the gateway
- * example's own `troupe.toml` and `worker.toml` served by two `troupe serve` processes over a real
- * nats-server (`--nats` and `--port` point them at the test's server and a free port).
+ * The examples as a newcomer runs them, as real processes: `npm start`'s demo, the file transfer
+ * (on its own private nats-server, and on the test's), and the gateway example's own
+ * `troupe.toml` and `worker.toml` served by two `troupe serve` processes over a real nats-server
+ * (`--nats` and `--port` point them at the test's server and a free port).
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { createHash, randomBytes } from "node:crypto"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { freePort, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 
 const demo = fileURLToPath(new URL("../../examples/demo.ts", import.meta.url))
+const fileTransfer = fileURLToPath(new URL("../../examples/file-transfer.ts", import.meta.url))
 const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
 const edgeConfig = fileURLToPath(new URL("../../examples/gateway/troupe.toml", import.meta.url))
 const workerConfig = fileURLToPath(new URL("../../examples/gateway/worker.toml", import.meta.url))
@@ -53,6 +59,38 @@ describe("examples", () => {
       expect(out).toContainEqual(expect.stringMatching(/^    tell job \d: MailboxFull \(capacity 2\)$/))
       expect(out.at(-1)).toBe("done")
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("examples/file-transfer: a file goes to the vault node and back over NATS, its SHA-256 checked both ways", () =>
+    Effect.gen(function*() {
+      const checkRun = (lines: ReadonlyArray<string>) => {
+        expect(lines).toContainEqual(expect.stringMatching(/^uploaded: \d+ bytes in .*, vault's sha256 matches$/))
+        expect(lines).toContainEqual(expect.stringMatching(/^download: \d+ bytes in .*, sha256 matches$/))
+        expect(lines.at(-1)).toBe("a file the vault never got: NoSuchFile")
+      }
+      // as the README runs it: no arguments, a 32 MiB file of its own and a private nats-server
+      const alone = yield* child(fileTransfer, [], { NATS_URL: "" })
+      const aloneCode = yield* Effect.promise(() => alone.exited)
+      expect(aloneCode, alone.stderr()).toBe(0)
+      expect(alone.lines[0]).toMatch(/^file: {5}\S+sample\.bin \(32\.0 MiB\), sha256 [0-9a-f]{64}$/)
+      checkRun(alone.lines)
+      // a given file (not a multiple of any chunk size) over the test's server
+      const nats = yield* natsServerResource()
+      const directory = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(Path.join(tmpdir(), "troupe-ft-"))),
+        (path) => Effect.sync(() => rmSync(path, { recursive: true, force: true }))
+      )
+      const file = Path.join(directory, "given.bin")
+      const content = randomBytes(5 * 1024 * 1024 + 12_345)
+      writeFileSync(file, content)
+      const given = yield* child(fileTransfer, [file, nats.url])
+      const givenCode = yield* Effect.promise(() => given.exited)
+      expect(givenCode, given.stderr()).toBe(0)
+      const sha256 = createHash("sha256").update(content).digest("hex")
+      expect(given.lines[0]).toBe(`file:     ${file} (5.0 MiB), sha256 ${sha256}`)
+      expect(given.lines).toContainEqual(expect.stringMatching(new RegExp(`^uploaded: ${content.byteLength} bytes in `)))
+      expect(given.lines).toContainEqual(expect.stringMatching(new RegExp(`^download: ${content.byteLength} bytes in `)))
+      checkRun(given.lines)
+    }).pipe(Effect.scoped), 90_000)
 
   it.live("examples/gateway: its troupe.toml and worker.toml answer GET /hello/:name through the Greeter on the other node", () =>
     Effect.gen(function*() {
