@@ -1,8 +1,9 @@
 /**
- * The examples as a newcomer runs them, as real processes: `npm start`'s demo, the file transfer
- * (on its own private nats-server, and on the test's), and the gateway example's own
- * `troupe.toml` and `worker.toml` served by two `troupe serve` processes over a real nats-server
- * (`--nats` and `--port` point them at the test's server and a free port).
+ * The examples as a newcomer runs them, as real processes: `npm start`'s demo, the secure
+ * sessions, the file transfer (on its own private nats-server, and on the test's), a cluster node
+ * watched by the state monitor, and the gateway example's own `troupe.toml` and `worker.toml`
+ * served by two `troupe serve` processes over a real nats-server (`--nats` and `--port` point
+ * them at the test's server and a free port).
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -11,9 +12,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { freePort, natsServerResource, spawnNode } from "../fixtures/nats.ts"
+import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 
 const demo = fileURLToPath(new URL("../../examples/demo.ts", import.meta.url))
+const secureExample = fileURLToPath(new URL("../../examples/secure.ts", import.meta.url))
+const clusterNode = fileURLToPath(new URL("../../examples/cluster-node.ts", import.meta.url))
+const monitorState = fileURLToPath(new URL("../../examples/monitor-state.ts", import.meta.url))
 const fileTransfer = fileURLToPath(new URL("../../examples/file-transfer.ts", import.meta.url))
 const bin = fileURLToPath(new URL("../../bin/troupe.mjs", import.meta.url))
 const edgeConfig = fileURLToPath(new URL("../../examples/gateway/troupe.toml", import.meta.url))
@@ -22,6 +26,12 @@ const workerConfig = fileURLToPath(new URL("../../examples/gateway/worker.toml",
 /** a child process stopped (by PID) when the scope closes */
 const child = (...args: Parameters<typeof spawnNode>) =>
   Effect.acquireRelease(Effect.sync(() => spawnNode(...args)), (running) => Effect.promise(() => running.stop()))
+
+/** a line of `running` matching `match` after its first `after` lines */
+const lineAfter = (running: NodeChild, after: number, match: RegExp) => {
+  let index = 0
+  return Effect.promise(() => running.waitForLine((line) => index++ >= after && match.test(line), 20_000))
+}
 
 const httpGet = (port: number, path: string) =>
   Effect.promise(async () => {
@@ -58,6 +68,41 @@ describe("examples", () => {
       // a full mailbox refuses a tell
       expect(out).toContainEqual(expect.stringMatching(/^    tell job \d: MailboxFull \(capacity 2\)$/))
       expect(out.at(-1)).toBe("done")
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("examples/secure: two nodes that trust each other talk; the untrusted one is refused with HandshakeError", () =>
+    Effect.gen(function*() {
+      const run = yield* child(secureExample)
+      const code = yield* Effect.promise(() => run.exited)
+      expect(code, run.stderr()).toBe(0)
+      expect(run.lines).toEqual([
+        expect.stringMatching(/^alice's public key: [A-Za-z0-9_-]{43}$/),
+        "bob asks: opened with 1234",
+        expect.stringMatching(/^bob's sessions: alice-\S+$/),
+        expect.stringMatching(/^mallory asks: HandshakeError: handshake with alice-\S+ failed: rejected by the peer: not trusted$/),
+        "alice rejected: {\"untrusted\":1}"
+      ])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("examples/cluster-node watched by examples/monitor-state: the node joins serving, drains, then leaves", () =>
+    Effect.gen(function*() {
+      const nats = yield* natsServerResource()
+      const env = { TROUPE_NAMESPACE: `ex${Math.random().toString(36).slice(2, 8)}` }
+      const monitor = yield* child(monitorState, [nats.url], env)
+      yield* lineAfter(monitor, 0, /^ {2}\(no nodes\)$/)
+      const node = yield* child(clusterNode, [nats.url, "worker-1"], { ...env, DRAIN_AFTER: "2", LEAVE_AFTER: "4" })
+      const row = (status: string) =>
+        new RegExp(`^worker-1 +worker-1-\\S+ +${status} +alive +[\\d.]+s ago +nats\\+msgpack://worker-1-\\S+ Greeter,Counter$`)
+      const serving = yield* lineAfter(monitor, 0, row("serving"))
+      const draining = yield* lineAfter(monitor, monitor.lines.indexOf(serving), row("draining"))
+      yield* lineAfter(monitor, monitor.lines.indexOf(draining), /^ {2}\(no nodes\)$/)
+      const code = yield* Effect.promise(() => node.exited)
+      expect(code, node.stderr()).toBe(0)
+      expect(node.lines).toEqual([
+        expect.stringMatching(/^worker-1: up as worker-1-\S+, hosting Greeter, Counter$/),
+        "worker-1: draining (no new routes)",
+        "worker-1: leaving"
+      ])
     }).pipe(Effect.scoped), 60_000)
 
   it.live("examples/file-transfer: a file goes to the vault node and back over NATS, its SHA-256 checked both ways", () =>
