@@ -418,7 +418,7 @@ export const client = <K extends Any>(
   Effect.map(ActorSystem, (system) =>
     (kind._tag === "Service"
       ? makeClient(system, kind, "")
-      : (id: string) => makeClient(system, kind, id)) as any)
+      : (id: string) => makeClient(system, kind, id)) as never)
 
 /**
  * Sends a message without waiting for its reply (at most once). Fails only when the message is
