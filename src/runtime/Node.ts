@@ -40,8 +40,13 @@ export interface NodeShape {
   readonly activeInstances: (kind: string) => number
   /** whether the actor `(kind, id)` is active on this node */
   readonly isActive: (kind: string, id: string) => boolean
-  /** remote asks waiting for their reply */
+  /** remote asks waiting for their reply (a streamed reply this node consumes counts as one) */
   readonly pendingAsks: () => number
+  /**
+   * streams this node serves for others: streamed replies it produces and uploads it receives
+   * or sends, until each ends, fails or is cancelled (@since 0.4.1)
+   */
+  readonly openStreams: () => number
   /** marks the node (not) serving in discovery: a draining node gets no new routes */
   readonly setServing: (serving: boolean) => Effect.Effect<void>
 }

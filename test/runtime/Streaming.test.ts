@@ -340,6 +340,46 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
     }))
 })
 
+describe.each([...modes, "secure" as const])("stream bookkeeping (%s)", (mode) => {
+  it.scoped("streams that end, fail, stop early or are interrupted, both ways, leave nothing open on either node", () =>
+    Effect.gen(function*() {
+      const { caller, host, service, state, streamer } = yield* twoNodes(mode)
+      const settled = () =>
+        nodeOf(host).openStreams() === 0 && nodeOf(caller).openStreams() === 0 &&
+        nodeOf(host).pendingAsks() === 0 && nodeOf(caller).pendingAsks() === 0
+      // streamed replies: to the end, stopped early by the consumer (service and actor), failed
+      expect(Chunk.size(yield* Stream.runCollect(service.Bytes({ size: 100_000, chunk: 10_000 })))).toBe(10)
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(service.Forever(), 3)))).toEqual([0, 1, 2])
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(streamer.Forever(), 3)))).toEqual([0, 1, 2])
+      expect(yield* Effect.flip(Stream.runDrain(service.Count({ n: 10, failAt: 5 })))).toMatchObject({ _tag: "TransferError" })
+      // a consumer interrupted while the producer runs
+      const consuming = yield* Effect.fork(Stream.runDrain(service.Forever()))
+      yield* eventually(() => state.produced > 3 * WINDOW, "the producer under way")
+      yield* Fiber.interrupt(consuming)
+      // a request still in the actor's mailbox (the actor busy streaming) whose caller gives up
+      const producedBefore = state.produced
+      const busy = yield* Effect.fork(Stream.runDrain(streamer.Forever()))
+      yield* eventually(() => state.produced > producedBefore + 3 * WINDOW, "the actor busy")
+      const queued = yield* Effect.fork(Stream.runDrain(streamer.Count({ n: 5 })))
+      yield* eventually(() => nodeOf(caller).pendingAsks() === 2, "the second request sent")
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      yield* Fiber.interrupt(queued)
+      yield* Fiber.interrupt(busy)
+      // uploads: read to the end, read in part, failed by the caller's stream
+      expect(yield* service.Put({ name: "all", data: bytes(100_000, 10_000) })).toMatchObject({ bytes: 100_000 })
+      expect(yield* service.PutSome({ take: 2, data: bytes(1_000_000, 10_000) })).toBe(2)
+      const failing = Stream.concat(bytes(30_000, 10_000), Stream.fail(new StreamError({ kind: "t", id: "t", tag: "t", reason: "no" })))
+      yield* Effect.flip(service.Put({ name: "failing", data: failing }))
+      // an upload whose caller is interrupted while the handler reads it
+      const { data, probe } = endlessUpload()
+      const uploading = yield* Effect.fork(service.Put({ name: "endless", data }))
+      yield* eventually(() => probe.produced > 3, "the upload under way")
+      yield* Fiber.interrupt(uploading)
+      yield* eventually(settled, "nothing open on either node")
+      expect(state.interrupted).toBe(4)
+    }))
+})
+
 describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces (%s)", (mode) => {
   it.scoped("a payload far above the chunk size travels in pieces, and one above the limit fails before sending", () =>
     Effect.gen(function*() {

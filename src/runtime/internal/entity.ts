@@ -43,6 +43,11 @@ export interface Job {
   readonly payload: unknown
   readonly headers: Headers
   readonly onExit: (exit: JobExit) => void
+  /**
+   * called instead of `onExit` once a cancelled job is gone (dropped from its mailbox, or its
+   * handler interrupted and finished): whoever made the job releases what it holds for it
+   */
+  onCancelled: (() => void) | undefined
   /** queued → running → done; cancelled when the caller gave up */
   state: "new" | "queued" | "running" | "done" | "cancelled"
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
@@ -72,7 +77,8 @@ export const makeJob = (
   instance: undefined,
   stoppedBy: undefined,
   validated,
-  consume: undefined
+  consume: undefined,
+  onCancelled: undefined
 })
 
 /** A FIFO with O(1) amortised push/shift. @internal */
@@ -241,7 +247,7 @@ export class EntityManager {
       const state = job.state
       job.state = "cancelled"
       if (state === "queued") {
-        if (job.instance?.queue.remove(job)) this.dequeued()
+        if (job.instance?.queue.remove(job)) this.dropped(job)
         return Effect.void
       }
       if (state === "running" && job.fiber !== undefined) {
@@ -256,7 +262,7 @@ export class EntityManager {
     const state = job.state
     job.state = "cancelled"
     if (state === "queued") {
-      if (job.instance?.queue.remove(job)) this.dequeued()
+      if (job.instance?.queue.remove(job)) this.dropped(job)
       return then()
     }
     if (state === "running" && job.fiber !== undefined) {
@@ -272,10 +278,11 @@ export class EntityManager {
   }
 
   /** A waiting job left its mailbox without running (its caller gave up). */
-  private dequeued(): void {
+  private dropped(job: Job): void {
     this.queued--
     this.publishGauges()
     this.settle()
+    job.onCancelled?.()
   }
 
   private settle(): void {
@@ -376,7 +383,8 @@ export class EntityManager {
       }
     }
     this.settle()
-    if (!cancelled) job.onExit(result)
+    if (cancelled) job.onCancelled?.()
+    else job.onExit(result)
     this.drain(instance)
     if (instance.evicting) this.evictIfQuiescent(instance)
   }

@@ -170,6 +170,7 @@ export interface NodeHandle {
   readonly activeInstances: (kind: string) => number
   readonly isActive: (kind: string, id: string) => boolean
   readonly pendingAsks: () => number
+  readonly openStreams: () => number
   readonly setServing: (serving: boolean) => Effect.Effect<void>
 }
 
@@ -842,18 +843,22 @@ export const make = (
         payload = decoded.right
       }
       let outbox: Outbox | undefined
-      const job = makeJob(frame.tag, payload, frame.headers, (exit) => {
+      /** what this request holds, released once its job is done or cancelled */
+      const release = () => {
         inbound.delete(key)
         upload?.close()
-        if (outbox !== undefined) {
-          outbound.delete(key)
-          // the stream could not be sent: that is the transport's error, not the handler's
-          if (exit._tag === "Failure" && outbox.error !== undefined && exit.error === outbox.error) {
-            return replyTo(frame, { _tag: "Error", error: outbox.error as TransportError })
-          }
+        if (outbox !== undefined) outbound.delete(key)
+      }
+      const job = makeJob(frame.tag, payload, frame.headers, (exit) => {
+        release()
+        // the stream could not be sent: that is the transport's error, not the handler's
+        if (outbox !== undefined && exit._tag === "Failure" && outbox.error !== undefined && exit.error === outbox.error) {
+          return replyTo(frame, { _tag: "Error", error: outbox.error as TransportError })
         }
         replyTo(frame, encodeExit(manager, frame.tag, exit))
       }, !zeroCopy)
+      // the caller gave up (an Interrupt, or its node went away): no reply, but the same release
+      job.onCancelled = release
       if (codec?.items !== undefined && frame.oneWay !== true) {
         const itemsCodec = codec.items
         const subject = `node.${frame.source}`
@@ -1155,6 +1160,7 @@ export const make = (
       activeInstances: (kind) => managers.get(kind)?.size ?? 0,
       isActive: (kind, id) => managers.get(kind)?.isActive(id) ?? false,
       pendingAsks: () => pending.size,
+      openStreams: () => outbound.size + inboundUploads.size + uploads.size,
       setServing: (serving) => discovery.update(nodeId, { isServing: serving })
     }
   })
