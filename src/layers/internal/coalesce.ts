@@ -22,27 +22,52 @@ export class Batch<K> {
   }
 }
 
-/** @internal the reply slots of the batches sent as one message, by batch id; the oldest are forgotten first */
+/**
+ * @internal The reply slots of the batches sent as one message, by batch id, kept until "no
+ * responders" can no longer be on its way: the server answers a publish that reaches nobody at
+ * once, so a batch's slots are kept for `retainMillis` to twice that (two generations, the older
+ * dropped whole), and at most `max` batches per generation. Kept by count alone, they held every
+ * batch's slots until 4096 batches later: tens of MiB under load, for answers that never come.
+ */
 export class BatchReplies {
   private nextId = 0
-  private readonly byId = new Map<number, ReadonlyArray<string>>()
+  private current = new Map<number, ReadonlyArray<string>>()
+  private previous = new Map<number, ReadonlyArray<string>>()
+  private rotatedAt: number
 
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly retainMillis = 2_000,
+    private readonly now: () => number = Date.now
+  ) {
+    this.rotatedAt = now()
+  }
 
   /** the id to reply to for a batch of these slots, or `undefined` when none of its frames has one */
   track(replyTos: ReadonlyArray<string>): number | undefined {
     if (replyTos.length === 0) return undefined
+    const now = this.now()
+    if (now - this.rotatedAt >= this.retainMillis || this.current.size >= this.max) {
+      this.previous = this.current
+      this.current = new Map()
+      this.rotatedAt = now
+    }
     const id = ++this.nextId
-    if (this.byId.size >= this.max) this.byId.delete(this.byId.keys().next().value!)
-    this.byId.set(id, replyTos)
+    this.current.set(id, replyTos)
     return id
   }
 
   /** the slots of batch `id`, once */
   take(id: number): ReadonlyArray<string> {
-    const replyTos = this.byId.get(id)
-    this.byId.delete(id)
-    return replyTos ?? []
+    const replyTos = this.current.get(id) ?? this.previous.get(id)
+    if (replyTos === undefined) return []
+    if (!this.current.delete(id)) this.previous.delete(id)
+    return replyTos
+  }
+
+  /** the batches whose slots are kept (for tests) */
+  get size(): number {
+    return this.current.size + this.previous.size
   }
 }
 
