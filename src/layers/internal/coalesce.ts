@@ -23,21 +23,28 @@ export class Batch<K> {
 }
 
 /**
- * @internal The reply slots of the batches sent as one message, by batch id, kept until "no
- * responders" can no longer be on its way: the server answers a publish that reaches nobody at
- * once, so a batch's slots are kept for `retainMillis` to twice that (two generations, the older
- * dropped whole), and at most `max` batches per generation. Kept by count alone, they held every
- * batch's slots until 4096 batches later: tens of MiB under load, for answers that never come.
+ * @internal The reply slots of the batches sent as one message, by batch id, for "no responders"
+ * to reach each frame of a batch that reached nobody. The server answers such a publish at once,
+ * so slots need keeping only briefly: once more than `budget` slots are kept, the older of two
+ * generations is dropped whole each `retainMillis` (a batch's slots then live that long to twice
+ * that); below the budget they are kept however old (a reconnect may deliver the answer late).
+ * A generation holds at most `max` batches. Kept by count alone, as before, under load they held
+ * every batch's slots until 4096 batches later: tens of MiB for answers that never come. With
+ * the default budget of 16,384 slots (about 70 bytes each), a transport keeps about 1 MiB, or
+ * 2–4 s of its traffic when that is more.
  */
 export class BatchReplies {
   private nextId = 0
   private current = new Map<number, ReadonlyArray<string>>()
   private previous = new Map<number, ReadonlyArray<string>>()
+  private currentSlots = 0
+  private previousSlots = 0
   private rotatedAt: number
 
   constructor(
     private readonly max: number,
     private readonly retainMillis = 2_000,
+    private readonly budget = 16_384,
     private readonly now: () => number = Date.now
   ) {
     this.rotatedAt = now()
@@ -47,27 +54,40 @@ export class BatchReplies {
   track(replyTos: ReadonlyArray<string>): number | undefined {
     if (replyTos.length === 0) return undefined
     const now = this.now()
-    if (now - this.rotatedAt >= this.retainMillis || this.current.size >= this.max) {
+    if (
+      this.current.size >= this.max ||
+      (now - this.rotatedAt >= this.retainMillis && this.currentSlots + this.previousSlots > this.budget)
+    ) {
       this.previous = this.current
+      this.previousSlots = this.currentSlots
       this.current = new Map()
+      this.currentSlots = 0
       this.rotatedAt = now
     }
     const id = ++this.nextId
     this.current.set(id, replyTos)
+    this.currentSlots += replyTos.length
     return id
   }
 
   /** the slots of batch `id`, once */
   take(id: number): ReadonlyArray<string> {
-    const replyTos = this.current.get(id) ?? this.previous.get(id)
+    let replyTos = this.current.get(id)
+    if (replyTos !== undefined) {
+      this.current.delete(id)
+      this.currentSlots -= replyTos.length
+      return replyTos
+    }
+    replyTos = this.previous.get(id)
     if (replyTos === undefined) return []
-    if (!this.current.delete(id)) this.previous.delete(id)
+    this.previous.delete(id)
+    this.previousSlots -= replyTos.length
     return replyTos
   }
 
-  /** the batches whose slots are kept (for tests) */
-  get size(): number {
-    return this.current.size + this.previous.size
+  /** the reply slots kept (for tests) */
+  get slots(): number {
+    return this.currentSlots + this.previousSlots
   }
 }
 
