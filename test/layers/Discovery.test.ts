@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -391,6 +392,28 @@ describe("Discovery.layer (heartbeats)", () => {
       // the checker still runs: the raw sender never heartbeats again
       for (let i = 0; i < 5; i++) yield* tick(1)
       expect(ids(a.discovery)).toEqual([])
+    }))
+
+  it.scoped("a sender of another protocol version is warned about once; the memory of whom is bounded (1024)", () =>
+    Effect.gen(function*() {
+      const warnings: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        const text = Array.isArray(message) ? message.join(" ") : String(message)
+        if (text.includes("protocol version")) warnings.push(text)
+      })
+      const network = Transport.makeNetwork()
+      yield* start(network).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      const raw = Transport.makeInMemory({ network })
+      const heartbeat = (source: string) =>
+        ({ _tag: "Heartbeat", v: 99, source, name: source, incarnation: `${source}.1` }) as unknown as Envelope
+      for (let i = 0; i < 3; i++) yield* raw.publish("discovery", heartbeat("old-0"))
+      yield* eventually(() => warnings.length === 1, "one warning")
+      // 1024 more senders: the first is forgotten, and warned about again
+      for (let i = 1; i <= 1024; i++) yield* raw.publish("discovery", heartbeat(`old-${i}`))
+      yield* eventually(() => warnings.length === 1025, "a warning per sender")
+      yield* raw.publish("discovery", heartbeat("old-0"))
+      yield* eventually(() => warnings.length === 1026, "old-0 warned about again")
+      expect(warnings[0]).toBe(`discovery: ignoring heartbeats of old-0, protocol version 99 (ours: ${ProtocolVersion})`)
     }))
 
   it.scoped("a discovery that no longer hears its own heartbeats resubscribes before peers look dead", () =>

@@ -104,6 +104,9 @@ const modify = (registry: Registry, f: (members: ReadonlyArray<Member>, now: num
     }))
 
 /** @internal see `Discovery.makeInMemory` */
+
+/** how many senders of another protocol version are remembered as warned about */
+const MAX_WARNED_VERSIONS = 1024
 export const makeInMemory = (registry: Registry, options: InMemoryOptions = {}): DiscoveryShape => {
   const remap = options.remap ?? {}
   // the addresses as announced, so a change of kinds can be remapped again
@@ -333,6 +336,9 @@ export const makeHeartbeat = (
         if (version !== ProtocolVersion) {
           const key = `${String(frame.source)}@${String(version)}`
           if (!warnedVersions.has(key)) {
+            // anyone on the subject can send heartbeats under any name: the memory of whom we
+            // warned about is bounded (past it, a sender may be warned about again)
+            if (warnedVersions.size >= MAX_WARNED_VERSIONS) warnedVersions.clear()
             warnedVersions.add(key)
             runFork(Effect.logWarning(
               `discovery: ignoring heartbeats of ${String(frame.source)}, protocol version ${String(version)} (ours: ${ProtocolVersion})`
