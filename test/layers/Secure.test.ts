@@ -122,15 +122,17 @@ const secureNode = (
     Layer.orDie
   ))
 
+/** a host of `kinds` (its link tapped by `taps`) and a caller with no kinds, both trusting any key, on a fresh network */
+const hostAndCaller = (kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>, taps: Taps = {}) =>
+  Effect.gen(function*() {
+    const net = yield* makeNet
+    const host = yield* secureNode(net, kinds, { name: "host", identity: yield* Secure.generateIdentity, trust: "any" }, taps)
+    const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any" })
+    return { caller, host, net }
+  })
+
 /** a probe host and a caller with no kinds, both trusting any key, on a fresh network */
-const probeHostAndCaller = Effect.gen(function*() {
-  const net = yield* makeNet
-  const trust = "any" as const
-  const state = makeProbeState()
-  const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust })
-  const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
-  return { caller, host, net }
-})
+const probeHostAndCaller = Effect.suspend(() => hostAndCaller(probeLayer(makeProbeState())))
 
 /** A node without `Secure` on the same network. */
 const plainNode = (net: Net, kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>, name: string) =>
@@ -412,12 +414,9 @@ describe("secure sessions in memory", () => {
 
   it.scoped("frames reordered on the wire within the window are each accepted once; a frame held past the window is rejected", () =>
     Effect.gen(function*() {
-      const net = yield* makeNet
-      const trust = "any" as const
       const state = makeProbeState()
       const wire = makeWire()
-      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: yield* Secure.generateIdentity, trust }, { wire })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const { caller, host, net } = yield* hostAndCaller(probeLayer(state), { wire })
       const subject = `node.${nodeIdOf(host)}`
       const evil = attacker(net)
       // the man in the middle holds back the next sealed frame to the host
@@ -963,16 +962,11 @@ describe("handshake signatures", () => {
 describe("the authenticated routing header", () => {
   it.scoped("a sealed frame given another source or moved to another subject is rejected and never reaches an actor", () =>
     Effect.gen(function*() {
-      const net = yield* makeNet
-      const trust = "any" as const
       const state = makeProbeState()
       const serviceState = makeProbeState()
       const wire = makeWire()
-      const host = yield* secureNode(net, Layer.merge(probeLayer(state), probeServiceLayer(serviceState)), {
-        name: "host", identity: yield* Secure.generateIdentity, trust
-      }, { wire })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
-      const other = yield* secureNode(net, Layer.empty, { name: "other", identity: yield* Secure.generateIdentity, trust })
+      const { caller, host, net } = yield* hostAndCaller(Layer.merge(probeLayer(state), probeServiceLayer(serviceState)), { wire })
+      const other = yield* secureNode(net, Layer.empty, { name: "other", identity: yield* Secure.generateIdentity, trust: "any" })
       const [hostSubject, callerId, otherId] = [`node.${nodeIdOf(host)}`, nodeIdOf(caller), nodeIdOf(other)]
       const evil = attacker(net)
       const probe = yield* probeOf(caller, "a")
