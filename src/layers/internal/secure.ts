@@ -150,7 +150,6 @@ const MAX_GROUP_EPOCHS = 3
 const MAX_HELD_PER_SENDER = 256
 const MAX_RESPONDING = 1024
 const MAX_PEERS = 4096
-const PROTOCOL_LABEL = "troupe-secure-v2"
 
 class Session {
   sent = 0
@@ -552,7 +551,7 @@ export const make = (
       sessionId: number
     ): Buffer =>
       C.concat([
-        PROTOCOL_LABEL,
+        C.PROTOCOL_LABEL,
         config.namespace,
         initiator,
         responder,
@@ -566,7 +565,7 @@ export const make = (
       ])
 
     const roleSigned = (role: "initiator" | "responder", transcript: Buffer): Buffer =>
-      Buffer.concat([Buffer.from(`${PROTOCOL_LABEL} ${role}\u0000`), transcript])
+      Buffer.concat([Buffer.from(`${C.PROTOCOL_LABEL} ${role}\u0000`), transcript])
 
     const initiate = (peer: Peer): void => {
       if (self === undefined || closed) return

@@ -131,6 +131,9 @@ export const split = (bytes: Uint8Array, count: number): Array<Buffer> | undefin
   return offset === buffer.length ? parts : undefined
 }
 
+/** @internal the protocol's name and version, bound into every transcript, signature and key */
+export const PROTOCOL_LABEL = "troupe-secure-v2"
+
 /**
  * @internal Both directions' keys from the shared secret and the transcript, by HKDF-SHA256
  * (RFC 5869): the secret as input key material, the SHA-256 of the transcript as salt, and one
@@ -138,7 +141,7 @@ export const split = (bytes: Uint8Array, count: number): Array<Buffer> | undefin
  */
 export const deriveKeys = (secret: Uint8Array, transcript: Uint8Array): { readonly initiator: Buffer; readonly responder: Buffer } => {
   const salt = createHash("sha256").update(transcript).digest()
-  const key = (direction: string) => Buffer.from(hkdfSync("sha256", secret, salt, `troupe-secure-v2 ${direction}`, 32))
+  const key = (direction: string) => Buffer.from(hkdfSync("sha256", secret, salt, `${PROTOCOL_LABEL} ${direction}`, 32))
   return { initiator: key("initiator to responder"), responder: key("responder to initiator") }
 }
 
