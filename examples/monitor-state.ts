@@ -6,7 +6,7 @@
  *   npx tsx examples/monitor-state.ts nats://127.0.0.1:4222
  *   npx tsx examples/cluster-node.ts nats://127.0.0.1:4222 worker-1   # in other terminals
  *
- * env: TROUPE_NAMESPACE (default "default"), TROUPE_ADDRESS_REMAP (see the README)
+ * env: TROUPE_NAMESPACE (default "default"), TROUPE_ADDRESS_REMAP (see docs/discovery.md)
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Clock, Effect, Layer, Schedule } from "effect"
