@@ -211,8 +211,8 @@ export const make = (
       }
       const onNoResponders = subscribeOptions?.onNoResponders
       const onTooLarge = subscribeOptions?.onTooLarge
-      // the reply subject as the node knows it (without the namespace prefix)
       const reassembler = new Reassembler(limits.maxMessageBytes)
+      // the reply subject as the node knows it (without the namespace prefix)
       const receive = makeReceiver(codec, limits, onFrame, onTooLarge === undefined ? undefined : (error, reply) => {
         if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
       }, reassembler)
