@@ -21,6 +21,7 @@ import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Err
 import { Codec, type CodecShape } from "./Codec.ts"
 import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
+import * as Reassembly from "./internal/reassembly.ts"
 import * as Subject from "./Subject.ts"
 
 /**
@@ -319,13 +320,17 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
       Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
     unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) => {
-      const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge)
-      return subscribeWith(
-        network,
-        prefix,
-        subject,
-        (bytes, replyTo) => receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo }),
-        subscribeOptions
+      const reassembler = new Reassembly.Reassembler(limits.maxMessageBytes)
+      const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, reassembler)
+      return Effect.zipRight(
+        Reassembly.expireIn(reassembler),
+        subscribeWith(
+          network,
+          prefix,
+          subject,
+          (bytes, replyTo) => receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo }),
+          subscribeOptions
+        )
       )
     },
     watch: () => Effect.void
@@ -364,9 +369,10 @@ export const makeReceiver = (
   codec: CodecShape,
   limits: Fragments.FragmentLimits,
   onFrame: (frame: Envelope) => void,
-  onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void
+  onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void,
+  /** the subscription's partial messages (expired by `Reassembly.expireIn`); default one of its own */
+  reassembler?: Reassembly.Reassembler
 ) => {
-  let reassembler: Fragments.Reassembler | undefined
   const tooLarge = (size: number, source: ReplySource | undefined): void => {
     const replyTo = source?.reply
     if (onTooLarge !== undefined && replyTo) onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
@@ -385,7 +391,7 @@ export const makeReceiver = (
     if (bytes[0] === Fragments.PIECE) {
       const piece = Fragments.decodePiece(bytes)
       if (piece === undefined) return malformedFrames.unsafeUpdate(1, [])
-      reassembler ??= new Fragments.Reassembler(limits.maxMessageBytes)
+      reassembler ??= new Reassembly.Reassembler(limits.maxMessageBytes)
       // the first piece tells the size of the whole: the sender hears at once if it is too large
       if (piece.seq === 0 && piece.total > limits.maxMessageBytes) tooLarge(piece.total, source)
       const whole = reassembler.accept(piece)

@@ -2,8 +2,8 @@
  * Frames larger than one wire message: the sender cuts the encoded frame into pieces of
  * `chunkBytes` (the last may be up to 1/32 larger: a frame just over a multiple of the chunk size
  * needs no tiny extra piece), the receiver joins them again. A message never exceeds
- * `maxMessageBytes` on either side; partial messages are bounded in count and bytes; a missing,
- * repeated or reordered piece is detected, counted and the message dropped.
+ * `maxMessageBytes` on either side. The receiver's side, with its bounds on what strangers can make
+ * it hold, is `reassembly.ts`.
  *
  * A piece has a fixed binary layout in every codec (it carries bytes of another frame, which
  * neither needs nor deserves a second encoding):
@@ -11,8 +11,9 @@
  *   0xC1 | version | last (0 | 1) | source length | source (UTF-8) | message id (u32) | seq (u32)
  *        | total size of the frame (u32) | bytes
  *
- * The total lets the receiver allocate the whole frame once and copy each piece into it as it
- * arrives (no list of pieces, no buffers of the connection kept alive until the last one).
+ * The total lets the receiver check the frame's size at its first piece. It does not trust it
+ * further: it reserves memory as the bytes arrive, copying each piece (no buffer of the
+ * connection is kept alive until the last one).
  *
  * 0xC1 is a byte MessagePack never uses, and JSON frames start with `[` or `{`, so a receiver
  * tells a piece from a frame by its first byte.
@@ -24,10 +25,11 @@
  * @internal
  */
 import * as Either from "effect/Either"
-import * as Metric from "effect/Metric"
 import { type ChunkFrame, type Envelope, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
+
+export { Reassembler, rejectedChunks } from "./reassembly.ts"
 
 /** @internal */
 export interface FragmentLimits {
@@ -37,20 +39,6 @@ export interface FragmentLimits {
   readonly maxMessageBytes: number
   /** the largest single wire message (NATS `max_payload`) */
   readonly wireLimit: number
-}
-
-/**
- * Pieces dropped on arrival, by reason: `missing`, `duplicate`, `too-large`, `evicted`.
- *
- * @internal
- */
-export const rejectedChunks = Metric.counter("troupe_chunks_rejected", {
-  description: "pieces of large frames dropped on arrival (missing, duplicate, too large, evicted)"
-})
-
-const reject = (reason: string): undefined => {
-  rejectedChunks.pipe(Metric.tagged("reason", reason)).unsafeUpdate(1, [])
-  return undefined
 }
 
 /** @internal the first byte of a piece */
@@ -331,74 +319,6 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
     const writer = writerOf(source, bytes.byteLength, count)
     writer.write(bytes)
     return Either.right(writer.pieces())
-  }
-}
-
-interface Partial {
-  next: number
-  /** bytes filled so far */
-  filled: number
-  readonly frame: Uint8Array
-}
-
-/**
- * Joins the pieces arriving on one subscription. `accept` returns the whole encoded frame once
- * its last piece arrived, `undefined` otherwise.
- *
- * @internal
- */
-export class Reassembler {
-  /** insertion order = age: the oldest partial message is evicted first */
-  private readonly partial = new Map<string, Partial>()
-  private bytes = 0
-
-  constructor(
-    private readonly maxMessageBytes: number,
-    private readonly maxPartialBytes: number = 8 * maxMessageBytes,
-    private readonly maxPartialMessages: number = 1024
-  ) {}
-
-  /** the bytes held by partial messages (for tests) */
-  get heldBytes(): number {
-    return this.bytes
-  }
-
-  accept(piece: Piece): Uint8Array | undefined {
-    const key = `${piece.source}/${piece.requestId}`
-    let entry = this.partial.get(key)
-    if (entry === undefined) {
-      if (piece.seq !== 0) return reject("missing") // its beginning never came (or it was dropped)
-      if (piece.total > this.maxMessageBytes) return reject("too-large")
-      entry = { next: 0, filled: 0, frame: new Uint8Array(piece.total) }
-      this.partial.set(key, entry)
-      this.bytes += piece.total
-    }
-    if (piece.seq < entry.next) return reject("duplicate")
-    if (piece.seq > entry.next || piece.total !== entry.frame.byteLength) {
-      this.drop(key, entry)
-      return reject("missing")
-    }
-    if (entry.filled + piece.body.byteLength > entry.frame.byteLength) {
-      this.drop(key, entry)
-      return reject("too-large")
-    }
-    entry.next++
-    entry.frame.set(piece.body, entry.filled)
-    entry.filled += piece.body.byteLength
-    if (piece.last) {
-      this.drop(key, entry)
-      return entry.filled === entry.frame.byteLength ? entry.frame : reject("missing")
-    }
-    while (this.bytes > this.maxPartialBytes || this.partial.size > this.maxPartialMessages) {
-      const [oldestKey, oldest] = this.partial.entries().next().value!
-      this.drop(oldestKey, oldest)
-      reject("evicted")
-    }
-    return undefined
-  }
-
-  private drop(key: string, entry: Partial): void {
-    if (this.partial.delete(key)) this.bytes -= entry.frame.byteLength
   }
 }
 

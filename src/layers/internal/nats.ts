@@ -24,6 +24,7 @@ import type {
 } from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
+import { expireIn, Reassembler } from "./reassembly.ts"
 import * as Subject from "../Subject.ts"
 
 /**
@@ -46,7 +47,8 @@ export const make = (
     codec: CodecShape,
     limits: FragmentLimits,
     onFrame: (frame: Envelope) => void,
-    onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined
+    onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined,
+    reassembler: Reassembler
   ) => (bytes: Uint8Array, source?: ReplySource) => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -209,10 +211,11 @@ export const make = (
       }
       const onNoResponders = subscribeOptions?.onNoResponders
       const onTooLarge = subscribeOptions?.onTooLarge
+      const reassembler = new Reassembler(limits.maxMessageBytes)
       // the reply subject as the node knows it (without the namespace prefix)
       const receive = makeReceiver(codec, limits, onFrame, onTooLarge === undefined ? undefined : (error, reply) => {
         if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
-      })
+      }, reassembler)
       const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
       const callback = (error: Error | null, msg: Msg) => {
         if (error !== null) {
@@ -229,7 +232,8 @@ export const make = (
         }
         receive(data, msg)
       }
-      return Effect.acquireRelease(
+      // partial messages expire on the subscribing fiber's Clock, from the subscription's scope
+      return Effect.zipRight(expireIn(reassembler), Effect.acquireRelease(
         Effect.try({
           try: () => {
             const subscription = nc.subscribe(prefix + subject, {
@@ -249,7 +253,7 @@ export const make = (
             }
             subscription.unsubscribe()
           })
-      )
+      ))
     }
 
     const transport: TransportShape = {
