@@ -21,7 +21,8 @@ const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promis
   { name: "topics", load: () => import("./topics.ts") },
   { name: "streams", load: () => import("./streams.ts") },
   { name: "secure", load: () => import("./secure.ts") },
-  { name: "gateway", load: () => import("./gateway.ts") }
+  { name: "gateway", load: () => import("./gateway.ts") },
+  { name: "peers", load: () => import("./peers.ts") }
 ]
 
 const errorLine = (suite: string, error: unknown): Result => ({
@@ -62,7 +63,7 @@ const table = (results: ReadonlyArray<Result>): string => {
     r.unit,
     r.baseline === undefined ? "" : `${r.baseline.name} = ${formatRate(r.baseline.value)}`,
     r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}x`,
-    r.target === undefined ? "" : `>= ${r.target}x`,
+    r.target === undefined ? "" : `${r.below === true ? "<" : ">="} ${r.target}x`,
     statusOf(r),
     r.failures === undefined || r.failures === 0 ? "" : String(r.failures),
     r.note ?? ""
