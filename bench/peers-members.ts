@@ -16,12 +16,16 @@
  *
  * **Discovery CPU.** A real node in another process (`peers-discovery-node.ts`, `Node.layerNats`
  * with the default 1-second heartbeat) on its own nats-server; this process publishes the
- * heartbeats of 100, then 1,000 simulated peers at the default period (each peer once a second,
- * spread over 20 slots of 50 ms), through Troupe's own transport and codec, so they are frames
- * the node decodes and checks like any other. The node reports `process.cpuUsage()` every
- * 250 ms; the figure is its CPU per second of wall time over a 3-second window, once the peers
- * have joined (the window right after they join is reported too: every join changes the state).
- * The idle node (no peers) is measured the same way first.
+ * heartbeats of 100, then 1,000 simulated peers at the default period: each peer once a second
+ * at its own phase (the period cut into 1,000 slots of 1 ms, the peers spread evenly over them),
+ * through Troupe's own transport and codec, so they are frames the node decodes and checks like
+ * any other. (Each delivery wakes the node, and a wake costs more than a frame: bunching the
+ * heartbeats into a few slots a second would understate the cost of independent peers.) The
+ * node reports `process.cpuUsage()` every 250 ms; the figure is its CPU per second of wall time
+ * over a 3-second window, once the peers have joined (the window right after they join is
+ * reported too: every join changes the state). The idle node (no peers) is measured the same way
+ * first. A plain nats.js process (`peers-discovery-raw.ts`) receives and decodes the same
+ * heartbeats in the same windows: its CPU is the floor of receiving them on this machine.
  *
  * @since 0.5.0
  */
@@ -110,9 +114,9 @@ const sizedNode = (size: number) =>
 
 // ---- discovery CPU ---------------------------------------------------------------------------
 
-/** the default heartbeat period, and the slots each period is spread over */
+/** the default heartbeat period, and the slots it is cut into (a peer beats in one slot a period) */
 const PERIOD_MILLIS = 1_000
-const SLOTS = 20
+const SLOTS = 1_000
 const WINDOW_MILLIS = 3_000
 const JOIN_MILLIS = 2_500
 
@@ -130,6 +134,12 @@ export interface DiscoveryCpu {
   readonly joinMsPerSecond: number
   /** members the node's discovery listed at the end of the window (the node included) */
   readonly members: number
+  /** changes of the node's discovery state per second, in the window */
+  readonly changesPerSecond: number
+  /** the raw nats.js process receiving the same heartbeats, CPU ms per second in the window */
+  readonly rawMsPerSecond: number
+  /** heartbeats the raw process received per second in the window */
+  readonly rawHeartbeatsPerSecond: number
   /** heartbeats that could not be published */
   readonly unpublished: number
 }
@@ -138,25 +148,48 @@ interface CpuSample {
   readonly at: number
   readonly micros: number
   readonly members: number
+  readonly changes: number
 }
 
 const parseCpu = (line: string): CpuSample | undefined => {
-  const [word, at, micros, members] = line.trim().split(" ")
-  return word === "cpu" ? { at: Number(at), micros: Number(micros), members: Number(members) } : undefined
+  const [word, at, micros, members, changes] = line.trim().split(" ")
+  return word === "cpu"
+    ? { at: Number(at), micros: Number(micros), members: Number(members), changes: Number(changes) }
+    : undefined
 }
 
-/** the node's CPU per second over the next `millis`, from the samples it prints */
-const cpuOver = (node: NodeChild, millis: number) =>
+interface CpuFigure {
+  readonly msPerSecond: number
+  /** the third field of the last sample */
+  readonly members: number
+  /** the per-second growth of the third field */
+  readonly membersPerSecond: number
+  readonly changesPerSecond: number
+}
+
+/** a process's CPU per second between its first and last samples of `lines` */
+const cpuOf = (lines: ReadonlyArray<string>): CpuFigure => {
+  const samples = lines.map(parseCpu).filter((s): s is CpuSample => s !== undefined)
+  const first = samples[0]
+  const last = samples[samples.length - 1]
+  if (first === undefined || last === undefined || last.at <= first.at) {
+    return { msPerSecond: Number.NaN, members: Number.NaN, membersPerSecond: Number.NaN, changesPerSecond: Number.NaN }
+  }
+  const seconds = (last.at - first.at) / 1000
+  return {
+    msPerSecond: (last.micros - first.micros) / 1000 / seconds,
+    members: last.members,
+    membersPerSecond: (last.members - first.members) / seconds,
+    changesPerSecond: (last.changes - first.changes) / seconds
+  }
+}
+
+/** the CPU per second of each process over the same next `millis`, from the samples they print */
+const cpuOver = (processes: ReadonlyArray<NodeChild>, millis: number) =>
   Effect.gen(function*() {
-    const from = node.lines.length
+    const from = processes.map((p) => p.lines.length)
     yield* Effect.sleep(millis)
-    const samples = node.lines.slice(from).map(parseCpu).filter((s): s is CpuSample => s !== undefined)
-    const first = samples[0]
-    const last = samples[samples.length - 1]
-    if (first === undefined || last === undefined || last.at <= first.at) {
-      return { msPerSecond: Number.NaN, members: Number.NaN }
-    }
-    return { msPerSecond: ((last.micros - first.micros) / (last.at - first.at)), members: last.members }
+    return processes.map((p, i) => cpuOf(p.lines.slice(from[i])))
   })
 
 const heartbeatOf = (i: number, startedAt: number): Envelope.HeartbeatFrame => ({
@@ -174,8 +207,11 @@ const heartbeatOf = (i: number, startedAt: number): Envelope.HeartbeatFrame => (
 
 const discoveryCpu = Effect.scoped(Effect.gen(function*() {
   const server = yield* natsServer
-  const node = yield* child("peers-discovery-node.ts", [server.url])
-  yield* ready(node, "discovery node")
+  const [node, raw] = yield* Effect.all([
+    child("peers-discovery-node.ts", [server.url]),
+    child("peers-discovery-raw.ts", [server.url])
+  ])
+  yield* Effect.all([ready(node!, "discovery node"), ready(raw!, "raw heartbeat subscriber")], { concurrency: 2 })
   const publisher = yield* Layer.build(
     Transport.nats({ servers: server.url, namespace: DISCOVERY_NAMESPACE, name: "peers-heartbeats" }).pipe(
       Layer.provide(Codec.msgpack)
@@ -184,31 +220,44 @@ const discoveryCpu = Effect.scoped(Effect.gen(function*() {
   const transport = Context.get(publisher, Transport.Transport)
   const startedAt = Date.now()
   const frames = Array.from({ length: 1_000 }, (_, i) => heartbeatOf(i, startedAt))
-  let peers = 0
-  let slot = 0
   let unpublished = 0
-  // each peer beats once a period, in its own slot of the period
+  /** the peers beating in each slot; peer `i` of `n` beats in slot `floor(i * SLOTS / n)` */
+  let bySlot: ReadonlyArray<ReadonlyArray<number>> = []
+  const setPeers = (count: number) => {
+    const slots = Array.from({ length: SLOTS }, (): Array<number> => [])
+    for (let i = 0; i < count; i++) slots[Math.floor((i * SLOTS) / count)]!.push(i)
+    bySlot = slots
+  }
+  // every slot is published once a period, late slots caught up at the next tick (as a network
+  // would deliver what piled up), so a loaded publisher never makes a peer skip a beat
+  const origin = performance.now()
+  let published = 0
   yield* Effect.forkScoped(Effect.repeat(
     Effect.sync(() => {
-      const current = slot++ % SLOTS
-      for (let i = current; i < peers; i += SLOTS) {
-        if (transport.unsafePublish("discovery", frames[i]!) !== undefined) unpublished++
+      const due = Math.floor((performance.now() - origin) / (PERIOD_MILLIS / SLOTS))
+      for (; published <= due; published++) {
+        for (const i of bySlot[published % SLOTS] ?? []) {
+          if (transport.unsafePublish("discovery", frames[i]!) !== undefined) unpublished++
+        }
       }
     }),
-    Schedule.fixed(`${PERIOD_MILLIS / SLOTS} millis`)
+    Schedule.fixed("1 millis")
   ))
 
   const measure = (count: number) =>
     Effect.gen(function*() {
-      peers = count
+      setPeers(count)
       unpublished = 0
-      const join = yield* cpuOver(node, JOIN_MILLIS)
-      const steady = yield* cpuOver(node, WINDOW_MILLIS)
+      const [join] = yield* cpuOver([node!], JOIN_MILLIS)
+      const [steady, rawSteady] = yield* cpuOver([node!, raw!], WINDOW_MILLIS)
       const result: DiscoveryCpu = {
         peers: count,
-        msPerSecond: steady.msPerSecond,
-        joinMsPerSecond: join.msPerSecond,
-        members: steady.members,
+        msPerSecond: steady!.msPerSecond,
+        joinMsPerSecond: join!.msPerSecond,
+        members: steady!.members,
+        changesPerSecond: steady!.changesPerSecond,
+        rawMsPerSecond: rawSteady!.msPerSecond,
+        rawHeartbeatsPerSecond: rawSteady!.membersPerSecond,
         unpublished
       }
       return result
@@ -220,7 +269,9 @@ const discoveryCpu = Effect.scoped(Effect.gen(function*() {
   for (const figure of [idle, hundred, thousand]) {
     console.log(
       `  ${`discovery, ${figure.peers} peers heartbeating`.padEnd(52)} ${figure.msPerSecond.toFixed(2).padStart(12)} ` +
-        `CPU ms/s   (join window ${figure.joinMsPerSecond.toFixed(2)}, ${figure.members} members seen)`
+        `CPU ms/s   (join window ${figure.joinMsPerSecond.toFixed(2)}, ${figure.members} members seen, ` +
+        `${figure.changesPerSecond.toFixed(1)} state changes/s; raw nats.js subscriber ` +
+        `${figure.rawMsPerSecond.toFixed(2)} ms/s for ${Math.round(figure.rawHeartbeatsPerSecond)} heartbeats/s)`
     )
   }
   return { idle, hundred, thousand }

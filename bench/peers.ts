@@ -96,6 +96,8 @@ const cpuResult = (figure: DiscoveryCpu, idle: DiscoveryCpu): Result => ({
     figure.peers > 0 ? `${(figure.msPerSecond - idle.msPerSecond).toFixed(2)} above idle` : "idle node",
     `join window ${figure.joinMsPerSecond.toFixed(2)} ms/s`,
     `${figure.members} members seen`,
+    `${figure.changesPerSecond.toFixed(1)} state changes/s`,
+    `raw nats.js subscriber ${figure.rawMsPerSecond.toFixed(2)} ms/s (${Math.round(figure.rawHeartbeatsPerSecond)} heartbeats/s)`,
     figure.unpublished > 0 ? `${figure.unpublished} heartbeats not published` : ""
   ].filter((n) => n.length > 0).join("; ")
 })
