@@ -18,13 +18,14 @@
  * with the default 1-second heartbeat) on its own nats-server; this process publishes the
  * heartbeats of 100, then 1,000 simulated peers at the default period: each peer once a second
  * at its own phase (the period cut into 1,000 slots of 1 ms, the peers spread evenly over them),
- * through Troupe's own transport and codec, so they are frames the node decodes and checks like
- * any other. (Each delivery wakes the node, and a wake costs more than a frame: bunching the
- * heartbeats into a few slots a second would understate the cost of independent peers.) The
- * node reports `process.cpuUsage()` every 250 ms; the figure is its CPU per second of wall time
- * over a 3-second window, once the peers have joined (the window right after they join is
- * reported too: every join changes the state). The idle node (no peers) is measured the same way
- * first. A plain nats.js process (`peers-discovery-raw.ts`) receives and decodes the same
+ * each its own NATS message of the frame encoded by Troupe's codec, as a peer's transport sends
+ * its heartbeat, so they are frames the node decodes and checks like any other. (A delivery
+ * wakes the node, and a wake costs more than a frame: bunching the heartbeats into a few slots
+ * a second, or into Troupe's coalesced batches, would understate the cost of independent
+ * peers.) The node reports `process.cpuUsage()` every 250 ms; the figure is its CPU per second
+ * of wall time over a 3-second window, once the peers have joined (the window right after they
+ * join is reported too: every join changes the state). The idle node (no peers) is measured the
+ * same way first. A plain nats.js process (`peers-discovery-raw.ts`) receives and decodes the same
  * heartbeats in the same windows: its CPU is the floor of receiving them on this machine.
  *
  * @since 0.5.0
@@ -33,6 +34,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
+import { connect } from "nats"
 import { Actor, type ActorSystem, Codec, Discovery, Envelope, Node, Transport } from "../src/index.ts"
 import { owner } from "../src/runtime/internal/placement.ts"
 import type { NodeChild } from "../test/fixtures/nats.ts"
@@ -212,14 +214,17 @@ const discoveryCpu = Effect.scoped(Effect.gen(function*() {
     child("peers-discovery-raw.ts", [server.url])
   ])
   yield* Effect.all([ready(node!, "discovery node"), ready(raw!, "raw heartbeat subscriber")], { concurrency: 2 })
-  const publisher = yield* Layer.build(
-    Transport.nats({ servers: server.url, namespace: DISCOVERY_NAMESPACE, name: "peers-heartbeats" }).pipe(
-      Layer.provide(Codec.msgpack)
-    )
+  const nc = yield* Effect.acquireRelease(
+    Effect.promise(() => connect({ servers: server.url, name: "bench-peers-heartbeats" })),
+    (nc) => Effect.promise(() => nc.drain().catch(() => nc.close()))
   )
-  const transport = Context.get(publisher, Transport.Transport)
   const startedAt = Date.now()
-  const frames = Array.from({ length: 1_000 }, (_, i) => heartbeatOf(i, startedAt))
+  // each peer's heartbeat encoded once, as Troupe's transport encodes a frame it sends alone
+  const frames = yield* Effect.forEach(
+    Array.from({ length: 1_000 }, (_, i) => heartbeatOf(i, startedAt)),
+    (frame) => Codec.msgpackCodec.encode(frame)
+  )
+  const subject = `troupe.${DISCOVERY_NAMESPACE}.discovery`
   let unpublished = 0
   /** the peers beating in each slot; peer `i` of `n` beats in slot `floor(i * SLOTS / n)` */
   let bySlot: ReadonlyArray<ReadonlyArray<number>> = []
@@ -237,7 +242,11 @@ const discoveryCpu = Effect.scoped(Effect.gen(function*() {
       const due = Math.floor((performance.now() - origin) / (PERIOD_MILLIS / SLOTS))
       for (; published <= due; published++) {
         for (const i of bySlot[published % SLOTS] ?? []) {
-          if (transport.unsafePublish("discovery", frames[i]!) !== undefined) unpublished++
+          try {
+            nc.publish(subject, frames[i]!)
+          } catch {
+            unpublished++
+          }
         }
       }
     }),
