@@ -31,9 +31,11 @@ export interface Result {
   readonly baseline?: { readonly name: string; readonly value: number } | undefined
   /** `value / baseline.value` */
   readonly ratio?: number | undefined
-  /** the minimum ratio that counts as a pass; absent for informational lines */
+  /** the minimum ratio that counts as a pass (the maximum with `below`); absent for informational lines */
   readonly target?: number | undefined
-  /** `ratio >= target`; absent when there is no target */
+  /** the ratio is a cost that must stay under `target` (`ratio < target`) */
+  readonly below?: boolean | undefined
+  /** `ratio >= target` (`ratio < target` with `below`); absent when there is no target */
   readonly pass?: boolean | undefined
   /** operations that failed during the measured rounds (they do not count in `value`) */
   readonly failures?: number | undefined
@@ -113,6 +115,12 @@ export interface MeasureOptions {
   readonly rounds?: number | undefined
   /** discarded rounds per spec before the measured ones; default 1 */
   readonly warmups?: number | undefined
+  /**
+   * the order of the specs in successive rounds: `"alternate"` (default) runs them forward, then
+   * backward; `"rotate"` starts each round one spec later (A B C, B C A, C A B, ...), so that
+   * every spec takes every place in turn
+   */
+  readonly order?: "alternate" | "rotate" | undefined
 }
 
 /**
@@ -138,7 +146,8 @@ const rateOf = (round: Round) => (round.millis > 0 ? (round.ops / round.millis) 
  * ...), so that a change of load on a shared machine hits a measurement and its baseline alike
  * and their ratio stays meaningful. Every other round runs the specs in reverse order: specs
  * that share a process leave garbage that the next round collects, and this way no spec always
- * follows the same one. Each figure is the median rate of its measured rounds; the
+ * follows the same one (`order: "rotate"` moves each spec one place on instead, for groups of
+ * more than two). Each figure is the median rate of its measured rounds; the
  * warm-up rounds are discarded. A round that fails counts as one failure at rate 0, it never
  * stops the suite.
  *
@@ -157,7 +166,11 @@ export const measureAll = <R>(
     const firstFailures: Array<unknown> = specs.map(() => undefined)
     for (let index = 0; index < warmups + rounds; index++) {
       for (let k = 0; k < specs.length; k++) {
-        const s = index % 2 === 0 ? k : specs.length - 1 - k
+        const s = options.order === "rotate"
+          ? (k + index) % specs.length
+          : index % 2 === 0
+          ? k
+          : specs.length - 1 - k
         const spec = specs[s]!
         const result = yield* Effect.catchAllCause(
           spec.round(spec.budget),

@@ -21,7 +21,8 @@ const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promis
   { name: "topics", load: () => import("./topics.ts") },
   { name: "streams", load: () => import("./streams.ts") },
   { name: "secure", load: () => import("./secure.ts") },
-  { name: "gateway", load: () => import("./gateway.ts") }
+  { name: "gateway", load: () => import("./gateway.ts") },
+  { name: "peers", load: () => import("./peers.ts") }
 ]
 
 const errorLine = (suite: string, error: unknown): Result => ({
@@ -62,7 +63,7 @@ const table = (results: ReadonlyArray<Result>): string => {
     r.unit,
     r.baseline === undefined ? "" : `${r.baseline.name} = ${formatRate(r.baseline.value)}`,
     r.ratio === undefined ? "" : `${r.ratio.toFixed(2)}x`,
-    r.target === undefined ? "" : `>= ${r.target}x`,
+    r.target === undefined ? "" : `${r.below === true ? "<" : ">="} ${r.target}x`,
     statusOf(r),
     r.failures === undefined || r.failures === 0 ? "" : String(r.failures),
     r.note ?? ""
@@ -88,11 +89,13 @@ const main = async () => {
   const jsonPath = process.env["BENCH_JSON"]
   if (jsonPath !== undefined && jsonPath.length > 0) writeFileSync(jsonPath, JSON.stringify(results, null, 2))
   if (process.env["BENCH_STRICT"] === "1" && failed.length > 0) process.exitCode = 1
-  // a suite that leaked a handle (a socket, a timer) must not keep the bench alive forever
+  // a suite that leaked a handle (a socket, a timer) must not keep the bench alive forever; the
+  // wait is longer than the 5 s timers a stopped child process leaves behind (`spawnNode`'s
+  // `stop` races its exit with them), which would otherwise set this off by luck of timing
   setTimeout(() => {
     console.error("bench: something kept the process alive after the last suite; exiting")
     process.exit(process.exitCode ?? 0)
-  }, 5_000).unref()
+  }, 15_000).unref()
 }
 
 main().catch((error) => {
