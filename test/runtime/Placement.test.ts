@@ -12,6 +12,7 @@ import * as Transport from "../../src/layers/Transport.ts"
 import * as Node from "../../src/runtime/Node.ts"
 import { eventually } from "../fixtures/clock.ts"
 import { makeProbeState, Probe, probeLayer } from "../fixtures/probe.ts"
+import { owner } from "../../src/runtime/internal/placement.ts"
 
 /** A transport that can be cut off, as if its process had died without a goodbye. */
 const crashable = (network: Transport.InMemoryNetwork) => {
@@ -111,4 +112,64 @@ describe("placement", () => {
       }
       for (const id of ids) expect(nodeA.isActive("Probe", id) && nodeB.isActive("Probe", id)).toBe(false)
     }))
+})
+
+/** rendezvous weights computed the plain way: the whole key hashed for every member */
+const referenceOwner = (nodeIds: ReadonlyArray<string>, id: string): string | undefined => {
+  let best: string | undefined
+  let bestWeight = -1
+  for (const nodeId of nodeIds) {
+    const key = `${nodeId}\u0000${id}`
+    let hash = 0x811c9dc5
+    for (let i = 0; i < key.length; i++) {
+      hash ^= key.charCodeAt(i)
+      hash = Math.imul(hash, 0x01000193)
+    }
+    hash ^= hash >>> 16
+    hash = Math.imul(hash, 0x85ebca6b)
+    hash ^= hash >>> 13
+    hash = Math.imul(hash, 0xc2b2ae35)
+    hash ^= hash >>> 16
+    const weight = hash >>> 0
+    if (weight > bestWeight || (weight === bestWeight && best !== undefined && nodeId < best)) {
+      best = nodeId
+      bestWeight = weight
+    }
+  }
+  return best
+}
+
+describe("rendezvous owner", () => {
+  it("matches hashing the whole key for every member, remembered or not, for any membership", () => {
+    const memberships = [
+      [],
+      ["solo"],
+      ["a", "b"],
+      Array.from({ length: 10 }, (_, i) => `node-${i}`),
+      Array.from({ length: 1000 }, (_, i) => `n${(i * 7919) % 1000}-${i.toString(36)}`)
+    ]
+    for (const members of memberships) {
+      for (let round = 0; round < 2; round++) {
+        // the second round is answered from what the first remembered
+        for (let i = 0; i < 5_000; i++) {
+          const id = i % 3 === 0 ? `acct-${i}` : `ü${i}\u0000x`
+          expect(owner(members, id)).toBe(referenceOwner(members, id))
+        }
+      }
+    }
+  })
+
+  it("a new membership array is worked out afresh: an id moves when its owner leaves", () => {
+    const members = Array.from({ length: 20 }, (_, i) => `node-${i}`)
+    const ids = Array.from({ length: 500 }, (_, i) => `id-${i}`)
+    const before = ids.map((id) => owner(members, id)!)
+    const gone = before[0]!
+    const after = members.filter((m) => m !== gone)
+    ids.forEach((id, i) => {
+      const now = owner(after, id)
+      expect(now).toBe(referenceOwner(after, id))
+      if (before[i] !== gone) expect(now).toBe(before[i])
+      else expect(now).not.toBe(gone)
+    })
+  })
 })
