@@ -398,13 +398,18 @@ export const makeHeartbeat = (
     /** publishes a heartbeat of a member still announced by this discovery */
     const beat = (local: Local): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (locals.get(local.nodeId) !== local) return Effect.void
+        // nothing leaves while the connection is down; the reconnect beats at once
+        if (locals.get(local.nodeId) !== local || transport.isConnected?.() === false) return Effect.void
         const entry = entries.get(local.nodeId)
         if (entry !== undefined) entry.lastSeen = now()
         return publish(local, false)
       })
 
     const check: Effect.Effect<void> = Effect.suspend(() => {
+      // while our connection is down we hear no one: silence proves nothing about the others,
+      // who stay members (routing to a kind known a moment ago gives NoAvailableNode, not
+      // ActorNotFound), and resubscribing could not help
+      if (transport.isConnected?.() === false) return Effect.void
       const at = now()
       let dirty = false
       for (const [nodeId, entry] of entries) {
@@ -437,9 +442,12 @@ export const makeHeartbeat = (
       Effect.sleep(config.period),
       Effect.catchAllDefect(check, (defect) => Effect.logError("discovery: membership check failed", defect))
     )))
-    // peers may have suspected us while the connection was down: tell them at once
+    // peers may have suspected us while the connection was down: tell them at once; and the
+    // silence of the others while we could not hear them is not held against them
     yield* transport.watch((event) => {
-      if (event === "reconnected") runFork(Effect.forEach([...locals.values()], beat, { discard: true }))
+      if (event !== "reconnected") return
+      listeningSince = now()
+      runFork(Effect.forEach([...locals.values()], beat, { discard: true }))
     })
 
     const shape: DiscoveryShape = {
