@@ -388,7 +388,8 @@ export const makeHeartbeat = (
     })
 
     const publish = (local: Local, leaving: boolean): Effect.Effect<void> =>
-      transport.publish(subject, heartbeatOf(local, leaving)).pipe(
+      // nothing leaves while the connection is down (the reconnect beats at once)
+      transport.isConnected?.() === false ? Effect.void : transport.publish(subject, heartbeatOf(local, leaving)).pipe(
         Effect.catchAll((error) => Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, error)),
         Effect.catchAllDefect((defect) =>
           Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, defect)
@@ -398,8 +399,7 @@ export const makeHeartbeat = (
     /** publishes a heartbeat of a member still announced by this discovery */
     const beat = (local: Local): Effect.Effect<void> =>
       Effect.suspend(() => {
-        // nothing leaves while the connection is down; the reconnect beats at once
-        if (locals.get(local.nodeId) !== local || transport.isConnected?.() === false) return Effect.void
+        if (locals.get(local.nodeId) !== local) return Effect.void
         const entry = entries.get(local.nodeId)
         if (entry !== undefined) entry.lastSeen = now()
         return publish(local, false)
