@@ -100,6 +100,21 @@ export interface TransportShape {
   ) => Effect.Effect<void, TransportError, Scope.Scope>
   /** Calls `listener` on every connection event until the scope closes. */
   readonly watch: (listener: (event: TransportEvent) => void) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Whether frames can leave now. A transport without it is always connected (in memory). While
+   * it is `false`, a publish fails with `TransportError` (`reason: "disconnected"`).
+   *
+   * @since 0.5.0
+   */
+  readonly isConnected?: (() => boolean) | undefined
+  /**
+   * Succeeds once the transport is connected (at once if it is), or fails with `TransportError`
+   * (`reason: "disconnected"`) after `maxMillis` or the transport's own bound (NATS:
+   * `reconnectWait`), whichever is shorter.
+   *
+   * @since 0.5.0
+   */
+  readonly awaitConnected?: ((maxMillis: number) => Effect.Effect<void, TransportError>) | undefined
 }
 
 /**
@@ -469,6 +484,14 @@ export interface NatsOptions {
    * frame still gets its own "no responders"); default `true`
    */
   readonly coalesce?: boolean | undefined
+  /**
+   * while the connection is down, how long a new ask or stream request waits for the reconnect
+   * before it fails with `TransportError` (`reason: "disconnected"`); `0` fails it at once.
+   * Default 2 seconds. (A tell, or any other frame, fails at once: nats.js would drop it.)
+   *
+   * @since 0.5.0
+   */
+  readonly reconnectWait?: Duration.DurationInput | undefined
   /** how long the first connection may take; default 5 seconds */
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** how long draining the connection may take on release; default 5 seconds */

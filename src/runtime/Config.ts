@@ -126,7 +126,9 @@ export const TroupeConfig = Schema.Struct({
       servers: Schema.Union(Schema.String, Schema.NonEmptyArray(Schema.String)),
       heartbeat: Schema.optional(DurationString),
       /** the largest encoded frame sent or accepted, in bytes (default 5 MiB) */
-      maxMessageBytes: Schema.optional(Schema.Int.pipe(Schema.positive()))
+      maxMessageBytes: Schema.optional(Schema.Int.pipe(Schema.positive())),
+      /** how long a new ask waits for a lost connection to come back (default 2 seconds; @since 0.5.0) */
+      reconnectWait: Schema.optional(DurationString)
     }).annotations(strict)
   ),
   secure: Schema.optional(SecureConfig),

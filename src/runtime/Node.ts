@@ -188,6 +188,12 @@ export interface NatsNodeOptions extends NodeOptions {
   readonly heartbeat?: Duration.DurationInput | undefined
   /** the largest encoded frame sent or accepted, in bytes; default 5 MiB */
   readonly maxMessageBytes?: number | undefined
+  /**
+   * while the connection to NATS is down, how long a new ask or stream request waits for the
+   * reconnect before it fails with `TransportError` (`reason: "disconnected"`); `0` fails it at
+   * once. Default 2 seconds. A tell fails at once. (@since 0.5.0)
+   */
+  readonly reconnectWait?: Duration.DurationInput | undefined
   /** seal all traffic with `Secure.layer` (its namespace is the node's); the layer then provides `Secure` too */
   readonly secure?: NatsSecureOptions | undefined
 }
@@ -237,7 +243,8 @@ export function layerNats(
     servers: options.servers,
     namespace: options.namespace,
     name: options.name,
-    maxMessageBytes: options.maxMessageBytes
+    maxMessageBytes: options.maxMessageBytes,
+    reconnectWait: options.reconnectWait
   }).pipe(Layer.provide(codec))
   const discovery = Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat })
   const onTransport = <ROut, E>(transport: Layer.Layer<ROut, E>) =>

@@ -68,6 +68,16 @@ describe("Config", () => {
     expect(Config.modulePaths(config)).toEqual(["/srv/app/m.ts", "/srv/lib/n.ts"])
   })
 
+  it("reads [nats] reconnectWait as a duration", () => {
+    const config = Either.getOrThrow(Config.parse(
+      `[nats]\nservers = "nats://h:4222"\nreconnectWait = "500 millis"\n`,
+      "/srv/app/troupe.toml"
+    ))
+    expect(Duration.toMillis(config.nats!.reconnectWait!)).toBe(500)
+    expect(issuesOf(Config.parse(`[nats]\nservers = "nats://h:4222"\nreconnectWait = "soon"\n`, "/t.toml")))
+      .toEqual([`nats.reconnectWait: expected a duration such as "2 seconds", got "soon"`])
+  })
+
   it("reports every mistake with its path in the file", () => {
     const result = Config.parse(
       `

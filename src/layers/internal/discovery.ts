@@ -388,7 +388,8 @@ export const makeHeartbeat = (
     })
 
     const publish = (local: Local, leaving: boolean): Effect.Effect<void> =>
-      transport.publish(subject, heartbeatOf(local, leaving)).pipe(
+      // nothing leaves while the connection is down (the reconnect beats at once)
+      transport.isConnected?.() === false ? Effect.void : transport.publish(subject, heartbeatOf(local, leaving)).pipe(
         Effect.catchAll((error) => Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, error)),
         Effect.catchAllDefect((defect) =>
           Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, defect)
@@ -405,6 +406,10 @@ export const makeHeartbeat = (
       })
 
     const check: Effect.Effect<void> = Effect.suspend(() => {
+      // while our connection is down we hear no one: silence proves nothing about the others,
+      // who stay members (routing to a kind known a moment ago gives NoAvailableNode, not
+      // ActorNotFound), and resubscribing could not help
+      if (transport.isConnected?.() === false) return Effect.void
       const at = now()
       let dirty = false
       for (const [nodeId, entry] of entries) {
@@ -437,9 +442,12 @@ export const makeHeartbeat = (
       Effect.sleep(config.period),
       Effect.catchAllDefect(check, (defect) => Effect.logError("discovery: membership check failed", defect))
     )))
-    // peers may have suspected us while the connection was down: tell them at once
+    // peers may have suspected us while the connection was down: tell them at once; and the
+    // silence of the others while we could not hear them is not held against them
     yield* transport.watch((event) => {
-      if (event === "reconnected") runFork(Effect.forEach([...locals.values()], beat, { discard: true }))
+      if (event !== "reconnected") return
+      listeningSince = now()
+      runFork(Effect.forEach([...locals.values()], beat, { discard: true }))
     })
 
     const shape: DiscoveryShape = {

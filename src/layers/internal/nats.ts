@@ -8,9 +8,10 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { connect, type Msg, type NatsConnection } from "nats"
+import { connect, DebugEvents, Events, type Msg, type NatsConnection } from "nats"
 import type { Envelope } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
@@ -25,6 +26,7 @@ import type {
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
+import { Backoff, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
 
 /**
@@ -59,7 +61,19 @@ export const make = (
     const prefix = `troupe.${namespace}.`
     const initial = Duration.toMillis(options.reconnectBackoff?.initial ?? "100 millis")
     const max = Duration.toMillis(options.reconnectBackoff?.max ?? "5 seconds")
-    let attempt = 0
+    if (!(initial > 0) || !(max >= initial) || !Number.isFinite(max)) {
+      return yield* Effect.fail(new TransportError({
+        reason: `reconnectBackoff must have 0 < initial <= max (finite), got ${initial} ms and ${max} ms`
+      }))
+    }
+    const reconnectWait = Duration.decodeUnknown(options.reconnectWait ?? "2 seconds")
+    if (Option.isNone(reconnectWait) || !Duration.isFinite(reconnectWait.value)) {
+      return yield* Effect.fail(new TransportError({
+        reason: `reconnectWait must be a finite duration, got ${String(options.reconnectWait)}`
+      }))
+    }
+    const backoff = new Backoff(initial, max)
+    const connection = yield* makeConnection(Duration.toMillis(reconnectWait.value))
     const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
     const nc: NatsConnection = yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -69,11 +83,8 @@ export const make = (
             ...(options.name !== undefined ? { name: options.name } : {}),
             reconnect: true,
             maxReconnectAttempts: -1,
-            // exponential backoff with jitter; reset once connected again
-            reconnectDelayHandler: () => {
-              const delay = Math.min(max, initial * 2 ** Math.min(attempt++, 16))
-              return delay / 2 + Math.random() * (delay / 2)
-            },
+            // exponential backoff with jitter, in dial attempts; reset once connected again
+            reconnectDelayHandler: () => backoff.delay(),
             timeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
             pingInterval: 10_000,
             ...WRITE_BATCHING
@@ -93,13 +104,21 @@ export const make = (
     const log = Runtime.runFork(yield* Effect.runtime<never>())
     yield* Effect.forkScoped(Effect.promise(async () => {
       for await (const status of nc.status()) {
-        const event: TransportEvent | undefined = status.type === "disconnect"
+        // nats.js reports each dial of its reconnect loop as `reconnecting`
+        if (status.type === DebugEvents.Reconnecting) backoff.onDial()
+        const event: TransportEvent | undefined = status.type === Events.Disconnect
           ? "disconnected"
-          : status.type === "reconnect"
+          : status.type === Events.Reconnect
           ? "reconnected"
           : undefined
-        if (event === "reconnected") attempt = 0
-        if (event !== undefined) for (const listener of listeners) listener(event)
+        if (event === undefined) continue
+        if (event === "reconnected") {
+          backoff.reset()
+          connection.onReconnected()
+        } else {
+          connection.onDisconnected()
+        }
+        for (const listener of listeners) listener(event)
       }
     }))
 
@@ -120,6 +139,8 @@ export const make = (
     let open: Batch<undefined> | undefined
 
     const publishWire = (subject: string, bytes: Uint8Array, replyTo: string | undefined): TransportError | undefined => {
+      // a batch closed after the connection was lost
+      if (!connection.isConnected()) return disconnected()
       try {
         nc.publish(prefix + subject, bytes, replyTo === undefined ? undefined : { reply: prefix + replyTo })
         return undefined
@@ -151,6 +172,8 @@ export const make = (
       frame: Envelope,
       publishOptions?: PublishOptions
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
+      // nats.js would buffer the frame and discard it at its next dial: it never leaves
+      if (!connection.isConnected()) return disconnected()
       const fragmentTo = publishOptions?.fragmentTo
       const encoded = encode(frame, fragmentTo !== undefined)
       if (Either.isLeft(encoded)) return encoded.left
@@ -267,7 +290,9 @@ export const make = (
       unsafePublish,
       subscribe,
       watch: (listener) =>
-        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () => Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid)
+        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () => Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid),
+      isConnected: connection.isConnected,
+      awaitConnected: connection.awaitConnected
     }
     return transport
   })

@@ -1025,7 +1025,9 @@ export const make = (
         }),
       unsafePublish,
       subscribe,
-      watch: inner.watch
+      watch: inner.watch,
+      isConnected: inner.isConnected,
+      awaitConnected: inner.awaitConnected
     }
 
     return {

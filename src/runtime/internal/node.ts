@@ -588,18 +588,22 @@ export const make = (
         return inbox.stream
       })
 
-    const stream = (envelope: Envelope): Stream.Stream<unknown, unknown> =>
-      Stream.unwrapScoped(Effect.suspend((): Effect.Effect<Stream.Stream<unknown, unknown>, unknown, Scope.Scope> => {
+    const stream = (envelope: Envelope): Stream.Stream<unknown, unknown> => Stream.unwrapScoped(streamRouted(envelope))
+
+    const streamRouted = (envelope: Envelope): Effect.Effect<Stream.Stream<unknown, unknown>, unknown, Scope.Scope> =>
+      Effect.suspend((): Effect.Effect<Stream.Stream<unknown, unknown>, unknown, Scope.Scope> => {
         const target = route(envelope.definition, envelope.id)
         switch (target._tag) {
           case "Local":
             return streamLocal(target.manager, envelope)
           case "Remote":
-            return streamRemote(target.subject, target.target, target.direct, envelope)
+            return transport.isConnected?.() === false
+              ? afterReconnect(envelope, streamRouted)
+              : streamRemote(target.subject, target.target, target.direct, envelope)
           case "Unavailable":
             return Effect.fail(target.error)
         }
-      }))
+      })
 
     /** streamed requests this node sends, by request id: credit comes from the handler's node */
     const uploads = new Map<number, { handler: string | undefined; readonly outbox: Outbox }>()
@@ -649,6 +653,33 @@ export const make = (
       )
     }
 
+    /**
+     * While the transport is down, nothing published would leave: a new remote call waits for
+     * the reconnect (bounded by the transport's `reconnectWait` and the call's own timeout) and
+     * is routed again, or fails with `TransportError` "disconnected". Never a silent timeout.
+     */
+    const afterReconnect = <A, E, R>(
+      envelope: Envelope,
+      then: (envelope: Envelope) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | TransportError, R> => {
+      const timeoutMillis = timeoutOf(envelope)
+      const startedAt = deadlines.now()
+      const waited = transport.awaitConnected === undefined
+        ? Effect.fail(new TransportError({ reason: "disconnected" }))
+        : transport.awaitConnected(timeoutMillis)
+      return Effect.matchEffect(waited, {
+        onFailure: (error) => {
+          Metrics.askRejected(envelope.definition.kind)
+          return Effect.fail(error)
+        },
+        onSuccess: () => {
+          if (!Number.isFinite(timeoutMillis)) return then(envelope)
+          const left = Math.max(1, timeoutMillis - (deadlines.now() - startedAt))
+          return then({ ...envelope, timeout: Duration.millis(left) })
+        }
+      })
+    }
+
     const askOnce = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> =>
       Effect.suspend(() => askRouted(envelope, attempt))
 
@@ -658,6 +689,9 @@ export const make = (
           case "Local":
             return askLocal(target.manager, envelope)
           case "Remote": {
+            if (transport.isConnected?.() === false) {
+              return afterReconnect(envelope, (next) => askRouted(next, attempt))
+            }
             // only a serializing transport sends a streamed field apart from its request
             const codec = zeroCopy ? undefined : rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
             const remote = codec?.upload !== undefined

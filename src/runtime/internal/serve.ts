@@ -86,6 +86,7 @@ export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): L
       codec: config.node?.codec,
       heartbeat: config.nats.heartbeat,
       maxMessageBytes: config.nats.maxMessageBytes,
+      reconnectWait: config.nats.reconnectWait,
       secure
     })
   }
