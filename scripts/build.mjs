@@ -34,4 +34,4 @@ for (const entry of readdirSync(dist, { recursive: true, withFileTypes: true }))
     rewritten++
   }
 }
-console.log(`build: dist/ compiled; relative .ts imports rewritten to .js in ${rewritten} declaration files`)
+console.error(`build: dist/ compiled; relative .ts imports rewritten to .js in ${rewritten} declaration files`)
