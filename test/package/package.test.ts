@@ -238,7 +238,9 @@ export const wrong = Effect.flatMap(Actor.client(Counter), (counter) => counter(
     expect(wrong.code).not.toBe(0)
     const errors = wrong.stdout.split("\n").filter((line) => line.includes("error TS"))
     expect(errors).toHaveLength(1)
-    expect(errors[0]).toMatch(/^wrong-payload\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable to type 'number'\.$/)
+    expect(errors[0]).toMatch(
+      /^wrong-payload\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable to type 'number'\.$/
+    )
   }, 120_000)
 })
 
@@ -284,21 +286,26 @@ export const layer = Actor.toLayer(Greeter, { Hello: ({ name }) => Effect.succee
       )
       await serve.waitForLine(/^troupe: node pkg-\S+ up; hosting \[Greeter\]$/, 30_000)
       const called = ok(
-        await run("npx", [
-          "--no-install",
-          "troupe",
-          "call",
-          "Greeter",
-          "-",
-          "Hello",
-          "--service",
-          "--json",
-          `{"name":"ada"}`,
-          "--nats",
-          nats.url,
-          "--namespace",
-          namespace
-        ], app, 30_000),
+        await run(
+          "npx",
+          [
+            "--no-install",
+            "troupe",
+            "call",
+            "Greeter",
+            "-",
+            "Hello",
+            "--service",
+            "--json",
+            `{"name":"ada"}`,
+            "--nats",
+            nats.url,
+            "--namespace",
+            namespace
+          ],
+          app,
+          30_000
+        ),
         "npx troupe call"
       )
       expect(JSON.parse(called.stdout.trim())).toBe("Hello, ada!")
@@ -315,7 +322,9 @@ export const layer = Actor.toLayer(Greeter, { Hello: ({ name }) => Effect.succee
     expect(ran.code).toBe(1)
     expect(ran.stdout).toBe("")
     expect(ran.stderr.trim().split("\n")).toEqual([
-      `${Path.join(app, "ts.toml")}: modules[0]: ${Path.join(app, "worker.ts")} is TypeScript and the project has no tsx ` +
+      `${Path.join(app, "ts.toml")}: modules[0]: ${
+        Path.join(app, "worker.ts")
+      } is TypeScript and the project has no tsx ` +
       `to load it: npm install -D tsx`
     ])
   }, 60_000)
