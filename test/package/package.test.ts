@@ -12,13 +12,15 @@
  * `name@version`) installs others, to check the ends of the supported ranges.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
+import * as Readline from "node:readline"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
-import { type NatsServer, spawnNode, startNatsServer } from "../fixtures/nats.ts"
+import { type NatsServer, startNatsServer } from "../fixtures/nats.ts"
 
 const root = fileURLToPath(new URL("../../", import.meta.url))
 const manifest = JSON.parse(readFileSync(Path.join(root, "package.json"), "utf8")) as {
@@ -67,6 +69,45 @@ const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutM
 const ok = (ran: Ran, what: string): Ran => {
   if (ran.code !== 0) throw new Error(`${what} exited ${ran.code}\nstdout:\n${ran.stdout}\nstderr:\n${ran.stderr}`)
   return ran
+}
+
+/**
+ * `troupe serve ...` in `cwd` as npx runs it (node_modules/.bin/troupe), until `stop`: SIGTERM,
+ * then SIGKILL after 5 s, by PID.
+ */
+const serveIn = (cwd: string, args: ReadonlyArray<string>) => {
+  const child: ChildProcess = spawn(process.execPath, [Path.join(cwd, "node_modules", ".bin", "troupe"), ...args], {
+    cwd,
+    env: cleanEnv(),
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  const lines: Array<string> = []
+  let stderr = ""
+  Readline.createInterface({ input: child.stdout! }).on("line", (line) => lines.push(line))
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  return {
+    /** the first stdout line matching `match`, within `timeoutMs` */
+    waitForLine: async (match: RegExp, timeoutMs: number): Promise<string> => {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const line = lines.find((line) => match.test(line))
+        if (line !== undefined) return line
+        if (Date.now() >= deadline || child.exitCode !== null) break
+        await sleep(50)
+      }
+      throw new Error(
+        `troupe ${args.join(" ")}: no line matching ${match}\nstdout:\n${lines.join("\n")}\nstderr:\n${stderr}`
+      )
+    },
+    stop: async (): Promise<void> => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM")
+        if (await Promise.race([exited.then(() => false), sleep(5_000).then(() => true)])) child.kill("SIGKILL")
+      }
+      await exited
+    }
+  }
 }
 
 interface Packed {
@@ -250,7 +291,7 @@ describe("the troupe command, installed", () => {
 
   it("serve --config runs a .js module on a real nats-server; call asks it", async () => {
     let nats: NatsServer | undefined
-    let serve: ReturnType<typeof spawnNode> | undefined
+    let serve: ReturnType<typeof serveIn> | undefined
     try {
       nats = await startNatsServer()
       const namespace = `pkg${Math.random().toString(36).slice(2, 8)}`
@@ -271,13 +312,7 @@ export const layer = Actor.toLayer(Greeter, { Hello: ({ name }) => Effect.succee
         `modules = ["./greeter.js"]\n[node]\nname = "pkg"\nnamespace = "${namespace}"\n` +
           `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
       )
-      // the installed bin as npx runs it (node_modules/.bin/troupe), as a process stopped by PID
-      serve = spawnNode(
-        Path.join(app, "node_modules", ".bin", "troupe"),
-        ["serve", "--config", Path.join(app, "troupe.toml")],
-        {},
-        { tsx: false }
-      )
+      serve = serveIn(app, ["serve", "--config", "troupe.toml"])
       await serve.waitForLine(/^troupe: node pkg-\S+ up; hosting \[Greeter\]$/, 30_000)
       const called = ok(
         await run(
@@ -310,7 +345,17 @@ export const layer = Actor.toLayer(Greeter, { Hello: ({ name }) => Effect.succee
   }, 90_000)
 
   it("serve --config with a .ts module and no tsx fails in one line naming the module and the fix", async () => {
-    writeFileSync(Path.join(app, "worker.ts"), `export const layer: number = 1\n`)
+    writeFileSync(
+      Path.join(app, "worker.ts"),
+      `import { Rpc } from "@effect/rpc"
+import { Effect, Schema } from "effect"
+import { Actor } from "troupe"
+
+export const Echo = Actor.service("Echo", [Rpc.make("Echo", { payload: { text: Schema.String }, success: Schema.String })])
+const echo = (text: string): string => text
+export const layer = Actor.toLayer(Echo, { Echo: ({ text }) => Effect.succeed(echo(text)) })
+`
+    )
     writeFileSync(Path.join(app, "ts.toml"), `modules = ["./worker.ts"]\n[node]\nname = "pkg-ts"\n`)
     const ran = await run("npx", ["--no-install", "troupe", "serve", "--config", "ts.toml"], app, 30_000)
     expect(ran.code).toBe(1)
@@ -322,4 +367,24 @@ export const layer = Actor.toLayer(Greeter, { Hello: ({ name }) => Effect.succee
       `to load it: npm install -D tsx`
     ])
   }, 60_000)
+
+  it("serve --config with a .ts module runs it through the project's own tsx once installed", async () => {
+    ok(
+      await run("npm", [
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--prefer-offline",
+        "--save-dev",
+        `tsx@${createRequire(import.meta.url)("tsx/package.json").version}`
+      ], app),
+      "npm install -D tsx"
+    )
+    const serve = serveIn(app, ["serve", "--config", "ts.toml"])
+    try {
+      await serve.waitForLine(/^troupe: node pkg-ts-\S+ up; hosting \[Echo\]$/, 30_000)
+    } finally {
+      await serve.stop()
+    }
+  }, 90_000)
 })
