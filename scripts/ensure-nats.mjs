@@ -31,7 +31,11 @@ const locate = () => {
 
 const report = (found) => {
   if (found.where === "known") {
-    console.log(`ensure-nats: using ${found.path} (not on PATH; add ${found.path.replace(/\/nats-server$/, "")} to PATH to silence this)`)
+    console.log(
+      `ensure-nats: using ${found.path} (not on PATH; add ${
+        found.path.replace(/\/nats-server$/, "")
+      } to PATH to silence this)`
+    )
   }
 }
 

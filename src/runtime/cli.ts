@@ -10,7 +10,9 @@
  *
  * Replies are printed in their encoded (JSON-able) form, binary as base64 strings.
  *
- * `bin/troupe.mjs` registers tsx (so config modules may be TypeScript) and calls `main`.
+ * `bin/troupe.mjs` calls `main`: the compiled CLI once installed, the source through tsx in the
+ * repository. A config's `.js` modules load on plain Node; its `.ts` modules through the project's
+ * own tsx (`npm install -D tsx`), registered when the first one is loaded.
  *
  * @since 0.1.0
  */

@@ -165,7 +165,7 @@ describe("Telemetry.layerOtlp", () => {
         else external.add(specifier)
       }
     }
-    visit(resolve(root, pkg.exports["."]))
+    visit(resolve(root, pkg.exports["."]["troupe-source"]))
     expect(seen.size).toBeGreaterThan(10)
     expect([...seen].some((file) => file.endsWith("Telemetry.ts"))).toBe(false)
     expect([...external].filter((specifier) => specifier.startsWith("@effect/opentelemetry"))).toEqual([])

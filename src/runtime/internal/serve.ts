@@ -8,7 +8,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import { readFile } from "node:fs/promises"
-import { pathToFileURL } from "node:url"
 import type { ActorSystem } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
 import * as Codec from "../../layers/Codec.ts"
@@ -18,6 +17,7 @@ import * as Transport from "../../layers/Transport.ts"
 import { type Config, ConfigError, ConfigIssue, modulePaths, resolvePath } from "../Config.ts"
 import * as Gateway from "../Gateway.ts"
 import * as Node from "../Node.ts"
+import { importModule, isMissingTypeScriptLoader, TypeScriptModuleError } from "./moduleLoader.ts"
 
 /** what a module's layer may use */
 export type ModuleContext = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery
@@ -128,8 +128,11 @@ export const loadModules = (
     const layers: Array<Layer.Layer<never, unknown, ModuleContext>> = []
     for (const [index, file] of modulePaths(config).entries()) {
       const module = yield* Effect.tryPromise({
-        try: () => import(pathToFileURL(file).href) as Promise<Record<string, unknown>>,
-        catch: (error) => configError(config, `modules[${index}]`, `cannot load ${file}: ${(error as Error).message}`)
+        try: () => importModule(file),
+        catch: (error) =>
+          isMissingTypeScriptLoader(file, error)
+            ? new TypeScriptModuleError({ file: config.file, path: `modules[${index}]`, module: file })
+            : configError(config, `modules[${index}]`, `cannot load ${file}: ${(error as Error).message}`)
       })
       const candidate = module["layer"] ?? module["default"]
       if (!Layer.isLayer(candidate)) {
