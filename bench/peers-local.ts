@@ -17,7 +17,7 @@
  */
 import { Entity, TestRunner } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
-import * as Context from "effect/Context"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
