@@ -49,7 +49,6 @@ export interface CodecShape {
 export class Codec extends Context.Tag("troupe/Codec")<Codec, CodecShape>() {}
 
 const encodeEnvelope = Schema.encodeEither(Envelope)
-const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
 
 const issueOf = (error: unknown): string =>
   ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : describe(error)
@@ -132,21 +131,8 @@ export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Ma
 
 /** the frame in a deserialized value, or why it is not one */
 const frameOf = (value: unknown): Envelope | Malformed => {
-  if (Array.isArray(value)) {
-    const frame = Frames.fromPositional(value)
-    return typeof frame === "string" ? new Malformed(frame) : frame
-  }
-  const problem = Frames.objectProblem(value)
-  if (problem !== undefined) return new Malformed(problem)
-  let decoded: Either.Either<Envelope, ParseResult.ParseError>
-  try {
-    decoded = decodeEnvelope(value)
-  } catch (error) {
-    return new Malformed("a frame the envelope schema cannot read", error)
-  }
-  if (Either.isLeft(decoded)) return new Malformed("a frame that does not match the envelope schema", decoded.left)
-  const invalid = Frames.frameProblem(decoded.right)
-  return invalid === undefined ? decoded.right : new Malformed(invalid)
+  const frame = Array.isArray(value) ? Frames.fromPositional(value) : Frames.fromObject(value)
+  return typeof frame === "string" ? new Malformed(frame) : frame
 }
 
 /**
@@ -236,11 +222,16 @@ const TOO_DEEP = `nested deeper than ${MAX_DEPTH} levels`
 
 const parseJson = (bytes: Uint8Array): unknown => {
   if (jsonTooDeep(bytes)) return new Malformed(`json: ${TOO_DEEP}`)
+  // a syntax error's stack trace is most of what rejecting garbage costs, and nobody reads it
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
   try {
     const text = textDecoder.decode(bytes)
     return text.includes(BINARY) ? JSON.parse(text, jsonReviver) : JSON.parse(text)
   } catch (error) {
     return new Malformed("json: cannot parse", error)
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
   }
 }
 

@@ -18,7 +18,7 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type { Envelope } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
-import { Codec, type CodecShape } from "./Codec.ts"
+import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
 import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
 import * as Subject from "./Subject.ts"
@@ -396,9 +396,9 @@ export const makeReceiver = (
       const items = Fragments.decodeBinaryItems(bytes)
       return items === undefined ? malformedFrames.unsafeUpdate(1, []) : onFrame(items)
     }
-    const frame = codec.decode(bytes)
-    if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
-    onFrame(frame.right)
+    const frame = decodeFrame(codec, bytes)
+    if (frame instanceof Malformed || frame._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
+    onFrame(frame)
   }
   return receive
 }

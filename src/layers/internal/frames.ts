@@ -24,7 +24,11 @@
  *
  * @internal
  */
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import { type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
+import { TroupeError } from "../../schema/Errors.ts"
 import { isConcreteSubject, isToken } from "../Subject.ts"
 
 const REQUEST = "Q"
@@ -231,69 +235,155 @@ export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem =>
   return "a frame of an unknown tag"
 }
 
-const OBJECT_TAGS = new Set<string>([
-  "Request",
-  "Exit",
-  "Interrupt",
-  "Chunk",
-  "Ack",
-  "Items",
-  "Event",
-  "Heartbeat",
-  "Handshake",
-  "Sealed"
-])
+const decodeTroupeError = Schema.decodeUnknownEither(TroupeError)
+const TROUPE_ERRORS = new Set<string>(
+  (TroupeError.ast as SchemaAST.Union).types.map((member) => {
+    const tag = SchemaAST.getPropertySignatures(member).find((p) => p.name === "_tag")?.type
+    return tag !== undefined && SchemaAST.isLiteral(tag) ? String(tag.literal) : ""
+  })
+)
+
+const optionalBoolean = (u: unknown): u is boolean | undefined => u === undefined || typeof u === "boolean"
+
+/** copies the optional `true` flags of `u` that are set */
+const flag = (name: string, value: unknown): Record<string, true> | undefined => value === true ? { [name]: true } : undefined
 
 /**
- * @internal Why a decoded object cannot be a frame, checked before the envelope schema sees
- * it: the schema's union picks its member by `_tag`, and must only ever see a known string there.
+ * @internal The frame in the object form `u` (a frame without a positional form: an `Exit` with
+ * a runtime error, `Ack`, `Heartbeat`, `Handshake`; the others are read too), or why it is not
+ * one. Field by field, like the positional forms, and only known fields are read or copied: no
+ * schema runs on the drop path, except for the runtime error an `Exit` carries.
  */
-export const objectProblem = (u: unknown): Problem | undefined => {
+export const fromObject = (u: unknown): Envelope | Problem => {
   if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) return "a frame that is neither an array nor an object"
-  const tag = Object.hasOwn(u, "_tag") ? u._tag : undefined
-  if (typeof tag !== "string" || !OBJECT_TAGS.has(tag)) return "a frame of an unknown tag"
-  return undefined
-}
-
-/**
- * @internal What the schema does not say about a frame decoded from an object: its identifiers
- * and numbers (the positional forms check the same inline).
- */
-export const frameProblem = (frame: Envelope): Problem | undefined => {
-  if (!isToken(frame.source)) return "a frame whose source is not a subject token"
-  switch (frame._tag) {
-    case "Request":
-      return isCount(frame.requestId) && isToken(frame.kind) && isSmall(frame.hops ?? 0, 255) && isHeaders(frame.headers)
-        ? undefined
-        : "malformed Request frame"
-    case "Exit":
-    case "Interrupt":
-      return isCount(frame.requestId) ? undefined : `malformed ${frame._tag} frame`
-    case "Chunk":
-      return isCount(frame.requestId) && isCount(frame.seq) ? undefined : "malformed Chunk frame"
-    case "Ack":
-      return isCount(frame.requestId) && isCount(frame.credit) ? undefined : "malformed Ack frame"
-    case "Items":
-      return isCount(frame.requestId) && isCount(frame.seq) && (frame.failure === undefined || isText(frame.failure))
-        ? undefined
-        : "malformed Items frame"
-    case "Event":
-      return isConcreteSubject(frame.subject) && isHeaders(frame.headers) ? undefined : "malformed Event frame"
+  const { _tag: tag, v, source } = u
+  if (typeof tag !== "string") return "a frame whose tag is not a string"
+  if (v !== ProtocolVersion) return "a frame of another protocol version"
+  if (!isToken(source)) return "a frame whose source is not a subject token"
+  const common = { v, source }
+  switch (tag) {
     case "Heartbeat": {
+      const { name, incarnation, address, kinds, isServing, startedAt, periodMillis, leaving } = u
       if (
-        !isToken(frame.name) || !isText(frame.incarnation) || frame.incarnation.length === 0 ||
-        !isText(frame.address) || !Number.isFinite(frame.startedAt) || !Number.isFinite(frame.periodMillis) ||
-        frame.kinds.length > MAX_KINDS
+        !isToken(name) || !isText(incarnation) || incarnation.length === 0 || !isText(address) ||
+        !Array.isArray(kinds) || kinds.length > MAX_KINDS || typeof isServing !== "boolean" ||
+        typeof startedAt !== "number" || !Number.isFinite(startedAt) || typeof periodMillis !== "number" ||
+        !Number.isFinite(periodMillis) || !optionalBoolean(leaving)
       ) return "malformed Heartbeat frame"
-      for (const kind of frame.kinds) if (!isToken(kind)) return "a heartbeat announcing a kind that is not a subject token"
-      return undefined
+      for (const kind of kinds) if (!isToken(kind)) return "a heartbeat announcing a kind that is not a subject token"
+      return {
+        _tag: "Heartbeat",
+        ...common,
+        name,
+        incarnation,
+        address,
+        kinds: kinds as Array<string>,
+        isServing,
+        startedAt,
+        periodMillis,
+        ...flag("leaving", leaving)
+      }
     }
-    case "Handshake":
-      return isSmall(frame.step, 255) ? undefined : "malformed Handshake frame"
-    case "Sealed":
-      return isSmall(frame.mode, 7) && isUint32(frame.key) && isCount(frame.counter) &&
-          (frame.subject === undefined || isConcreteSubject(frame.subject))
-        ? undefined
-        : "malformed Sealed frame"
+    case "Ack": {
+      const { requestId, credit, upload } = u
+      return isCount(requestId) && isCount(credit) && optionalBoolean(upload)
+        ? { _tag: "Ack", ...common, requestId, credit, ...flag("upload", upload) }
+        : "malformed Ack frame"
+    }
+    case "Handshake": {
+      const { step, body } = u
+      return isSmall(step, 255) && body instanceof Uint8Array
+        ? { _tag: "Handshake", ...common, step, body }
+        : "malformed Handshake frame"
+    }
+    case "Exit": {
+      const { requestId, exit } = u
+      if (!isCount(requestId) || !isRecord(exit)) return "malformed Exit frame"
+      const outcome = exit._tag
+      if (outcome === "Success") return { _tag: "Exit", ...common, requestId, exit: { _tag: "Success", value: exit.value } }
+      if (outcome === "Failure") return { _tag: "Exit", ...common, requestId, exit: { _tag: "Failure", error: exit.error } }
+      const error = exit.error
+      if (outcome !== "Error" || !isRecord(error) || typeof error._tag !== "string" || !TROUPE_ERRORS.has(error._tag)) {
+        return "malformed Exit frame"
+      }
+      try {
+        const decoded = decodeTroupeError(error)
+        return Either.isRight(decoded)
+          ? { _tag: "Exit", ...common, requestId, exit: { _tag: "Error", error: decoded.right } }
+          : "an Exit frame whose runtime error does not match its schema"
+      } catch {
+        return "an Exit frame whose runtime error does not match its schema"
+      }
+    }
+    case "Interrupt":
+      return isCount(u.requestId) ? { _tag: "Interrupt", ...common, requestId: u.requestId } : "malformed Interrupt frame"
+    case "Request": {
+      const { requestId, kind, id, tag: rpcTag, headers, oneWay, stream, hops } = u
+      if (
+        !isCount(requestId) || !isToken(kind) || typeof id !== "string" || typeof rpcTag !== "string" ||
+        !isHeaders(headers) || !optionalBoolean(oneWay) || !optionalBoolean(stream) ||
+        (hops !== undefined && !isSmall(hops, 255))
+      ) return "malformed Request frame"
+      return {
+        _tag: "Request",
+        ...common,
+        requestId,
+        kind,
+        id,
+        tag: rpcTag,
+        headers,
+        body: u.body,
+        ...flag("oneWay", oneWay),
+        ...flag("stream", stream),
+        ...(typeof hops === "number" && hops > 0 ? { hops } : {})
+      }
+    }
+    case "Chunk": {
+      const { requestId, seq, body, last } = u
+      return isCount(requestId) && isCount(seq) && body instanceof Uint8Array && typeof last === "boolean"
+        ? { _tag: "Chunk", ...common, requestId, seq, body, last }
+        : "malformed Chunk frame"
+    }
+    case "Items": {
+      const { requestId, seq, items, upload, end, failure } = u
+      if (
+        !isCount(requestId) || !isCount(seq) || !Array.isArray(items) || !optionalBoolean(upload) ||
+        !optionalBoolean(end) || (failure !== undefined && !isText(failure))
+      ) return "malformed Items frame"
+      return {
+        _tag: "Items",
+        ...common,
+        requestId,
+        seq,
+        items,
+        ...flag("upload", upload),
+        ...flag("end", end),
+        ...(typeof failure === "string" ? { failure } : {})
+      }
+    }
+    case "Event": {
+      const { subject, headers } = u
+      return isConcreteSubject(subject) && isHeaders(headers)
+        ? { _tag: "Event", ...common, subject, headers, body: u.body }
+        : "malformed Event frame"
+    }
+    case "Sealed": {
+      const { mode, key, counter, subject, body, sig } = u
+      if (
+        !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) || (subject !== undefined && !isConcreteSubject(subject)) ||
+        !(body instanceof Uint8Array) || (sig !== undefined && !(sig instanceof Uint8Array))
+      ) return "malformed Sealed frame"
+      return {
+        _tag: "Sealed",
+        ...common,
+        mode,
+        key,
+        counter,
+        ...(subject === undefined ? {} : { subject: subject as string }),
+        body,
+        ...(sig === undefined ? {} : { sig: sig as Uint8Array })
+      }
+    }
   }
+  return "a frame of an unknown tag"
 }
