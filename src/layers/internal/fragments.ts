@@ -28,6 +28,7 @@ import * as Metric from "effect/Metric"
 import { type ChunkFrame, type Envelope, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
+import { isToken } from "../Subject.ts"
 
 /** @internal */
 export interface FragmentLimits {
@@ -164,10 +165,13 @@ export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => 
   const count = view.getUint32(sourceEnd + 8)
   const items = count === 0 ? undefined : readLengthPrefixed(bytes, view, sourceEnd + 12, count)
   if (items === undefined) return undefined
+  // the source becomes a subject (credit goes back to it): a subject token or nothing
+  const source = readSource(bytes, 4, sourceEnd)
+  if (!isToken(source)) return undefined
   return {
     _tag: "Items",
     v: ProtocolVersion,
-    source: readSource(bytes, 4, sourceEnd),
+    source,
     requestId,
     seq,
     items,
@@ -259,10 +263,12 @@ export const decodePiece = (bytes: Uint8Array): Piece | undefined => {
   const head = 4 + sourceLength + 12
   if (bytes.byteLength < head) return undefined
   const view = new DataView(bytes.buffer, bytes.byteOffset + 4 + sourceLength, 12)
+  const source = readSource(bytes, 4, 4 + sourceLength)
+  if (!isToken(source)) return undefined
   return {
     _tag: "Chunk",
     v: ProtocolVersion,
-    source: readSource(bytes, 4, 4 + sourceLength),
+    source,
     requestId: view.getUint32(0),
     seq: view.getUint32(4),
     total: view.getUint32(8),
