@@ -9,10 +9,12 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Scope from "effect/Scope"
+import { Packr } from "msgpackr"
 import { connect, type Msg } from "nats"
 import { createHash } from "node:crypto"
 import { afterAll, beforeAll } from "vitest"
@@ -500,4 +502,83 @@ describe("topics over NATS", () => {
       expect(Context.get(node, Topic.TopicBus).subscriptionCount()).toBe(0)
       yield* waitForAsync(async () => (await onTopic()) === 0)
     }).pipe(Effect.scoped))
+})
+
+describe.each(["json", "msgpack"] as const)("hostile frames over NATS (%s)", (codec) => {
+  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+  const plain = (u: unknown): Uint8Array => codec === "json" ? new TextEncoder().encode(JSON.stringify(u)) : packr.pack(u)
+  const malformedCount = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
+
+  it.live("frames with a source that is not a subject token are dropped and counted; the node keeps its connection and answers", () =>
+    Effect.gen(function*() {
+      const namespace = `hostile-${codec}`
+      const registry = yield* Discovery.makeRegistry
+      const events: Array<Transport.TransportEvent> = []
+      const host = yield* Layer.build(
+        Layer.mergeAll(probeLayer(makeProbeState(), { label: "host" }), probeServiceLayer(makeProbeState(), { label: "host" })).pipe(
+          Layer.provideMerge(Node.layer({ name: "host" })),
+          Layer.provideMerge(Layer.merge(
+            Transport.nats({ servers: server.url, namespace }).pipe(Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)),
+            Discovery.layerInMemory(registry)
+          ))
+        )
+      )
+      yield* Context.get(host, Transport.Transport).watch((event) => events.push(event))
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      expect(yield* probe.Increment({ by: 1 })).toBe(1)
+      const hostId = registry.current.members.find((m) => m.name === "host")!.nodeId
+
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (c) => Effect.promise(() => c.close())
+      )
+      const request = (source: unknown, kind = "Probe", extra: ReadonlyArray<unknown> = []) =>
+        plain(["Q", ProtocolVersion, source, 7, kind, "a", "Get", 0, 2, 0, ...extra])
+      const hostile: ReadonlyArray<readonly [string, Uint8Array]> = [
+        // the issue's examples: a source that would become the subject of the reply
+        ["node", request("a b c")],
+        ["node", request("a\r\nPUB troupe.x 1\r\n")],
+        ["actor.ProbeService", request("a b c", "ProbeService")],
+        ["actor.ProbeService", request("x\ny", "ProbeService")],
+        ["node", request("ok-source", "a b")],
+        // the three inputs that threw out of the callback, and deep nesting
+        ["discovery", plain([{ toString: 1 }])],
+        ["node", plain([{ _tag: { toString: 1 } }])],
+        ["node", plain({ _tag: { toString: 1 } })],
+        ["node", codec === "json" ? new TextEncoder().encode("[".repeat(20_000) + "]".repeat(20_000)) : new Uint8Array(20_001).fill(0x91)],
+        // decodable but absurd: numbers, flags, empty and huge strings
+        ["node", plain(["Q", ProtocolVersion, "src", -1, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["Q", ProtocolVersion, "src", 1.5, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["Q", ProtocolVersion, "src", 8, "Probe", "a", "Get", 0, 2, 1e9])],
+        ["node", plain(["Q", ProtocolVersion, "", 9, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["Q", ProtocolVersion, "s".repeat(100_000), 9, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["T", ProtocolVersion, "src", 1, -5, 0, []])],
+        ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "src", requestId: 1, credit: -1 })],
+        ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "a b", requestId: 1, credit: 5 })],
+        ["node", plain({ _tag: "Exit", v: ProtocolVersion, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: { toString: 1 } } } })],
+        ["interrupt.Probe", plain(["I", ProtocolVersion, "a b", 1])],
+        ["interrupt.Probe", plain(["I", ProtocolVersion, "src", -1])],
+        ["discovery", plain({ _tag: "Heartbeat", v: ProtocolVersion, source: "a b c", name: "x", incarnation: "x.1", address: "x", kinds: [], isServing: true, startedAt: 0, periodMillis: 1000 })],
+        ["topic.prices.x", plain(["E", ProtocolVersion, "src", "prices x", 0, 1])],
+        // binary layouts: a piece and binary items naming a source with a space
+        ["node", new Uint8Array([0xc1, 1, 1, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x41])],
+        ["node", new Uint8Array([0xc3, 1, 0, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x41])],
+        // MessagePack's count bomb: 5 bytes announcing 2^24 elements
+        ["node", new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])]
+      ]
+      const before = yield* malformedCount()
+      for (const [subject, bytes] of hostile) {
+        nc.publish(`troupe.${namespace}.${subject === "node" ? `node.${hostId}` : subject}`, bytes)
+      }
+      yield* Effect.promise(() => nc.flush())
+      // the dropped frames are counted: all but the two on discovery (in memory here) and the event (no subscriber)
+      yield* waitFor(() => Effect.runSync(malformedCount()) - before >= hostile.length - 3)
+      // and the host still answers, on the same connection
+      expect(yield* probe.Increment({ by: 1 })).toBe(2)
+      expect(yield* service.Whoami()).toBe("host")
+      for (let i = 0; i < 20; i++) expect(yield* probe.Get()).toBe(2)
+      expect(events).toEqual([])
+    }).pipe(Effect.scoped), 30_000)
 })
