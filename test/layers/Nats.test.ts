@@ -481,6 +481,76 @@ describe("topics over NATS", () => {
       expect(everyone[1]![0]!.source).toContain("t0-")
     }).pipe(Effect.scoped))
 
+  it.live("hostile frames on the discovery and topic subjects: dropped and counted; heartbeats, events and asks go on", () =>
+    Effect.gen(function*() {
+      const namespace = "hostile-topics"
+      const base = { servers: server.url, namespace, heartbeat: "200 millis" } as const
+      const host = yield* Layer.build(probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
+        Layer.provideMerge(Node.layerNats({ ...base, name: "host" }))
+      ))
+      const caller = yield* Layer.build(Node.layerNats({ ...base, name: "caller", codec: "json" }).pipe(Layer.orDie))
+      yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
+      const received: Array<number> = []
+      yield* Topic.subscribe(Price).pipe(
+        Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
+        Effect.provide(host),
+        Effect.forkScoped
+      )
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (c) => Effect.promise(() => c.close())
+      )
+      const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+      const json = (u: unknown) => new TextEncoder().encode(JSON.stringify(u))
+      const beat = {
+        _tag: "Heartbeat",
+        v: ProtocolVersion,
+        source: "x-id",
+        name: "x",
+        incarnation: "x-id.1",
+        address: "x",
+        kinds: ["ProbeService"],
+        isServing: true,
+        startedAt: 0,
+        periodMillis: 200
+      }
+      const onDiscovery = [
+        json([{ toString: 1 }]),
+        json({ _tag: { toString: 1 } }),
+        json({ ...beat, source: "a b c" }),
+        json({ ...beat, source: "x\r\ny" }),
+        json({ ...beat, kinds: ["a b"] }),
+        packr.pack({ ...beat, startedAt: Number.NaN }),
+        new Uint8Array(5000).fill(0x91),
+        new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])
+      ]
+      const onTopic = [
+        json(["E", ProtocolVersion, "a b", "prices.eur", 0, 1]),
+        json(["E", ProtocolVersion, "src", "prices eur", 0, 1]),
+        json(["E", ProtocolVersion, "src", "prices.eur", { toString: 1 }, 1]),
+        json(["E", ProtocolVersion, "src", "prices.eur", 0, "not a number"])
+      ]
+      const before = Effect.runSync(Metric.value(Transport.malformedFrames)).count
+      for (let round = 0; round < 50; round++) {
+        for (const bytes of onDiscovery) nc.publish(`troupe.${namespace}.discovery`, bytes)
+        for (const bytes of onTopic) nc.publish(`troupe.${namespace}.topic.prices.eur`, bytes)
+      }
+      yield* Effect.promise(() => nc.flush())
+      // both nodes hear the discovery garbage; the host, the three malformed events
+      yield* waitFor(() => Effect.runSync(Metric.value(Transport.malformedFrames)).count - before >= 50 * (2 * 8 + 3))
+      yield* Effect.provide(Topic.publish(Price, 7, { subject: "prices.eur" }), caller)
+      yield* waitFor(() => received.includes(7))
+      expect(received).toEqual([7])
+      const members = (yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller))
+      expect(members.map((m) => m.name)).toEqual(["host"])
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      for (let i = 0; i < 10; i++) expect(yield* service.Whoami()).toBe("host")
+      // heartbeats keep flowing: the host is still alive to the caller after several periods
+      yield* Effect.sleep("800 millis")
+      expect(Context.get(caller, Discovery.Discovery).unsafeState().members.find((m) => m.name === "host")?.status).toBe("alive")
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("closing a subscription removes it from the server (no leaked NATS subscriptions)", () =>
     Effect.gen(function*() {
       const node = yield* natsTopicNode("leak")
