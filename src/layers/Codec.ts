@@ -31,14 +31,13 @@ export interface CodecShape {
   readonly name: string
   readonly encode: (frame: Envelope) => Either.Either<Uint8Array, EncodeError>
   readonly decode: (bytes: Uint8Array) => Either.Either<Envelope, DecodeError>
-  /**
-   * `decode` without building an error, for the drop path: the frame, or why the bytes are not
-   * one. Must never throw. Optional: `decodeFrame(codec, bytes)` falls back on `decode`.
-   *
-   * @since 0.5.0
-   */
-  readonly decodeFrame?: ((bytes: Uint8Array) => Envelope | Malformed) | undefined
 }
+
+/**
+ * The error-free form of each `decode` built by `make` (and the built-in codecs), by the `decode`
+ * function itself: a codec that wraps another and replaces its `decode` gets its own used.
+ */
+const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Envelope | Malformed>()
 
 /**
  * The codec used by transports that leave the process.
@@ -114,14 +113,16 @@ export const isMalformed = (u: unknown): u is Malformed => u instanceof Malforme
 
 /**
  * Decodes a frame without building an error: the frame, or why the bytes are not one. Never
- * throws, whatever the bytes (the codec's own `decodeFrame` when it has one, else its `decode`).
+ * throws, whatever the bytes. A codec built by `make` (and the built-in ones) decodes without
+ * building a `DecodeError`; any other goes through its `decode`.
  *
  * @since 0.5.0
  * @category utils
  */
 export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Malformed => {
   try {
-    if (codec.decodeFrame !== undefined) return codec.decodeFrame(bytes)
+    const fast = framesOf.get(codec.decode)
+    if (fast !== undefined) return fast(bytes)
     const decoded = codec.decode(bytes)
     return Either.isRight(decoded) ? decoded.right : new Malformed(`${codec.name}: not a frame`, decoded.left)
   } catch (error) {
@@ -148,6 +149,11 @@ const makeChecked = (
     const value = deserialize(bytes)
     return value instanceof Malformed ? value : frameOf(value)
   }
+  const decode: CodecShape["decode"] = (bytes) => {
+    const frame = decodeFrameOf(bytes)
+    return frame instanceof Malformed ? Either.left(frame.toDecodeError()) : Either.right(frame)
+  }
+  framesOf.set(decode, decodeFrameOf)
   return {
     name,
     encode: (frame) => {
@@ -168,11 +174,7 @@ const makeChecked = (
         return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: describe(error) }))
       }
     },
-    decode: (bytes) => {
-      const frame = decodeFrameOf(bytes)
-      return frame instanceof Malformed ? Either.left(frame.toDecodeError()) : Either.right(frame)
-    },
-    decodeFrame: decodeFrameOf
+    decode
   }
 }
 

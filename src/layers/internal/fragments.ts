@@ -28,7 +28,7 @@ import * as Metric from "effect/Metric"
 import { type ChunkFrame, type Envelope, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import { isToken } from "../Subject.ts"
+import { isSource } from "./frames.ts"
 
 /** @internal */
 export interface FragmentLimits {
@@ -165,9 +165,10 @@ export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => 
   const count = view.getUint32(sourceEnd + 8)
   const items = count === 0 ? undefined : readLengthPrefixed(bytes, view, sourceEnd + 12, count)
   if (items === undefined) return undefined
-  // the source becomes a subject (credit goes back to it): a subject token or nothing
+  // the source becomes part of a subject (credit goes back to it): one token with no space, no
+  // control character, no wildcard (the node checks the token grammar where it builds the subject)
   const source = readSource(bytes, 4, sourceEnd)
-  if (!isToken(source)) return undefined
+  if (!isSource(source)) return undefined
   return {
     _tag: "Items",
     v: ProtocolVersion,
@@ -264,7 +265,7 @@ export const decodePiece = (bytes: Uint8Array): Piece | undefined => {
   if (bytes.byteLength < head) return undefined
   const view = new DataView(bytes.buffer, bytes.byteOffset + 4 + sourceLength, 12)
   const source = readSource(bytes, 4, 4 + sourceLength)
-  if (!isToken(source)) return undefined
+  if (!isSource(source)) return undefined
   return {
     _tag: "Chunk",
     v: ProtocolVersion,

@@ -17,8 +17,8 @@
  * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`); 4 = the caller
  * expects a streamed reply.
  *
- * Every identifier that can become part of a subject is a subject token (`source`, `kind`, a
- * heartbeat's name and kinds); numbers that count or name things are whole and in range
+ * Every identifier that can become part of a subject is one subject token (`source`: no space,
+ * control character, dot or wildcard; `kind`, a heartbeat's name and kinds: `[A-Za-z0-9_-]`); numbers that count or name things are whole and in range
  * (request ids, sequence numbers, credit, hops, flags, modes, keys, counters); a subject is
  * concrete. A frame that breaks any of it is malformed, whatever its codec.
  *
@@ -29,7 +29,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import { type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
 import { TroupeError } from "../../schema/Errors.ts"
-import { isConcreteSubject, isToken } from "../Subject.ts"
+import { isConcreteSubject, isToken, MAX_TOKEN_LENGTH } from "../Subject.ts"
 
 const REQUEST = "Q"
 const REPLY = "X"
@@ -44,6 +44,14 @@ const ONE_WAY = 1
 const NO_BODY = 2
 const STREAM = 4
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+
+/**
+ * @internal A frame's `source`: one subject token of any characters a subject can carry (no
+ * space, no control character, no dot, no wildcard), at most 255 long. It cannot break a
+ * subject; where one is built from it, the node checks the token grammar (`Subject.isToken`).
+ */
+export const isSource = (u: unknown): u is string =>
+  typeof u === "string" && u.length <= MAX_TOKEN_LENGTH && isConcreteSubject(u) && !u.includes(".")
 
 /** a request id, message id, sequence number, credit or counter: a whole number >= 0 */
 export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
@@ -154,7 +162,7 @@ export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem =>
   const [tag, v, source] = u
   if (typeof tag !== "string") return "a frame whose tag is not a string"
   if (v !== ProtocolVersion) return "a frame of another protocol version"
-  if (!isToken(source)) return "a frame whose source is not a subject token"
+  if (!isSource(source)) return "a frame whose source is not one subject token"
   if (tag === EVENT) {
     const [, , , subject, headers] = u
     return isConcreteSubject(subject) && (headers === 0 || isHeaders(headers)) && u.length >= 5 && u.length <= 6
@@ -259,7 +267,7 @@ export const fromObject = (u: unknown): Envelope | Problem => {
   const { _tag: tag, v, source } = u
   if (typeof tag !== "string") return "a frame whose tag is not a string"
   if (v !== ProtocolVersion) return "a frame of another protocol version"
-  if (!isToken(source)) return "a frame whose source is not a subject token"
+  if (!isSource(source)) return "a frame whose source is not one subject token"
   const common = { v, source }
   switch (tag) {
     case "Heartbeat": {

@@ -932,6 +932,8 @@ export const make = (
       const windows = new Windows()
       return (frame: Envelope): void => {
         try {
+          // a peer's id becomes the subject of handshakes and pairwise frames
+          if (!Subject.isToken(frame.source)) return reject("malformed", "(an invalid source)", "source")
           switch (frame._tag) {
             case "Sealed":
               if (frame.mode === PAIRWISE || frame.mode === PAIRWISE + BATCH) {

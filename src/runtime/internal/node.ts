@@ -955,6 +955,8 @@ export const make = (
     }
 
     const onItems = (frame: ItemsFrame): void => {
+      // the producer's id becomes the subject of our credit
+      if (!Subject.isToken(frame.source)) return malformedFrames.unsafeUpdate(1, [])
       if (frame.upload === true) {
         const upload = inboundUploads.get(`${frame.source}:${frame.requestId}`)
         if (upload === undefined) return
@@ -970,6 +972,8 @@ export const make = (
     }
 
     const onAck = (frame: AckFrame): void => {
+      // the handler's id becomes the subject of our upload's frames
+      if (!Subject.isToken(frame.source)) return malformedFrames.unsafeUpdate(1, [])
       if (frame.upload === true) {
         const upload = uploads.get(frame.requestId)
         if (upload === undefined) return
