@@ -29,7 +29,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import { type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
 import { TroupeError } from "../../schema/Errors.ts"
-import { isConcreteSubject, isToken, MAX_TOKEN_LENGTH } from "../Subject.ts"
+import { isConcreteSubject, isSubjectSafe, isToken } from "../Subject.ts"
 
 const REQUEST = "Q"
 const REPLY = "X"
@@ -46,12 +46,11 @@ const STREAM = 4
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
 /**
- * @internal A frame's `source`: one subject token of any characters a subject can carry (no
- * space, no control character, no dot, no wildcard), at most 255 long. It cannot break a
- * subject; where one is built from it, the node checks the token grammar (`Subject.isToken`).
+ * @internal A frame's `source`: one subject token of any characters a subject can carry. It
+ * cannot break a subject; where one is built from it, the node checks the token grammar
+ * (`Subject.isToken`).
  */
-export const isSource = (u: unknown): u is string =>
-  typeof u === "string" && u.length <= MAX_TOKEN_LENGTH && isConcreteSubject(u) && !u.includes(".")
+export const isSource = isSubjectSafe
 
 /** a request id, message id, sequence number, credit or counter: a whole number >= 0 */
 export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
