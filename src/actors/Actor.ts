@@ -36,6 +36,7 @@ import { hasProperty } from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type * as AST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
+import * as Subject from "../layers/Subject.ts"
 import type { ActorAddress, Headers } from "../schema/Envelope.ts"
 import type { AskError, StreamError, TellError } from "../schema/Errors.ts"
 import {
@@ -115,8 +116,8 @@ const makeKind = <Tag extends "Actor" | "Service">(
   kind: string,
   rpcs: ReadonlyArray<Rpc.Any>
 ): Kind<Tag, string, Rpc.Any> => {
-  if (!/^[A-Za-z0-9_-]+$/.test(kind)) {
-    throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]+ (it becomes a subject token)`)
+  if (!Subject.isToken(kind)) {
+    throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]{1,255} (it becomes a subject token)`)
   }
   const map = new Map<string, Rpc.AnyWithProps>()
   for (const rpc of rpcs as ReadonlyArray<Rpc.Any> as ReadonlyArray<unknown> as ReadonlyArray<Rpc.AnyWithProps>) {

@@ -1,8 +1,11 @@
 /**
  * `Codec` turns wire frames into bytes and back: JSON or MessagePack (msgpackr).
  *
- * Both validate every decoded frame against the envelope schema, so a malformed frame from the
- * wire becomes a typed `DecodeError`, never a crash.
+ * Decoding is total: for any bytes, both return a frame or a typed failure, never a throw. They
+ * check the bytes' structure before parsing (nesting at most 64 deep; for MessagePack, counts
+ * and lengths that fit the data), then the frame against the envelope schema and the frame
+ * rules (identifiers are subject tokens, counts whole numbers). The transports drop bytes that
+ * are not a frame through `decodeFrame`, which builds no error and formats nothing.
  *
  * @since 0.1.0
  */
@@ -13,9 +16,11 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import { Packr } from "msgpackr"
-import { Envelope, ProtocolVersion } from "../schema/Envelope.ts"
+import { Envelope } from "../schema/Envelope.ts"
 import { DecodeError, EncodeError } from "../schema/Errors.ts"
 import { base64Of } from "./internal/binary.ts"
+import * as Frames from "./internal/frames.ts"
+import { jsonTooDeep, MAX_DEPTH, msgpackProblem } from "./internal/scan.ts"
 
 /**
  * @since 0.1.0
@@ -29,6 +34,12 @@ export interface CodecShape {
 }
 
 /**
+ * The error-free form of each `decode` built by `make` (and the built-in codecs), by the `decode`
+ * function itself: a codec that wraps another and replaces its `decode` gets its own used.
+ */
+const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Envelope | Malformed>()
+
+/**
  * The codec used by transports that leave the process.
  *
  * @since 0.1.0
@@ -37,203 +48,140 @@ export interface CodecShape {
 export class Codec extends Context.Tag("troupe/Codec")<Codec, CodecShape>() {}
 
 const encodeEnvelope = Schema.encodeEither(Envelope)
-const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
 
 const issueOf = (error: unknown): string =>
-  ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : String(error)
+  ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : describe(error)
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
-
-const isHeaders = (u: unknown): boolean => {
-  if (!isRecord(u)) return false
-  for (const key in u) if (typeof u[key] !== "string") return false
-  return true
+/** a description of a caught error or value that never throws (it may come off the wire) */
+const describe = (u: unknown): string => {
+  try {
+    return u instanceof Error ? u.message : String(u)
+  } catch {
+    return typeof u
+  }
 }
 
 /**
- * The hot frames (requests, plain replies, interrupts) travel positionally, as arrays: no field
- * names on the wire, no envelope schema on encode, a check field by field on decode. Every
- * other frame travels as its schema-encoded object.
+ * A `DecodeError` whose `issue` is computed when it is first read (formatting a schema's parse
+ * error costs far more than the decoding that failed): an error nobody looks at costs no message.
  *
- *   request    ["Q", v, source, requestId, kind, id, tag, headers | 0, flags, hops, body?]
- *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
- *   interrupt  ["I", v, source, requestId]
- *   event      ["E", v, source, subject, headers | 0, body?]
- *   chunk      ["C", v, source, messageId, seq, last (0 | 1), bytes]
- *   items      ["T", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
- *   sealed     ["S", v, source, mode, key, counter, subject | 0, body, sig?]
- *
- * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`); 4 = the caller
- * expects a streamed reply.
+ * @since 0.5.0
+ * @category errors
  */
-const REQUEST = "Q"
-const REPLY = "X"
-const INTERRUPT = "I"
-const EVENT = "E"
-const CHUNK = "C"
-const ITEMS = "T"
-const UPLOAD = 1
-const END = 2
-const SEALED = "S"
-
-const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
-  for (const _ in headers) return headers
-  return 0
-}
-const ONE_WAY = 1
-const NO_BODY = 2
-const STREAM = 4
-const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
-
-const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
-  switch (frame._tag) {
-    case "Request": {
-      const headers = headersOrZero(frame.headers)
-      const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0) |
-        (frame.stream === true ? STREAM : 0)
-      const head = [REQUEST, frame.v, frame.source, frame.requestId, frame.kind, frame.id, frame.tag, headers, flags,
-        frame.hops ?? 0]
-      if (frame.body !== undefined) head.push(frame.body)
-      return head
-    }
-    case "Exit": {
-      const exit = frame.exit
-      if (exit._tag === "Error") return undefined
-      const value = exit._tag === "Success" ? exit.value : exit.error
-      const head: Array<unknown> = [REPLY, frame.v, frame.source, frame.requestId, exit._tag === "Success" ? 0 : 1]
-      if (value !== undefined) head.push(value)
-      return head
-    }
-    case "Interrupt":
-      return [INTERRUPT, frame.v, frame.source, frame.requestId]
-    case "Chunk":
-      return [CHUNK, frame.v, frame.source, frame.requestId, frame.seq, frame.last ? 1 : 0, frame.body]
-    case "Items": {
-      const flags = (frame.upload === true ? UPLOAD : 0) | (frame.end === true ? END : 0)
-      const head: Array<unknown> = [ITEMS, frame.v, frame.source, frame.requestId, frame.seq, flags, frame.items]
-      if (frame.failure !== undefined) head.push(frame.failure)
-      return head
-    }
-    case "Event": {
-      const head: Array<unknown> = [EVENT, frame.v, frame.source, frame.subject, headersOrZero(frame.headers)]
-      if (frame.body !== undefined) head.push(frame.body)
-      return head
-    }
-    case "Sealed": {
-      const head: Array<unknown> = [SEALED, frame.v, frame.source, frame.mode, frame.key, frame.counter,
-        frame.subject ?? 0, frame.body]
-      if (frame.sig !== undefined) head.push(frame.sig)
-      return head
-    }
-    default:
-      return undefined
-  }
-}
-
-const fromSealed = (u: ReadonlyArray<unknown>): Envelope | undefined => {
-  const [, v, source, mode, key, counter, subject, body, sig] = u
-  return v === ProtocolVersion && typeof source === "string" && typeof mode === "number" &&
-      typeof key === "number" && typeof counter === "number" && (subject === 0 || typeof subject === "string") &&
-      body instanceof Uint8Array && (u.length === 8 || (u.length === 9 && sig instanceof Uint8Array))
-    ? {
-      _tag: "Sealed",
-      v,
-      source,
-      mode,
-      key,
-      counter,
-      ...(subject === 0 ? {} : { subject }),
-      body,
-      ...(u.length === 9 ? { sig: sig as Uint8Array } : {})
-    }
-    : undefined
-}
-
-const fromPositional = (u: ReadonlyArray<unknown>): Envelope | undefined => {
-  const [tag, v, source, requestId] = u
-  if (tag === EVENT) {
-    const [, , , subject, headers] = u
-    return v === ProtocolVersion && typeof source === "string" && typeof subject === "string" &&
-        (headers === 0 || isHeaders(headers)) && u.length <= 6
-      ? {
-        _tag: "Event",
-        v,
-        source,
-        subject,
-        headers: headers === 0 ? EMPTY_HEADERS : headers as Record<string, string>,
-        body: u[5]
-      }
-      : undefined
-  }
-  if (tag === SEALED) return fromSealed(u)
-  if (v !== ProtocolVersion || typeof source !== "string" || typeof requestId !== "number") return undefined
-  switch (tag) {
-    case REQUEST: {
-      const [, , , , kind, id, rpcTag, headers, flags, hops] = u
-      if (
-        typeof kind !== "string" || typeof id !== "string" || typeof rpcTag !== "string" ||
-        typeof flags !== "number" || typeof hops !== "number" || (headers !== 0 && !isHeaders(headers)) ||
-        u.length !== ((flags & NO_BODY) !== 0 ? 10 : 11)
-      ) return undefined
-      return {
-        _tag: "Request",
-        v,
-        source,
-        requestId,
-        kind,
-        id,
-        tag: rpcTag,
-        headers: headers === 0 ? EMPTY_HEADERS : headers as Record<string, string>,
-        body: u[10],
-        ...((flags & ONE_WAY) !== 0 ? { oneWay: true } : {}),
-        ...((flags & STREAM) !== 0 ? { stream: true } : {}),
-        ...(hops > 0 ? { hops } : {})
-      }
-    }
-    case REPLY: {
-      const outcome = u[4]
-      if ((outcome !== 0 && outcome !== 1) || u.length > 6) return undefined
-      return {
-        _tag: "Exit",
-        v,
-        source,
-        requestId,
-        exit: outcome === 0 ? { _tag: "Success", value: u[5] } : { _tag: "Failure", error: u[5] }
-      }
-    }
-    case INTERRUPT:
-      return u.length === 4 ? { _tag: "Interrupt", v, source, requestId } : undefined
-    case CHUNK: {
-      const [, , , , seq, last, body] = u
-      return typeof seq === "number" && (last === 0 || last === 1) && body instanceof Uint8Array && u.length === 7
-        ? { _tag: "Chunk", v, source, requestId, seq, last: last === 1, body }
-        : undefined
-    }
-    case ITEMS: {
-      const [, , , , seq, flags, items, failure] = u
-      if (
-        typeof seq !== "number" || typeof flags !== "number" || !Array.isArray(items) ||
-        (u.length === 8 ? typeof failure !== "string" : u.length !== 7)
-      ) return undefined
-      return {
-        _tag: "Items",
-        v,
-        source,
-        requestId,
-        seq,
-        items,
-        ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
-        ...((flags & END) !== 0 ? { end: true } : {}),
-        ...(typeof failure === "string" ? { failure } : {})
-      }
-    }
-  }
-  return undefined
+export const lazyDecodeError = (what: string, issue: () => string): DecodeError => {
+  const error = new DecodeError({ what, issue: "" }, true)
+  let computed: string | undefined
+  Object.defineProperty(error, "issue", {
+    get: () => computed ??= issue(),
+    enumerable: true,
+    configurable: true
+  })
+  return error
 }
 
 /**
- * Builds a codec from a serializer of plain values. Frames are checked against the envelope
- * schema on both sides.
+ * Why some bytes are not a frame, as the transports' drop path sees it: a constant reason, and
+ * the detail (a parser's error, a schema's parse error) formatted only when `issue` is read.
+ * Building one costs an allocation, where a `DecodeError` costs a stack trace.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export class Malformed {
+  private formatted: string | undefined
+  constructor(
+    /** what is wrong, in a few words */
+    readonly reason: string,
+    /** what the parser or the schema said, if anything */
+    readonly detail?: unknown
+  ) {}
+  /** the reason and the formatted detail */
+  get issue(): string {
+    return this.formatted ??= this.detail === undefined ? this.reason : `${this.reason}: ${issueOf(this.detail)}`
+  }
+  /** the same, as the public error */
+  toDecodeError(): DecodeError {
+    return lazyDecodeError("frame", () => this.issue)
+  }
+}
+
+/**
+ * @since 0.5.0
+ * @category guards
+ */
+export const isMalformed = (u: unknown): u is Malformed => u instanceof Malformed
+
+/**
+ * Decodes a frame without building an error: the frame, or why the bytes are not one. Never
+ * throws, whatever the bytes. A codec built by `make` (and the built-in ones) decodes without
+ * building a `DecodeError`; any other goes through its `decode`.
+ *
+ * @since 0.5.0
+ * @category utils
+ */
+export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Malformed => {
+  try {
+    const fast = framesOf.get(codec.decode)
+    if (fast !== undefined) return fast(bytes)
+    const decoded = codec.decode(bytes)
+    return Either.isRight(decoded) ? decoded.right : new Malformed(`${codec.name}: not a frame`, decoded.left)
+  } catch (error) {
+    return new Malformed(`${codec.name}: the codec threw`, error)
+  }
+}
+
+/** the frame in a deserialized value, or why it is not one */
+const frameOf = (value: unknown): Envelope | Malformed => {
+  const frame = Array.isArray(value) ? Frames.fromPositional(value) : Frames.fromObject(value)
+  return typeof frame === "string" ? new Malformed(frame) : frame
+}
+
+/**
+ * A codec on a serializer whose `deserialize` never throws: it returns the value or a
+ * `Malformed` (the built-in codecs check the bytes' structure before they parse them).
+ */
+const makeChecked = (
+  name: string,
+  serialize: (value: unknown) => Uint8Array | Malformed,
+  deserialize: (bytes: Uint8Array) => unknown
+): CodecShape => {
+  const decodeFrameOf = (bytes: Uint8Array): Envelope | Malformed => {
+    const value = deserialize(bytes)
+    return value instanceof Malformed ? value : frameOf(value)
+  }
+  const decode: CodecShape["decode"] = (bytes) => {
+    const frame = decodeFrameOf(bytes)
+    return frame instanceof Malformed ? Either.left(frame.toDecodeError()) : Either.right(frame)
+  }
+  framesOf.set(decode, decodeFrameOf)
+  return {
+    name,
+    encode: (frame) => {
+      let plain: unknown = Frames.toPositional(frame)
+      if (plain === undefined) {
+        const encoded = encodeEnvelope(frame)
+        if (Either.isLeft(encoded)) {
+          return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
+        }
+        plain = encoded.right
+      }
+      try {
+        const bytes = serialize(plain)
+        return bytes instanceof Malformed
+          ? Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: bytes.issue }))
+          : Either.right(bytes)
+      } catch (error) {
+        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: describe(error) }))
+      }
+    },
+    decode
+  }
+}
+
+/**
+ * Builds a codec from a serializer of plain values. On arrival, frames are checked against the
+ * envelope schema and the frame rules (identifiers are subject tokens, counts whole numbers);
+ * whatever `deserialize` throws becomes a `DecodeError`.
  *
  * @since 0.1.0
  * @category constructors
@@ -242,39 +190,14 @@ export const make = (options: {
   readonly name: string
   readonly serialize: (value: unknown) => Uint8Array
   readonly deserialize: (bytes: Uint8Array) => unknown
-}): CodecShape => ({
-  name: options.name,
-  encode: (frame) => {
-    let plain: unknown = toPositional(frame)
-    if (plain === undefined) {
-      const encoded = encodeEnvelope(frame)
-      if (Either.isLeft(encoded)) {
-        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
-      }
-      plain = encoded.right
-    }
+}): CodecShape =>
+  makeChecked(options.name, options.serialize, (bytes) => {
     try {
-      return Either.right(options.serialize(plain))
+      return options.deserialize(bytes)
     } catch (error) {
-      return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: String(error) }))
+      return new Malformed(`${options.name}: cannot parse`, error)
     }
-  },
-  decode: (bytes) => {
-    let value: unknown
-    try {
-      value = options.deserialize(bytes)
-    } catch (error) {
-      return Either.left(new DecodeError({ what: "frame", issue: `${options.name}: ${String(error)}` }))
-    }
-    if (Array.isArray(value)) {
-      const frame = fromPositional(value)
-      return frame === undefined
-        ? Either.left(new DecodeError({ what: "frame", issue: `malformed ${String(value[0])} frame` }))
-        : Either.right(frame)
-    }
-    return Either.mapLeft(decodeEnvelope(value), (error) => new DecodeError({ what: "frame", issue: issueOf(error) }))
-  }
-})
+  })
 
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
@@ -297,9 +220,31 @@ const jsonReviver = (_key: string, value: unknown): unknown => {
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
 
+const TOO_DEEP = `nested deeper than ${MAX_DEPTH} levels`
+
 const parseJson = (bytes: Uint8Array): unknown => {
-  const text = textDecoder.decode(bytes)
-  return text.includes(BINARY) ? JSON.parse(text, jsonReviver) : JSON.parse(text)
+  if (jsonTooDeep(bytes)) return new Malformed(`json: ${TOO_DEEP}`)
+  // a syntax error's stack trace is most of what rejecting garbage costs, and nobody reads it
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    const text = textDecoder.decode(bytes)
+    return text.includes(BINARY) ? JSON.parse(text, jsonReviver) : JSON.parse(text)
+  } catch (error) {
+    return new Malformed("json: cannot parse", error)
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
+  }
+}
+
+const parseMsgpack = (bytes: Uint8Array): unknown => {
+  const problem = msgpackProblem(bytes)
+  if (problem !== undefined) return new Malformed(`msgpack: ${problem}`)
+  try {
+    return packr.unpack(bytes)
+  } catch (error) {
+    return new Malformed("msgpack: cannot parse", error)
+  }
 }
 
 /**
@@ -308,7 +253,7 @@ const parseJson = (bytes: Uint8Array): unknown => {
  * still understands a peer that encodes with the other (during a rolling change of codec).
  */
 const deserializeAny = (bytes: Uint8Array): unknown =>
-  bytes[0] === 0x5b || bytes[0] === 0x7b ? parseJson(bytes) : packr.unpack(bytes)
+  bytes[0] === 0x5b || bytes[0] === 0x7b ? parseJson(bytes) : parseMsgpack(bytes)
 
 /**
  * The JSON codec (binary fields travel as base64).
@@ -316,11 +261,11 @@ const deserializeAny = (bytes: Uint8Array): unknown =>
  * @since 0.1.0
  * @category codecs
  */
-export const jsonCodec: CodecShape = make({
-  name: "json",
-  serialize: (value) => textEncoder.encode(JSON.stringify(value, jsonReplacer)),
-  deserialize: deserializeAny
-})
+export const jsonCodec: CodecShape = makeChecked("json", (value) => {
+  const bytes = textEncoder.encode(JSON.stringify(value, jsonReplacer))
+  // what the receiver would refuse fails here, typed, rather than as a timeout there
+  return jsonTooDeep(bytes) ? new Malformed(TOO_DEEP) : bytes
+}, deserializeAny)
 
 /**
  * The MessagePack codec on msgpackr (binary fields travel natively).
@@ -328,11 +273,13 @@ export const jsonCodec: CodecShape = make({
  * @since 0.1.0
  * @category codecs
  */
-export const msgpackCodec: CodecShape = make({
-  name: "msgpack",
-  serialize: (value) => packr.pack(value),
-  deserialize: deserializeAny
-})
+export const msgpackCodec: CodecShape = makeChecked("msgpack", (value) => {
+  const bytes = packr.pack(value)
+  // fewer bytes than levels cannot nest too deep
+  if (bytes.length <= MAX_DEPTH) return bytes
+  const problem = msgpackProblem(bytes)
+  return problem === undefined ? bytes : new Malformed(problem)
+}, deserializeAny)
 
 /**
  * JSON on the wire.
@@ -375,6 +322,14 @@ export const encodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: strin
  */
 export const decodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
   const decode = Schema.decodeUnknownEither(schema)
-  return (value: unknown): Either.Either<A, DecodeError> =>
-    Either.mapLeft(decode(value), (error) => new DecodeError({ what, issue: issueOf(error) }))
+  // the value comes off the wire: the issue is formatted only if someone reads it, and a schema
+  // that throws on it (a user's transformation, say) fails like any other
+  return (value: unknown): Either.Either<A, DecodeError> => {
+    try {
+      const decoded = decode(value)
+      return Either.isRight(decoded) ? Either.right(decoded.right) : Either.left(lazyDecodeError(what, () => issueOf(decoded.left)))
+    } catch (error) {
+      return Either.left(lazyDecodeError(what, () => describe(error)))
+    }
+  }
 }

@@ -5,6 +5,88 @@
  * @since 0.1.0
  */
 
+/**
+ * The longest subject token (a node id, a kind, a node name) Troupe sends or accepts.
+ *
+ * @since 0.5.0
+ */
+export const MAX_TOKEN_LENGTH = 255
+
+/**
+ * The longest subject Troupe accepts from the wire (a topic subject in an event).
+ *
+ * @since 0.5.0
+ */
+export const MAX_SUBJECT_LENGTH = 1024
+
+const STAR = 42 // "*"
+const GREATER = 62 // ">"
+const DOT = 46 // "."
+
+/**
+ * Whether `u` is one subject token: 1 to 255 of `[A-Za-z0-9_-]`. Node names, kinds and node ids
+ * are tokens, because they become parts of subjects (`troupe.<ns>.node.<id>`); every identifier
+ * that arrives off the wire is checked with this before it is used.
+ *
+ * @since 0.5.0
+ */
+export const isToken = (u: unknown): u is string => {
+  // a loop, not a regular expression: it runs on every frame received
+  if (typeof u !== "string") return false
+  const length = u.length
+  if (length === 0 || length > MAX_TOKEN_LENGTH) return false
+  for (let i = 0; i < length; i++) {
+    const c = u.charCodeAt(i)
+    if (
+      !((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f)
+    ) return false
+  }
+  return true
+}
+
+/**
+ * Whether `u` is one token of a concrete subject, of any characters a subject can carry (no
+ * space, no control character, no dot, no wildcard), at most `MAX_TOKEN_LENGTH` long: it cannot
+ * break a subject it is put in. Looser than `isToken` (it takes UTF-8), for what only has to be
+ * harmless.
+ *
+ * @since 0.5.0
+ */
+export const isSubjectSafe = (u: unknown): u is string => {
+  if (typeof u !== "string") return false
+  const length = u.length
+  if (length === 0 || length > MAX_TOKEN_LENGTH) return false
+  for (let i = 0; i < length; i++) {
+    const c = u.charCodeAt(i)
+    if (c <= 0x20 || c === DOT || c === STAR || c === GREATER || c === 0x7f || (c >= 0x80 && c <= 0xa0) || c === 0x2028 || c === 0x2029) {
+      return false
+    }
+  }
+  return true
+}
+
+/**
+ * Whether `u` is a concrete subject (no wildcards) that can be published to: dot-separated
+ * non-empty tokens of printable characters (no space, no control character, no `*` or `>`),
+ * at most `MAX_SUBJECT_LENGTH` long. A character loop, no split: it checks subjects off the wire.
+ *
+ * @since 0.5.0
+ */
+export const isConcreteSubject = (u: unknown): u is string => {
+  if (typeof u !== "string") return false
+  const length = u.length
+  if (length === 0 || length > MAX_SUBJECT_LENGTH) return false
+  let previous = DOT
+  for (let i = 0; i < length; i++) {
+    const c = u.charCodeAt(i)
+    if (c <= 0x20 || c === 0x7f || (c >= 0x80 && c <= 0xa0) || c === 0x2028 || c === 0x2029) return false
+    if (c === STAR || c === GREATER) return false
+    if (c === DOT && previous === DOT) return false
+    previous = c
+  }
+  return previous !== DOT
+}
+
 /** @since 0.1.0 */
 export const isPattern = (subject: string): boolean => subject.includes("*") || subject.includes(">")
 
@@ -25,8 +107,6 @@ export const isValidSubject = (subject: string, allowWildcards: boolean): boolea
   return true
 }
 
-const STAR = 42 // "*"
-const GREATER = 62 // ">"
 
 /**
  * Whether `subject` matches `pattern` (NATS wildcards: `*` one token, `>` one or more at the end).

@@ -18,7 +18,8 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type { Envelope } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
-import { Codec, type CodecShape } from "./Codec.ts"
+import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
+import * as Drops from "./internal/drops.ts"
 import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
 import * as Reassembly from "./internal/reassembly.ts"
@@ -145,9 +146,7 @@ export const DEFAULT_CHUNK_BYTES = 16 * 1024
  * @since 0.1.0
  * @category metrics
  */
-export const malformedFrames = Metric.counter("troupe_malformed_frames", {
-  description: "frames received that could not be decoded"
-})
+export const malformedFrames: Metric.Metric.Counter<number> = Drops.malformedFrames
 
 interface Subscription {
   readonly subject: string
@@ -260,21 +259,31 @@ const subscribeWith = (
   network: InMemoryNetwork,
   prefix: string,
   subject: string,
-  deliver: (frame: Envelope | Uint8Array, replyTo?: string) => void,
+  makeDeliver: (drop: Drops.Drop) => (frame: Envelope | Uint8Array, replyTo?: string) => void,
   options: SubscribeOptions | undefined
 ): Effect.Effect<void, TransportError, Scope.Scope> =>
   Subject.isValidSubject(subject, true)
-    ? Effect.acquireRelease(
-      Effect.sync(() =>
-        network.add({
-          subject: prefix + subject,
-          queue: options?.queue,
-          deliver,
-          onNoResponders: options?.onNoResponders
-        })
-      ),
-      (remove) => Effect.sync(remove)
-    )
+    ? Effect.flatMap(Drops.makeDropEffect(prefix + subject), (drop) => {
+      const deliver = makeDeliver(drop)
+      return Effect.acquireRelease(
+        Effect.sync(() =>
+          network.add({
+            subject: prefix + subject,
+            queue: options?.queue,
+            // the last resort: whatever a frame makes throw here is a counted drop, never the publisher's
+            deliver: (frame, replyTo) => {
+              try {
+                deliver(frame, replyTo)
+              } catch (defect) {
+                drop(defect)
+              }
+            },
+            onNoResponders: options?.onNoResponders
+          })
+        ),
+        (remove) => Effect.sync(remove)
+      )
+    })
     : Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
 
 /**
@@ -296,7 +305,7 @@ export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
       return undefined
     },
     subscribe: (subject, onFrame, subscribeOptions) =>
-      subscribeWith(network, prefix, subject, onFrame as (frame: Envelope | Uint8Array) => void, subscribeOptions),
+      subscribeWith(network, prefix, subject, () => onFrame as (frame: Envelope | Uint8Array) => void, subscribeOptions),
     watch: () => Effect.void
   }
 }
@@ -336,16 +345,12 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
     unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) => {
       const reassembler = new Reassembly.Reassembler(limits.maxMessageBytes)
-      const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, reassembler)
       return Effect.zipRight(
         Reassembly.expireIn(reassembler),
-        subscribeWith(
-          network,
-          prefix,
-          subject,
-          (bytes, replyTo) => receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo }),
-          subscribeOptions
-        )
+        subscribeWith(network, prefix, subject, (drop) => {
+          const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, drop, reassembler)
+          return (bytes, replyTo) => receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo })
+        }, subscribeOptions)
       )
     },
     watch: () => Effect.void
@@ -376,15 +381,19 @@ export interface ReplySource {
   readonly reply?: string | undefined
 }
 
+const countOnly: Drops.Drop = () => Drops.malformedFrames.unsafeUpdate(1, [])
+
 /**
  * @internal The receiving end of one subscription: decodes wire messages, joins the pieces of
- * large frames, counts what cannot be decoded.
+ * large frames, drops (counts, and reports at a bounded rate) what cannot be decoded. It never
+ * throws: whatever a frame makes throw, in decoding or in `onFrame`, is a drop too.
  */
 export const makeReceiver = (
   codec: CodecShape,
   limits: Fragments.FragmentLimits,
   onFrame: (frame: Envelope) => void,
   onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void,
+  drop: Drops.Drop = countOnly,
   /** the subscription's partial messages (expired by `Reassembly.expireIn`); default one of its own */
   reassembler?: Reassembly.Reassembler
 ) => {
@@ -392,20 +401,28 @@ export const makeReceiver = (
     const replyTo = source?.reply
     if (onTooLarge !== undefined && replyTo) onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
   }
+  const receiveOne = (bytes: Uint8Array, source?: ReplySource): void => {
+    try {
+      receive(bytes, source)
+    } catch (defect) {
+      drop(defect)
+    }
+  }
   const receive = (bytes: Uint8Array, source?: ReplySource): void => {
     if (bytes.byteLength > limits.maxMessageBytes) {
-      malformedFrames.unsafeUpdate(1, [])
+      drop(TOO_LARGE)
       return tooLarge(bytes.byteLength, source)
     }
     if (bytes[0] === Fragments.BATCH) {
       const frames = Fragments.decodeBatch(bytes)
-      if (frames === undefined) return malformedFrames.unsafeUpdate(1, [])
-      for (const frame of frames) if (frame[0] !== Fragments.BATCH) receive(frame)
+      if (frames === undefined) return drop(BAD_BATCH)
+      // each frame of a batch on its own: one that throws does not cost the others
+      for (const frame of frames) if (frame[0] !== Fragments.BATCH) receiveOne(frame)
       return
     }
     if (bytes[0] === Fragments.PIECE) {
       const piece = Fragments.decodePiece(bytes)
-      if (piece === undefined) return malformedFrames.unsafeUpdate(1, [])
+      if (piece === undefined) return drop(BAD_PIECE)
       reassembler ??= new Reassembly.Reassembler(limits.maxMessageBytes)
       // the first piece tells the size of the whole: the sender hears at once if it is too large
       if (piece.seq === 0 && piece.total > limits.maxMessageBytes) tooLarge(piece.total, source)
@@ -415,14 +432,21 @@ export const makeReceiver = (
     }
     if (bytes[0] === Fragments.BINARY_ITEMS) {
       const items = Fragments.decodeBinaryItems(bytes)
-      return items === undefined ? malformedFrames.unsafeUpdate(1, []) : onFrame(items)
+      return items === undefined ? drop(BAD_ITEMS) : onFrame(items)
     }
-    const frame = codec.decode(bytes)
-    if (Either.isLeft(frame) || frame.right._tag === "Chunk") return malformedFrames.unsafeUpdate(1, [])
-    onFrame(frame.right)
+    const frame = decodeFrame(codec, bytes)
+    if (frame instanceof Malformed) return drop(frame)
+    if (frame._tag === "Chunk") return drop(STRAY_CHUNK)
+    onFrame(frame)
   }
-  return receive
+  return receiveOne
 }
+
+const TOO_LARGE = new Malformed("a message over the size limit")
+const BAD_BATCH = new Malformed("a malformed batch")
+const BAD_PIECE = new Malformed("a malformed piece of a large frame")
+const BAD_ITEMS = new Malformed("a malformed binary Items frame")
+const STRAY_CHUNK = new Malformed("a Chunk frame outside the binary piece layout")
 
 /**
  * The embedded default: a private zero-copy in-memory network.

@@ -20,6 +20,7 @@ import * as Schema from "effect/Schema"
 import { readFile } from "node:fs/promises"
 import * as Path from "node:path"
 import { parse as parseToml, TomlError } from "smol-toml"
+import * as Subject from "../layers/Subject.ts"
 
 /** `"2 seconds"`, `"500 millis"`, or a number of milliseconds */
 const DurationString = Schema.transform(
@@ -37,7 +38,7 @@ const DurationString = Schema.transform(
   }
 )
 
-const Name = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]+$/, { message: () => "expected [A-Za-z0-9_-]+" }))
+const Name = Schema.String.pipe(Schema.filter(Subject.isToken, { message: () => "expected [A-Za-z0-9_-]+" }))
 
 /**
  * A TCP port, 0..65535.

@@ -20,6 +20,7 @@ import * as Topic from "../actors/Topic.ts"
 import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
 import * as Secure from "../layers/Secure.ts"
+import * as Subject from "../layers/Subject.ts"
 import * as Transport from "../layers/Transport.ts"
 import type { TransportError } from "../schema/Errors.ts"
 import * as Metrics from "./internal/metrics.ts"
@@ -112,8 +113,9 @@ const resolve = (options: NodeOptions | undefined): internal.NodeConfig => {
     throw new RangeError(`maxPendingAsks must be a whole number >= 1, got ${maxPendingAsks}`)
   }
   const name = options?.name ?? "node"
-  if (!/^[A-Za-z0-9_-]+$/.test(name)) {
-    throw new TypeError(`node name "${name}" must match [A-Za-z0-9_-]+ (it becomes a subject token)`)
+  // the node id is the name, "-" and 8 more characters: a token too
+  if (!Subject.isToken(name) || name.length > Subject.MAX_TOKEN_LENGTH - 9) {
+    throw new TypeError(`node name "${name}" must match [A-Za-z0-9_-]{1,246} (it becomes a subject token)`)
   }
   return {
     name,

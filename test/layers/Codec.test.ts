@@ -110,3 +110,195 @@ describe("Codec interop", () => {
     }
   })
 })
+
+describe("decoding is total: any bytes give a frame or a typed failure", () => {
+  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+  const text = (s: string) => new TextEncoder().encode(s)
+  const both = [Codec.jsonCodec, Codec.msgpackCodec] as const
+  const plainOf = (codec: Codec.CodecShape) =>
+    codec.name === "json" ? (u: unknown) => text(JSON.stringify(u)) : (u: unknown) => packr.pack(u)
+
+  /** decodes through both entry points, which must agree and never throw */
+  const rejects = (codec: Codec.CodecShape, bytes: Uint8Array) => {
+    const decoded = codec.decode(bytes)
+    expect(Either.isLeft(decoded)).toBe(true)
+    if (Either.isLeft(decoded)) {
+      expect(decoded.left._tag).toBe("DecodeError")
+      expect(decoded.left.issue.length).toBeGreaterThan(0)
+    }
+    const frame = Codec.decodeFrame(codec, bytes)
+    expect(Codec.isMalformed(frame)).toBe(true)
+    return Codec.isMalformed(frame) ? frame.issue : ""
+  }
+
+  it("the inputs that threw: an object with a non-function toString, in every position", () => {
+    // jsonCodec.decode('[{"toString":1}]') threw a TypeError out of the NATS callback
+    for (const codec of both) {
+      const plain = plainOf(codec)
+      rejects(codec, plain([{ toString: 1 }]))
+      rejects(codec, plain([{ _tag: { toString: 1 } }]))
+      rejects(codec, plain({ _tag: { toString: 1 } }))
+      rejects(codec, plain({ _tag: "Heartbeat", v: 1, source: { toString: 1 } }))
+      rejects(codec, plain(["Q", 1, { toString: 1 }, 1, "K", "i", "T", 0, 2, 0]))
+    }
+  })
+
+  it("deep nesting is rejected before parsing, in both codecs, and refused on encode", () => {
+    const deep = text("[".repeat(100_000) + "]".repeat(100_000))
+    expect(rejects(Codec.jsonCodec, deep)).toContain("nested deeper than 64")
+    const deepObject = text('{"a":'.repeat(100_000) + "1" + "}".repeat(100_000))
+    rejects(Codec.jsonCodec, deepObject)
+    const deepPack = new Uint8Array(100_001).fill(0x91)
+    deepPack[100_000] = 0x01
+    expect(rejects(Codec.msgpackCodec, deepPack)).toContain("nested deeper than 64")
+    let nested: unknown = 1
+    for (let i = 0; i < 80; i++) nested = [nested]
+    let fine: unknown = 1
+    for (let i = 0; i < 50; i++) fine = [fine]
+    const request = (body: unknown): Envelope => ({
+      _tag: "Request",
+      v: ProtocolVersion,
+      source: "a",
+      requestId: 1,
+      kind: "K",
+      id: "i",
+      tag: "T",
+      headers: {},
+      body
+    })
+    for (const codec of both) {
+      const refused = codec.encode(request(nested))
+      expect(Either.isLeft(refused) && refused.left._tag === "EncodeError").toBe(true)
+      const encoded = codec.encode(request(fine))
+      if (Either.isLeft(encoded)) throw encoded.left
+      expect(Either.getOrThrow(codec.decode(encoded.right))).toMatchObject({ _tag: "Request", body: fine })
+    }
+  })
+
+  it("MessagePack counts and lengths must fit the data; extension types frames do not use are refused", () => {
+    // 5 bytes announcing 2^24 elements: msgpackr looped over them for about 200 ms
+    expect(rejects(Codec.msgpackCodec, new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff]))).toContain("count larger than the data")
+    rejects(Codec.msgpackCodec, new Uint8Array([0xdc, 0xff, 0xff]))
+    rejects(Codec.msgpackCodec, new Uint8Array([0xdb, 0xff, 0xff, 0xff, 0xff, 0x61]))
+    rejects(Codec.msgpackCodec, new Uint8Array([0x91, 0x01, 0x02])) // bytes after the value
+    rejects(Codec.msgpackCodec, new Uint8Array([0x92, 0xc1, 0x01])) // a byte MessagePack never uses
+    // msgpackr's error (0x65), regexp (0x78) and record (0x72) extensions build objects no frame carries
+    rejects(Codec.msgpackCodec, new Uint8Array([0x91, 0xd4, 0x65, 0x00]))
+    rejects(Codec.msgpackCodec, new Uint8Array([0x91, 0xd4, 0x72, 0x40]))
+    const withDate = Codec.msgpackCodec.encode({
+      _tag: "Request",
+      v: ProtocolVersion,
+      source: "a",
+      requestId: 1,
+      kind: "K",
+      id: "i",
+      tag: "T",
+      headers: {},
+      body: { at: new Date(1234), none: undefined }
+    })
+    // the two extensions the encoder writes (timestamps, undefined) still decode
+    expect(Either.getOrThrow(Codec.msgpackCodec.decode(Either.getOrThrow(withDate)))).toMatchObject({ body: { at: new Date(1234) } })
+  })
+
+  it("identifiers that become subjects must be subject tokens; subjects concrete", () => {
+    for (const codec of both) {
+      const plain = plainOf(codec)
+      for (const source of ["a b c", "a\r\nb", "", "a.b", "a*", "s".repeat(256), 7]) {
+        rejects(codec, plain(["Q", 1, source, 1, "K", "i", "T", 0, 2, 0]))
+        rejects(codec, plain(["X", 1, source, 1, 0]))
+        rejects(codec, plain({ _tag: "Ack", v: 1, source, requestId: 1, credit: 1 }))
+      }
+      for (const kind of ["a b", "a.b", "x\n", ""]) rejects(codec, plain(["Q", 1, "src", 1, kind, "i", "T", 0, 2, 0]))
+      const heartbeat = {
+        _tag: "Heartbeat",
+        v: 1,
+        source: "n-1",
+        name: "n",
+        incarnation: "n-1.1",
+        address: "in-memory://n",
+        kinds: ["K"],
+        isServing: true,
+        startedAt: 0,
+        periodMillis: 1000
+      }
+      expect(Either.getOrThrow(codec.decode(plain(heartbeat)))).toMatchObject({ _tag: "Heartbeat", source: "n-1" })
+      rejects(codec, plain({ ...heartbeat, source: "n 1" }))
+      rejects(codec, plain({ ...heartbeat, name: "n\r\n" }))
+      rejects(codec, plain({ ...heartbeat, kinds: ["K", "x y"] }))
+      for (const subject of ["a b", "a.*", "a.>", "a..b", ".a", ""]) rejects(codec, plain(["E", 1, "src", subject, 0, 1]))
+      expect(Either.getOrThrow(codec.decode(plain(["E", 1, "src", "prices.eur", 0, 1])))).toMatchObject({ subject: "prices.eur" })
+    }
+  })
+
+  it("numbers that count or name things are whole and in range; flags and booleans are what they say", () => {
+    for (const codec of both) {
+      const plain = plainOf(codec)
+      for (const id of [-1, 1.5, Number.MAX_SAFE_INTEGER + 2, "1", null]) {
+        rejects(codec, plain(["Q", 1, "src", id, "K", "i", "T", 0, 2, 0]))
+        rejects(codec, plain(["I", 1, "src", id]))
+      }
+      rejects(codec, plain(["Q", 1, "src", 1, "K", "i", "T", 0, 2, 1e9])) // hops
+      rejects(codec, plain(["Q", 1, "src", 1, "K", "i", "T", 0, 64, 0])) // flags
+      rejects(codec, plain(["T", 1, "src", 1, -1, 0, []])) // seq
+      rejects(codec, plain(["T", 1, "src", 1, 0, 9, []])) // flags
+      rejects(codec, plain({ _tag: "Ack", v: 1, source: "src", requestId: 1, credit: -3 }))
+      rejects(codec, plain({ _tag: "Ack", v: 1, source: "src", requestId: 1, credit: 1, upload: "yes" }))
+      rejects(codec, plain({ _tag: "Handshake", v: 1, source: "src", step: 1.5, body: new Uint8Array(1) }))
+      rejects(codec, plain({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "Nope" } } }))
+      rejects(codec, plain({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "MailboxFull", kind: 1 } } }))
+    }
+    // NaN and infinities travel in MessagePack
+    for (const n of [Number.NaN, Infinity, -Infinity]) {
+      rejects(Codec.msgpackCodec, packr.pack(["Q", 1, "src", n, "K", "i", "T", 0, 2, 0]))
+      rejects(Codec.msgpackCodec, packr.pack(["S", 1, "src", 0, 1, n, 0, new Uint8Array(16)]))
+    }
+  })
+
+  it("prototype keys are plain data: nothing inherited is read, nothing is polluted", () => {
+    for (const codec of both) {
+      const json = '{"_tag":"Request","v":1,"source":"src","requestId":1,"kind":"K","id":"i","tag":"T",' +
+        '"headers":{"__proto__":"x","constructor":"y","toString":"z"},"body":{"__proto__":{"polluted":true}}}'
+      const bytes = codec.name === "json"
+        ? text(json)
+        : packr.pack(JSON.parse(json))
+      const frame = Either.getOrThrow(codec.decode(bytes))
+      expect(frame._tag).toBe("Request")
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+      rejects(codec, codec.name === "json" ? text('{"__proto__":{"_tag":"Ack"}}') : packr.pack(JSON.parse('{"__proto__":{"_tag":"Ack"}}')))
+      rejects(codec, plainOf(codec)({ constructor: 1, toString: 2, _tag: "toString" }))
+    }
+  })
+
+  it("a rejection builds no message until one is read; the public DecodeError still carries it", () => {
+    const bytes = text(JSON.stringify({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "MailboxFull", kind: 1 } } }))
+    const frame = Codec.decodeFrame(Codec.jsonCodec, bytes)
+    expect(Codec.isMalformed(frame) && frame.reason).toContain("runtime error")
+    const decoded = Codec.jsonCodec.decode(bytes)
+    if (Either.isRight(decoded)) throw new Error("decoded")
+    const error = decoded.left
+    expect(error.what).toBe("frame")
+    expect(error.message).toBe(`cannot decode frame: ${error.issue}`)
+    expect(JSON.parse(JSON.stringify(error))).toMatchObject({ _tag: "DecodeError", what: "frame", issue: error.issue })
+    let formatted = 0
+    const lazy = Codec.lazyDecodeError("payload", () => {
+      formatted++
+      return "why"
+    })
+    expect(formatted).toBe(0)
+    expect([lazy.issue, lazy.issue, lazy.message]).toEqual(["why", "why", "cannot decode payload: why"])
+    expect(formatted).toBe(1)
+  })
+
+  it("a custom codec whose deserializer throws, or returns garbage, fails typed", () => {
+    const throwing = Codec.make({
+      name: "throwing",
+      serialize: () => new Uint8Array(0),
+      deserialize: () => {
+        throw { toString: 1 }
+      }
+    })
+    rejects(throwing, new Uint8Array([1]))
+    const garbage = Codec.make({ name: "garbage", serialize: () => new Uint8Array(0), deserialize: () => [{ toString: 1 }] })
+    rejects(garbage, new Uint8Array([1]))
+  })
+})

@@ -5,6 +5,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -588,4 +589,148 @@ describe("Discovery options and address remap", () => {
       expect(registry.current.members[0]?.address).toBe("10.0.0.9:80")
       expect(Discovery.servingMembers(registry.current, "Greeter")).toHaveLength(1)
     }))
+})
+
+describe("Discovery.layer under hostile input", () => {
+  const heartbeat = (source: string, patch: Record<string, unknown> = {}) => ({
+    _tag: "Heartbeat",
+    v: ProtocolVersion,
+    source,
+    name: "x",
+    incarnation: `${source}.1`,
+    address: "in-memory://x",
+    kinds: ["K"],
+    isServing: true,
+    startedAt: 0,
+    periodMillis: 1000,
+    ...patch
+  }) as unknown as Envelope
+  const malformed = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
+
+  it.scoped("a heartbeat whose node id, name or kinds are not subject tokens is dropped and counted, never a member", () =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const a = yield* start(network)
+      const raw = Transport.makeInMemory({ network })
+      const before = yield* malformed()
+      const bad = [
+        heartbeat("a b c"),
+        heartbeat("x\r\nPUB troupe.default.node.y 1"),
+        heartbeat("x-id", { name: "x y" }),
+        heartbeat("x-id", { kinds: ["K", "a.b"] }),
+        heartbeat("x-id", { source: { toString: 1 } })
+      ]
+      for (const frame of bad) yield* raw.publish("discovery", frame)
+      expect(ids(a.discovery)).toEqual([])
+      expect((yield* malformed()) - before).toBe(bad.length)
+      // over a serializing transport the codec drops them first, counted the same
+      const serialized = Transport.makeInMemorySerialized(Codec.jsonCodec, { network })
+      const b = yield* start(network, { remap: {} }, serialized)
+      const bytes = new TextEncoder().encode(JSON.stringify(heartbeat("a b c")))
+      const beforeSerialized = yield* malformed()
+      network.route("troupe.default.discovery", bytes)
+      expect(ids(b.discovery)).toEqual([])
+      expect((yield* malformed()) - beforeSerialized).toBe(1)
+      yield* raw.publish("discovery", heartbeat("x-id"))
+      expect(ids(a.discovery)).toEqual(["x-id"])
+    }))
+
+  it.scoped("a peer's absurd heartbeat period is capped: a stranger cannot stay a member for ever", () =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const a = yield* start(network, { remap: {}, heartbeat: "10 minutes" })
+      const raw = Transport.makeInMemory({ network })
+      yield* raw.publish("discovery", heartbeat("x-id", { periodMillis: 1e15 }))
+      expect(ids(a.discovery)).toEqual(["x-id"])
+      // removed after removeAfter (5) periods of at most one hour, checked every 10 minutes
+      for (let i = 0; i < 29; i++) yield* Effect.zipRight(adjustAfterSleeps(1, "10 minutes"), awaitSleeps(1))
+      expect(ids(a.discovery)).toEqual(["x-id"])
+      yield* Effect.zipRight(adjustAfterSleeps(1, "10 minutes"), awaitSleeps(1))
+      expect(ids(a.discovery)).toEqual([])
+    }))
+
+  /**
+   * An in-memory transport whose deliveries can be held in one queue, in order, as frames wait
+   * in a busy connection's socket: `release` delivers them to the subscriptions still open.
+   */
+  const holdingTransport = (network: Transport.InMemoryNetwork) => {
+    const inner = Transport.makeInMemory({ network })
+    let holding = false
+    const queue: Array<() => void> = []
+    const stats = { subscribes: 0 }
+    const transport: Transport.TransportShape = {
+      ...inner,
+      subscribe: (subject, onFrame, options) =>
+        Effect.suspend(() => {
+          stats.subscribes++
+          let open = true
+          return Effect.zipRight(
+            Effect.addFinalizer(() => Effect.sync(() => {
+              open = false
+            })),
+            inner.subscribe(subject, (frame) => {
+              if (holding) queue.push(() => open && onFrame(frame))
+              else onFrame(frame)
+            }, options)
+          )
+        })
+    }
+    return {
+      transport,
+      stats,
+      hold: () => {
+        holding = true
+      },
+      release: () => {
+        holding = false
+        for (const deliver of queue.splice(0)) deliver()
+      }
+    }
+  }
+
+  it.scoped("the deaf check's resubscription drops no frame queued for the subscription it replaces", () =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const holding = holdingTransport(network)
+      const a = yield* start(network, { remap: {} }, holding.transport)
+      yield* a.discovery.announce(member("a"))
+      const raw = Transport.makeInMemory({ network })
+      holding.hold()
+      // a frame waiting for the old subscription when the check gives up on it
+      yield* raw.publish("discovery", heartbeat("x-id"))
+      yield* tick(2)
+      yield* tick(2) // two periods without hearing anything: resubscribe
+      expect(holding.stats.subscribes).toBe(2)
+      holding.release()
+      // the old subscription stayed open until the new one was heard: its frame arrived
+      expect(ids(a.discovery)).toEqual(["a-id", "x-id"])
+      yield* tick(2)
+      // and then it was closed: one subscription left
+      expect(holding.stats.subscribes).toBe(2)
+      const before = network.subscriptionCount
+      yield* tick(2)
+      expect(network.subscriptionCount).toBe(before)
+    }))
+
+  it.live("a membership check that runs late because the node was busy does not resubscribe", () =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const holding = holdingTransport(network)
+      const a = yield* start(network, { remap: {}, heartbeat: "50 millis" }, holding.transport)
+      yield* a.discovery.announce(member("a"))
+      yield* Effect.sleep("120 millis")
+      expect(holding.stats.subscribes).toBe(1)
+      // the event loop is blocked for 8 periods, and what arrived meanwhile waits in the socket
+      // until after the first timers have run
+      holding.hold()
+      const end = Date.now() + 400
+      while (Date.now() < end) {
+        // busy
+      }
+      yield* Effect.sleep("1 millis")
+      yield* Effect.sync(() => setImmediate(holding.release))
+      yield* Effect.sleep("200 millis")
+      expect(holding.stats.subscribes).toBe(1)
+      expect(ids(a.discovery)).toEqual(["a-id"])
+    }).pipe(Effect.scoped))
 })

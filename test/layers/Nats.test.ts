@@ -9,10 +9,12 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Scope from "effect/Scope"
+import { Packr } from "msgpackr"
 import { connect, type Msg } from "nats"
 import { createHash } from "node:crypto"
 import { afterAll, beforeAll } from "vitest"
@@ -479,6 +481,76 @@ describe("topics over NATS", () => {
       expect(everyone[1]![0]!.source).toContain("t0-")
     }).pipe(Effect.scoped))
 
+  it.live("hostile frames on the discovery and topic subjects: dropped and counted; heartbeats, events and asks go on", () =>
+    Effect.gen(function*() {
+      const namespace = "hostile-topics"
+      const base = { servers: server.url, namespace, heartbeat: "200 millis" } as const
+      const host = yield* Layer.build(probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
+        Layer.provideMerge(Node.layerNats({ ...base, name: "host" }))
+      ))
+      const caller = yield* Layer.build(Node.layerNats({ ...base, name: "caller", codec: "json" }).pipe(Layer.orDie))
+      yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
+      const received: Array<number> = []
+      yield* Topic.subscribe(Price).pipe(
+        Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
+        Effect.provide(host),
+        Effect.forkScoped
+      )
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (c) => Effect.promise(() => c.close())
+      )
+      const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+      const json = (u: unknown) => new TextEncoder().encode(JSON.stringify(u))
+      const beat = {
+        _tag: "Heartbeat",
+        v: ProtocolVersion,
+        source: "x-id",
+        name: "x",
+        incarnation: "x-id.1",
+        address: "x",
+        kinds: ["ProbeService"],
+        isServing: true,
+        startedAt: 0,
+        periodMillis: 200
+      }
+      const onDiscovery = [
+        json([{ toString: 1 }]),
+        json({ _tag: { toString: 1 } }),
+        json({ ...beat, source: "a b c" }),
+        json({ ...beat, source: "x\r\ny" }),
+        json({ ...beat, kinds: ["a b"] }),
+        packr.pack({ ...beat, startedAt: Number.NaN }),
+        new Uint8Array(5000).fill(0x91),
+        new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])
+      ]
+      const onTopic = [
+        json(["E", ProtocolVersion, "a b", "prices.eur", 0, 1]),
+        json(["E", ProtocolVersion, "src", "prices eur", 0, 1]),
+        json(["E", ProtocolVersion, "src", "prices.eur", { toString: 1 }, 1]),
+        json(["E", ProtocolVersion, "src", "prices.eur", 0, "not a number"])
+      ]
+      const before = Effect.runSync(Metric.value(Transport.malformedFrames)).count
+      for (let round = 0; round < 50; round++) {
+        for (const bytes of onDiscovery) nc.publish(`troupe.${namespace}.discovery`, bytes)
+        for (const bytes of onTopic) nc.publish(`troupe.${namespace}.topic.prices.eur`, bytes)
+      }
+      yield* Effect.promise(() => nc.flush())
+      // both nodes hear the discovery garbage; the host, the three malformed events
+      yield* waitFor(() => Effect.runSync(Metric.value(Transport.malformedFrames)).count - before >= 50 * (2 * 8 + 3))
+      yield* Effect.provide(Topic.publish(Price, 7, { subject: "prices.eur" }), caller)
+      yield* waitFor(() => received.includes(7))
+      expect(received).toEqual([7])
+      const members = (yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller))
+      expect(members.map((m) => m.name)).toEqual(["host"])
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      for (let i = 0; i < 10; i++) expect(yield* service.Whoami()).toBe("host")
+      // heartbeats keep flowing: the host is still alive to the caller after several periods
+      yield* Effect.sleep("800 millis")
+      expect(Context.get(caller, Discovery.Discovery).unsafeState().members.find((m) => m.name === "host")?.status).toBe("alive")
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("closing a subscription removes it from the server (no leaked NATS subscriptions)", () =>
     Effect.gen(function*() {
       const node = yield* natsTopicNode("leak")
@@ -500,4 +572,83 @@ describe("topics over NATS", () => {
       expect(Context.get(node, Topic.TopicBus).subscriptionCount()).toBe(0)
       yield* waitForAsync(async () => (await onTopic()) === 0)
     }).pipe(Effect.scoped))
+})
+
+describe.each(["json", "msgpack"] as const)("hostile frames over NATS (%s)", (codec) => {
+  const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+  const plain = (u: unknown): Uint8Array => codec === "json" ? new TextEncoder().encode(JSON.stringify(u)) : packr.pack(u)
+  const malformedCount = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
+
+  it.live("frames with a source that is not a subject token are dropped and counted; the node keeps its connection and answers", () =>
+    Effect.gen(function*() {
+      const namespace = `hostile-${codec}`
+      const registry = yield* Discovery.makeRegistry
+      const events: Array<Transport.TransportEvent> = []
+      const host = yield* Layer.build(
+        Layer.mergeAll(probeLayer(makeProbeState(), { label: "host" }), probeServiceLayer(makeProbeState(), { label: "host" })).pipe(
+          Layer.provideMerge(Node.layer({ name: "host" })),
+          Layer.provideMerge(Layer.merge(
+            Transport.nats({ servers: server.url, namespace }).pipe(Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)),
+            Discovery.layerInMemory(registry)
+          ))
+        )
+      )
+      yield* Context.get(host, Transport.Transport).watch((event) => events.push(event))
+      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+      expect(yield* probe.Increment({ by: 1 })).toBe(1)
+      const hostId = registry.current.members.find((m) => m.name === "host")!.nodeId
+
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (c) => Effect.promise(() => c.close())
+      )
+      const request = (source: unknown, kind = "Probe", extra: ReadonlyArray<unknown> = []) =>
+        plain(["Q", ProtocolVersion, source, 7, kind, "a", "Get", 0, 2, 0, ...extra])
+      const hostile: ReadonlyArray<readonly [string, Uint8Array]> = [
+        // the issue's examples: a source that would become the subject of the reply
+        ["node", request("a b c")],
+        ["node", request("a\r\nPUB troupe.x 1\r\n")],
+        ["actor.ProbeService", request("a b c", "ProbeService")],
+        ["actor.ProbeService", request("x\ny", "ProbeService")],
+        ["node", request("ok-source", "a b")],
+        // the three inputs that threw out of the callback, and deep nesting
+        ["discovery", plain([{ toString: 1 }])],
+        ["node", plain([{ _tag: { toString: 1 } }])],
+        ["node", plain({ _tag: { toString: 1 } })],
+        ["node", codec === "json" ? new TextEncoder().encode("[".repeat(20_000) + "]".repeat(20_000)) : new Uint8Array(20_001).fill(0x91)],
+        // decodable but absurd: numbers, flags, empty and huge strings
+        ["node", plain(["Q", ProtocolVersion, "src", -1, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["Q", ProtocolVersion, "src", 1.5, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["Q", ProtocolVersion, "src", 8, "Probe", "a", "Get", 0, 2, 1e9])],
+        ["node", plain(["Q", ProtocolVersion, "", 9, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["Q", ProtocolVersion, "s".repeat(100_000), 9, "Probe", "a", "Get", 0, 2, 0])],
+        ["node", plain(["T", ProtocolVersion, "src", 1, -5, 0, []])],
+        ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "src", requestId: 1, credit: -1 })],
+        ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "a b", requestId: 1, credit: 5 })],
+        ["node", plain({ _tag: "Exit", v: ProtocolVersion, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: { toString: 1 } } } })],
+        ["interrupt.Probe", plain(["I", ProtocolVersion, "a b", 1])],
+        ["interrupt.Probe", plain(["I", ProtocolVersion, "src", -1])],
+        ["discovery", plain({ _tag: "Heartbeat", v: ProtocolVersion, source: "a b c", name: "x", incarnation: "x.1", address: "x", kinds: [], isServing: true, startedAt: 0, periodMillis: 1000 })],
+        ["topic.prices.x", plain(["E", ProtocolVersion, "src", "prices x", 0, 1])],
+        // binary layouts: a piece and binary items naming a source with a space
+        ["node", new Uint8Array([0xc1, 1, 1, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x41])],
+        ["node", new Uint8Array([0xc3, 1, 0, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x41])],
+        // MessagePack's count bomb: 5 bytes announcing 2^24 elements
+        ["node", new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])]
+      ]
+      const before = yield* malformedCount()
+      for (const [subject, bytes] of hostile) {
+        nc.publish(`troupe.${namespace}.${subject === "node" ? `node.${hostId}` : subject}`, bytes)
+      }
+      yield* Effect.promise(() => nc.flush())
+      // the dropped frames are counted: all but the two on discovery (in memory here) and the event (no subscriber)
+      yield* waitFor(() => Effect.runSync(malformedCount()) - before >= hostile.length - 3)
+      // and the host still answers, on the same connection
+      expect(yield* probe.Increment({ by: 1 })).toBe(2)
+      expect(yield* service.Whoami()).toBe("host")
+      for (let i = 0; i < 20; i++) expect(yield* probe.Get()).toBe(2)
+      expect(events).toEqual([])
+    }).pipe(Effect.scoped), 30_000)
 })

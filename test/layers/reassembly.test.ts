@@ -273,14 +273,14 @@ describe("forged first pieces over a real nats-server", () => {
       const namespace = "flood"
       // the host's transport, its reassemblers in view
       const reassemblers: Array<Reassembler> = []
-      const watched: typeof Transport.makeReceiver = (codec, limits, onFrame, onTooLarge, reassembler) => {
+      const watched: typeof Transport.makeReceiver = (codec, limits, onFrame, onTooLarge, drop, reassembler) => {
         if (reassembler !== undefined) reassemblers.push(reassembler)
-        return Transport.makeReceiver(codec, limits, onFrame, onTooLarge, reassembler)
+        return Transport.makeReceiver(codec, limits, onFrame, onTooLarge, drop, reassembler)
       }
       const options = { servers: server.url, namespace }
       const hostTransport = Layer.scoped(
         Transport.Transport,
-        Nats.make(Codec.msgpackCodec, options, (wireLimit) => Transport.resolveLimits({}, wireLimit), (c, l, f, t, r) => watched(c, l, f, t, r))
+        Nats.make(Codec.msgpackCodec, options, (wireLimit) => Transport.resolveLimits({}, wireLimit), (c, l, f, t, d, r) => watched(c, l, f, t, d, r))
       )
       const state = makeProbeState()
       const host = yield* Layer.build(probeLayer(state).pipe(

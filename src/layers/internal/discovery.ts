@@ -38,7 +38,9 @@ import type {
   Member,
   Registry
 } from "../Discovery.ts"
-import { malformedFrames, Transport } from "../Transport.ts"
+import * as Subject from "../Subject.ts"
+import { Transport } from "../Transport.ts"
+import { makeDrop } from "./drops.ts"
 
 // ---- address remap ----------------------------------------------------------------------------
 
@@ -187,8 +189,11 @@ export const resolveOptions = (options: HeartbeatOptions): Effect.Effect<Resolve
 /** the logical subject of heartbeats (the transport adds `troupe.<namespace>.`) */
 const subject = "discovery"
 
-/** a node that announces itself without a missed own echo for this many periods resubscribes */
+/** a node that hears nothing, not even its own heartbeat, for this many periods resubscribes */
 const deafAfter = 2
+
+/** the longest heartbeat period taken from a peer (a longer one would keep a stranger's entry for ever) */
+const MAX_PERIOD_MILLIS = 60 * 60 * 1000
 
 type Announced = Omit<Member, "lastSeen" | "status">
 
@@ -215,6 +220,18 @@ interface Local {
 
 const isHeartbeat = Schema.is(Heartbeat)
 
+/** identifiers that become parts of subjects: a heartbeat with any other is dropped */
+const hasTokens = (frame: HeartbeatFrame): boolean => {
+  if (!Subject.isToken(frame.source) || !Subject.isToken(frame.name)) return false
+  for (const kind of frame.kinds) if (!Subject.isToken(kind)) return false
+  return true
+}
+
+/** one subscription to the heartbeats, and whether it was heard since it was made */
+interface Listening {
+  readonly scope: Scope.CloseableScope
+}
+
 const sameKinds = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
@@ -239,9 +256,21 @@ export const makeHeartbeat = (
     const departed = new Map<string, number>()
     const warnedVersions = new Set<string>()
     let current: DiscoveryState = { members: [], lastUpdated: now() }
-    let subscription: Scope.CloseableScope | undefined
+    /** the subscription in use */
+    let subscription: Listening | undefined
+    /**
+     * a resubscription not heard yet: the one in use stays open until it is, so the frames
+     * already on their way to it are read, not dropped (both deliver meanwhile: heartbeats
+     * are idempotent)
+     */
+    let candidate: Listening | undefined
     /** silence before this time is not held against anyone: we were not listening */
     let listeningSince = now()
+    /** when a subscription last delivered anything: proof that we still hear the subject */
+    let heardAt = now()
+    /** when the membership check is due (a check that runs much later found the node busy) */
+    let checkDue = now() + config.periodMillis
+    const drop = makeDrop("discovery", clock, runFork)
 
     const memberOf = (entry: Entry): Member =>
       entry.member.lastSeen === entry.lastSeen ? entry.member : { ...entry.member, lastSeen: entry.lastSeen }
@@ -304,7 +333,7 @@ export const makeHeartbeat = (
       }
       if (departed.has(frame.incarnation)) return
       const periodMillis = Number.isFinite(frame.periodMillis) && frame.periodMillis > 0
-        ? frame.periodMillis
+        ? Math.min(frame.periodMillis, MAX_PERIOD_MILLIS)
         : config.periodMillis
       const entry = entries.get(frame.source)
       if (frame.leaving === true) {
@@ -346,31 +375,47 @@ export const makeHeartbeat = (
           }
           return
         }
-        if (!isHeartbeat(frame)) {
-          malformedFrames.unsafeUpdate(1, [])
-          const source: unknown = (frame as { readonly source?: unknown }).source
-          runFork(Effect.logWarning(`discovery: ignoring a malformed heartbeat from ${String(source)}`))
-          return
-        }
+        // a node id that is not a subject token would poison every caller's routing
+        if (!isHeartbeat(frame) || !hasTokens(frame)) return drop("a malformed heartbeat")
         receive(frame)
       } catch (error) {
-        // a bad frame must never break the subscription
-        malformedFrames.unsafeUpdate(1, [])
-        runFork(Effect.logWarning("discovery: a heartbeat could not be handled", error))
+        // the last resort: a bad frame must never break the subscription
+        drop(error)
       }
+    }
+
+    /** the one in use gives way to a candidate once the candidate is heard */
+    const promote = (listening: Listening): void => {
+      const previous = subscription
+      subscription = listening
+      candidate = undefined
+      if (previous !== undefined) runFork(Scope.close(previous.scope, Exit.void))
     }
 
     const subscribe: Effect.Effect<void> = Effect.gen(function*() {
       const scope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
-      const exit = yield* Effect.exit(Scope.extend(transport.subscribe(subject, onFrame), scope))
+      const listening: Listening = { scope }
+      const deliver = (frame: Envelope): void => {
+        heardAt = now()
+        if (candidate === listening) promote(listening)
+        onFrame(frame)
+      }
+      const exit = yield* Effect.exit(Scope.extend(transport.subscribe(subject, deliver), scope))
       if (Exit.isFailure(exit)) {
         yield* Scope.close(scope, Exit.void)
         return yield* Effect.logWarning(`discovery: cannot subscribe to heartbeats, retrying every period`, exit.cause)
       }
-      const previous = subscription
-      subscription = scope
       listeningSince = now()
-      if (previous !== undefined) yield* Scope.close(previous, Exit.void)
+      if (subscription === undefined) {
+        subscription = listening
+        return
+      }
+      // a resubscription: an unheard earlier candidate goes, the one in use stays until this is heard
+      const stale = candidate
+      candidate = listening
+      if (stale !== undefined) yield* Scope.close(stale.scope, Exit.void)
+      // our own heartbeat is the first frame it can hear
+      yield* Effect.forEach([...locals.values()], beat, { discard: true })
     })
 
     const heartbeatOf = (local: Local, leaving: boolean): HeartbeatFrame => ({
@@ -411,6 +456,10 @@ export const makeHeartbeat = (
       // ActorNotFound), and resubscribing could not help
       if (transport.isConnected?.() === false) return Effect.void
       const at = now()
+      // a check that runs a period late found the event loop busy (a flood to drain, a long
+      // callback): the frames of that time wait in the socket, so the silence is not held
+      // against anyone (nor against our own subscription)
+      if (at - checkDue > config.periodMillis) listeningSince = at
       let dirty = false
       for (const [nodeId, entry] of entries) {
         if (locals.has(nodeId)) continue
@@ -425,9 +474,11 @@ export const makeHeartbeat = (
       }
       for (const [incarnation, until] of departed) if (until <= at) departed.delete(incarnation)
       if (dirty) changed(at)
+      // deaf: nothing heard, not even our own heartbeat, for `deafAfter` periods (any frame a
+      // subscription delivers proves it alive)
       let deaf = subscription === undefined
       for (const local of locals.values()) {
-        if (at - Math.max(local.lastEcho, listeningSince) >= deafAfter * config.periodMillis) deaf = true
+        if (at - Math.max(local.lastEcho, heardAt, listeningSince) >= deafAfter * config.periodMillis) deaf = true
       }
       return deaf
         ? Effect.zipRight(
@@ -439,7 +490,10 @@ export const makeHeartbeat = (
 
     yield* subscribe
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(
-      Effect.sleep(config.period),
+      Effect.suspend(() => {
+        checkDue = now() + config.periodMillis
+        return Effect.sleep(config.period)
+      }),
       Effect.catchAllDefect(check, (defect) => Effect.logError("discovery: membership check failed", defect))
     )))
     // peers may have suspected us while the connection was down: tell them at once; and the

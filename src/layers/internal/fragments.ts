@@ -28,6 +28,7 @@ import * as Either from "effect/Either"
 import { type ChunkFrame, type Envelope, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
+import { isSource } from "./frames.ts"
 
 export { Reassembler, rejectedChunks } from "./reassembly.ts"
 
@@ -152,10 +153,14 @@ export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => 
   const count = view.getUint32(sourceEnd + 8)
   const items = count === 0 ? undefined : readLengthPrefixed(bytes, view, sourceEnd + 12, count)
   if (items === undefined) return undefined
+  // the source becomes part of a subject (credit goes back to it): one token with no space, no
+  // control character, no wildcard (the node checks the token grammar where it builds the subject)
+  const source = readSource(bytes, 4, sourceEnd)
+  if (!isSource(source)) return undefined
   return {
     _tag: "Items",
     v: ProtocolVersion,
-    source: readSource(bytes, 4, sourceEnd),
+    source,
     requestId,
     seq,
     items,
@@ -247,10 +252,12 @@ export const decodePiece = (bytes: Uint8Array): Piece | undefined => {
   const head = 4 + sourceLength + 12
   if (bytes.byteLength < head) return undefined
   const view = new DataView(bytes.buffer, bytes.byteOffset + 4 + sourceLength, 12)
+  const source = readSource(bytes, 4, 4 + sourceLength)
+  if (!isSource(source)) return undefined
   return {
     _tag: "Chunk",
     v: ProtocolVersion,
-    source: readSource(bytes, 4, 4 + sourceLength),
+    source,
     requestId: view.getUint32(0),
     seq: view.getUint32(4),
     total: view.getUint32(8),

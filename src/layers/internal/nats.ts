@@ -24,6 +24,7 @@ import type {
   TransportShape
 } from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
+import { type Drop, makeDrop } from "./drops.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
 import { Backoff, disconnected, makeConnection } from "./reconnect.ts"
@@ -50,6 +51,7 @@ export const make = (
     limits: FragmentLimits,
     onFrame: (frame: Envelope) => void,
     onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined,
+    drop: Drop,
     reassembler: Reassembler
   ) => (bytes: Uint8Array, source?: ReplySource) => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
@@ -102,6 +104,7 @@ export const make = (
 
     const listeners = new Set<(event: TransportEvent) => void>()
     const log = Runtime.runFork(yield* Effect.runtime<never>())
+    const clock = yield* Effect.clock
     yield* Effect.forkScoped(Effect.promise(async () => {
       for await (const status of nc.status()) {
         // nats.js reports each dial of its reconnect loop as `reconnecting`
@@ -141,6 +144,11 @@ export const make = (
     const publishWire = (subject: string, bytes: Uint8Array, replyTo: string | undefined): TransportError | undefined => {
       // a batch closed after the connection was lost
       if (!connection.isConnected()) return disconnected()
+      // the last guard before the socket: a space or a line break in a subject would make the
+      // server close the connection (or inject a protocol command)
+      if (!Subject.isConcreteSubject(subject) || (replyTo !== undefined && !Subject.isConcreteSubject(replyTo))) {
+        return new TransportError({ reason: `cannot publish to the invalid subject ${JSON.stringify(subject)}` })
+      }
       try {
         nc.publish(prefix + subject, bytes, replyTo === undefined ? undefined : { reply: prefix + replyTo })
         return undefined
@@ -209,14 +217,20 @@ export const make = (
     }
 
     // a batch that reached nobody: each of its frames' reply slots hears "no responders"
+    const batchDrop = makeDrop(`${prefix}${batchSlot}.*`, clock, log)
     yield* Effect.acquireRelease(
       Effect.try({
         try: () =>
           nc.subscribe(`${prefix}${batchSlot}.*`, {
             callback: (error, msg) => {
-              if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
-              const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
-              for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
+              // a callback that throws stops nats.js's reader: nothing may escape
+              try {
+                if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
+                const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
+                for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
+              } catch (defect) {
+                batchDrop(defect)
+              }
             }
           }),
         catch: (error) => new TransportError({ reason: `subscribe to ${batchSlot} failed: ${causeOf(error)}` })
@@ -235,25 +249,32 @@ export const make = (
       const onNoResponders = subscribeOptions?.onNoResponders
       const onTooLarge = subscribeOptions?.onTooLarge
       const reassembler = new Reassembler(limits.maxMessageBytes)
+      const drop = makeDrop(prefix + subject, clock, log)
       // the reply subject as the node knows it (without the namespace prefix)
       const receive = makeReceiver(codec, limits, onFrame, onTooLarge === undefined ? undefined : (error, reply) => {
         if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
-      }, reassembler)
+      }, drop, reassembler)
       const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
       const callback = (error: Error | null, msg: Msg) => {
-        if (error !== null) {
-          // e.g. a permissions violation: the server closed this subscription
-          log(Effect.logWarning(`NATS subscription to ${subject} failed: ${error.message}`))
-          return
-        }
-        const data = msg.data
-        if (data.length === 0) {
-          if (onNoResponders !== undefined && msg.headers?.code === 503) {
-            onNoResponders(msg.subject.slice(prefix.length))
+        // a callback that throws stops nats.js's reader (the whole connection goes deaf): the
+        // receiver never throws, and this is the last resort for the rest
+        try {
+          if (error !== null) {
+            // e.g. a permissions violation: the server closed this subscription
+            log(Effect.logWarning(`NATS subscription to ${subject} failed: ${error.message}`))
+            return
           }
-          return
+          const data = msg.data
+          if (data.length === 0) {
+            if (onNoResponders !== undefined && msg.headers?.code === 503) {
+              onNoResponders(msg.subject.slice(prefix.length))
+            }
+            return
+          }
+          receive(data, msg)
+        } catch (defect) {
+          drop(defect)
         }
-        receive(data, msg)
       }
       // partial messages expire on the subscribing fiber's Clock, from the subscription's scope
       return Effect.zipRight(expireIn(reassembler), Effect.acquireRelease(

@@ -34,13 +34,17 @@ import type { KeyObject } from "node:crypto"
 import { inspect } from "node:util"
 import { type Envelope, ProtocolVersion, type SealedFrame } from "../../schema/Envelope.ts"
 import { type EncodeError, HandshakeError, type PayloadTooLarge, TransportError, Unauthorized } from "../../schema/Errors.ts"
-import type { CodecShape } from "../Codec.ts"
+import { type CodecShape, decodeFrame, Malformed } from "../Codec.ts"
 import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
 import { type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
+import { malformedFrames } from "./drops.ts"
 import { decodeBatch, encodeBatch } from "./fragments.ts"
 import * as C from "./secureCrypto.ts"
+
+/** what a caught error says, without its value (which may hold anything) */
+const describe = (error: unknown): string => (error instanceof Error ? error.message.slice(0, 200) : typeof error)
 
 // ---- identity --------------------------------------------------------------------------------
 
@@ -817,9 +821,9 @@ export const make = (
       if (plaintext === undefined) return reject("tampered", frame.source)
       session.window.record(frame.counter)
       const open = (bytes: Uint8Array): void => {
-        const decoded = codec.decode(bytes)
-        if (Either.isLeft(decoded)) return reject("malformed", frame.source)
-        const innerFrame = decoded.right
+        // the drop path builds no error: garbage inside a valid seal costs what garbage costs
+        const innerFrame = decodeFrame(codec, bytes)
+        if (innerFrame instanceof Malformed) return reject("malformed", frame.source)
         if (innerFrame._tag === "Handshake") return onControl(peer, innerFrame)
         if (innerFrame._tag === "Sealed") return reject("malformed", frame.source)
         deliver(innerFrame)
@@ -909,18 +913,18 @@ export const make = (
       windows.lastPrefix = prefix
       windows.lastWindowKey = windowKey
       for (const bytes of (frame.mode & BATCH) === 0 ? [plaintext] : unbatch(plaintext, frame.source)) {
-        const decoded = codec.decode(bytes)
-        if (Either.isLeft(decoded) || decoded.right._tag === "Handshake" || decoded.right._tag === "Sealed") {
+        const decoded = decodeFrame(codec, bytes)
+        if (decoded instanceof Malformed || decoded._tag === "Handshake" || decoded._tag === "Sealed") {
           reject("malformed", frame.source)
           continue
         }
         // a signature vouches for its signer only: a trusted node must not sign events or
         // heartbeats in another node's name
-        if (signed && decoded.right.source !== frame.source) {
-          reject("signature", frame.source, `signed by it, the frame names ${String(decoded.right.source).slice(0, 100)} as its source`)
+        if (signed && decoded.source !== frame.source) {
+          reject("signature", frame.source, `signed by it, the frame names ${decoded.source} as its source`)
           continue
         }
-        deliver(decoded.right)
+        deliver(decoded)
       }
     }
 
@@ -928,6 +932,8 @@ export const make = (
       const windows = new Windows()
       return (frame: Envelope): void => {
         try {
+          // a peer's id becomes the subject of handshakes and pairwise frames
+          if (!Subject.isToken(frame.source)) return reject("malformed", "(an invalid source)", "source")
           switch (frame._tag) {
             case "Sealed":
               if (frame.mode === PAIRWISE || frame.mode === PAIRWISE + BATCH) {
@@ -943,9 +949,10 @@ export const make = (
               return reject("plaintext", frame.source, `a plain ${frame._tag} frame`)
           }
         } catch (error) {
-          // a bad frame must never break the subscription
-          reject("malformed", String(frame.source))
-          fork(Effect.logWarning("secure: a frame could not be handled", error))
+          // the last resort: a bad frame must never break the subscription (counted as
+          // malformed too, like every frame a receiver could not use)
+          malformedFrames.unsafeUpdate(1, [])
+          reject("malformed", Subject.isToken(frame.source) ? frame.source : "(an invalid source)", describe(error))
         }
       }
     }

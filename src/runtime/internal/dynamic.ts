@@ -10,6 +10,7 @@
  */
 import * as Rpc from "@effect/rpc/Rpc"
 import * as Schema from "effect/Schema"
+import * as Subject from "../../layers/Subject.ts"
 import type { KindDefinition } from "../../actors/ActorSystem.ts"
 
 /** a map of Rpcs that makes the untyped Rpc of any tag it is asked for */
@@ -39,8 +40,8 @@ export const dynamicKind = (kind: string, service: boolean, stream = false): Kin
   const key = `${service ? "S" : "A"}${stream ? "*" : ""}:${kind}`
   let definition = cache.get(key)
   if (definition === undefined) {
-    if (!/^[A-Za-z0-9_-]+$/.test(kind)) {
-      throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]+ (it becomes a subject token)`)
+    if (!Subject.isToken(kind)) {
+      throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]{1,255} (it becomes a subject token)`)
     }
     definition = { _tag: service ? "Service" : "Actor", kind, rpcs: new DynamicRpcs(stream) }
     cache.set(key, definition)

@@ -22,7 +22,8 @@ import type { ActorSystemShape, EntityDefinition, Envelope, KindDefinition } fro
 import type * as Topic from "../../actors/Topic.ts"
 import { decodeWith, encodeWith } from "../../layers/Codec.ts"
 import { type DiscoveryShape, type DiscoveryState, servingMembers } from "../../layers/Discovery.ts"
-import type { TransportShape } from "../../layers/Transport.ts"
+import * as Subject from "../../layers/Subject.ts"
+import { malformedFrames, type TransportShape } from "../../layers/Transport.ts"
 import {
   type AckFrame,
   type Envelope as Frame,
@@ -143,7 +144,11 @@ const jobExitToEffect = (exit: JobExit): Effect.Effect<unknown, unknown> =>
  * responders" arrives there, and a receiver names the call it dropped as too large by it.
  */
 const replySlotsOf = (caller: string): string => `node.${caller}.nr.`
-const REPLY_SLOT = /^node\.([^.*>]+)\.nr\.(\d+)$/
+const REPLY_SLOT = /^node\.([A-Za-z0-9_-]{1,255})\.nr\.(\d{1,15})$/
+
+/** an actor id or an Rpc tag off the wire, as it may appear in a log line (one line, bounded) */
+const printable = (text: string): string =>
+  text.length <= 200 && /^[\x20-\x7e]*$/.test(text) ? text : JSON.stringify(text.slice(0, 200))
 
 /** names a node the sender found unreachable (NATS "no responders" on its direct subject) */
 const UNREACHABLE_HEADER = "troupe-unreachable"
@@ -797,10 +802,12 @@ export const make = (
     function replyTo(frame: RequestFrame, exit: WireExit): void {
       if (frame.oneWay === true) {
         if (exit._tag !== "Success") {
-          fork(Effect.logWarning(`tell ${frame.kind}/${frame.id}.${frame.tag} from ${frame.source} failed`, exit))
+          fork(Effect.logWarning(`tell ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} from ${frame.source} failed`, exit))
         }
         return
       }
+      // the codec let only a subject token through; this guards the subject we build from it
+      if (!Subject.isToken(frame.source)) return malformedFrames.unsafeUpdate(1, [])
       const subject = `node.${frame.source}`
       const out = exitFrame(frame.requestId, exit)
       const error = transport.unsafePublish(subject, out, { fragmentTo: subject })
@@ -811,15 +818,21 @@ export const make = (
         transport.unsafePublish(subject, { ...out, exit: { _tag: "Error", error } }, { fragmentTo: subject }) === undefined
       fork(Effect.logWarning(
         told
-          ? `the reply of ${frame.kind}/${frame.id}.${frame.tag} to ${frame.source} could not be sent; the caller was told why`
+          ? `the reply of ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} to ${frame.source} could not be sent; the caller was told why`
           : `could not publish Exit frame to ${subject}`,
         error
       ))
     }
 
     const onRequest = (frame: RequestFrame): void => {
+      // the codec let only subject tokens through; these become subjects below
+      if (!Subject.isToken(frame.source) || !Subject.isToken(frame.kind)) return malformedFrames.unsafeUpdate(1, [])
       const unreachable = frame.headers[UNREACHABLE_HEADER]
-      if (unreachable !== undefined && unreachable !== nodeId) proveUnreachable(unreachable)
+      // a claim about a node we know of, never a name that would grow our tables
+      if (
+        unreachable !== undefined && unreachable !== nodeId && Subject.isToken(unreachable) &&
+        discovery.unsafeState().members.some((m) => m.nodeId === unreachable)
+      ) proveUnreachable(unreachable)
       const manager = managers.get(frame.kind)
       if (manager === undefined || closed) {
         return replyTo(frame, { _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
@@ -976,6 +989,8 @@ export const make = (
     }
 
     const onItems = (frame: ItemsFrame): void => {
+      // the producer's id becomes the subject of our credit
+      if (!Subject.isToken(frame.source)) return malformedFrames.unsafeUpdate(1, [])
       if (frame.upload === true) {
         const upload = inboundUploads.get(`${frame.source}:${frame.requestId}`)
         if (upload === undefined) return
@@ -991,6 +1006,8 @@ export const make = (
     }
 
     const onAck = (frame: AckFrame): void => {
+      // the handler's id becomes the subject of our upload's frames
+      if (!Subject.isToken(frame.source)) return malformedFrames.unsafeUpdate(1, [])
       if (frame.upload === true) {
         const upload = uploads.get(frame.requestId)
         if (upload === undefined) return

@@ -221,7 +221,8 @@ export class Outbox {
   ) {}
 
   grant(credit: number): void {
-    if (!(credit > 0)) return
+    // credit off the wire: only a whole, positive number of frames counts
+    if (!Number.isSafeInteger(credit) || credit <= 0) return
     this.credit += credit
     const waiter = this.waiter
     if (waiter !== undefined) {

@@ -145,7 +145,13 @@ export const make = (
             if (transport.zeroCopy) {
               value = frame.body as A
             } else {
-              const decoded = decode(frame.body)
+              // the body comes off the wire: a schema that throws on it is a mismatch like any other
+              let decoded: Either.Either<A, unknown>
+              try {
+                decoded = decode(frame.body)
+              } catch (error) {
+                decoded = Either.left(error)
+              }
               if (Either.isLeft(decoded)) {
                 undecodableEvents.unsafeUpdate(1, [])
                 if (reported++ < 10) {

@@ -1,0 +1,396 @@
+/**
+ * The frames' plain forms, and what a decoded frame must satisfy before anything downstream
+ * sees it.
+ *
+ * The hot frames (requests, plain replies, interrupts, events, chunks, items, sealed frames)
+ * travel positionally, as arrays: no field names on the wire, no envelope schema on encode, a
+ * check field by field on decode. Every other frame travels as its schema-encoded object.
+ *
+ *   request    ["Q", v, source, requestId, kind, id, tag, headers | 0, flags, hops, body?]
+ *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
+ *   interrupt  ["I", v, source, requestId]
+ *   event      ["E", v, source, subject, headers | 0, body?]
+ *   chunk      ["C", v, source, messageId, seq, last (0 | 1), bytes]
+ *   items      ["T", v, source, requestId, seq, flags, items, failure?]   flags: 1 upload, 2 end
+ *   sealed     ["S", v, source, mode, key, counter, subject | 0, body, sig?]
+ *
+ * `flags`: 1 = one-way; 2 = no body (an absent body is not the same as `null`); 4 = the caller
+ * expects a streamed reply.
+ *
+ * Every identifier that can become part of a subject is one subject token (`source`: no space,
+ * control character, dot or wildcard; `kind`, a heartbeat's name and kinds: `[A-Za-z0-9_-]`); numbers that count or name things are whole and in range
+ * (request ids, sequence numbers, credit, hops, flags, modes, keys, counters); a subject is
+ * concrete. A frame that breaks any of it is malformed, whatever its codec.
+ *
+ * @internal
+ */
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
+import { type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
+import { TroupeError } from "../../schema/Errors.ts"
+import { isConcreteSubject, isSubjectSafe, isToken } from "../Subject.ts"
+
+const REQUEST = "Q"
+const REPLY = "X"
+const INTERRUPT = "I"
+const EVENT = "E"
+const CHUNK = "C"
+const ITEMS = "T"
+const SEALED = "S"
+const UPLOAD = 1
+const END = 2
+const ONE_WAY = 1
+const NO_BODY = 2
+const STREAM = 4
+const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+
+/**
+ * @internal A frame's `source`: one subject token of any characters a subject can carry. It
+ * cannot break a subject; where one is built from it, the node checks the token grammar
+ * (`Subject.isToken`).
+ */
+export const isSource = isSubjectSafe
+
+/** a request id, message id, sequence number, credit or counter: a whole number >= 0 */
+export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
+
+const isSmall = (u: unknown, max: number): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0 && u <= max
+
+const isUint32 = (u: unknown): u is number => isSmall(u, 0xffffffff)
+
+/** the most kinds one heartbeat may announce */
+export const MAX_KINDS = 4096
+
+/** the longest incarnation, address or header a frame may carry */
+const MAX_TEXT = 4096
+
+/** the most headers one frame may carry */
+const MAX_HEADERS = 64
+
+const isText = (u: unknown): u is string => typeof u === "string" && u.length <= MAX_TEXT
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+
+/** a plain record of at most `MAX_HEADERS` string values (own keys only: nothing inherited is read) */
+const isHeaders = (u: unknown): u is Record<string, string> => {
+  if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) return false
+  let count = 0
+  for (const key in u) {
+    if (!Object.hasOwn(u, key)) return false
+    if (++count > MAX_HEADERS || key.length > MAX_TEXT || !isText(u[key])) return false
+  }
+  return true
+}
+
+const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
+  for (const _ in headers) return headers
+  return 0
+}
+
+/** @internal the positional form of a hot frame; `undefined` for a frame that travels as an object */
+export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
+  switch (frame._tag) {
+    case "Request": {
+      const headers = headersOrZero(frame.headers)
+      const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0) |
+        (frame.stream === true ? STREAM : 0)
+      const head = [REQUEST, frame.v, frame.source, frame.requestId, frame.kind, frame.id, frame.tag, headers, flags,
+        frame.hops ?? 0]
+      if (frame.body !== undefined) head.push(frame.body)
+      return head
+    }
+    case "Exit": {
+      const exit = frame.exit
+      if (exit._tag === "Error") return undefined
+      const value = exit._tag === "Success" ? exit.value : exit.error
+      const head: Array<unknown> = [REPLY, frame.v, frame.source, frame.requestId, exit._tag === "Success" ? 0 : 1]
+      if (value !== undefined) head.push(value)
+      return head
+    }
+    case "Interrupt":
+      return [INTERRUPT, frame.v, frame.source, frame.requestId]
+    case "Chunk":
+      return [CHUNK, frame.v, frame.source, frame.requestId, frame.seq, frame.last ? 1 : 0, frame.body]
+    case "Items": {
+      const flags = (frame.upload === true ? UPLOAD : 0) | (frame.end === true ? END : 0)
+      const head: Array<unknown> = [ITEMS, frame.v, frame.source, frame.requestId, frame.seq, flags, frame.items]
+      if (frame.failure !== undefined) head.push(frame.failure)
+      return head
+    }
+    case "Event": {
+      const head: Array<unknown> = [EVENT, frame.v, frame.source, frame.subject, headersOrZero(frame.headers)]
+      if (frame.body !== undefined) head.push(frame.body)
+      return head
+    }
+    case "Sealed": {
+      const head: Array<unknown> = [SEALED, frame.v, frame.source, frame.mode, frame.key, frame.counter,
+        frame.subject ?? 0, frame.body]
+      if (frame.sig !== undefined) head.push(frame.sig)
+      return head
+    }
+    default:
+      return undefined
+  }
+}
+
+/** @internal why a decoded array is not a frame (a constant: no message is built on the drop path) */
+export type Problem = string
+
+const fromSealed = (u: ReadonlyArray<unknown>, source: string): Envelope | Problem => {
+  const [, v, , mode, key, counter, subject, body, sig] = u
+  if (
+    !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) || (subject !== 0 && !isConcreteSubject(subject)) ||
+    !(body instanceof Uint8Array) || !(u.length === 8 || (u.length === 9 && sig instanceof Uint8Array))
+  ) return "malformed Sealed frame"
+  return {
+    _tag: "Sealed",
+    v: v as typeof ProtocolVersion,
+    source,
+    mode,
+    key,
+    counter,
+    ...(subject === 0 ? {} : { subject: subject as string }),
+    body,
+    ...(u.length === 9 ? { sig: sig as Uint8Array } : {})
+  }
+}
+
+/** @internal the frame in the positional form `u`, or why it is not one */
+export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem => {
+  const [tag, v, source] = u
+  if (typeof tag !== "string") return "a frame whose tag is not a string"
+  if (v !== ProtocolVersion) return "a frame of another protocol version"
+  if (!isSource(source)) return "a frame whose source is not one subject token"
+  if (tag === EVENT) {
+    const [, , , subject, headers] = u
+    return isConcreteSubject(subject) && (headers === 0 || isHeaders(headers)) && u.length >= 5 && u.length <= 6
+      ? {
+        _tag: "Event",
+        v,
+        source,
+        subject,
+        headers: headers === 0 ? EMPTY_HEADERS : headers,
+        body: u[5]
+      }
+      : "malformed Event frame"
+  }
+  if (tag === SEALED) return fromSealed(u, source)
+  const requestId = u[3]
+  if (!isCount(requestId)) return "a frame whose request id is not a whole number >= 0"
+  switch (tag) {
+    case REQUEST: {
+      const [, , , , kind, id, rpcTag, headers, flags, hops] = u
+      if (
+        !isToken(kind) || typeof id !== "string" || typeof rpcTag !== "string" || !isSmall(flags, 7) ||
+        !isSmall(hops, 255) || (headers !== 0 && !isHeaders(headers)) ||
+        u.length !== ((flags & NO_BODY) !== 0 ? 10 : 11)
+      ) return "malformed Request frame"
+      return {
+        _tag: "Request",
+        v,
+        source,
+        requestId,
+        kind,
+        id,
+        tag: rpcTag,
+        headers: headers === 0 ? EMPTY_HEADERS : headers,
+        body: u[10],
+        ...((flags & ONE_WAY) !== 0 ? { oneWay: true } : {}),
+        ...((flags & STREAM) !== 0 ? { stream: true } : {}),
+        ...(hops > 0 ? { hops } : {})
+      }
+    }
+    case REPLY: {
+      const outcome = u[4]
+      if ((outcome !== 0 && outcome !== 1) || u.length > 6) return "malformed Exit frame"
+      return {
+        _tag: "Exit",
+        v,
+        source,
+        requestId,
+        exit: outcome === 0 ? { _tag: "Success", value: u[5] } : { _tag: "Failure", error: u[5] }
+      }
+    }
+    case INTERRUPT:
+      return u.length === 4 ? { _tag: "Interrupt", v, source, requestId } : "malformed Interrupt frame"
+    case CHUNK: {
+      const [, , , , seq, last, body] = u
+      return isCount(seq) && (last === 0 || last === 1) && body instanceof Uint8Array && u.length === 7
+        ? { _tag: "Chunk", v, source, requestId, seq, last: last === 1, body }
+        : "malformed Chunk frame"
+    }
+    case ITEMS: {
+      const [, , , , seq, flags, items, failure] = u
+      if (
+        !isCount(seq) || !isSmall(flags, 3) || !Array.isArray(items) ||
+        (u.length === 8 ? !isText(failure) : u.length !== 7)
+      ) return "malformed Items frame"
+      return {
+        _tag: "Items",
+        v,
+        source,
+        requestId,
+        seq,
+        items,
+        ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
+        ...((flags & END) !== 0 ? { end: true } : {}),
+        ...(typeof failure === "string" ? { failure } : {})
+      }
+    }
+  }
+  return "a frame of an unknown tag"
+}
+
+const decodeTroupeError = Schema.decodeUnknownEither(TroupeError)
+const TROUPE_ERRORS = new Set<string>(
+  (TroupeError.ast as SchemaAST.Union).types.map((member) => {
+    const tag = SchemaAST.getPropertySignatures(member).find((p) => p.name === "_tag")?.type
+    return tag !== undefined && SchemaAST.isLiteral(tag) ? String(tag.literal) : ""
+  })
+)
+
+const optionalBoolean = (u: unknown): u is boolean | undefined => u === undefined || typeof u === "boolean"
+
+/** copies the optional `true` flags of `u` that are set */
+const flag = (name: string, value: unknown): Record<string, true> | undefined => value === true ? { [name]: true } : undefined
+
+/**
+ * @internal The frame in the object form `u` (a frame without a positional form: an `Exit` with
+ * a runtime error, `Ack`, `Heartbeat`, `Handshake`; the others are read too), or why it is not
+ * one. Field by field, like the positional forms, and only known fields are read or copied: no
+ * schema runs on the drop path, except for the runtime error an `Exit` carries.
+ */
+export const fromObject = (u: unknown): Envelope | Problem => {
+  if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) return "a frame that is neither an array nor an object"
+  const { _tag: tag, v, source } = u
+  if (typeof tag !== "string") return "a frame whose tag is not a string"
+  if (v !== ProtocolVersion) return "a frame of another protocol version"
+  if (!isSource(source)) return "a frame whose source is not one subject token"
+  const common = { v, source }
+  switch (tag) {
+    case "Heartbeat": {
+      const { name, incarnation, address, kinds, isServing, startedAt, periodMillis, leaving } = u
+      if (
+        !isToken(name) || !isText(incarnation) || incarnation.length === 0 || !isText(address) ||
+        !Array.isArray(kinds) || kinds.length > MAX_KINDS || typeof isServing !== "boolean" ||
+        typeof startedAt !== "number" || !Number.isFinite(startedAt) || typeof periodMillis !== "number" ||
+        !Number.isFinite(periodMillis) || !optionalBoolean(leaving)
+      ) return "malformed Heartbeat frame"
+      for (const kind of kinds) if (!isToken(kind)) return "a heartbeat announcing a kind that is not a subject token"
+      return {
+        _tag: "Heartbeat",
+        ...common,
+        name,
+        incarnation,
+        address,
+        kinds: kinds as Array<string>,
+        isServing,
+        startedAt,
+        periodMillis,
+        ...flag("leaving", leaving)
+      }
+    }
+    case "Ack": {
+      const { requestId, credit, upload } = u
+      return isCount(requestId) && isCount(credit) && optionalBoolean(upload)
+        ? { _tag: "Ack", ...common, requestId, credit, ...flag("upload", upload) }
+        : "malformed Ack frame"
+    }
+    case "Handshake": {
+      const { step, body } = u
+      return isSmall(step, 255) && body instanceof Uint8Array
+        ? { _tag: "Handshake", ...common, step, body }
+        : "malformed Handshake frame"
+    }
+    case "Exit": {
+      const { requestId, exit } = u
+      if (!isCount(requestId) || !isRecord(exit)) return "malformed Exit frame"
+      const outcome = exit._tag
+      if (outcome === "Success") return { _tag: "Exit", ...common, requestId, exit: { _tag: "Success", value: exit.value } }
+      if (outcome === "Failure") return { _tag: "Exit", ...common, requestId, exit: { _tag: "Failure", error: exit.error } }
+      const error = exit.error
+      if (outcome !== "Error" || !isRecord(error) || typeof error._tag !== "string" || !TROUPE_ERRORS.has(error._tag)) {
+        return "malformed Exit frame"
+      }
+      try {
+        const decoded = decodeTroupeError(error)
+        return Either.isRight(decoded)
+          ? { _tag: "Exit", ...common, requestId, exit: { _tag: "Error", error: decoded.right } }
+          : "an Exit frame whose runtime error does not match its schema"
+      } catch {
+        return "an Exit frame whose runtime error does not match its schema"
+      }
+    }
+    case "Interrupt":
+      return isCount(u.requestId) ? { _tag: "Interrupt", ...common, requestId: u.requestId } : "malformed Interrupt frame"
+    case "Request": {
+      const { requestId, kind, id, tag: rpcTag, headers, oneWay, stream, hops } = u
+      if (
+        !isCount(requestId) || !isToken(kind) || typeof id !== "string" || typeof rpcTag !== "string" ||
+        !isHeaders(headers) || !optionalBoolean(oneWay) || !optionalBoolean(stream) ||
+        (hops !== undefined && !isSmall(hops, 255))
+      ) return "malformed Request frame"
+      return {
+        _tag: "Request",
+        ...common,
+        requestId,
+        kind,
+        id,
+        tag: rpcTag,
+        headers,
+        body: u.body,
+        ...flag("oneWay", oneWay),
+        ...flag("stream", stream),
+        ...(typeof hops === "number" && hops > 0 ? { hops } : {})
+      }
+    }
+    case "Chunk": {
+      const { requestId, seq, body, last } = u
+      return isCount(requestId) && isCount(seq) && body instanceof Uint8Array && typeof last === "boolean"
+        ? { _tag: "Chunk", ...common, requestId, seq, body, last }
+        : "malformed Chunk frame"
+    }
+    case "Items": {
+      const { requestId, seq, items, upload, end, failure } = u
+      if (
+        !isCount(requestId) || !isCount(seq) || !Array.isArray(items) || !optionalBoolean(upload) ||
+        !optionalBoolean(end) || (failure !== undefined && !isText(failure))
+      ) return "malformed Items frame"
+      return {
+        _tag: "Items",
+        ...common,
+        requestId,
+        seq,
+        items,
+        ...flag("upload", upload),
+        ...flag("end", end),
+        ...(typeof failure === "string" ? { failure } : {})
+      }
+    }
+    case "Event": {
+      const { subject, headers } = u
+      return isConcreteSubject(subject) && isHeaders(headers)
+        ? { _tag: "Event", ...common, subject, headers, body: u.body }
+        : "malformed Event frame"
+    }
+    case "Sealed": {
+      const { mode, key, counter, subject, body, sig } = u
+      if (
+        !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) || (subject !== undefined && !isConcreteSubject(subject)) ||
+        !(body instanceof Uint8Array) || (sig !== undefined && !(sig instanceof Uint8Array))
+      ) return "malformed Sealed frame"
+      return {
+        _tag: "Sealed",
+        ...common,
+        mode,
+        key,
+        counter,
+        ...(subject === undefined ? {} : { subject: subject as string }),
+        body,
+        ...(sig === undefined ? {} : { sig: sig as Uint8Array })
+      }
+    }
+  }
+  return "a frame of an unknown tag"
+}
