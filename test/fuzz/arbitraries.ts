@@ -64,7 +64,8 @@ export const oddString: fc.Arbitrary<string> = fc.oneof(
   { arbitrary: fc.constantFrom(...oddStrings), weight: 6 },
   { arbitrary: fc.string({ maxLength: 6 }), weight: 2 },
   { arbitrary: fc.string({ unit: "binary", maxLength: 6 }), weight: 2 },
-  { arbitrary: fc.integer({ min: 256, max: 70_000 }).map((n) => "x".repeat(n)), weight: 1 }
+  // (the corpus holds longer ones)
+  { arbitrary: fc.constantFrom(300, 4096).map((n) => "x".repeat(n)), weight: 1 }
 )
 
 export const oddNumbers: ReadonlyArray<number> = [
@@ -112,7 +113,8 @@ export const protoObjects: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
 )
 
 export const deep: fc.Arbitrary<Deep> = fc.record({
-  depth: fc.oneof(fc.integer({ min: 2, max: 40 }), fc.integer({ min: 1000, max: 200_000 })),
+  // deeper than a recursive walk survives: 3,000 (the corpus holds 100,000)
+  depth: fc.oneof({ arbitrary: fc.integer({ min: 2, max: 40 }), weight: 6 }, { arbitrary: fc.constant(3000), weight: 1 }),
   shape: fc.constantFrom("array" as const, "object" as const),
   leaf: fc.constantFrom(0, "x", null)
 }).map(({ depth, leaf, shape }) => new Deep(depth, leaf, shape))
@@ -493,7 +495,7 @@ const structural = (value: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
     // the tag (first element) an object with prototype keys: `[{"toString":1}]`, `[{"_tag":{"toString":1}}]`
     { arbitrary: fc.tuple(value, protoObjects).map(([v, tag]) => (Array.isArray(v) ? [tag, ...v.slice(1)] : v)), weight: 1 },
     // wrapped in nesting
-    { arbitrary: fc.tuple(value, fc.integer({ min: 1, max: 50_000 })).map(([v, depth]) => new Deep(depth, v, "array")), weight: 1 }
+    { arbitrary: fc.tuple(value, fc.oneof({ arbitrary: fc.integer({ min: 1, max: 20 }), weight: 3 }, { arbitrary: fc.constant(3000), weight: 1 })).map(([v, depth]) => new Deep(depth, v, "array")), weight: 1 }
   )
 
 const dropOne = (value: unknown, index: number): unknown => {
@@ -603,7 +605,8 @@ export type FrameType = keyof ReturnType<typeof frameTypes>
  */
 export const frames = (
   p: Pools,
-  weights: Partial<Record<FrameType, number>>
+  weights: Partial<Record<FrameType, number>>,
+  options: { readonly batches?: boolean } = {}
 ): fc.Arbitrary<FuzzFrame> => {
   const all = frameTypes(p)
   const chosen = (Object.entries(weights) as Array<[FrameType, number]>).filter(([, w]) => w > 0)
@@ -621,7 +624,7 @@ export const frames = (
       weight: 2
     }
   ]
-  if (batchable !== undefined) {
+  if (batchable !== undefined && options.batches !== false) {
     variants.push({
       arbitrary: fc.tuple(fc.array(batchable, { minLength: 1, maxLength: 4 }), fc.oneof(
         { arbitrary: fc.constant(0), weight: 8 },

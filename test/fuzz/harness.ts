@@ -5,6 +5,7 @@
  * that carry a defect, a legitimate ask and a legitimate event, and the nodes' tables.
  */
 import { Rpc } from "@effect/rpc"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -128,7 +129,7 @@ const chunkReasons = ["missing", "duplicate", "too-large", "evicted"].map((reaso
 
 const countOf = (metric: Metric.Metric.Counter<number>): number => metric.unsafeValue([]).count
 
-const MAX_SPINS = 20_000
+const MAX_SPINS = 2000
 
 /** runs `effect` to its end within a bounded number of yields (the TestClock never moves) */
 export const bounded = <A, E>(what: string, effect: Effect.Effect<A, E>): Effect.Effect<A, Error> =>
@@ -166,9 +167,16 @@ export const makeTarget = (mode: Mode): Effect.Effect<Target, Error, Scope.Scope
       logLines: 0,
       events: 0
     } as { -readonly [K in keyof Target]: Target[K] }
+    // cheap: a line's text and the names and messages of the errors it carries, never a pretty-printed cause
+    const describe = (u: unknown): string =>
+      typeof u === "string" ? u : u instanceof Error ? `${u.name}: ${u.message}` : ""
     const capture = Logger.make(({ cause, message }) => {
       target.logLines++
-      const text = `${Array.isArray(message) ? message.join(" ") : String(message)} ${cause._tag === "Empty" ? "" : String(cause)}`
+      let text = Array.isArray(message) ? message.map(describe).join(" ") : describe(message)
+      if (cause._tag !== "Empty") {
+        for (const defect of Cause.defects(cause)) text += ` ${describe(defect)}`
+        for (const failure of Cause.failures(cause)) text += ` ${describe(failure)}`
+      }
       if (DEFECT.test(text) && target.defects.length < 20) target.defects.push(text.slice(0, 500))
     })
     const logging = Layer.merge(Logger.replace(Logger.defaultLogger, capture), Logger.minimumLogLevel(LogLevel.All))
@@ -225,6 +233,48 @@ export const makeTarget = (mode: Mode): Effect.Effect<Target, Error, Scope.Scope
     }
     yield* target.legit(0)
     return target as Target
+  })
+
+/**
+ * A trusted peer gone bad: a secure endpoint (trust "any", a real session with the victim) that
+ * seals whatever bytes it is given, pairwise to a node's direct subject or with its group key to
+ * a shared subject. Its frames reach the victim's decoder from inside a valid session.
+ */
+export interface Insider {
+  readonly nodeId: string
+  /** seals `bytes` (an encoded frame, or anything) to `subject`; returns the publish error, if any */
+  readonly seal: (subject: string, bytes: Uint8Array) => string | undefined
+}
+
+export const makeInsider = (network: Transport.InMemoryNetwork): Effect.Effect<Insider, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const nodeId = "insider-1"
+    // a codec that passes prepared bytes through (and encodes the handshake frames normally)
+    const passThrough: Codec.CodecShape = {
+      name: "msgpack",
+      encode: (frame) => {
+        const raw = frame as unknown as { readonly _tag: string; readonly bytes?: Uint8Array }
+        return raw._tag === "Raw" && raw.bytes !== undefined ? Either.right(raw.bytes) : Codec.msgpackCodec.encode(frame)
+      },
+      decode: Codec.msgpackCodec.decode
+    }
+    const inner = Transport.layerInMemory({ network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
+    const context = yield* Layer.build(
+      Secure.layer({ identity: Secure.generateIdentity, trust: "any" }).pipe(
+        Layer.provide(Layer.merge(inner, Layer.succeed(Codec.Codec, passThrough))),
+        Layer.orDie
+      )
+    )
+    const transport = Context.get(context, Transport.Transport)
+    // subscribing to its direct subject makes it a node that can answer handshakes
+    yield* Effect.orDie(transport.subscribe(`node.${nodeId}`, () => {}))
+    return {
+      nodeId,
+      seal: (subject, bytes) => {
+        const error = transport.unsafePublish(subject, { _tag: "Raw", bytes } as unknown as Envelope)
+        return error === undefined ? undefined : error.message
+      }
+    }
   })
 
 /** the result of `f`, or the error it threw, as an Either (for delivery that must not throw) */

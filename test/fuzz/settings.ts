@@ -35,3 +35,10 @@ export const check = async <Ts>(what: string, property: fc.IAsyncProperty<Ts> | 
     )
   }
 }
+
+/**
+ * `FUZZ_TRIAGE=1`: the properties do not stop at their first failure; each path prints its
+ * distinct failures (one example each, minimised by hand) and passes. For measuring the suite's
+ * cost on code that still fails, and for finding every distinct failure at once.
+ */
+export const triage = process.env["FUZZ_TRIAGE"] === "1"
