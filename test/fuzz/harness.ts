@@ -51,7 +51,7 @@ const handlers = {
   Put: ({ data }: { readonly data: Stream.Stream<Uint8Array, StreamError> }) => Stream.runCount(data)
 }
 
-const kinds: Layer.Layer<never, never, ActorSystem> = Layer.mergeAll(
+export const fuzzKinds: Layer.Layer<never, never, ActorSystem> = Layer.mergeAll(
   Actor.toLayer(FuzzActor, handlers, { maxIdleTime: "10 seconds" }),
   Actor.toLayer(FuzzService, handlers)
 )
@@ -78,7 +78,7 @@ const transportLayer = (mode: Mode, network: Transport.InMemoryNetwork) => {
 type NodeServices = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery | Secure.Secure | Transport.Transport
 
 const nodeLayer = (mode: Mode, network: Transport.InMemoryNetwork, name: string, hosted: boolean) =>
-  (hosted ? kinds : Layer.empty).pipe(
+  (hosted ? fuzzKinds : Layer.empty).pipe(
     Layer.provideMerge(Node.layer({ name })),
     Layer.provideMerge(Discovery.layer({ heartbeat: "1 second", remap: {} })),
     Layer.provideMerge(transportLayer(mode, network)),

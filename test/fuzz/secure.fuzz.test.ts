@@ -19,7 +19,8 @@ const pools = (t: Target) => ({
   ...defaultPools,
   kinds: ["FuzzActor", "FuzzService"],
   tags: ["Echo", "Count", "Put"],
-  ids: ["", "a", "legit"],
+  // not "legit": a stranger (or an insider) can hold an actor's mailbox as any caller can
+  ids: ["", "a", "b"],
   subjects: ["fuzz.a", "fuzz.legit", "discovery", "actor.FuzzService", `node.${t.victimId}`],
   // strangers, and the caller's id (a stranger claiming to be a known peer)
   sources: ["n1", "stranger", t.callerId]
@@ -66,10 +67,12 @@ describe("secure receive paths fuzz", () => {
         for (const encoding of encodings) {
           const bytes = wireOf(frame, encoding)
           const judged = judge(bytes, { receiver: false })
-          // the plaintext is one frame: one drop at least when it must be dropped
+          // the plaintext is one frame: one drop at least when it must be dropped. A group frame
+          // may wait (bounded) for the insider's group key, and is judged when it is opened: its
+          // drop is counted then, not within this delivery
           const problem = deliverOne(t, subject, bytes, `a ${frame.type} frame in ${encoding} sealed by an insider`, {
             verdict: judged.verdict,
-            drops: Math.min(1, judged.drops)
+            drops: subject.startsWith("node.") ? Math.min(1, judged.drops) : 0
           })
           if (problem !== undefined) return problem
         }
