@@ -182,6 +182,11 @@ export const makeTarget = (mode: Mode): Effect.Effect<Target, Error, Scope.Scope
     const logging = Layer.merge(Logger.replace(Logger.defaultLogger, capture), Logger.minimumLogLevel(LogLevel.All))
     const victim = yield* Layer.build(nodeLayer(mode, network, "victim", true)).pipe(Effect.provide(logging))
     const caller = yield* Layer.build(nodeLayer(mode, network, "caller", false)).pipe(Effect.provide(logging))
+    // on release (after a failure too), the clock moves on so that what strangers left waiting
+    // (uploads, handshakes) expires and the nodes' shutdown completes; bounded
+    yield* Effect.addFinalizer(() =>
+      Effect.forkDaemon(Effect.forEach(Array.from({ length: 600 }), () => Effect.zipRight(TestClock.adjust("1 second"), Effect.yieldNow()), { discard: true }))
+    )
     const victimNode = Context.get(victim, Node.Node)
     const callerNode = Context.get(caller, Node.Node)
     yield* Topic.subscribe(FuzzTopic).pipe(

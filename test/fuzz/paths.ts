@@ -11,7 +11,7 @@ import * as TestClock from "effect/TestClock"
 import { defaultPools, type FrameType, type FuzzFrame, type Pools, wireOf } from "./arbitraries.ts"
 import type { CorpusPath } from "./corpus/corpus.ts"
 import { attempt, type Target } from "./harness.ts"
-import { check, parameters, triage } from "./settings.ts"
+import { check, nodeParameters, triage } from "./settings.ts"
 import { encodings, hex, judge } from "./wireBytes.ts"
 
 /** frames per property run: a legitimate ask and the table checks follow each batch */
@@ -182,7 +182,7 @@ export const fuzzPath = (
             if (after !== undefined) fail(`after ${delivered} frames, the last of them this one: ${after}`, frame)
           }
         }),
-        parameters(count)
+        nodeParameters(count)
       )
     )
     if (triage) {

@@ -17,8 +17,6 @@ export const FRAMES_PER_PATH = Math.max(1, Math.round(10_000 * (Number.isFinite(
 export const parameters = <T>(numRuns: number, extra?: fc.Parameters<T>): fc.Parameters<T> => ({
   numRuns,
   ...(seed === undefined ? {} : { seed }),
-  // a failing run already proves the point: shrinking a node's state-carrying runs stays bounded
-  endOnFailure: false,
   ...extra
 })
 
@@ -42,3 +40,11 @@ export const check = async <Ts>(what: string, property: fc.IAsyncProperty<Ts> | 
  * cost on code that still fails, and for finding every distinct failure at once.
  */
 export const triage = process.env["FUZZ_TRIAGE"] === "1"
+
+/**
+ * For properties over a running node: no shrinking (each shrink step would replay on a node that
+ * the earlier frames changed, and a broken node makes each step slow); the failing frame is in the
+ * message. Bounded in time: a run that takes longer than this fails as interrupted.
+ */
+export const nodeParameters = <T>(numRuns: number): fc.Parameters<T> =>
+  parameters(numRuns, { endOnFailure: true, interruptAfterTimeLimit: 45_000, markInterruptAsFailure: true })
