@@ -6,6 +6,7 @@
  * and `src/layers/internal/fragments.ts`, saying whether bytes are a frame a receiver must drop
  * (and count) or may accept.
  */
+import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { Packr } from "msgpackr"
 import { Envelope } from "../../src/schema/Envelope.ts"
@@ -291,9 +292,12 @@ const depthOf = (value: unknown, limit: number): number => {
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
 
-const isHeaders = (u: unknown): boolean =>
-  isRecord(u) && !Array.isArray(u) && !(u instanceof Uint8Array) &&
-  Object.keys(u).every((k) => typeof u[k] === "string")
+/** as the codec reads them: any object whose enumerable properties are all strings (an empty array too) */
+const isHeaders = (u: unknown): boolean => {
+  if (!isRecord(u)) return false
+  for (const key in u) if (typeof u[key] !== "string") return false
+  return true
+}
 
 /** what a receiver must do with a message */
 export type Verdict =
@@ -367,18 +371,18 @@ const positional = (u: ReadonlyArray<unknown>, receiver: boolean): Verdict => {
   return "malformed"
 }
 
-const isEnvelope = Schema.is(Envelope)
+const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
 
 const objectFrame = (u: unknown, receiver: boolean): Verdict => {
-  let ok: boolean
+  let decoded: Either.Either<Envelope, unknown>
   try {
-    ok = isEnvelope(u)
+    decoded = decodeEnvelope(u)
   } catch {
     // the schema itself choked on the value: it is certainly no frame
     return "malformed"
   }
-  if (!ok) return "malformed"
-  const frame = u as Envelope
+  if (Either.isLeft(decoded)) return "malformed"
+  const frame = decoded.right
   if (frame._tag === "Chunk" && receiver) return "malformed"
   if (!isToken(frame.source)) return "bad-identifier"
   if (frame._tag === "Heartbeat" && !frame.kinds.every(isToken)) return "bad-identifier"
