@@ -635,18 +635,35 @@ describe("Discovery.layer under hostile input", () => {
       expect(ids(a.discovery)).toEqual(["x-id"])
     }))
 
-  it.scoped("a peer's absurd heartbeat period is capped: a stranger cannot stay a member for ever", () =>
+  it.scoped("a peer's absurd heartbeat period is capped at 10 of our periods (10 s at least): a stranger cannot stay a member for ever", () =>
     Effect.gen(function*() {
       const network = Transport.makeNetwork()
-      const a = yield* start(network, { remap: {}, heartbeat: "10 minutes" })
+      const a = yield* start(network, { remap: {}, heartbeat: "1 second" })
       const raw = Transport.makeInMemory({ network })
       yield* raw.publish("discovery", heartbeat("x-id", { periodMillis: 1e15 }))
       expect(ids(a.discovery)).toEqual(["x-id"])
-      // removed after removeAfter (5) periods of at most one hour, checked every 10 minutes
-      for (let i = 0; i < 29; i++) yield* Effect.zipRight(adjustAfterSleeps(1, "10 minutes"), awaitSleeps(1))
+      // removed after removeAfter (5) periods of at most 10 s, checked every second
+      for (let i = 0; i < 49; i++) yield* Effect.zipRight(adjustAfterSleeps(1, "1 second"), awaitSleeps(1))
       expect(ids(a.discovery)).toEqual(["x-id"])
-      yield* Effect.zipRight(adjustAfterSleeps(1, "10 minutes"), awaitSleeps(1))
+      yield* Effect.zipRight(adjustAfterSleeps(1, "1 second"), awaitSleeps(1))
       expect(ids(a.discovery)).toEqual([])
+    }))
+
+  it.scoped("strangers naming ever new nodes are tracked up to 10,000; a heartbeat from one more is dropped and counted", () =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const a = yield* start(network, { remap: {}, heartbeat: "1 second" })
+      const raw = Transport.makeInMemory({ network })
+      for (let i = 0; i < 10_000; i++) yield* raw.publish("discovery", heartbeat(`s-${i}`))
+      expect(a.discovery.unsafeState().members.length).toBe(10_000)
+      const before = yield* malformed()
+      yield* raw.publish("discovery", heartbeat("one-more"))
+      expect(a.discovery.unsafeState().members.length).toBe(10_000)
+      expect(find(a.discovery, "one-more")).toBeUndefined()
+      expect((yield* malformed()) - before).toBe(1)
+      // a member already tracked is still heard
+      yield* raw.publish("discovery", heartbeat("s-0", { isServing: false }))
+      expect(find(a.discovery, "s-0")?.isServing).toBe(false)
     }))
 
   /**

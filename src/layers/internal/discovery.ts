@@ -192,8 +192,15 @@ const subject = "discovery"
 /** a node that hears nothing, not even its own heartbeat, for this many periods resubscribes */
 const deafAfter = 2
 
-/** the longest heartbeat period taken from a peer (a longer one would keep a stranger's entry for ever) */
-const MAX_PERIOD_MILLIS = 60 * 60 * 1000
+/**
+ * The longest heartbeat period taken from a peer: 10 of our own periods, and at least 10 s. The
+ * nodes of one cluster run periods within 10 times of each other (a rolling change of period
+ * included); a longer claim would keep a stranger's entry long after it fell silent.
+ */
+const maxPeerPeriodMillis = (ownPeriodMillis: number): number => Math.max(10 * ownPeriodMillis, 10_000)
+
+/** the most members (and departed incarnations) tracked: a heartbeat from one more new node is dropped */
+const MAX_MEMBERS = 10_000
 
 type Announced = Omit<Member, "lastSeen" | "status">
 
@@ -333,9 +340,13 @@ export const makeHeartbeat = (
       }
       if (departed.has(frame.incarnation)) return
       const periodMillis = Number.isFinite(frame.periodMillis) && frame.periodMillis > 0
-        ? Math.min(frame.periodMillis, MAX_PERIOD_MILLIS)
+        ? Math.min(frame.periodMillis, maxPeerPeriodMillis(config.periodMillis))
         : config.periodMillis
       const entry = entries.get(frame.source)
+      // strangers naming ever new nodes cannot grow the tables without bound
+      if (entry === undefined && (frame.leaving === true ? departed.size : entries.size) >= MAX_MEMBERS) {
+        return drop("a heartbeat from one node more than the 10,000 tracked")
+      }
       if (frame.leaving === true) {
         tombstone(frame.incarnation, periodMillis, at)
         if (entry !== undefined && entry.member.incarnation === frame.incarnation) {
