@@ -5,6 +5,10 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
+import { Rpc } from "@effect/rpc"
+import * as Chunk from "effect/Chunk"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
 import * as Transport from "../../src/layers/Transport.ts"
@@ -147,6 +151,37 @@ describe("frames from the wire", () => {
       expect(byId.get(2)).toMatchObject({ _tag: "Error", error: { _tag: "DecodeError" } })
       expect(byId.get(3)).toMatchObject({ _tag: "Error", error: { _tag: "DecodeError" } })
       expect(byId.get(4)).toMatchObject({ _tag: "Success", value: 1 })
+    }))
+
+  it.scoped("a tell to a streaming Rpc from the wire is refused, never runs its handler nor restarts the actor", () =>
+    Effect.gen(function*() {
+      const cluster = yield* makeCluster("json")
+      const builds = { count: 0 }
+      const Ticker = Actor.make("Ticker", [
+        Rpc.make("Ticks", { payload: { n: Schema.Number }, success: Schema.Number, stream: true }),
+        Rpc.make("Builds", { success: Schema.Number })
+      ])
+      const TickerLive = Actor.toLayer(Ticker, Effect.sync(() => {
+        builds.count++
+        return {
+          Ticks: ({ n }: { readonly n: number }) => Stream.range(1, n),
+          Builds: () => Effect.succeed(builds.count)
+        }
+      }))
+      const node = yield* cluster.add(TickerLive, { name: "host" })
+      const ticker = (yield* Effect.provide(Actor.client(Ticker), node))("t")
+      expect(yield* ticker.Builds()).toBe(1)
+      const transport = Transport.makeInMemorySerialized(Codec.jsonCodec, { network: cluster.network })
+      for (let i = 0; i < 5; i++) {
+        yield* transport.publish(
+          `node.${nodeOf(node).nodeId}`,
+          frame({ requestId: 10 + i, kind: "Ticker", id: "t", tag: "Ticks", body: { n: 3 }, oneWay: true }) as never
+        )
+      }
+      yield* Effect.yieldNow()
+      // five refused tells: had each run the handler as an ask, each would have died and restarted the actor
+      expect(yield* ticker.Builds()).toBe(1)
+      expect(yield* Stream.runCollect(ticker.Ticks({ n: 3 })).pipe(Effect.map(Chunk.toArray))).toEqual([1, 2, 3])
     }))
 
   it.scoped("malformed bytes are counted and dropped; the node carries on", () =>

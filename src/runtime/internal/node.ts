@@ -799,11 +799,24 @@ export const make = (
       exit
     })
 
+    // failed tells are logged at most once a second (anyone on the broker can send tells)
+    let failedTells = 0
+    let failedTellLoggedAt = -Infinity
     function replyTo(frame: RequestFrame, exit: WireExit): void {
       if (frame.oneWay === true) {
-        if (exit._tag !== "Success") {
-          fork(Effect.logWarning(`tell ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} from ${frame.source} failed`, exit))
-        }
+        if (exit._tag === "Success") return
+        failedTells++
+        const now = clock.unsafeCurrentTimeMillis()
+        if (now - failedTellLoggedAt < 1000) return
+        const more = failedTells - 1
+        failedTells = 0
+        failedTellLoggedAt = now
+        fork(Effect.logWarning(
+          `tell ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} from ${printable(frame.source)} failed${
+            more > 0 ? ` (and ${more} more since the last report)` : ""
+          }`,
+          exit
+        ))
         return
       }
       // the codec let only a subject token through; this guards the subject we build from it
@@ -861,7 +874,9 @@ export const make = (
       // a caller that knows the Rpc only by name (the CLI, a gateway route by name) may expect
       // the wrong kind of reply: it gets a StreamError saying so, not a frame count or a stream
       // that breaks on its first frame
-      if (codec !== undefined && frame.oneWay !== true && (frame.stream === true) !== (codec.items !== undefined)) {
+      // a one-way message to a streaming Rpc is refused the same way (nothing would read the
+      // stream; a typed client cannot send one)
+      if (codec !== undefined && (frame.stream === true) !== (codec.items !== undefined)) {
         return replyTo(frame, {
           _tag: "Error",
           error: new StreamError({
