@@ -52,29 +52,39 @@ export const TELL_MAILBOX_CAPACITY = 200_000
  * @since 0.1.0
  * @category layers
  */
-export const CounterLive = Actor.toLayer(Counter, Effect.gen(function*() {
-  const count = yield* Ref.make(0)
-  return {
-    Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by),
-    Get: () => Ref.get(count)
-  }
-}), { mailboxCapacity: TELL_MAILBOX_CAPACITY })
+export const CounterLive = Actor.toLayer(
+  Counter,
+  Effect.gen(function*() {
+    const count = yield* Ref.make(0)
+    return {
+      Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by),
+      Get: () => Ref.get(count)
+    }
+  }),
+  { mailboxCapacity: TELL_MAILBOX_CAPACITY }
+)
 
 /**
  * @since 0.1.0
  * @category layers
  */
-export const EchoLive = Actor.toLayer(Echo, Effect.succeed({
-  Echo: ({ n }) => Effect.succeed(n)
-}))
+export const EchoLive = Actor.toLayer(
+  Echo,
+  Effect.succeed({
+    Echo: ({ n }) => Effect.succeed(n)
+  })
+)
 
 /**
  * @since 0.1.0
  * @category layers
  */
-export const AdderLive = Actor.toLayer(Adder, Effect.succeed({
-  Increment: ({ by }) => Effect.succeed(by + 1)
-}))
+export const AdderLive = Actor.toLayer(
+  Adder,
+  Effect.succeed({
+    Increment: ({ by }) => Effect.succeed(by + 1)
+  })
+)
 
 /**
  * Both kinds, hosted on whatever node is provided.

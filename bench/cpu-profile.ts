@@ -49,7 +49,9 @@ const mapToSources = (profile: { readonly nodes: ReadonlyArray<ProfileNode> }): 
 }
 
 const post = (session: Session, method: string): Promise<unknown> =>
-  new Promise((resolve, reject) => session.post(method, (error, result) => (error === null ? resolve(result) : reject(error))))
+  new Promise((resolve, reject) =>
+    session.post(method, (error, result) => (error === null ? resolve(result) : reject(error)))
+  )
 
 /**
  * Starts profiling the process; the returned function stops and writes the profile to `path`.
@@ -108,9 +110,13 @@ export const cpuMicros = (pid: number): number => {
  *
  * @since 0.1.0
  */
-export const serveUntilStopped = async (nc: { readonly drain: () => Promise<void>; readonly close: () => Promise<void> }) => {
+export const serveUntilStopped = async (
+  nc: { readonly drain: () => Promise<void>; readonly close: () => Promise<void> }
+) => {
   const profilePath = process.env["BENCH_CPU_PROFILE"]
-  const stopProfile = profilePath !== undefined && profilePath.length > 0 ? await startCpuProfile(profilePath) : undefined
+  const stopProfile = profilePath !== undefined && profilePath.length > 0
+    ? await startCpuProfile(profilePath)
+    : undefined
   console.log("ready")
   process.once("SIGTERM", () => {
     Promise.resolve(stopProfile?.())

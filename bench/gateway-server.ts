@@ -52,9 +52,11 @@ const program = Effect.gen(function*() {
   yield* Effect.sync(() => console.log("ready"))
   return yield* Effect.never
 }).pipe(
-  Effect.provide(Layer.mergeAll(GatewayLive, BareLive).pipe(
-    Layer.provideMerge(Node.layerNats({ servers: url, namespace, name: "bench-gateway" }))
-  )),
+  Effect.provide(
+    Layer.mergeAll(GatewayLive, BareLive).pipe(
+      Layer.provideMerge(Node.layerNats({ servers: url, namespace, name: "bench-gateway" }))
+    )
+  ),
   Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))
 )
 

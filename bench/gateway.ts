@@ -54,7 +54,8 @@ const post = (agent: http.Agent, port: number): Promise<true | Error> =>
         resolve(response.statusCode === 200 && data === "2" ? true : new Error(`${response.statusCode}: ${data}`)))
     })
     // no Nagle delay on the client side either (Node's server sets noDelay by itself)
-    request.on("socket", (socket) => socket.setNoDelay(true))
+    request.on("socket", (socket) =>
+      socket.setNoDelay(true))
     request.setTimeout(10_000, () => request.destroy(new Error("no reply within 10 s")))
     request.on("error", resolve)
     request.end(BODY)

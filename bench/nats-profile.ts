@@ -62,9 +62,12 @@ const makeLoad = (url: string) =>
     if (mode === "raw" || mode === "fibers") {
       const responder = yield* child("raw-responder.ts", [url, RAW_SUBJECT])
       yield* ready(responder, "raw responder")
-      const nc = yield* Effect.acquireRelease(Effect.promise(() => connect({ servers: url })), (nc) => Effect.promise(() => nc.close()))
+      const nc = yield* Effect.acquireRelease(Effect.promise(() => connect({ servers: url })), (nc) =>
+        Effect.promise(() => nc.close()))
       const client = makeRawClient(nc)
-      yield* Effect.promise(() => nc.flush())
+      yield* Effect.promise(() =>
+        nc.flush()
+      )
       const codec = wireCodecs.msgpack
       const subject = `${RAW_SUBJECT}.msgpack`
       const request = rawRequestEffect(client)
@@ -117,7 +120,9 @@ const program = Effect.gen(function*() {
   console.log(
     `${mode}, ${callers} in flight: ${Math.round(round.ops / round.millis * 1000)} req/s over ${
       (round.millis / 1000).toFixed(1)
-    } s, ${round.failures} failed; ${writes} socket writes, ${(round.ops / Math.max(writes, 1)).toFixed(1)} requests per write`
+    } s, ${round.failures} failed; ${writes} socket writes, ${
+      (round.ops / Math.max(writes, 1)).toFixed(1)
+    } requests per write`
   )
   console.log(`  CPU µs per request: ${cpu.join(", ")}`)
 }).pipe(Effect.scoped, Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)))

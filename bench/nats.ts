@@ -272,7 +272,8 @@ export const rawRequestEffect = (client: RawClient): Effect.Effect<unknown, Erro
 const rawSpec = (client: RawClient, codec: CodecName, callers: number, budget: Budget): Spec => ({
   name: `raw nats.js, ${codec === "msgpack" ? "msgpackr" : "JSON"} (${callers} in flight)`,
   budget,
-  round: (budget) => Effect.promise(() => rawRound(client, wireCodecs[codec], `${RAW_SUBJECT}.${codec}`, budget, callers))
+  round: (budget) =>
+    Effect.promise(() => rawRound(client, wireCodecs[codec], `${RAW_SUBJECT}.${codec}`, budget, callers))
 })
 
 /**

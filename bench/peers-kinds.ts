@@ -72,9 +72,12 @@ export const Peer = Actor.service("Peer", [
  * @since 0.5.0
  * @category troupe
  */
-export const PeerLive = Actor.toLayer(Peer, Effect.succeed({
-  Add: ({ a, b }) => Effect.succeed(a + b)
-}))
+export const PeerLive = Actor.toLayer(
+  Peer,
+  Effect.succeed({
+    Add: ({ a, b }) => Effect.succeed(a + b)
+  })
+)
 
 /**
  * The topic the Troupe publisher sends `PAYLOAD` on.

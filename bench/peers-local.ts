@@ -50,7 +50,8 @@ const moleculerLocal = Effect.gen(function*() {
   return {
     name: "Moleculer local call (1 in flight)",
     budget: CALLS,
-    round: (budget) => Effect.promise(() => concurrentPromises(budget, 1, () => broker.call("counter.increment", { by: 1 })))
+    round: (budget) =>
+      Effect.promise(() => concurrentPromises(budget, 1, () => broker.call("counter.increment", { by: 1 })))
   } satisfies Spec
 })
 

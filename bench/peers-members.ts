@@ -101,7 +101,9 @@ const sizedNode = (size: number) =>
     const serving = servingNow()
     if (serving.length !== size) return yield* Effect.dieMessage(`${serving.length} of ${size} members serve Counter`)
     const ids = ownedIds(serving, self, IDS)
-    if (ids.length < IDS) return yield* Effect.dieMessage(`found only ${ids.length} ids owned by the node among ${size}`)
+    if (ids.length < IDS) {
+      return yield* Effect.dieMessage(`found only ${ids.length} ids owned by the node among ${size}`)
+    }
     const counter = yield* Effect.provide(Actor.client(Counter), node)
     const clients = ids.map((id) => counter(id))
     // every id must be served here: an ask routed to a simulated member would never be answered

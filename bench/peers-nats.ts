@@ -109,7 +109,10 @@ const rawSpec = (client: RawClient, callers: number, budget: Budget): Spec => ({
  * @since 0.5.0
  * @category moleculer
  */
-export const moleculerBroker = (options: ConstructorParameters<typeof ServiceBroker>[0], setup: (broker: ServiceBroker) => void = () => {}) =>
+export const moleculerBroker = (
+  options: ConstructorParameters<typeof ServiceBroker>[0],
+  setup: (broker: ServiceBroker) => void = () => {}
+) =>
   Effect.acquireRelease(
     Effect.tryPromise(async () => {
       const broker = new ServiceBroker({ logger: false, skipProcessEventRegistration: true, ...options })
@@ -123,7 +126,8 @@ export const moleculerBroker = (options: ConstructorParameters<typeof ServiceBro
 const moleculerSpec = (broker: ServiceBroker, callers: number, budget: Budget): Spec => ({
   name: `Moleculer call, NATS + JSON (${callers} in flight)`,
   budget,
-  round: (budget) => Effect.promise(() => concurrentPromises(budget, callers, () => broker.call(MOLECULER_ACTION, PAYLOAD)))
+  round: (budget) =>
+    Effect.promise(() => concurrentPromises(budget, callers, () => broker.call(MOLECULER_ACTION, PAYLOAD)))
 })
 
 const moleculerPath = (broker: ServiceBroker, subscriber: NodeChild): Path => ({
@@ -285,7 +289,9 @@ export const natsPhase: Effect.Effect<NatsFigures, unknown> = Effect.scoped(Effe
     broker.waitForServices([MOLECULER_ACTION.split(".")[0]!, MOLECULER_CONTROL.split(".")[0]!], 20_000)
   )
   const moleculerAnswer = yield* Effect.tryPromise(() => broker.call(MOLECULER_ACTION, PAYLOAD))
-  if (moleculerAnswer !== ANSWER) return yield* Effect.dieMessage(`the Moleculer responder answered ${String(moleculerAnswer)}`)
+  if (moleculerAnswer !== ANSWER) {
+    return yield* Effect.dieMessage(`the Moleculer responder answered ${String(moleculerAnswer)}`)
+  }
   const troupe = { msgpack: yield* troupeCaller(server.url, "msgpack"), json: yield* troupeCaller(server.url, "json") }
 
   const group = (callers: number, budget: Budget) => [

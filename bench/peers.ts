@@ -52,11 +52,16 @@ const natsResults = (figures: NatsFigures): Array<Result> => {
       troupe(f.json)
     ]
   }
-  const topics = compare(SUITE, renamed(figures.topics, `${figures.topics.name} vs Moleculer broadcast`), figures.broadcast, {
-    unit: "events/s",
-    target: 1,
-    note: `${figures.topicDrops} events dropped in ${figures.eventRounds} rounds`
-  })
+  const topics = compare(
+    SUITE,
+    renamed(figures.topics, `${figures.topics.name} vs Moleculer broadcast`),
+    figures.broadcast,
+    {
+      unit: "events/s",
+      target: 1,
+      note: `${figures.topicDrops} events dropped in ${figures.eventRounds} rounds`
+    }
+  )
   return [
     ...asks(CALLERS, figures.inFlight),
     ...asks(1, figures.oneInFlight),
@@ -97,7 +102,9 @@ const cpuResult = (figure: DiscoveryCpu, idle: DiscoveryCpu): Result => ({
     `join window ${figure.joinMsPerSecond.toFixed(2)} ms/s`,
     `${figure.members} members seen`,
     `${figure.changesPerSecond.toFixed(1)} state changes/s`,
-    `raw nats.js subscriber ${figure.rawMsPerSecond.toFixed(2)} ms/s (${Math.round(figure.rawHeartbeatsPerSecond)} heartbeats/s)`,
+    `raw nats.js subscriber ${figure.rawMsPerSecond.toFixed(2)} ms/s (${
+      Math.round(figure.rawHeartbeatsPerSecond)
+    } heartbeats/s)`,
     figure.unpublished > 0 ? `${figure.unpublished} heartbeats not published` : ""
   ].filter((n) => n.length > 0).join("; ")
 })

@@ -74,7 +74,9 @@ const total = [...selfMicros.values()].reduce((a, b) => a + b, 0)
 const busy = total - idle
 const pct = (us: number) => `${((us / busy) * 100).toFixed(1).padStart(5)} %`
 
-console.log(`${file}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (percentages of busy time)\n`)
+console.log(
+  `${file}: ${(total / 1e6).toFixed(2)} s sampled, ${(busy / 1e6).toFixed(2)} s busy (percentages of busy time)\n`
+)
 
 const sumBy = (key: (node: ProfileNode) => string, filter: (node: ProfileNode) => boolean = () => true) => {
   const sums = new Map<string, number>()

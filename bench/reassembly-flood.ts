@@ -53,7 +53,8 @@ const afterGc = (): Reading => {
 
 /** a heap-profiler collection: precise, and it frees what `global.gc()` leaves behind */
 const afterProfilerCollection = (): Reading => {
-  const query = (v8 as unknown as { queryObjects?: (ctor: unknown, options: { format: "count" }) => number }).queryObjects
+  const query =
+    (v8 as unknown as { queryObjects?: (ctor: unknown, options: { format: "count" }) => number }).queryObjects
   query?.(ArrayBuffer, { format: "count" })
   gc?.()
   return read()
@@ -61,8 +62,12 @@ const afterProfilerCollection = (): Reading => {
 
 const show = (label: string, reading: Reading, baseline: Reading) =>
   console.log(
-    `${label.padEnd(44)} heap ${MiB(reading.heap).padStart(7)} MiB (${(reading.heap >= baseline.heap ? "+" : "") + MiB(reading.heap - baseline.heap)})` +
-      `   arrayBuffers ${MiB(reading.arrayBuffers).padStart(7)} MiB (${(reading.arrayBuffers >= baseline.arrayBuffers ? "+" : "") + MiB(reading.arrayBuffers - baseline.arrayBuffers)})`
+    `${label.padEnd(44)} heap ${MiB(reading.heap).padStart(7)} MiB (${
+      (reading.heap >= baseline.heap ? "+" : "") + MiB(reading.heap - baseline.heap)
+    })` +
+      `   arrayBuffers ${MiB(reading.arrayBuffers).padStart(7)} MiB (${
+        (reading.arrayBuffers >= baseline.arrayBuffers ? "+" : "") + MiB(reading.arrayBuffers - baseline.arrayBuffers)
+      })`
   )
 
 /** a first piece of message `id` from `source`, announcing `total` bytes, carrying `body` */
@@ -91,44 +96,52 @@ const sentinel = (n: number): Uint8Array => {
 const rejectedBy = (reason: string) =>
   Metric.value(rejectedChunks.pipe(Metric.tagged("reason", reason))).pipe(Effect.map((state) => state.count))
 
-const flood = (url: string) => Effect.gen(function*() {
-  const transport = yield* Transport.Transport
-  const sentinels = new Set<number>()
-  for (let n = 0; n < SUBSCRIPTIONS; n++) {
-    yield* transport.subscribe(`flood.${n}`, (frame) => {
-      if (frame._tag === "Event" && typeof frame.body === "number") sentinels.add(frame.body)
-    })
-  }
-  const flooder = yield* Effect.acquireRelease(
-    Effect.promise(() => connect({ servers: url })),
-    (nc) => Effect.promise(() => nc.close())
-  )
-  yield* Effect.promise(() => flooder.flush())
-  const baseline = afterProfilerCollection()
-  show("baseline (8 subscriptions, after collection)", baseline, baseline)
+const flood = (url: string) =>
+  Effect.gen(function*() {
+    const transport = yield* Transport.Transport
+    const sentinels = new Set<number>()
+    for (let n = 0; n < SUBSCRIPTIONS; n++) {
+      yield* transport.subscribe(`flood.${n}`, (frame) => {
+        if (frame._tag === "Event" && typeof frame.body === "number") sentinels.add(frame.body)
+      })
+    }
+    const flooder = yield* Effect.acquireRelease(
+      Effect.promise(() => connect({ servers: url })),
+      (nc) => Effect.promise(() => nc.close())
+    )
+    yield* Effect.promise(() => flooder.flush())
+    const baseline = afterProfilerCollection()
+    show("baseline (8 subscriptions, after collection)", baseline, baseline)
 
-  const body = new Uint8Array(24).fill(7)
-  const started = performance.now()
-  for (let i = 0; i < PIECES; i++) {
-    flooder.publish(`troupe.default.flood.${i % SUBSCRIPTIONS}`, forgedPiece(`forger-${i % SENDERS}`, i, ANNOUNCED, body))
-    if (i % 5_000 === 4_999) yield* Effect.promise(() => flooder.flush())
-  }
-  for (let n = 0; n < SUBSCRIPTIONS; n++) flooder.publish(`troupe.default.flood.${n}`, sentinel(n))
-  yield* Effect.promise(() => flooder.flush())
-  while (sentinels.size < SUBSCRIPTIONS) yield* Effect.sleep("10 millis")
-  const elapsed = performance.now() - started
-  console.log(`${PIECES} forged first pieces (${SENDERS} senders, ${MiB(ANNOUNCED)} MiB announced each) over ${SUBSCRIPTIONS} subscriptions in ${elapsed.toFixed(0)} ms`)
-  const reasons = ["evicted", "sender-limit", "too-large", "expired", "missing", "inconsistent"]
-  const counts = yield* Effect.forEach(reasons, rejectedBy)
-  console.log(`troupe_chunks_rejected: ${reasons.map((reason, i) => `${reason}=${counts[i]}`).join(" ")}`)
-  show("after the flood, global.gc()", afterGc(), baseline)
-  show("after the flood, heap-profiler collection", afterProfilerCollection(), baseline)
-  yield* Effect.sleep(EXPIRY_WAIT_MS)
-  const expired = yield* rejectedBy("expired")
-  console.log(`after ${EXPIRY_WAIT_MS} ms idle: expired=${expired}`)
-  show("after expiry, global.gc()", afterGc(), baseline)
-  show("after expiry, heap-profiler collection", afterProfilerCollection(), baseline)
-})
+    const body = new Uint8Array(24).fill(7)
+    const started = performance.now()
+    for (let i = 0; i < PIECES; i++) {
+      flooder.publish(
+        `troupe.default.flood.${i % SUBSCRIPTIONS}`,
+        forgedPiece(`forger-${i % SENDERS}`, i, ANNOUNCED, body)
+      )
+      if (i % 5_000 === 4_999) yield* Effect.promise(() => flooder.flush())
+    }
+    for (let n = 0; n < SUBSCRIPTIONS; n++) flooder.publish(`troupe.default.flood.${n}`, sentinel(n))
+    yield* Effect.promise(() => flooder.flush())
+    while (sentinels.size < SUBSCRIPTIONS) yield* Effect.sleep("10 millis")
+    const elapsed = performance.now() - started
+    console.log(
+      `${PIECES} forged first pieces (${SENDERS} senders, ${
+        MiB(ANNOUNCED)
+      } MiB announced each) over ${SUBSCRIPTIONS} subscriptions in ${elapsed.toFixed(0)} ms`
+    )
+    const reasons = ["evicted", "sender-limit", "too-large", "expired", "missing", "inconsistent"]
+    const counts = yield* Effect.forEach(reasons, rejectedBy)
+    console.log(`troupe_chunks_rejected: ${reasons.map((reason, i) => `${reason}=${counts[i]}`).join(" ")}`)
+    show("after the flood, global.gc()", afterGc(), baseline)
+    show("after the flood, heap-profiler collection", afterProfilerCollection(), baseline)
+    yield* Effect.sleep(EXPIRY_WAIT_MS)
+    const expired = yield* rejectedBy("expired")
+    console.log(`after ${EXPIRY_WAIT_MS} ms idle: expired=${expired}`)
+    show("after expiry, global.gc()", afterGc(), baseline)
+    show("after expiry, heap-profiler collection", afterProfilerCollection(), baseline)
+  })
 
 Effect.runPromise(
   Effect.scoped(

@@ -49,7 +49,7 @@ const garbage = (codec: Codec.CodecShape): ReadonlyArray<readonly [string, Uint8
   for (let i = 0; i < random.length; i++) random[i] = (i * 151 + 7) & 0xff
   random[0] = codec.name === "json" ? 0x7b : 0x92
   return [
-    ["not parseable", codec.name === "json" ? text('{"_tag":"Request","v":1,') : random],
+    ["not parseable", codec.name === "json" ? text("{\"_tag\":\"Request\",\"v\":1,") : random],
     ["[{\"toString\":1}]", plain([{ toString: 1 }])],
     ["{\"_tag\":{\"toString\":1}}", plain({ _tag: { toString: 1 } })],
     ["unknown tag", plain({ _tag: "Nope", v: 1 })],

@@ -47,13 +47,20 @@ export const callerNodeFor = (url: string, variant: Variant) =>
       )
       : plain
     const node: Context.Context<ActorSystem.ActorSystem | Discovery.Discovery> = yield* Layer.build(
-      Node.layer({ name: `bench-caller-${variant}` }).pipe(Layer.provideMerge(Layer.provideMerge(Discovery.nats(), transport)))
+      Node.layer({ name: `bench-caller-${variant}` }).pipe(
+        Layer.provideMerge(Layer.provideMerge(Discovery.nats(), transport))
+      )
     )
     return yield* adderOf(node, variant)
   })
 
 const spec = (adder: AdderClient, variant: Variant, callers: number, budget: Budget): Spec =>
-  askSpec(`Troupe ask, MessagePack${variant === "secure" ? ", Secure" : ""} (${callers} in flight)`, adder, callers, budget)
+  askSpec(
+    `Troupe ask, MessagePack${variant === "secure" ? ", Secure" : ""} (${callers} in flight)`,
+    adder,
+    callers,
+    budget
+  )
 
 const program = Effect.gen(function*() {
   const server = yield* natsServer
@@ -64,7 +71,10 @@ const program = Effect.gen(function*() {
   yield* Effect.all([ready(plainResponder!, "plain responder"), ready(secureResponder!, "secure responder")], {
     concurrency: "unbounded"
   })
-  const adders = { plain: yield* callerNodeFor(server.url, "plain"), secure: yield* callerNodeFor(server.url, "secure") }
+  const adders = {
+    plain: yield* callerNodeFor(server.url, "plain"),
+    secure: yield* callerNodeFor(server.url, "secure")
+  }
   const group = (callers: number, budget: Budget) => [
     spec(adders.plain, "plain", callers, budget),
     spec(adders.secure, "secure", callers, budget)
@@ -83,7 +93,8 @@ const program = Effect.gen(function*() {
   )
   const inFlight = compare(SUITE, secureN!, plainN!, {
     unit: "req/s",
-    note: `median of ${pairs.length} paired rounds (${Math.min(...pairs).toFixed(2)}..${Math.max(...pairs).toFixed(2)}); ` +
+    note:
+      `median of ${pairs.length} paired rounds (${Math.min(...pairs).toFixed(2)}..${Math.max(...pairs).toFixed(2)}); ` +
       `ratio of the medians ${(secureN!.rate / plainN!.rate).toFixed(2)}x`
   })
   return [

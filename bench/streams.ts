@@ -79,7 +79,10 @@ const rawRound = (url: string, bytes: number) =>
       // let the socket drain now and then, as a real producer must
       if (i % 256 === 255) await pub.flush()
     }
-    await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - performance.now())))])
+    await Promise.race([
+      finished,
+      new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - performance.now())))
+    ])
     const seconds = (performance.now() - started) / 1000
     await Promise.all([pub.close(), sub.close()])
     return (received * RAW_CHUNK) / MiB / seconds

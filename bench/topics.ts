@@ -262,27 +262,29 @@ interface PublishRates {
  * A round for `measureAll`: delivered events are its operations; events that did not arrive
  * (dropped or still in flight) are its failures.
  */
-const round = (path: Path, rounds: { next: number }, publishRates: PublishRates, dropped: { total: number }) =>
-(budget: Budget): Effect.Effect<Round, unknown> =>
-  Effect.suspend(() => {
-    const r = rounds.next++
-    return Effect.map(deliver(path, r, budget), (delivery): Round => {
-      publishRates.rates.set(r, (delivery.published / delivery.publishMillis) * 1000)
-      dropped.total += delivery.dropped
-      const failures = budget.maxOps - delivery.received
-      return {
-        ops: delivery.received,
-        failures,
-        millis: delivery.millis,
-        ...(failures > 0
-          ? {
-            firstFailure: `${failures} of ${budget.maxOps} events not delivered in ${Math.round(delivery.millis)} ms ` +
-              `(${delivery.published} published, ${delivery.dropped} dropped)`
-          }
-          : {})
-      }
+const round =
+  (path: Path, rounds: { next: number }, publishRates: PublishRates, dropped: { total: number }) =>
+  (budget: Budget): Effect.Effect<Round, unknown> =>
+    Effect.suspend(() => {
+      const r = rounds.next++
+      return Effect.map(deliver(path, r, budget), (delivery): Round => {
+        publishRates.rates.set(r, (delivery.published / delivery.publishMillis) * 1000)
+        dropped.total += delivery.dropped
+        const failures = budget.maxOps - delivery.received
+        return {
+          ops: delivery.received,
+          failures,
+          millis: delivery.millis,
+          ...(failures > 0
+            ? {
+              firstFailure:
+                `${failures} of ${budget.maxOps} events not delivered in ${Math.round(delivery.millis)} ms ` +
+                `(${delivery.published} published, ${delivery.dropped} dropped)`
+            }
+            : {})
+        }
+      })
     })
-  })
 
 interface MeasuredPath {
   readonly spec: Spec

@@ -81,8 +81,12 @@ const program = Effect.gen(function*() {
   const onCpu = median(on.map((r) => r.cpuMicros))
   const ratios = on.map((r, i) => r.cpuMicros / off[i]!.cpuMicros)
   console.log(`asks per round ${ASKS}, ${IN_FLIGHT} in flight, ${ROUNDS} rounds per setting`)
-  console.log(`tracing off: median ${offCpu.toFixed(2)} µs CPU/ask (wall ${median(off.map((r) => r.wallMicros)).toFixed(2)} µs)`)
-  console.log(`tracing on:  median ${onCpu.toFixed(2)} µs CPU/ask (wall ${median(on.map((r) => r.wallMicros)).toFixed(2)} µs)`)
+  console.log(
+    `tracing off: median ${offCpu.toFixed(2)} µs CPU/ask (wall ${median(off.map((r) => r.wallMicros)).toFixed(2)} µs)`
+  )
+  console.log(
+    `tracing on:  median ${onCpu.toFixed(2)} µs CPU/ask (wall ${median(on.map((r) => r.wallMicros)).toFixed(2)} µs)`
+  )
   console.log(
     `cost of tracing: +${((onCpu / offCpu - 1) * 100).toFixed(1)} % CPU per ask (paired ratios ${
       ratios.map((x) => x.toFixed(2)).join(", ")

@@ -25,10 +25,13 @@ const Counter = Actor.make("Counter", [
 
 const Kinds = Layer.mergeAll(
   Actor.toLayer(Greeter, Effect.succeed({ Hello: ({ name: who }) => Effect.succeed(`Hello, ${who}! (from ${name})`) })),
-  Actor.toLayer(Counter, Effect.gen(function*() {
-    const count = yield* Ref.make(0)
-    return { Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by) }
-  }))
+  Actor.toLayer(
+    Counter,
+    Effect.gen(function*() {
+      const count = yield* Ref.make(0)
+      return { Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by) }
+    })
+  )
 )
 
 const NodeLive = Kinds.pipe(

@@ -68,14 +68,21 @@ const CounterLive = Actor.toLayer(
   { supervision: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(3))) }
 )
 
-const GreeterLive = Actor.toLayer(Greeter, Effect.succeed({
-  // every handler gets its payload and the message's headers
-  Greet: ({ name }, { headers }) => Effect.succeed(`Hello, ${name}! (asked by ${headers["x-caller"] ?? "someone"})`)
-}))
+const GreeterLive = Actor.toLayer(
+  Greeter,
+  Effect.succeed({
+    // every handler gets its payload and the message's headers
+    Greet: ({ name }, { headers }) => Effect.succeed(`Hello, ${name}! (asked by ${headers["x-caller"] ?? "someone"})`)
+  })
+)
 
-const WorkerLive = Actor.toLayer(Worker, Effect.succeed({
-  Work: ({ job }) => Effect.sleep("100 millis").pipe(Effect.zipRight(Console.log(`    [Worker] finished job ${job}`)))
-}), { mailboxCapacity: 2 })
+const WorkerLive = Actor.toLayer(
+  Worker,
+  Effect.succeed({
+    Work: ({ job }) => Effect.sleep("100 millis").pipe(Effect.zipRight(Console.log(`    [Worker] finished job ${job}`)))
+  }),
+  { mailboxCapacity: 2 }
+)
 
 // ---- the program ----------------------------------------------------------------------------
 
@@ -103,7 +110,10 @@ const program = Effect.gen(function*() {
 
   yield* Console.log("5. a per-call timeout cancels the handler")
   yield* counter("c-1").Slow({ millis: 5_000 }, { timeout: "200 millis" }).pipe(
-    Effect.catchTag("AskTimeout", (e) => Console.log(`    AskTimeout after ${e.elapsedMillis} ms (${e.kind}/${e.id}.${e.tag})`))
+    Effect.catchTag(
+      "AskTimeout",
+      (e) => Console.log(`    AskTimeout after ${e.elapsedMillis} ms (${e.kind}/${e.id}.${e.tag})`)
+    )
   )
 
   yield* Console.log("6. Effect.timeout on the caller interrupts the handler too")

@@ -27,7 +27,12 @@ const Stored = Schema.Struct({ name: Schema.String, bytes: Schema.Number, sha256
 
 export const Vault = Actor.make("Vault", [
   Rpc.make("Put", { payload: { name: Schema.String, data: Actor.Upload }, success: Stored, error: Errors.StreamError }),
-  Rpc.make("Get", { payload: { name: Schema.String }, success: Schema.Uint8ArrayFromSelf, error: NoSuchFile, stream: true })
+  Rpc.make("Get", {
+    payload: { name: Schema.String },
+    success: Schema.Uint8ArrayFromSelf,
+    error: NoSuchFile,
+    stream: true
+  })
 ])
 
 /** a vault that keeps files in a directory of its own */
@@ -100,7 +105,13 @@ const natsUrl = (given: string | undefined) =>
       )
       yield* Effect.async<void, Error>((resume) => {
         server.once("error", (error) =>
-          resume(Effect.fail(new Error(`cannot start nats-server (${error.message}): pass a NATS URL, or install it with: apt-get install -y nats-server`))))
+          resume(
+            Effect.fail(
+              new Error(
+                `cannot start nats-server (${error.message}): pass a NATS URL, or install it with: apt-get install -y nats-server`
+              )
+            )
+          ))
         setTimeout(() => resume(Effect.void), 300)
       })
       return `nats://127.0.0.1:${port}`
@@ -133,7 +144,9 @@ const program = Effect.gen(function*() {
   const stored = yield* vault.Put({ name, data: fs.stream(file, { chunkSize: 64 * 1024 }).pipe(Stream.orDie) })
   const upSeconds = (Date.now() - started) / 1000
   yield* Console.log(
-    `uploaded: ${stored.bytes} bytes in ${upSeconds.toFixed(2)} s (${(size / 1024 / 1024 / upSeconds).toFixed(0)} MiB/s), ` +
+    `uploaded: ${stored.bytes} bytes in ${upSeconds.toFixed(2)} s (${
+      (size / 1024 / 1024 / upSeconds).toFixed(0)
+    } MiB/s), ` +
       `vault's sha256 ${stored.sha256 === expected ? "matches" : "DIFFERS"}`
   )
 
@@ -148,7 +161,9 @@ const program = Effect.gen(function*() {
   const downSeconds = (Date.now() - started) / 1000
   const back = hash.digest("hex")
   yield* Console.log(
-    `download: ${received} bytes in ${downSeconds.toFixed(2)} s (${(size / 1024 / 1024 / downSeconds).toFixed(0)} MiB/s), ` +
+    `download: ${received} bytes in ${downSeconds.toFixed(2)} s (${
+      (size / 1024 / 1024 / downSeconds).toFixed(0)
+    } MiB/s), ` +
       `sha256 ${back === expected ? "matches" : "DIFFERS"}`
   )
   const missing = yield* Effect.flip(Stream.runCollect(vault.Get({ name: "nope" })).pipe(Effect.map(Chunk.size)))

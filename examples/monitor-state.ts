@@ -32,7 +32,9 @@ const render = (state: Discovery.DiscoveryState, now: number): string => {
       m.kinds.join(",")
     ].join(" ")
   )
-  const header = `${new Date(now).toISOString()}  ${url} namespace=${namespace}  members=${state.members.length}  lastUpdated=${
+  const header = `${
+    new Date(now).toISOString()
+  }  ${url} namespace=${namespace}  members=${state.members.length}  lastUpdated=${
     state.lastUpdated === 0 ? "-" : new Date(state.lastUpdated).toISOString()
   }`
   return [header, ...(rows.length > 0 ? rows : ["  (no nodes)"]), ""].join("\n")

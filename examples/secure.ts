@@ -18,7 +18,11 @@ const VaultLive = Actor.toLayer(Vault, Effect.succeed({ Open: ({ code }) => Effe
 const program = Effect.gen(function*() {
   const network = Transport.makeNetwork()
   const registry = yield* Discovery.makeRegistry
-  const [alice, bob, mallory] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+  const [alice, bob, mallory] = [
+    yield* Secure.generateIdentity,
+    yield* Secure.generateIdentity,
+    yield* Secure.generateIdentity
+  ]
   const trust = [alice.publicKey, bob.publicKey]
 
   const node = (name: string, identity: Secure.Identity, trusted: ReadonlyArray<string> | "any") =>

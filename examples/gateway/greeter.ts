@@ -16,18 +16,21 @@ export const Greeter = Actor.make("Greeter", [
   })
 ])
 
-export const layer = Actor.toLayer(Greeter, Effect.gen(function*() {
-  const { id } = yield* Actor.CurrentAddress
-  const count = yield* Ref.make(0) // per name: each name is its own actor
-  const node = process.env["TROUPE_NODE_LABEL"] ?? "worker"
-  return {
-    Hello: ({ greeting, name }) =>
-      name === "nobody"
-        ? Effect.fail(new Shy({ name }))
-        : Effect.map(Ref.updateAndGet(count, (n) => n + 1), (n) => ({
-          message: `${greeting ?? "Hello"}, ${name}!`,
-          count: n,
-          node: `${node} (${id})`
-        }))
-  }
-}))
+export const layer = Actor.toLayer(
+  Greeter,
+  Effect.gen(function*() {
+    const { id } = yield* Actor.CurrentAddress
+    const count = yield* Ref.make(0) // per name: each name is its own actor
+    const node = process.env["TROUPE_NODE_LABEL"] ?? "worker"
+    return {
+      Hello: ({ greeting, name }) =>
+        name === "nobody"
+          ? Effect.fail(new Shy({ name }))
+          : Effect.map(Ref.updateAndGet(count, (n) => n + 1), (n) => ({
+            message: `${greeting ?? "Hello"}, ${name}!`,
+            count: n,
+            node: `${node} (${id})`
+          }))
+    }
+  })
+)

@@ -327,7 +327,9 @@ export const decodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: strin
   return (value: unknown): Either.Either<A, DecodeError> => {
     try {
       const decoded = decode(value)
-      return Either.isRight(decoded) ? Either.right(decoded.right) : Either.left(lazyDecodeError(what, () => issueOf(decoded.left)))
+      return Either.isRight(decoded)
+        ? Either.right(decoded.right)
+        : Either.left(lazyDecodeError(what, () => issueOf(decoded.left)))
     } catch (error) {
       return Either.left(lazyDecodeError(what, () => describe(error)))
     }

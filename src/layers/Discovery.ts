@@ -190,7 +190,10 @@ export const makeInMemory: (registry: Registry, options?: InMemoryOptions) => Di
  * @since 0.1.0
  * @category layers
  */
-export const inMemory: Layer.Layer<Discovery> = Layer.effect(Discovery, Effect.map(makeRegistry, (registry) => makeInMemory(registry)))
+export const inMemory: Layer.Layer<Discovery> = Layer.effect(
+  Discovery,
+  Effect.map(makeRegistry, (registry) => makeInMemory(registry))
+)
 
 /**
  * Discovery on a shared registry (several nodes in one process).

@@ -249,7 +249,9 @@ const resolve = (options: SecureOptions): Effect.Effect<internal.SecureConfig, S
       const keys = new Set<string>()
       for (const text of options.trust) {
         const raw = C.decodeKey(text)
-        if (raw === undefined) return yield* new SecureConfigError({ reason: `"${text}" is not a 32-byte public key (hex or base64url)` })
+        if (raw === undefined) {
+          return yield* new SecureConfigError({ reason: `"${text}" is not a 32-byte public key (hex or base64url)` })
+        }
         keys.add(C.encodeKey(raw))
       }
       trust = keys
@@ -259,12 +261,16 @@ const resolve = (options: SecureOptions): Effect.Effect<internal.SecureConfig, S
     const rekeyAfterMillis = DurationM.toMillis(options.rekeyAfter ?? "1 hour")
     const rekeyAfterMessages = options.rekeyAfterMessages ?? 2 ** 32
     const maxQueued = options.maxQueued ?? 1024
-    if (!(handshakeTimeoutMillis > 0)) return yield* new SecureConfigError({ reason: "handshakeTimeout must be positive" })
+    if (!(handshakeTimeoutMillis > 0)) {
+      return yield* new SecureConfigError({ reason: "handshakeTimeout must be positive" })
+    }
     if (!(rekeyAfterMillis > 0)) return yield* new SecureConfigError({ reason: "rekeyAfter must be positive" })
     if (!Number.isInteger(rekeyAfterMessages) || rekeyAfterMessages < 1 || rekeyAfterMessages > 2 ** 48) {
       return yield* new SecureConfigError({ reason: "rekeyAfterMessages must be a whole number in [1, 2^48]" })
     }
-    if (!Number.isInteger(maxQueued) || maxQueued < 1) return yield* new SecureConfigError({ reason: "maxQueued must be a whole number >= 1" })
+    if (!Number.isInteger(maxQueued) || maxQueued < 1) {
+      return yield* new SecureConfigError({ reason: "maxQueued must be a whole number >= 1" })
+    }
     return {
       identity: identity as internal.Identity,
       trust,

@@ -58,7 +58,10 @@ export const isSubjectSafe = (u: unknown): u is string => {
   if (length === 0 || length > MAX_TOKEN_LENGTH) return false
   for (let i = 0; i < length; i++) {
     const c = u.charCodeAt(i)
-    if (c <= 0x20 || c === DOT || c === STAR || c === GREATER || c === 0x7f || (c >= 0x80 && c <= 0xa0) || c === 0x2028 || c === 0x2029) {
+    if (
+      c <= 0x20 || c === DOT || c === STAR || c === GREATER || c === 0x7f || (c >= 0x80 && c <= 0xa0) || c === 0x2028 ||
+      c === 0x2029
+    ) {
       return false
     }
   }
@@ -106,7 +109,6 @@ export const isValidSubject = (subject: string, allowWildcards: boolean): boolea
   }
   return true
 }
-
 
 /**
  * Whether `subject` matches `pattern` (NATS wildcards: `*` one token, `>` one or more at the end).

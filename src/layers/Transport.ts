@@ -14,7 +14,7 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
+import type * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type { Envelope } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
@@ -305,7 +305,13 @@ export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
       return undefined
     },
     subscribe: (subject, onFrame, subscribeOptions) =>
-      subscribeWith(network, prefix, subject, () => onFrame as (frame: Envelope | Uint8Array) => void, subscribeOptions),
+      subscribeWith(
+        network,
+        prefix,
+        subject,
+        () => onFrame as (frame: Envelope | Uint8Array) => void,
+        subscribeOptions
+      ),
     watch: () => Effect.void
   }
 }
@@ -349,7 +355,8 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptio
         Reassembly.expireIn(reassembler),
         subscribeWith(network, prefix, subject, (drop) => {
           const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, drop, reassembler)
-          return (bytes, replyTo) => receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo })
+          return (bytes, replyTo) =>
+            receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo })
         }, subscribeOptions)
       )
     },
@@ -399,7 +406,9 @@ export const makeReceiver = (
 ) => {
   const tooLarge = (size: number, source: ReplySource | undefined): void => {
     const replyTo = source?.reply
-    if (onTooLarge !== undefined && replyTo) onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
+    if (onTooLarge !== undefined && replyTo) {
+      onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
+    }
   }
   const receiveOne = (bytes: Uint8Array, source?: ReplySource): void => {
     try {
@@ -470,8 +479,12 @@ export const inMemory: Layer.Layer<Transport> = Layer.sync(Transport, () => make
  * @since 0.1.0
  * @category layers
  */
-export function layerInMemory(options: InMemoryOptions & { readonly serialize: true }): Layer.Layer<Transport, never, Codec>
-export function layerInMemory(options?: InMemoryOptions & { readonly serialize?: false | undefined }): Layer.Layer<Transport>
+export function layerInMemory(
+  options: InMemoryOptions & { readonly serialize: true }
+): Layer.Layer<Transport, never, Codec>
+export function layerInMemory(
+  options?: InMemoryOptions & { readonly serialize?: false | undefined }
+): Layer.Layer<Transport>
 export function layerInMemory(
   options: InMemoryOptions & { readonly serialize?: boolean | undefined } = {}
 ): Layer.Layer<Transport, never, Codec> {

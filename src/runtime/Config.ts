@@ -26,7 +26,9 @@ import * as Subject from "../layers/Subject.ts"
 const DurationString = Schema.transform(
   Schema.Union(
     Schema.String.pipe(
-      Schema.filter((s) => Option.isSome(Duration.decodeUnknown(s)) || `expected a duration such as "2 seconds", got "${s}"`)
+      Schema.filter((s) =>
+        Option.isSome(Duration.decodeUnknown(s)) || `expected a duration such as "2 seconds", got "${s}"`
+      )
     ),
     Schema.NonNegative.annotations({ description: "milliseconds" })
   ),
@@ -90,7 +92,10 @@ export const SecureConfig = Schema.Struct({
     Schema.Struct({ file: NonEmpty }).annotations(strict),
     Schema.Struct({ env: NonEmpty }).annotations(strict)
   ).annotations({
-    message: () => ({ message: `expected a key file ("./node.key" or { file = "..." }) or { env = "VARIABLE" }`, override: true })
+    message: () => ({
+      message: `expected a key file ("./node.key" or { file = "..." }) or { env = "VARIABLE" }`,
+      override: true
+    })
   }),
   /**
    * who may join: `"any"`, or public keys (hex or base64url) and files holding them (one per
@@ -184,7 +189,9 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
   issues: Schema.Array(ConfigIssue)
 }) {
   override get message(): string {
-    return `${this.file}: ${this.issues.length} problem(s)\n${this.issues.map((i) => `  ${i.path}: ${i.message}`).join("\n")}`
+    return `${this.file}: ${this.issues.length} problem(s)\n${
+      this.issues.map((i) => `  ${i.path}: ${i.message}`).join("\n")
+    }`
   }
 }
 

@@ -88,7 +88,8 @@ export type RouteId = string | ((request: RouteRequest) => string)
  * @since 0.1.0
  * @category models
  */
-export type ErrorTag<R extends Rpc.Any> = Rpc.Error<R> extends infer E ? E extends { readonly _tag: infer T extends string } ? T : never
+export type ErrorTag<R extends Rpc.Any> = Rpc.Error<R> extends infer E ?
+  E extends { readonly _tag: infer T extends string } ? T : never
   : never
 
 /**
@@ -130,8 +131,7 @@ export type RouteTypeId = typeof RouteTypeId
 
 const METHODS: ReadonlyArray<Method> = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-const pathParams = (path: string): ReadonlyArray<string> =>
-  Array.from(path.matchAll(/:([A-Za-z0-9_]+)/g), (m) => m[1]!)
+const pathParams = (path: string): ReadonlyArray<string> => Array.from(path.matchAll(/:([A-Za-z0-9_]+)/g), (m) => m[1]!)
 
 const resolveId = (path: string, id: RouteId | undefined): (request: RouteRequest) => string => {
   if (typeof id === "function") return id
@@ -224,7 +224,14 @@ export const routeByName = (
     readonly timeout?: Duration.DurationInput | undefined
     readonly errors?: Readonly<Record<string, number>> | undefined
   }
-): Route => makeRoute(method, path, dynamicKind(target.kind, target.service === true, target.stream === true), target.tag, options)
+): Route =>
+  makeRoute(
+    method,
+    path,
+    dynamicKind(target.kind, target.service === true, target.stream === true),
+    target.tag,
+    options
+  )
 
 /**
  * @since 0.1.0

@@ -120,7 +120,9 @@ export const layerOtlp = (options: OtlpOptions): Layer.Layer<never, TelemetryCon
 const baseUrl = (url: string): Effect.Effect<string, TelemetryConfigError> => {
   const parsed = URL.canParse(url) ? new URL(url) : undefined
   if (parsed === undefined) {
-    return Effect.fail(new TelemetryConfigError({ reason: `url "${url}" is not a URL (expected e.g. "http://127.0.0.1:4318")` }))
+    return Effect.fail(
+      new TelemetryConfigError({ reason: `url "${url}" is not a URL (expected e.g. "http://127.0.0.1:4318")` })
+    )
   }
   return parsed.protocol === "http:" || parsed.protocol === "https:"
     ? Effect.succeed(url.replace(/\/+$/, ""))

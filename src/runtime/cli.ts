@@ -49,7 +49,9 @@ const VERSION = (createRequire(import.meta.url)("../../package.json") as { reado
 
 const natsOption = Options.text("nats").pipe(
   Options.optional,
-  Options.withDescription("NATS server URL, several comma-separated (default: the config's, else nats://127.0.0.1:4222)")
+  Options.withDescription(
+    "NATS server URL, several comma-separated (default: the config's, else nats://127.0.0.1:4222)"
+  )
 )
 const namespaceOption = Options.text("namespace").pipe(
   Options.optional,
@@ -85,19 +87,24 @@ const connection = (flags: {
       onNone: () => Effect.succeed(undefined),
       onSome: (file) => Effect.map(Config.load(file), (config): Config.Config | undefined => config)
     }),
-    (config) => Effect.map(config === undefined ? Effect.succeed(undefined) : secureOptions(config), (secure): Connection => {
-      const configured = config?.nats?.servers
-      return {
-        servers: Option.match(flags.nats, {
-          onSome: servers,
-          onNone: () =>
-            configured === undefined ? ["nats://127.0.0.1:4222"] : typeof configured === "string" ? [configured] : configured
-        }),
-        namespace: Option.getOrElse(flags.namespace, () => config?.node?.namespace ?? "default"),
-        codec: Option.getOrElse(flags.codec, () => config?.node?.codec ?? "msgpack"),
-        secure
-      }
-    })
+    (config) =>
+      Effect.map(config === undefined ? Effect.succeed(undefined) : secureOptions(config), (secure): Connection => {
+        const configured = config?.nats?.servers
+        return {
+          servers: Option.match(flags.nats, {
+            onSome: servers,
+            onNone: () =>
+              configured === undefined
+                ? ["nats://127.0.0.1:4222"]
+                : typeof configured === "string"
+                ? [configured]
+                : configured
+          }),
+          namespace: Option.getOrElse(flags.namespace, () => config?.node?.namespace ?? "default"),
+          codec: Option.getOrElse(flags.codec, () => config?.node?.codec ?? "msgpack"),
+          secure
+        }
+      })
   )
 
 const servers = (nats: string): ReadonlyArray<string> => nats.split(",").map((s) => s.trim()).filter((s) => s !== "")
@@ -192,7 +199,14 @@ const render = (state: Discovery.DiscoveryState, now: number, header: string): s
       m.kinds.join(",")
     ].join(" ")
   )
-  const title = ["name".padEnd(14), "node".padEnd(26), "serving".padEnd(9), "status".padEnd(8), "last seen".padEnd(10), "kinds"]
+  const title = [
+    "name".padEnd(14),
+    "node".padEnd(26),
+    "serving".padEnd(9),
+    "status".padEnd(8),
+    "last seen".padEnd(10),
+    "kinds"
+  ]
     .join(" ")
   return [
     `${new Date(now).toISOString()}  ${header}  members=${state.members.length}`,
@@ -236,7 +250,10 @@ export const monitorRenders = (options: {
     const now = yield* Clock.currentTimeMillis
     return render(state, now, options.header)
   })
-  const renders = Stream.repeatEffectWithSchedule(once, Schedule.spaced(Duration.millis(Math.max(50, options.interval))))
+  const renders = Stream.repeatEffectWithSchedule(
+    once,
+    Schedule.spaced(Duration.millis(Math.max(50, options.interval)))
+  )
   return Option.match(options.count, {
     onNone: () => renders,
     onSome: (n) => Stream.take(renders, Math.max(1, n))
@@ -277,7 +294,9 @@ const call = Command.make("call", {
   json: Options.text("json").pipe(Options.withDefault("{}"), Options.withDescription("the payload as JSON")),
   service: Options.boolean("service").pipe(Options.withDescription("the kind is a service")),
   stream: Options.boolean("stream").pipe(
-    Options.withDescription("the Rpc has a streamed reply (stream: true): print each element as one NDJSON line as it arrives")
+    Options.withDescription(
+      "the Rpc has a streamed reply (stream: true): print each element as one NDJSON line as it arrives"
+    )
   ),
   timeout: Options.text("timeout").pipe(
     Options.withDefault("10 seconds"),
@@ -310,7 +329,10 @@ const call = Command.make("call", {
         timeout: timeout.value
       }
       if (args.stream) {
-        return yield* Stream.runForEach(system.stream(envelope), (element) => Console.log(Json.stringifyBinary(element)))
+        return yield* Stream.runForEach(
+          system.stream(envelope),
+          (element) => Console.log(Json.stringifyBinary(element))
+        )
       }
       yield* Console.log(Json.stringifyBinary(yield* system.ask(envelope)))
     })

@@ -51,7 +51,9 @@ export class MailboxFull extends Schema.TaggedError<MailboxFull>()("MailboxFull"
   queue: Schema.Literal("mailbox", "pending-requests")
 }) {
   override get message(): string {
-    return `${this.queue === "mailbox" ? "mailbox" : "pending-request table"} of ${this.kind}/${this.id} is full (capacity ${this.capacity})`
+    return `${
+      this.queue === "mailbox" ? "mailbox" : "pending-request table"
+    } of ${this.kind}/${this.id} is full (capacity ${this.capacity})`
   }
 }
 

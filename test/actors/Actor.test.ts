@@ -285,7 +285,13 @@ describe.each([...modes, "secure" as const])("actors (%s)", (mode) => {
         const overflow = yield* Effect.fork(probe.Increment({ by: 1000 }))
         yield* eventually(() => overflow.unsafePoll() !== null, "the 1025th ask was refused")
         const rejected = yield* Effect.flip(Fiber.join(overflow))
-        expect(rejected).toMatchObject({ _tag: "MailboxFull", kind: "Probe", id: "a", capacity: 1024, queue: "mailbox" })
+        expect(rejected).toMatchObject({
+          _tag: "MailboxFull",
+          kind: "Probe",
+          id: "a",
+          capacity: 1024,
+          queue: "mailbox"
+        })
         if (zeroCopy) {
           expect(yield* Effect.flip(Actor.tell(probe.Increment({ by: 1000 })))).toMatchObject({ _tag: "MailboxFull" })
         }
@@ -429,9 +435,10 @@ describe("zero-copy vs serialized payloads", () => {
 
   it.scoped("a payload JSON cannot carry is caught before it leaves (EncodeError) or on arrival (DecodeError)", () =>
     Effect.gen(function*() {
-      const json = (yield* Effect.provide(Actor.client(Probe), yield* singleNode("json", probeLayer(makeProbeState()))))(
-        "a"
-      )
+      const json =
+        (yield* Effect.provide(Actor.client(Probe), yield* singleNode("json", probeLayer(makeProbeState()))))(
+          "a"
+        )
       const msgpack = (yield* Effect.provide(
         Actor.client(Probe),
         yield* singleNode("msgpack", probeLayer(makeProbeState()))

@@ -100,7 +100,13 @@ describe("topic routing", () => {
       const node = (name: string) =>
         Layer.build(
           Node.layer({ name }).pipe(
-            Layer.provide(Layer.mergeAll(Transport.layerInMemory({ network, serialize: true }), Discovery.layerInMemory(registry), rules)),
+            Layer.provide(
+              Layer.mergeAll(
+                Transport.layerInMemory({ network, serialize: true }),
+                Discovery.layerInMemory(registry),
+                rules
+              )
+            ),
             Layer.provide(Codec.msgpack),
             Layer.orDie
           )
@@ -235,14 +241,18 @@ describe("subscriptions and scopes", () => {
   it.scoped("an actor subscribes inside toLayer; the subscription lives in its scope", () =>
     Effect.gen(function*() {
       const Ledger = Actor.make("Ledger", [Rpc.make("Total", { success: Schema.Number })])
-      const LedgerLive = Actor.toLayer(Ledger, Effect.gen(function*() {
-        const total = yield* Ref.make(0)
-        yield* Topic.subscribe(orders("orders.>")).pipe(
-          Stream.runForEach((e) => Ref.update(total, (n) => n + e.value.total)),
-          Effect.forkScoped
-        )
-        return { Total: () => Ref.get(total) }
-      }), { maxIdleTime: "1 minute" })
+      const LedgerLive = Actor.toLayer(
+        Ledger,
+        Effect.gen(function*() {
+          const total = yield* Ref.make(0)
+          yield* Topic.subscribe(orders("orders.>")).pipe(
+            Stream.runForEach((e) => Ref.update(total, (n) => n + e.value.total)),
+            Effect.forkScoped
+          )
+          return { Total: () => Ref.get(total) }
+        }),
+        { maxIdleTime: "1 minute" }
+      )
       const cluster = yield* makeCluster("zero-copy")
       const node = yield* cluster.add(LedgerLive)
       const ledger = (yield* Effect.provide(Actor.client(Ledger), node))("main")

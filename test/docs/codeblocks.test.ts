@@ -13,8 +13,7 @@ import { checkBlocks, documents, extractBlocks, formatProblems, isChecked } from
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const outDir = Path.join(root, ".tmp", "docs-codeblocks")
-const allBlocks = () =>
-  documents(root).flatMap((doc) => extractBlocks(doc, readFileSync(Path.join(root, doc), "utf8")))
+const allBlocks = () => documents(root).flatMap((doc) => extractBlocks(doc, readFileSync(Path.join(root, doc), "utf8")))
 
 describe("docs code blocks", () => {
   it("every ts block of the README and docs/*.md type-checks", () => {
@@ -76,6 +75,8 @@ describe("docs code blocks", () => {
   }, 180_000)
 
   it("a fence without a language is refused", () => {
-    expect(() => extractBlocks("page.md", "text\n\n```\ncode\n```\n")).toThrow("page.md:3: a code fence without a language")
+    expect(() => extractBlocks("page.md", "text\n\n```\ncode\n```\n")).toThrow(
+      "page.md:3: a code fence without a language"
+    )
   })
 })

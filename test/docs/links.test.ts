@@ -37,9 +37,7 @@ export const anchors = (text: string): ReadonlySet<string> => {
 
 /** the relative links of a page: [text](target) outside code, no scheme */
 const links = (text: string): ReadonlyArray<string> =>
-  [...prose(text).matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1]!).filter((target) =>
-    !/^[a-z]+:/i.test(target)
-  )
+  [...prose(text).matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1]!).filter((target) => !/^[a-z]+:/i.test(target))
 
 describe("docs links", () => {
   it("every relative link and anchor of the Markdown pages resolves", () => {
@@ -54,7 +52,9 @@ describe("docs links", () => {
         const resolved = file === "" ? Path.join(root, page) : Path.resolve(Path.dirname(Path.join(root, page)), file)
         if (!existsSync(resolved)) {
           broken.push(`${page}: ${target} (no such file)`)
-        } else if (anchor !== undefined && !(statSync(resolved).isFile() && anchors(readFileSync(resolved, "utf8")).has(anchor))) {
+        } else if (
+          anchor !== undefined && !(statSync(resolved).isFile() && anchors(readFileSync(resolved, "utf8")).has(anchor))
+        ) {
           broken.push(`${page}: ${target} (no such heading)`)
         }
       }
@@ -64,7 +64,9 @@ describe("docs links", () => {
   })
 
   it("heading ids follow GitHub's rules", () => {
-    const ids = anchors("# Quick start\n\n## `[secure]` in the config file\n\n```sh\n# not a heading\n```\n\n## Quick start\n")
+    const ids = anchors(
+      "# Quick start\n\n## `[secure]` in the config file\n\n```sh\n# not a heading\n```\n\n## Quick start\n"
+    )
     expect([...ids]).toEqual(["quick-start", "secure-in-the-config-file", "quick-start-1"])
   })
 })

@@ -149,7 +149,9 @@ export const checkBlocks = (
   }
 
   const configFile = ts.readConfigFile(Path.join(root, "tsconfig.json"), ts.sys.readFile)
-  if (configFile.error !== undefined) throw new Error(ts.flattenDiagnosticMessageText(configFile.error.messageText, "\n"))
+  if (configFile.error !== undefined) {
+    throw new Error(ts.flattenDiagnosticMessageText(configFile.error.messageText, "\n"))
+  }
   const parsed = ts.parseJsonConfigFileContent(configFile.config, ts.sys, root)
   const options: ts.CompilerOptions = {
     ...parsed.options,

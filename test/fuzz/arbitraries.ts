@@ -114,7 +114,10 @@ export const protoObjects: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
 
 export const deep: fc.Arbitrary<Deep> = fc.record({
   // deeper than a recursive walk survives: 3,000 (the corpus holds 100,000)
-  depth: fc.oneof({ arbitrary: fc.integer({ min: 2, max: 40 }), weight: 6 }, { arbitrary: fc.constant(3000), weight: 1 }),
+  depth: fc.oneof({ arbitrary: fc.integer({ min: 2, max: 40 }), weight: 6 }, {
+    arbitrary: fc.constant(3000),
+    weight: 1
+  }),
   shape: fc.constantFrom("array" as const, "object" as const),
   leaf: fc.constantFrom(0, "x", null)
 }).map(({ depth, leaf, shape }) => new Deep(depth, leaf, shape))
@@ -168,7 +171,9 @@ export const headers: fc.Arbitrary<unknown> = fc.oneof(
   {
     arbitrary: fc.array(fc.tuple(headerKey, headerValue), { maxLength: 3 }).map((entries) => {
       const o: Record<string, unknown> = {}
-      for (const [k, v] of entries) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true })
+      for (const [k, v] of entries) {
+        Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true })
+      }
       return o
     }),
     weight: 3
@@ -235,7 +240,9 @@ const replyFrame = (p: Pools) =>
   })
 
 const interruptFrame = (p: Pools) =>
-  fc.tuple(version, stringField(p.sources), numberField(fc.constantFrom(...p.requestIds))).map(([v, source, requestId]) => [
+  fc.tuple(version, stringField(p.sources), numberField(fc.constantFrom(...p.requestIds))).map((
+    [v, source, requestId]
+  ) => [
     "I",
     v,
     source,
@@ -344,8 +351,12 @@ const handshakeFrame = (p: Pools) =>
 /** length-prefixed parts, as handshake bodies are made, with lengths that may lie */
 export const handshakeBody: fc.Arbitrary<Uint8Array> = fc.record({
   parts: fc.array(
-    fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 4, maxLength: 4 }), fc.uint8Array({ maxLength: 40 }),
-      fc.constantFrom("default", "other").map((s) => new TextEncoder().encode(s))),
+    fc.oneof(
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.uint8Array({ minLength: 4, maxLength: 4 }),
+      fc.uint8Array({ maxLength: 40 }),
+      fc.constantFrom("default", "other").map((s) => new TextEncoder().encode(s))
+    ),
     { maxLength: 7 }
   ),
   lie: fc.option(fc.tuple(fc.nat(6), fc.constantFrom(0, 2 ** 32 - 1, 5 * 1024 * 1024, 1)), { nil: undefined })
@@ -391,9 +402,22 @@ const objectFrames = (p: Pools) =>
           fc.record({
             _tag: fc.constant("Error"),
             error: fc.oneof(
-              fc.record({ _tag: fc.constant("ActorNotFound"), kind: stringField(p.kinds), id: stringField(p.ids), node: stringField(p.sources) }),
-              fc.record({ _tag: fc.constant("AskTimeout"), kind: stringField(p.kinds), id: stringField(p.ids), elapsedMillis: numberField(fc.nat()) }),
-              fc.record({ _tag: field(fc.constantFrom("RemoteDefect", "DecodeError", "Nope")), message: stringField(["m"]) }),
+              fc.record({
+                _tag: fc.constant("ActorNotFound"),
+                kind: stringField(p.kinds),
+                id: stringField(p.ids),
+                node: stringField(p.sources)
+              }),
+              fc.record({
+                _tag: fc.constant("AskTimeout"),
+                kind: stringField(p.kinds),
+                id: stringField(p.ids),
+                elapsedMillis: numberField(fc.nat())
+              }),
+              fc.record({
+                _tag: field(fc.constantFrom("RemoteDefect", "DecodeError", "Nope")),
+                message: stringField(["m"])
+              }),
               protoObjects
             )
           })
@@ -459,7 +483,10 @@ const binaryItemsFrame = (p: Pools) =>
     requestId: fc.constantFrom(...p.requestIds.filter((n) => n >= 0 && Number.isInteger(n))),
     seq: fc.constantFrom(0, 1, 2 ** 32 - 1),
     items: fc.array(fc.uint8Array({ maxLength: 16 }), { maxLength: 3 }),
-    countDelta: fc.oneof({ arbitrary: fc.constant(0), weight: 8 }, { arbitrary: fc.constantFrom(-1, 1, 1000000), weight: 1 })
+    countDelta: fc.oneof({ arbitrary: fc.constant(0), weight: 8 }, {
+      arbitrary: fc.constantFrom(-1, 1, 1000000),
+      weight: 1
+    })
   }).map(({ countDelta, flags, items, requestId, seq, source, version }) => {
     const src = new TextEncoder().encode(source).subarray(0, 255)
     let size = 4 + src.byteLength + 12
@@ -493,9 +520,18 @@ const structural = (value: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
     { arbitrary: fc.tuple(value, fc.nat(12)).map(([v, i]) => dropOne(v, i)), weight: 1 },
     { arbitrary: fc.tuple(value, wrongType).map(([v, extra]) => addOne(v, extra)), weight: 1 },
     // the tag (first element) an object with prototype keys: `[{"toString":1}]`, `[{"_tag":{"toString":1}}]`
-    { arbitrary: fc.tuple(value, protoObjects).map(([v, tag]) => (Array.isArray(v) ? [tag, ...v.slice(1)] : v)), weight: 1 },
+    {
+      arbitrary: fc.tuple(value, protoObjects).map(([v, tag]) => (Array.isArray(v) ? [tag, ...v.slice(1)] : v)),
+      weight: 1
+    },
     // wrapped in nesting
-    { arbitrary: fc.tuple(value, fc.oneof({ arbitrary: fc.integer({ min: 1, max: 20 }), weight: 3 }, { arbitrary: fc.constant(3000), weight: 1 })).map(([v, depth]) => new Deep(depth, v, "array")), weight: 1 }
+    {
+      arbitrary: fc.tuple(
+        value,
+        fc.oneof({ arbitrary: fc.integer({ min: 1, max: 20 }), weight: 3 }, { arbitrary: fc.constant(3000), weight: 1 })
+      ).map(([v, depth]) => new Deep(depth, v, "array")),
+      weight: 1
+    }
   )
 
 const dropOne = (value: unknown, index: number): unknown => {
@@ -504,7 +540,9 @@ const dropOne = (value: unknown, index: number): unknown => {
     const keys = Object.keys(value)
     if (keys.length === 0) return value
     const drop = keys[index % keys.length]
-    return objectOf(Object.fromEntries(keys.filter((k) => k !== drop).map((k) => [k, (value as Record<string, unknown>)[k]])))
+    return objectOf(
+      Object.fromEntries(keys.filter((k) => k !== drop).map((k) => [k, (value as Record<string, unknown>)[k]]))
+    )
   }
   return value
 }
@@ -521,14 +559,32 @@ const addOne = (value: unknown, extra: unknown): unknown => {
 
 const byteMutation: fc.Arbitrary<ByteMutation> = fc.oneof(
   { arbitrary: fc.constant({ _tag: "None" } as const), weight: 14 },
-  { arbitrary: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }).map((at) => ({ _tag: "Truncate" as const, at })), weight: 2 },
   {
-    arbitrary: fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), fc.nat(7)), { minLength: 1, maxLength: 3 })
+    arbitrary: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }).map((at) => ({
+      _tag: "Truncate" as const,
+      at
+    })),
+    weight: 2
+  },
+  {
+    arbitrary: fc.array(fc.tuple(fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), fc.nat(7)), {
+      minLength: 1,
+      maxLength: 3
+    })
       .map((flips) => ({ _tag: "Flip" as const, flips })),
     weight: 2
   },
-  { arbitrary: fc.uint8Array({ minLength: 1, maxLength: 8 }).map((extra) => ({ _tag: "Append" as const, extra })), weight: 1 },
-  { arbitrary: fc.constantFrom(0xc1, 0xc2, 0xc3, 0x5b, 0x7b, 0x00, 0xff).map((byte) => ({ _tag: "FirstByte" as const, byte })), weight: 1 }
+  {
+    arbitrary: fc.uint8Array({ minLength: 1, maxLength: 8 }).map((extra) => ({ _tag: "Append" as const, extra })),
+    weight: 1
+  },
+  {
+    arbitrary: fc.constantFrom(0xc1, 0xc2, 0xc3, 0x5b, 0x7b, 0x00, 0xff).map((byte) => ({
+      _tag: "FirstByte" as const,
+      byte
+    })),
+    weight: 1
+  }
 )
 
 /** applies a byte mutation to an encoding */
@@ -612,7 +668,10 @@ export const frames = (
   const chosen = (Object.entries(weights) as Array<[FrameType, number]>).filter(([, w]) => w > 0)
   const one = fc.oneof(...chosen.map(([type, weight]) => ({
     // binary layouts are mutated as bytes only
-    arbitrary: (type === "Piece" || type === "BinaryItems" ? all[type] : structural(all[type])).map((value) => ({ type, value })),
+    arbitrary: (type === "Piece" || type === "BinaryItems" ? all[type] : structural(all[type])).map((value) => ({
+      type,
+      value
+    })),
     weight
   })))
   const positionalTypes = chosen.filter(([type]) => type.length === 1 || type === "Ack" || type === "Heartbeat")
@@ -620,16 +679,22 @@ export const frames = (
   const variants: Array<fc.WeightedArbitrary<{ readonly type: string; readonly value: unknown }>> = [
     { arbitrary: one, weight: 40 },
     {
-      arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => ({ type: "random bytes", value: new Verbatim(bytes) })),
+      arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => ({
+        type: "random bytes",
+        value: new Verbatim(bytes)
+      })),
       weight: 2
     }
   ]
   if (batchable !== undefined && options.batches !== false) {
     variants.push({
-      arbitrary: fc.tuple(fc.array(batchable, { minLength: 1, maxLength: 4 }), fc.oneof(
-        { arbitrary: fc.constant(0), weight: 8 },
-        { arbitrary: fc.constantFrom(-1, 1, 2 ** 31), weight: 1 }
-      )).map(([framesOf, delta]) => ({ type: "batch", value: new BatchOf(framesOf, delta) })),
+      arbitrary: fc.tuple(
+        fc.array(batchable, { minLength: 1, maxLength: 4 }),
+        fc.oneof(
+          { arbitrary: fc.constant(0), weight: 8 },
+          { arbitrary: fc.constantFrom(-1, 1, 2 ** 31), weight: 1 }
+        )
+      ).map(([framesOf, delta]) => ({ type: "batch", value: new BatchOf(framesOf, delta) })),
       weight: 2
     })
   }

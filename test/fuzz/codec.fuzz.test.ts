@@ -58,10 +58,16 @@ describe("codec fuzz", () => {
             const decoded = decodeOrReport(codec, bytes)
             seen++
             if (verdict === "malformed") {
-              expect(Either.isLeft(decoded), `${codec.name} accepted a malformed ${frame.type} frame ${hex(bytes.subarray(0, 256))}`).toBe(true)
+              expect(
+                Either.isLeft(decoded),
+                `${codec.name} accepted a malformed ${frame.type} frame ${hex(bytes.subarray(0, 256))}`
+              ).toBe(true)
             }
             if (Either.isRight(decoded)) {
-              expect(verdict, `${codec.name} accepted a ${frame.type} frame the layouts reject: ${hex(bytes.subarray(0, 256))}`).not.toBe("malformed")
+              expect(
+                verdict,
+                `${codec.name} accepted a ${frame.type} frame the layouts reject: ${hex(bytes.subarray(0, 256))}`
+              ).not.toBe("malformed")
               expect(isEnvelope(decoded.right), `${codec.name} returned a frame that is not an envelope`).toBe(true)
             } else {
               expect(decoded.left._tag).toBe("DecodeError")
@@ -77,10 +83,14 @@ describe("codec fuzz", () => {
   it("random bytes decode to a value or a DecodeError", async () => {
     await check(
       "codec.decode random bytes",
-      fc.property(fc.uint8Array({ maxLength: 96 }), fc.constantFrom(0x5b, 0x7b, 0x91, 0x93, 0x81, 0xdc, 0xc1), (bytes, first) => {
-        const withHead = new Uint8Array([first, ...bytes])
-        for (const input of [bytes, withHead]) for (const codec of codecs) decodeOrReport(codec, input)
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 96 }),
+        fc.constantFrom(0x5b, 0x7b, 0x91, 0x93, 0x81, 0xdc, 0xc1),
+        (bytes, first) => {
+          const withHead = new Uint8Array([first, ...bytes])
+          for (const input of [bytes, withHead]) for (const codec of codecs) decodeOrReport(codec, input)
+        }
+      ),
       parameters(FRAMES_PER_PATH / 2)
     )
   })
@@ -89,7 +99,9 @@ describe("codec fuzz", () => {
     const bytes = bytesOf(entry)
     for (const codec of codecs) {
       const decoded = decodeOrReport(codec, bytes)
-      if (entry.expect === "drop" && judge(bytes, { receiver: false }).verdict === "malformed") expect(Either.isLeft(decoded)).toBe(true)
+      if (entry.expect === "drop" && judge(bytes, { receiver: false }).verdict === "malformed") {
+        expect(Either.isLeft(decoded)).toBe(true)
+      }
     }
   })
 
@@ -113,7 +125,8 @@ describe("codec fuzz", () => {
           const accepted: Piece = { _tag: "Chunk", v: 1, ...p }
           arrived += p.body.byteLength + 64
           reassembler.accept(accepted)
-          expect(reassembler.heldBytes, `held ${reassembler.heldBytes} bytes after ${arrived} arrived`).toBeLessThanOrEqual(arrived)
+          expect(reassembler.heldBytes, `held ${reassembler.heldBytes} bytes after ${arrived} arrived`)
+            .toBeLessThanOrEqual(arrived)
         }
       }),
       parameters(200)
@@ -121,10 +134,13 @@ describe("codec fuzz", () => {
   })
 
   it("a piece's header is read or refused, never thrown on", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
-      const withHead = new Uint8Array([0xc1, 1, 0, ...bytes])
-      decodePiece(withHead)
-      decodePiece(bytes)
-    }), parameters(2000))
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+        const withHead = new Uint8Array([0xc1, 1, 0, ...bytes])
+        decodePiece(withHead)
+        decodePiece(bytes)
+      }),
+      parameters(2000)
+    )
   })
 })

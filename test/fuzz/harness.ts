@@ -47,7 +47,9 @@ const handlers = {
   Echo: ({ n }: { readonly n: number }) => Effect.succeed(n),
   // at most 3 elements, whatever a stranger asks for
   Count: ({ n }: { readonly n: number }) =>
-    Stream.fromIterable(Array.from({ length: Number.isFinite(n) ? Math.max(0, Math.min(3, Math.floor(n))) : 0 }, (_, i) => i)),
+    Stream.fromIterable(
+      Array.from({ length: Number.isFinite(n) ? Math.max(0, Math.min(3, Math.floor(n))) : 0 }, (_, i) => i)
+    ),
   Put: ({ data }: { readonly data: Stream.Stream<Uint8Array, StreamError> }) => Stream.runCount(data)
 }
 
@@ -68,11 +70,14 @@ const transportLayer = (mode: Mode, network: Transport.InMemoryNetwork) => {
       Layer.provide(Layer.merge(plain, Codec.msgpack)),
       Layer.orDie
     )
-    : Layer.merge(plain, Layer.succeed(Secure.Secure, {
-      publicKey: "",
-      peers: () => [],
-      stats: () => ({ handshakes: 0, handshakeFailures: 0, rejected: {} })
-    }))
+    : Layer.merge(
+      plain,
+      Layer.succeed(Secure.Secure, {
+        publicKey: "",
+        peers: () => [],
+        stats: () => ({ handshakes: 0, handshakeFailures: 0, rejected: {} })
+      })
+    )
 }
 
 type NodeServices = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery | Secure.Secure | Transport.Transport
@@ -86,7 +91,8 @@ const nodeLayer = (mode: Mode, network: Transport.InMemoryNetwork, name: string,
   ) as Layer.Layer<NodeServices>
 
 /** log lines that report a defect swallowed somewhere (a throw the code did not expect) */
-const DEFECT = /TypeError|RangeError|ReferenceError|SyntaxError|Maximum call stack|is not a function|Cannot read prop|Cannot convert/
+const DEFECT =
+  /TypeError|RangeError|ReferenceError|SyntaxError|Maximum call stack|is not a function|Cannot read prop|Cannot convert/
 
 export interface Target {
   readonly mode: Mode
@@ -139,7 +145,9 @@ export const bounded = <A, E>(what: string, effect: Effect.Effect<A, E>): Effect
       const exit = fiber.unsafePoll()
       if (exit !== null) {
         if (Exit.isSuccess(exit)) return exit.value
-        return yield* Effect.fail(new Error(`${what} failed: ${String(Exit.isFailure(exit) ? exit.cause : exit)}`.slice(0, 2000)))
+        return yield* Effect.fail(
+          new Error(`${what} failed: ${String(Exit.isFailure(exit) ? exit.cause : exit)}`.slice(0, 2000))
+        )
       }
       yield* Effect.yieldNow()
     }
@@ -154,7 +162,12 @@ export const makeTarget = (mode: Mode): Effect.Effect<Target, Error, Scope.Scope
     const badSubjects: Array<string> = []
     const routeWithReply = network.routeWithReply.bind(network)
     // every publish of a node goes through here: it must name a valid subject
-    network.routeWithReply = (subject: string, frame: Envelope | Uint8Array, replyTo: string | undefined, prefix: string) => {
+    network.routeWithReply = (
+      subject: string,
+      frame: Envelope | Uint8Array,
+      replyTo: string | undefined,
+      prefix: string
+    ) => {
       if (!isSubject(subject)) badSubjects.push(subject)
       if (replyTo !== undefined && !isSubject(prefix + replyTo)) badSubjects.push(`reply ${prefix}${replyTo}`)
       routeWithReply(subject, frame, replyTo, prefix)
@@ -185,12 +198,15 @@ export const makeTarget = (mode: Mode): Effect.Effect<Target, Error, Scope.Scope
     // on release (after a failure too), the clock moves on so that what strangers left waiting
     // (uploads, handshakes) expires and the nodes' shutdown completes; bounded
     yield* Effect.addFinalizer(() =>
-      Effect.forkDaemon(Effect.forEach(Array.from({ length: 600 }), () => Effect.zipRight(TestClock.adjust("1 second"), Effect.yieldNow()), { discard: true }))
+      Effect.forkDaemon(Effect.forEach(Array.from({ length: 600 }), () =>
+        Effect.zipRight(TestClock.adjust("1 second"), Effect.yieldNow()), { discard: true }))
     )
     const victimNode = Context.get(victim, Node.Node)
     const callerNode = Context.get(caller, Node.Node)
     yield* Topic.subscribe(FuzzTopic).pipe(
-      Stream.runForEach(() => Effect.sync(() => void target.events++)),
+      Stream.runForEach(() =>
+        Effect.sync(() => void target.events++)
+      ),
       Effect.provide(victim),
       Effect.forkScoped
     )
@@ -215,12 +231,20 @@ export const makeTarget = (mode: Mode): Effect.Effect<Target, Error, Scope.Scope
       Effect.gen(function*() {
         const fromActor = yield* bounded("a legitimate ask of FuzzActor", actor("legit").Echo({ n }))
         const fromService = yield* bounded("a legitimate ask of FuzzService", service.Echo({ n }))
-        if (fromActor !== n || fromService !== n) return yield* Effect.fail(new Error(`legitimate asks answered ${fromActor}, ${fromService} for ${n}`))
+        if (fromActor !== n || fromService !== n) {
+          return yield* Effect.fail(new Error(`legitimate asks answered ${fromActor}, ${fromService} for ${n}`))
+        }
         const before = target.events
-        yield* bounded("a legitimate event", Topic.publish(FuzzTopic, { n }, { subject: "fuzz.legit" }).pipe(Effect.provide(caller)))
-        yield* bounded("the legitimate event's arrival", Effect.gen(function*() {
-          while (target.events === before) yield* Effect.yieldNow()
-        }))
+        yield* bounded(
+          "a legitimate event",
+          Topic.publish(FuzzTopic, { n }, { subject: "fuzz.legit" }).pipe(Effect.provide(caller))
+        )
+        yield* bounded(
+          "the legitimate event's arrival",
+          Effect.gen(function*() {
+            while (target.events === before) yield* Effect.yieldNow()
+          })
+        )
       }).pipe(Effect.mapError((e) => (e instanceof Error ? e : new Error(String(e)))))
     target.tables = () => ({
       victimPending: victimNode.pendingAsks(),
@@ -259,7 +283,9 @@ export const makeInsider = (network: Transport.InMemoryNetwork): Effect.Effect<I
       name: "msgpack",
       encode: (frame) => {
         const raw = frame as unknown as { readonly _tag: string; readonly bytes?: Uint8Array }
-        return raw._tag === "Raw" && raw.bytes !== undefined ? Either.right(raw.bytes) : Codec.msgpackCodec.encode(frame)
+        return raw._tag === "Raw" && raw.bytes !== undefined
+          ? Either.right(raw.bytes)
+          : Codec.msgpackCodec.encode(frame)
       },
       decode: Codec.msgpackCodec.decode
     }

@@ -43,7 +43,21 @@ export const paths: ReadonlyArray<PathSpec> = [
   {
     name: "direct",
     subjects: (t) => [`node.${t.victimId}`],
-    weights: { Q: 5, X: 3, I: 2, E: 1, C: 1, T: 2, S: 1, Ack: 2, Heartbeat: 1, Handshake: 1, Objects: 3, Piece: 2, BinaryItems: 1 },
+    weights: {
+      Q: 5,
+      X: 3,
+      I: 2,
+      E: 1,
+      C: 1,
+      T: 2,
+      S: 1,
+      Ack: 2,
+      Heartbeat: 1,
+      Handshake: 1,
+      Objects: 3,
+      Piece: 2,
+      BinaryItems: 1
+    },
     pools: (t) => strangerPools(t)
   },
   {
@@ -92,9 +106,13 @@ export const deliverOne = (
   const badBefore = t.badSubjects.length
   const defectsBefore = t.defects.length
   const delivered = attempt(() => t.deliver(subject, bytes))
-  const shown = `${what} to ${subject} (verdict ${verdict}), bytes ${hex(bytes.subarray(0, 160))}${bytes.byteLength > 160 ? `… (${bytes.byteLength} bytes)` : ""}`
+  const shown = `${what} to ${subject} (verdict ${verdict}), bytes ${hex(bytes.subarray(0, 160))}${
+    bytes.byteLength > 160 ? `… (${bytes.byteLength} bytes)` : ""
+  }`
   if (Either.isLeft(delivered)) return `delivery threw ${String(delivered.left).slice(0, 300)}: ${shown}`
-  if (t.badSubjects.length > badBefore) return `the node published to an invalid subject ${JSON.stringify(t.badSubjects.slice(badBefore))}: ${shown}`
+  if (t.badSubjects.length > badBefore) {
+    return `the node published to an invalid subject ${JSON.stringify(t.badSubjects.slice(badBefore))}: ${shown}`
+  }
   const counted = t.drops() - before
   if (counted < mustDrop) return `a dropped frame was not counted (${counted} of ${mustDrop}): ${shown}`
   if (t.defects.length > defectsBefore) return `a defect was logged: ${t.defects[defectsBefore]}: ${shown}`
@@ -111,7 +129,9 @@ export const afterBatch = (t: Target, run: number): Effect.Effect<string | undef
     const tables = t.tables()
     if (tables.victimPending !== 0 || tables.callerPending !== 0) return `asks left pending: ${JSON.stringify(tables)}`
     for (const [table, size] of Object.entries(tables)) {
-      if (size > TABLE_CAP) return `the table ${table} grew to ${size} (> ${TABLE_CAP}) from strangers' frames: ${JSON.stringify(tables)}`
+      if (size > TABLE_CAP) {
+        return `the table ${table} grew to ${size} (> ${TABLE_CAP}) from strangers' frames: ${JSON.stringify(tables)}`
+      }
     }
     return undefined
   })
@@ -123,7 +143,11 @@ export const afterTimeouts = (t: Target): Effect.Effect<void, Error> =>
     const legit = yield* Effect.either(t.legit(-1))
     const tables = t.tables()
     if (triage) {
-      console.log(`[fuzz triage] after every timeout: ${Either.isLeft(legit) ? legit.left.message : "answering"}, tables ${JSON.stringify(tables)}`)
+      console.log(
+        `[fuzz triage] after every timeout: ${Either.isLeft(legit) ? legit.left.message : "answering"}, tables ${
+          JSON.stringify(tables)
+        }`
+      )
       return
     }
     if (Either.isLeft(legit)) return yield* Effect.fail(legit.left)
@@ -159,7 +183,10 @@ export const fuzzPath = (
       const key = `${problem.replace(/\bvictim-\w+/g, "victim").split(/[:(]/)[0]!.slice(0, 80)} / ${frame.type}`
       const entry = found.get(key)
       if (entry !== undefined) entry.count++
-      else found.set(key, { count: 1, example: `${problem.slice(0, 600)}\n    frame: ${fc.stringify(frame).slice(0, 600)}` })
+      else {found.set(key, {
+          count: 1,
+          example: `${problem.slice(0, 600)}\n    frame: ${fc.stringify(frame).slice(0, 600)}`
+        })}
     }
     const started = Date.now()
     const costs = new Map<string, { n: number; ms: number }>()
@@ -188,7 +215,11 @@ export const fuzzPath = (
     if (triage) {
       const lines = [...found.entries()].map(([key, { count, example }]) => `  ${count}× ${key}\n    ${example}`)
       const spent = [...costs.entries()].map(([type, { ms, n }]) => `${type} ${n}×${(ms / n).toFixed(3)}ms`).join(", ")
-      console.log(`[fuzz triage] ${what}: ${delivered} frames in ${Date.now() - started} ms (delivery: ${spent}), ${found.size} distinct failures\n${lines.join("\n")}`)
+      console.log(
+        `[fuzz triage] ${what}: ${delivered} frames in ${
+          Date.now() - started
+        } ms (delivery: ${spent}), ${found.size} distinct failures\n${lines.join("\n")}`
+      )
     }
     return delivered
   })
@@ -200,4 +231,3 @@ export const bothEncodings = (t: Target) => (frame: FuzzFrame, subject: string):
   }
   return undefined
 }
-

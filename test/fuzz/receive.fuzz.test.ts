@@ -19,25 +19,29 @@ const nodeCodecs: ReadonlyArray<Mode> = ["json", "msgpack"]
 
 describe.each(nodeCodecs)("receive paths fuzz (node codec %s)", (mode) => {
   for (const path of paths) {
-    it.scoped(`${path.name}: nothing throws, drops are counted, the node answers, tables stay bounded`, () =>
-      Effect.gen(function*() {
-        const t = yield* makeTarget(mode)
-        const subjects = path.subjects(t)
-        // each path gets FRAMES_PER_PATH generated frames over the two node codecs
-        const count = Math.ceil(FRAMES_PER_PATH / nodeCodecs.length)
-        const delivered = yield* fuzzPath(
-          t,
-          `receive path ${path.name}, node codec ${mode}`,
-          subjects,
-          frames(path.pools(t), path.weights),
-          count,
-          bothEncodings(t)
-        )
-        expect(delivered).toBeGreaterThanOrEqual(count)
-        // and a last legitimate ask after the last frame
-        expect(yield* afterBatch(t, count + 1)).toBeUndefined()
-        yield* afterTimeouts(t)
-      }), 60_000)
+    it.scoped(
+      `${path.name}: nothing throws, drops are counted, the node answers, tables stay bounded`,
+      () =>
+        Effect.gen(function*() {
+          const t = yield* makeTarget(mode)
+          const subjects = path.subjects(t)
+          // each path gets FRAMES_PER_PATH generated frames over the two node codecs
+          const count = Math.ceil(FRAMES_PER_PATH / nodeCodecs.length)
+          const delivered = yield* fuzzPath(
+            t,
+            `receive path ${path.name}, node codec ${mode}`,
+            subjects,
+            frames(path.pools(t), path.weights),
+            count,
+            bothEncodings(t)
+          )
+          expect(delivered).toBeGreaterThanOrEqual(count)
+          // and a last legitimate ask after the last frame
+          expect(yield* afterBatch(t, count + 1)).toBeUndefined()
+          yield* afterTimeouts(t)
+        }),
+      60_000
+    )
   }
 
   it.scoped("the corpus: each frame on each of its paths", () =>
@@ -53,7 +57,9 @@ describe.each(nodeCodecs)("receive paths fuzz (node codec %s)", (mode) => {
             const before = t.drops()
             const problem = deliverOne(t, subject, bytes, `corpus "${entry.name}"`)
             if (problem !== undefined) problems.push(problem.slice(0, 400))
-            else if (entry.expect === "drop" && t.drops() === before) problems.push(`corpus "${entry.name}" to ${subject} was not counted as dropped`)
+            else if (entry.expect === "drop" && t.drops() === before) {
+              problems.push(`corpus "${entry.name}" to ${subject} was not counted as dropped`)
+            }
           }
         }
         const after = yield* afterBatch(t, 1)

@@ -49,7 +49,14 @@ describe("secure receive paths fuzz", () => {
       const delivered = yield* fuzzPath(
         t,
         "secure sealed (strangers)",
-        [`node.${t.victimId}`, "actor.FuzzService", "actor.FuzzActor", "interrupt.FuzzActor", "discovery", "topic.fuzz.a"],
+        [
+          `node.${t.victimId}`,
+          "actor.FuzzService",
+          "actor.FuzzActor",
+          "interrupt.FuzzActor",
+          "discovery",
+          "topic.fuzz.a"
+        ],
         frames(pools(t), { S: 10, Handshake: 1 }),
         FRAMES_PER_PATH,
         bothEncodings(t)
@@ -79,7 +86,10 @@ describe("secure receive paths fuzz", () => {
         return undefined
       }
       // deliver = seal: the insider's publish reaches the victim synchronously
-      const insideTarget: Target = { ...t, deliver: (subject, bytes) => (insider.seal(subject, bytes) === undefined ? 1 : 0) }
+      const insideTarget: Target = {
+        ...t,
+        deliver: (subject, bytes) => (insider.seal(subject, bytes) === undefined ? 1 : 0)
+      }
       const sealed = (frame: FuzzFrame, subject: string) => {
         const saved = t.deliver
         Object.assign(t, { deliver: insideTarget.deliver })

@@ -21,14 +21,20 @@ export const parameters = <T>(numRuns: number, extra?: fc.Parameters<T>): fc.Par
 })
 
 /** `fc.assert`, with the receive path and codec in the error message */
-export const check = async <Ts>(what: string, property: fc.IAsyncProperty<Ts> | fc.IProperty<Ts>, params: fc.Parameters<Ts>): Promise<void> => {
+export const check = async <Ts>(
+  what: string,
+  property: fc.IAsyncProperty<Ts> | fc.IProperty<Ts>,
+  params: fc.Parameters<Ts>
+): Promise<void> => {
   const details = await fc.check(property as fc.IAsyncProperty<Ts>, params)
   if (details.failed) {
     const counterexample = details.counterexample === null ? "" : fc.stringify(details.counterexample)
     throw new Error(
       `fuzz property failed on ${what} (replay with FUZZ_SEED=${details.seed}; fast-check seed ${details.seed}, path "${details.counterexamplePath}", ` +
         `after ${details.numRuns} runs and ${details.numShrinks} shrinks)\n` +
-        `error: ${details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)}\n` +
+        `error: ${
+          details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)
+        }\n` +
         `counterexample: ${counterexample.length > 3000 ? `${counterexample.slice(0, 3000)}…` : counterexample}`
     )
   }

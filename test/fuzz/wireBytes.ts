@@ -51,7 +51,9 @@ const jsonText = (value: unknown, out: Array<string>): void => {
     case "string":
       return void out.push(jsonString(value))
   }
-  if (value instanceof Uint8Array) return void out.push(`{"${BINARY}":${jsonString(Buffer.from(value).toString("base64"))}}`)
+  if (value instanceof Uint8Array) {
+    return void out.push(`{"${BINARY}":${jsonString(Buffer.from(value).toString("base64"))}}`)
+  }
   if (Array.isArray(value)) {
     out.push("[")
     value.forEach((item, i) => {
@@ -245,8 +247,9 @@ export const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("h
  * A subject token by the NATS grammar: not empty, no `.`, no wildcard, no whitespace and no
  * control character. Node ids, kinds and reply slots must be one before a node uses them.
  */
-// eslint-disable-next-line no-control-regex
-export const isToken = (s: unknown): boolean => typeof s === "string" && s.length > 0 && !/[\s.*>\u0000-\u001f\u007f]/u.test(s)
+export const isToken = (s: unknown): boolean =>
+  // eslint-disable-next-line no-control-regex
+  typeof s === "string" && s.length > 0 && !/[\s.*>\u0000-\u001f\u007f]/u.test(s)
 
 /** A subject (tokens joined by `.`, no wildcard) that a frame may name. */
 export const isSubject = (s: unknown): boolean => typeof s === "string" && s.split(".").every(isToken)

@@ -57,7 +57,12 @@ const natsNode = (options: {
 const responder = (url: string, namespace: string, name: string, heartbeat: string) =>
   Effect.acquireRelease(
     Effect.promise(async () => {
-      const child = spawnNode(script, [], { NATS_URL: url, NODE_NAME: name, NAMESPACE: namespace, HEARTBEAT: heartbeat })
+      const child = spawnNode(script, [], {
+        NATS_URL: url,
+        NODE_NAME: name,
+        NAMESPACE: namespace,
+        HEARTBEAT: heartbeat
+      })
       await child.waitForLine(/"event":"ready"/, 20_000)
       return child
     }),
@@ -85,7 +90,12 @@ interface Outcome {
  */
 const load = (
   ask: (i: number) => Effect.Effect<unknown, { readonly _tag: string }>,
-  options: { readonly workers: number; readonly maxAsks: number; readonly stop: () => boolean; readonly pause: Duration.DurationInput }
+  options: {
+    readonly workers: number
+    readonly maxAsks: number
+    readonly stop: () => boolean
+    readonly pause: Duration.DurationInput
+  }
 ) =>
   Effect.gen(function*() {
     const outcomes: Array<Outcome> = []
@@ -132,184 +142,267 @@ const serving = (context: Context.Context<Discovery.Discovery>, kind: string) =>
   Discovery.servingMembers(Context.get(context, Discovery.Discovery).unsafeState(), kind).length
 
 describe("chaos over real servers", () => {
-  it.live("nats-server SIGKILLed and restarted three times under load: no ask hangs, every failure is typed, nodes come back fast", () =>
-    Effect.gen(function*() {
-      const server: NatsServer = yield* Effect.acquireRelease(
-        Effect.promise(() => startNatsServer()),
-        (s) => Effect.promise(() => s.stop())
-      )
-      yield* responder(server.url, "chaos-restart", "responder", "1 second")
-      const caller = yield* natsNode({ servers: server.url, namespace: "chaos-restart", name: "caller", heartbeat: "1 second" })
-      yield* Effect.provide(
-        Effect.zip(Discovery.awaitServing("Probe", { timeout: "10 seconds" }), Discovery.awaitServing("ProbeService", { timeout: "10 seconds" })),
-        caller
-      )
-      const events = yield* connectionEvents(caller)
-      const probe = yield* Effect.provide(Actor.client(Probe), caller)
-      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
-      let stopped = false
-      const traffic = yield* load(
-        (i) => i % 2 === 0 ? probe(`id-${i % 50}`).Increment({ by: 1 }) : service.Increment({ by: 1 }),
-        { workers: 4, maxAsks: 20_000, stop: () => stopped, pause: "5 millis" }
-      )
-      yield* waitUntil(() => traffic.outcomes.filter((o) => o.tag === "ok").length >= 50, 10_000, "50 asks answered")
-
-      const rounds: Array<{ reconnect: number; firstOk: number }> = []
-      for (let round = 0; round < 3; round++) {
-        const before = events.filter((e) => e.event === "reconnected").length
-        server.kill("SIGKILL")
-        yield* Effect.sleep("1 second") // the outage
-        yield* Effect.promise(() => server.restart())
-        const ready = Date.now() // the restarted server accepts connections
-        yield* waitUntil(() => events.filter((e) => e.event === "reconnected").length > before, 10_000, "the reconnect")
-        yield* waitUntil(() => traffic.outcomes.some((o) => o.tag === "ok" && o.endedAt > ready), 10_000, "an answered ask")
-        const reconnectedAt = events.filter((e) => e.event === "reconnected")[before]!.at
-        const firstOkAt = Math.min(...traffic.outcomes.filter((o) => o.tag === "ok" && o.endedAt > ready).map((o) => o.endedAt))
-        rounds.push({ reconnect: reconnectedAt - ready, firstOk: firstOkAt - ready })
-        yield* Effect.sleep("500 millis") // answered traffic between the outages
-      }
-      stopped = true
-      // every ask ends: each is bounded by its timeout (2 s), and a wait for the connection by it too
-      yield* Fiber.join(traffic.fiber).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an ask hung") }))
-
-      const counts = tally(traffic.outcomes)
-      const longest = Math.max(...traffic.outcomes.map((o) => o.endedAt - o.startedAt))
-      console.log(
-        `server restarts: reconnect after the restarted server was ready ${rounds.map((r) => r.reconnect).join(", ")} ms ` +
-          `(median ${median(rounds.map((r) => r.reconnect))}), first answered ask ${rounds.map((r) => r.firstOk).join(", ")} ms; ` +
-          `outcomes ${JSON.stringify(counts)}; longest ask ${longest} ms`
-      )
-      for (const tag of Object.keys(counts)) expect(["ok", ...TYPED]).toContain(tag)
-      expect((counts["TransportError"] ?? 0) + (counts["NoAvailableNode"] ?? 0)).toBeGreaterThan(0) // the outages were felt
-      expect(median(rounds.map((r) => r.reconnect))).toBeLessThan(1_500)
-      for (const { firstOk } of rounds) expect(firstOk).toBeLessThan(2_000)
-    }).pipe(Effect.scoped), 60_000)
-
-  it.live("a responder process SIGKILLed: callers' asks fail typed, then the other responder answers for its ids", () =>
-    Effect.gen(function*() {
-      const server: NatsServer = yield* Effect.acquireRelease(
-        Effect.promise(() => startNatsServer()),
-        (s) => Effect.promise(() => s.stop())
-      )
-      const [doomed] = yield* Effect.all([
-        responder(server.url, "chaos-responder", "doomed", "250 millis"),
-        responder(server.url, "chaos-responder", "survivor", "250 millis")
-      ], { concurrency: 2 })
-      const caller = yield* natsNode({ servers: server.url, namespace: "chaos-responder", name: "caller", heartbeat: "250 millis" })
-      yield* waitUntil(() => serving(caller, "Probe") === 2 && serving(caller, "ProbeService") === 2, 10_000, "both responders serving")
-      const probe = yield* Effect.provide(Actor.client(Probe), caller)
-      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
-      const ids = Array.from({ length: 40 }, (_, i) => `id-${i}`)
-      // both own some ids
-      const owners = yield* Effect.forEach(ids, (id) => probe(id).Whoami())
-      expect(new Set(owners)).toEqual(new Set(["doomed", "survivor"]))
-
-      let stopped = false
-      const traffic = yield* load(
-        (i) => i % 4 === 3 ? service.Increment({ by: 1 }) : probe(ids[i % ids.length]!).Increment({ by: 1 }),
-        { workers: 4, maxAsks: 20_000, stop: () => stopped, pause: "5 millis" }
-      )
-      yield* waitUntil(() => traffic.outcomes.length >= 100, 10_000, "100 asks")
-      doomed.kill("SIGKILL")
-      const killedAt = Date.now()
-      // suspicion (3 periods of 250 ms) and removal (5) of the dead one, with traffic going on
-      yield* Effect.sleep("2 seconds")
-      stopped = true
-      yield* Fiber.join(traffic.fiber).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an ask hung") }))
-      const after = traffic.outcomes.filter((o) => o.startedAt > killedAt)
-      const counts = tally(traffic.outcomes)
-      const lastFailure = Math.max(killedAt, ...after.filter((o) => o.tag !== "ok").map((o) => o.endedAt))
-      console.log(`responder killed: outcomes ${JSON.stringify(counts)}; last failure ${lastFailure - killedAt} ms after the kill`)
-      for (const tag of Object.keys(counts)) expect(["ok", ...TYPED]).toContain(tag)
-      expect(after.filter((o) => o.tag === "ok").length).toBeGreaterThan(0)
-      // every id, including those the dead one owned, answers from the survivor
-      const now = yield* Effect.forEach(ids, (id) => probe(id).Whoami())
-      expect(new Set(now)).toEqual(new Set(["survivor"]))
-      expect(yield* service.Whoami()).toBe("survivor")
-    }).pipe(Effect.scoped), 60_000)
-
-  it.live("one server of a 3-server cluster SIGKILLed: the nodes connected to it fail over and asks resume", () =>
-    Effect.gen(function*() {
-      const cluster = yield* Effect.acquireRelease(
-        Effect.promise(() => startNatsCluster(3)),
-        (c) => Effect.promise(() => c.stop())
-      )
-      // both connect to server 0 only, and learn the others from it
-      yield* responder(cluster.urls[0]!, "chaos-cluster", "responder", "250 millis")
-      const caller = yield* natsNode({ servers: cluster.urls[0]!, namespace: "chaos-cluster", name: "caller", heartbeat: "250 millis" })
-      yield* waitUntil(() => serving(caller, "Probe") === 1 && serving(caller, "ProbeService") === 1, 10_000, "the responder serving")
-      const events = yield* connectionEvents(caller)
-      const probe = yield* Effect.provide(Actor.client(Probe), caller)
-      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
-      let stopped = false
-      const traffic = yield* load(
-        (i) => i % 2 === 0 ? probe(`id-${i % 20}`).Increment({ by: 1 }) : service.Increment({ by: 1 }),
-        { workers: 4, maxAsks: 20_000, stop: () => stopped, pause: "5 millis" }
-      )
-      yield* waitUntil(() => traffic.outcomes.filter((o) => o.tag === "ok").length >= 50, 10_000, "50 asks answered")
-      cluster.servers[0]!.kill("SIGKILL")
-      const killedAt = Date.now()
-      yield* waitUntil(() => events.some((e) => e.event === "reconnected"), 10_000, "the caller's failover")
-      yield* waitUntil(() => traffic.outcomes.some((o) => o.tag === "ok" && o.startedAt > killedAt), 10_000, "an answered ask")
-      const failover = events.find((e) => e.event === "reconnected")!.at - killedAt
-      const firstOk = Math.min(...traffic.outcomes.filter((o) => o.tag === "ok" && o.startedAt > killedAt).map((o) => o.endedAt)) - killedAt
-      yield* Effect.sleep("500 millis")
-      stopped = true
-      yield* Fiber.join(traffic.fiber).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an ask hung") }))
-      const counts = tally(traffic.outcomes)
-      console.log(`cluster failover: reconnected ${failover} ms after the kill, first answered ask ${firstOk} ms; outcomes ${JSON.stringify(counts)}`)
-      for (const tag of Object.keys(counts)) expect(["ok", ...TYPED]).toContain(tag)
-      // both now live on the surviving servers
-      const [one, two] = yield* Effect.promise(() =>
-        Promise.all([cluster.servers[1]!.connectionCount(), cluster.servers[2]!.connectionCount()])
-      )
-      expect(one + two).toBeGreaterThanOrEqual(2)
-      // the asks after the failover are answered
-      const late = traffic.outcomes.filter((o) => o.startedAt > killedAt + firstOk)
-      expect(late.filter((o) => o.tag === "ok").length).toBeGreaterThan(late.length / 2)
-      expect(yield* probe("id-0").Get().pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") })))
-        .toBeGreaterThan(0)
-    }).pipe(Effect.scoped), 60_000)
-
-  it.live("50,000 asks over 1,000 actor ids through a real nats-server: the heap grows by less than 8 MiB", () =>
-    Effect.gen(function*() {
-      const server: NatsServer = yield* Effect.acquireRelease(
-        Effect.promise(() => startNatsServer()),
-        (s) => Effect.promise(() => s.stop())
-      )
-      const host = natsNode({
-        servers: server.url,
-        namespace: "chaos-memory",
-        name: "host",
-        heartbeat: "1 second",
-        kinds: probeLayer(makeProbeState(), { label: "host" })
-      })
-      yield* host
-      const caller = yield* natsNode({ servers: server.url, namespace: "chaos-memory", name: "caller", heartbeat: "1 second" })
-      yield* waitUntil(() => serving(caller, "Probe") === 1, 10_000, "the host serving")
-      const probe = yield* Effect.provide(Actor.client(Probe), caller)
-      const run = (count: number) =>
-        Effect.forEach(
-          Array.from({ length: count }, (_, i) => i),
-          (i) => probe(`id-${i % 1_000}`).Increment({ by: 1 }, { timeout: "10 seconds" }),
-          { concurrency: 100, discard: true }
+  it.live(
+    "nats-server SIGKILLed and restarted three times under load: no ask hangs, every failure is typed, nodes come back fast",
+    () =>
+      Effect.gen(function*() {
+        const server: NatsServer = yield* Effect.acquireRelease(
+          Effect.promise(() => startNatsServer()),
+          (s) => Effect.promise(() => s.stop())
         )
-      // every actor active, every table at its working size
-      yield* run(5_000)
-      const baseline = yield* liveBytes
-      const started = Date.now()
-      yield* run(50_000)
-      const elapsed = Date.now() - started
-      const after = yield* liveBytes
-      const growth = after - baseline
-      console.log(
-        `50k asks over 1,000 ids in ${elapsed} ms: live heap + buffers ${(baseline / 2 ** 20).toFixed(1)} MiB before, ` +
-          `${(after / 2 ** 20).toFixed(1)} MiB after (growth ${(growth / 2 ** 20).toFixed(2)} MiB)`
-      )
-      expect(growth).toBeLessThan(8 * 2 ** 20)
-      // the actors counted every ask: 55 each
-      expect(yield* probe("id-7").Get()).toBe(55)
-    }).pipe(Effect.scoped), 90_000)
+        yield* responder(server.url, "chaos-restart", "responder", "1 second")
+        const caller = yield* natsNode({
+          servers: server.url,
+          namespace: "chaos-restart",
+          name: "caller",
+          heartbeat: "1 second"
+        })
+        yield* Effect.provide(
+          Effect.zip(
+            Discovery.awaitServing("Probe", { timeout: "10 seconds" }),
+            Discovery.awaitServing("ProbeService", { timeout: "10 seconds" })
+          ),
+          caller
+        )
+        const events = yield* connectionEvents(caller)
+        const probe = yield* Effect.provide(Actor.client(Probe), caller)
+        const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+        let stopped = false
+        const traffic = yield* load(
+          (i) => i % 2 === 0 ? probe(`id-${i % 50}`).Increment({ by: 1 }) : service.Increment({ by: 1 }),
+          { workers: 4, maxAsks: 20_000, stop: () => stopped, pause: "5 millis" }
+        )
+        yield* waitUntil(() => traffic.outcomes.filter((o) => o.tag === "ok").length >= 50, 10_000, "50 asks answered")
+
+        const rounds: Array<{ reconnect: number; firstOk: number }> = []
+        for (let round = 0; round < 3; round++) {
+          const before = events.filter((e) => e.event === "reconnected").length
+          server.kill("SIGKILL")
+          yield* Effect.sleep("1 second") // the outage
+          yield* Effect.promise(() => server.restart())
+          const ready = Date.now() // the restarted server accepts connections
+          yield* waitUntil(
+            () => events.filter((e) => e.event === "reconnected").length > before,
+            10_000,
+            "the reconnect"
+          )
+          yield* waitUntil(
+            () => traffic.outcomes.some((o) => o.tag === "ok" && o.endedAt > ready),
+            10_000,
+            "an answered ask"
+          )
+          const reconnectedAt = events.filter((e) => e.event === "reconnected")[before]!.at
+          const firstOkAt = Math.min(
+            ...traffic.outcomes.filter((o) => o.tag === "ok" && o.endedAt > ready).map((o) => o.endedAt)
+          )
+          rounds.push({ reconnect: reconnectedAt - ready, firstOk: firstOkAt - ready })
+          yield* Effect.sleep("500 millis") // answered traffic between the outages
+        }
+        stopped = true
+        // every ask ends: each is bounded by its timeout (2 s), and a wait for the connection by it too
+        yield* Fiber.join(traffic.fiber).pipe(
+          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an ask hung") })
+        )
+
+        const counts = tally(traffic.outcomes)
+        const longest = Math.max(...traffic.outcomes.map((o) => o.endedAt - o.startedAt))
+        console.log(
+          `server restarts: reconnect after the restarted server was ready ${
+            rounds.map((r) => r.reconnect).join(", ")
+          } ms ` +
+            `(median ${median(rounds.map((r) => r.reconnect))}), first answered ask ${
+              rounds.map((r) => r.firstOk).join(", ")
+            } ms; ` +
+            `outcomes ${JSON.stringify(counts)}; longest ask ${longest} ms`
+        )
+        for (const tag of Object.keys(counts)) expect(["ok", ...TYPED]).toContain(tag)
+        expect((counts["TransportError"] ?? 0) + (counts["NoAvailableNode"] ?? 0)).toBeGreaterThan(0) // the outages were felt
+        expect(median(rounds.map((r) => r.reconnect))).toBeLessThan(1_500)
+        for (const { firstOk } of rounds) expect(firstOk).toBeLessThan(2_000)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a responder process SIGKILLed: callers' asks fail typed, then the other responder answers for its ids",
+    () =>
+      Effect.gen(function*() {
+        const server: NatsServer = yield* Effect.acquireRelease(
+          Effect.promise(() => startNatsServer()),
+          (s) => Effect.promise(() => s.stop())
+        )
+        const [doomed] = yield* Effect.all([
+          responder(server.url, "chaos-responder", "doomed", "250 millis"),
+          responder(server.url, "chaos-responder", "survivor", "250 millis")
+        ], { concurrency: 2 })
+        const caller = yield* natsNode({
+          servers: server.url,
+          namespace: "chaos-responder",
+          name: "caller",
+          heartbeat: "250 millis"
+        })
+        yield* waitUntil(
+          () => serving(caller, "Probe") === 2 && serving(caller, "ProbeService") === 2,
+          10_000,
+          "both responders serving"
+        )
+        const probe = yield* Effect.provide(Actor.client(Probe), caller)
+        const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+        const ids = Array.from({ length: 40 }, (_, i) => `id-${i}`)
+        // both own some ids
+        const owners = yield* Effect.forEach(ids, (id) => probe(id).Whoami())
+        expect(new Set(owners)).toEqual(new Set(["doomed", "survivor"]))
+
+        let stopped = false
+        const traffic = yield* load(
+          (i) => i % 4 === 3 ? service.Increment({ by: 1 }) : probe(ids[i % ids.length]!).Increment({ by: 1 }),
+          { workers: 4, maxAsks: 20_000, stop: () => stopped, pause: "5 millis" }
+        )
+        yield* waitUntil(() => traffic.outcomes.length >= 100, 10_000, "100 asks")
+        doomed.kill("SIGKILL")
+        const killedAt = Date.now()
+        // suspicion (3 periods of 250 ms) and removal (5) of the dead one, with traffic going on
+        yield* Effect.sleep("2 seconds")
+        stopped = true
+        yield* Fiber.join(traffic.fiber).pipe(
+          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an ask hung") })
+        )
+        const after = traffic.outcomes.filter((o) => o.startedAt > killedAt)
+        const counts = tally(traffic.outcomes)
+        const lastFailure = Math.max(killedAt, ...after.filter((o) => o.tag !== "ok").map((o) => o.endedAt))
+        console.log(
+          `responder killed: outcomes ${JSON.stringify(counts)}; last failure ${
+            lastFailure - killedAt
+          } ms after the kill`
+        )
+        for (const tag of Object.keys(counts)) expect(["ok", ...TYPED]).toContain(tag)
+        expect(after.filter((o) => o.tag === "ok").length).toBeGreaterThan(0)
+        // every id, including those the dead one owned, answers from the survivor
+        const now = yield* Effect.forEach(ids, (id) => probe(id).Whoami())
+        expect(new Set(now)).toEqual(new Set(["survivor"]))
+        expect(yield* service.Whoami()).toBe("survivor")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "one server of a 3-server cluster SIGKILLed: the nodes connected to it fail over and asks resume",
+    () =>
+      Effect.gen(function*() {
+        const cluster = yield* Effect.acquireRelease(
+          Effect.promise(() => startNatsCluster(3)),
+          (c) => Effect.promise(() => c.stop())
+        )
+        // both connect to server 0 only, and learn the others from it
+        yield* responder(cluster.urls[0]!, "chaos-cluster", "responder", "250 millis")
+        const caller = yield* natsNode({
+          servers: cluster.urls[0]!,
+          namespace: "chaos-cluster",
+          name: "caller",
+          heartbeat: "250 millis"
+        })
+        yield* waitUntil(
+          () => serving(caller, "Probe") === 1 && serving(caller, "ProbeService") === 1,
+          10_000,
+          "the responder serving"
+        )
+        const events = yield* connectionEvents(caller)
+        const probe = yield* Effect.provide(Actor.client(Probe), caller)
+        const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+        let stopped = false
+        const traffic = yield* load(
+          (i) => i % 2 === 0 ? probe(`id-${i % 20}`).Increment({ by: 1 }) : service.Increment({ by: 1 }),
+          { workers: 4, maxAsks: 20_000, stop: () => stopped, pause: "5 millis" }
+        )
+        yield* waitUntil(() => traffic.outcomes.filter((o) => o.tag === "ok").length >= 50, 10_000, "50 asks answered")
+        cluster.servers[0]!.kill("SIGKILL")
+        const killedAt = Date.now()
+        yield* waitUntil(() => events.some((e) => e.event === "reconnected"), 10_000, "the caller's failover")
+        yield* waitUntil(
+          () => traffic.outcomes.some((o) => o.tag === "ok" && o.startedAt > killedAt),
+          10_000,
+          "an answered ask"
+        )
+        const failover = events.find((e) => e.event === "reconnected")!.at - killedAt
+        const firstOk = Math.min(
+          ...traffic.outcomes.filter((o) => o.tag === "ok" && o.startedAt > killedAt).map((o) => o.endedAt)
+        ) - killedAt
+        yield* Effect.sleep("500 millis")
+        stopped = true
+        yield* Fiber.join(traffic.fiber).pipe(
+          Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an ask hung") })
+        )
+        const counts = tally(traffic.outcomes)
+        console.log(
+          `cluster failover: reconnected ${failover} ms after the kill, first answered ask ${firstOk} ms; outcomes ${
+            JSON.stringify(counts)
+          }`
+        )
+        for (const tag of Object.keys(counts)) expect(["ok", ...TYPED]).toContain(tag)
+        // both now live on the surviving servers
+        const [one, two] = yield* Effect.promise(() =>
+          Promise.all([cluster.servers[1]!.connectionCount(), cluster.servers[2]!.connectionCount()])
+        )
+        expect(one + two).toBeGreaterThanOrEqual(2)
+        // the asks after the failover are answered
+        const late = traffic.outcomes.filter((o) => o.startedAt > killedAt + firstOk)
+        expect(late.filter((o) => o.tag === "ok").length).toBeGreaterThan(late.length / 2)
+        expect(yield* probe("id-0").Get().pipe(Effect.retry({ times: 20, schedule: Schedule.spaced("100 millis") })))
+          .toBeGreaterThan(0)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "50,000 asks over 1,000 actor ids through a real nats-server: the heap grows by less than 8 MiB",
+    () =>
+      Effect.gen(function*() {
+        const server: NatsServer = yield* Effect.acquireRelease(
+          Effect.promise(() => startNatsServer()),
+          (s) => Effect.promise(() => s.stop())
+        )
+        const host = natsNode({
+          servers: server.url,
+          namespace: "chaos-memory",
+          name: "host",
+          heartbeat: "1 second",
+          kinds: probeLayer(makeProbeState(), { label: "host" })
+        })
+        yield* host
+        const caller = yield* natsNode({
+          servers: server.url,
+          namespace: "chaos-memory",
+          name: "caller",
+          heartbeat: "1 second"
+        })
+        yield* waitUntil(() => serving(caller, "Probe") === 1, 10_000, "the host serving")
+        const probe = yield* Effect.provide(Actor.client(Probe), caller)
+        const run = (count: number) =>
+          Effect.forEach(
+            Array.from({ length: count }, (_, i) => i),
+            (i) => probe(`id-${i % 1_000}`).Increment({ by: 1 }, { timeout: "10 seconds" }),
+            { concurrency: 100, discard: true }
+          )
+        // every actor active, every table at its working size
+        yield* run(5_000)
+        const baseline = yield* liveBytes
+        const started = Date.now()
+        yield* run(50_000)
+        const elapsed = Date.now() - started
+        const after = yield* liveBytes
+        const growth = after - baseline
+        console.log(
+          `50k asks over 1,000 ids in ${elapsed} ms: live heap + buffers ${
+            (baseline / 2 ** 20).toFixed(1)
+          } MiB before, ` +
+            `${(after / 2 ** 20).toFixed(1)} MiB after (growth ${(growth / 2 ** 20).toFixed(2)} MiB)`
+        )
+        expect(growth).toBeLessThan(8 * 2 ** 20)
+        // the actors counted every ask: 55 each
+        expect(yield* probe("id-7").Get()).toBe(55)
+      }).pipe(Effect.scoped),
+    90_000
+  )
 })
 
 /**

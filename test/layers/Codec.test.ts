@@ -36,7 +36,15 @@ const frames: ReadonlyArray<Envelope> = [
     body: 1,
     stream: true
   },
-  { _tag: "Chunk", v: ProtocolVersion, source: "a", requestId: 1, seq: 0, body: new Uint8Array([0, 1, 255]), last: true },
+  {
+    _tag: "Chunk",
+    v: ProtocolVersion,
+    source: "a",
+    requestId: 1,
+    seq: 0,
+    body: new Uint8Array([0, 1, 255]),
+    last: true
+  },
   { _tag: "Event", v: ProtocolVersion, source: "a", subject: "orders.eu", headers: { h: "1" }, body: { total: 1 } },
   { _tag: "Event", v: ProtocolVersion, source: "a", subject: "tick", headers: {}, body: 7 }
 ]
@@ -58,7 +66,14 @@ describe.each([Codec.jsonCodec, Codec.msgpackCodec])("Codec $name", (codec) => {
     const backing = Buffer.from([9, 9, 1, 2, 3, 9])
     const bodies = [Buffer.from([0, 1, 255]), new Uint8Array(backing.buffer, backing.byteOffset + 2, 3)]
     for (const body of bodies) {
-      const frame: Envelope = { _tag: "Event", v: ProtocolVersion, source: "a", subject: "s", headers: {}, body: { body } }
+      const frame: Envelope = {
+        _tag: "Event",
+        v: ProtocolVersion,
+        source: "a",
+        subject: "s",
+        headers: {},
+        body: { body }
+      }
       const back = Either.getOrThrow(codec.decode(Either.getOrThrow(codec.encode(frame))))
       const carried = back._tag === "Event" ? (back.body as { body: unknown }).body : undefined
       expect(carried).toBeInstanceOf(Uint8Array)
@@ -146,7 +161,7 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
   it("deep nesting is rejected before parsing, in both codecs, and refused on encode", () => {
     const deep = text("[".repeat(100_000) + "]".repeat(100_000))
     expect(rejects(Codec.jsonCodec, deep)).toContain("nested deeper than 64")
-    const deepObject = text('{"a":'.repeat(100_000) + "1" + "}".repeat(100_000))
+    const deepObject = text("{\"a\":".repeat(100_000) + "1" + "}".repeat(100_000))
     rejects(Codec.jsonCodec, deepObject)
     const deepPack = new Uint8Array(100_001).fill(0x91)
     deepPack[100_000] = 0x01
@@ -177,7 +192,9 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
 
   it("MessagePack counts and lengths must fit the data; extension types frames do not use are refused", () => {
     // 5 bytes announcing 2^24 elements: msgpackr looped over them for about 200 ms
-    expect(rejects(Codec.msgpackCodec, new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff]))).toContain("count larger than the data")
+    expect(rejects(Codec.msgpackCodec, new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff]))).toContain(
+      "count larger than the data"
+    )
     rejects(Codec.msgpackCodec, new Uint8Array([0xdc, 0xff, 0xff]))
     rejects(Codec.msgpackCodec, new Uint8Array([0xdb, 0xff, 0xff, 0xff, 0xff, 0x61]))
     rejects(Codec.msgpackCodec, new Uint8Array([0x91, 0x01, 0x02])) // bytes after the value
@@ -197,7 +214,9 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
       body: { at: new Date(1234), none: undefined }
     })
     // the two extensions the encoder writes (timestamps, undefined) still decode
-    expect(Either.getOrThrow(Codec.msgpackCodec.decode(Either.getOrThrow(withDate)))).toMatchObject({ body: { at: new Date(1234) } })
+    expect(Either.getOrThrow(Codec.msgpackCodec.decode(Either.getOrThrow(withDate)))).toMatchObject({
+      body: { at: new Date(1234) }
+    })
   })
 
   it("identifiers that become subjects must be subject tokens; subjects concrete", () => {
@@ -225,8 +244,12 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
       rejects(codec, plain({ ...heartbeat, source: "n 1" }))
       rejects(codec, plain({ ...heartbeat, name: "n\r\n" }))
       rejects(codec, plain({ ...heartbeat, kinds: ["K", "x y"] }))
-      for (const subject of ["a b", "a.*", "a.>", "a..b", ".a", ""]) rejects(codec, plain(["E", 1, "src", subject, 0, 1]))
-      expect(Either.getOrThrow(codec.decode(plain(["E", 1, "src", "prices.eur", 0, 1])))).toMatchObject({ subject: "prices.eur" })
+      for (const subject of ["a b", "a.*", "a.>", "a..b", ".a", ""]) {
+        rejects(codec, plain(["E", 1, "src", subject, 0, 1]))
+      }
+      expect(Either.getOrThrow(codec.decode(plain(["E", 1, "src", "prices.eur", 0, 1])))).toMatchObject({
+        subject: "prices.eur"
+      })
     }
   })
 
@@ -244,8 +267,20 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
       rejects(codec, plain({ _tag: "Ack", v: 1, source: "src", requestId: 1, credit: -3 }))
       rejects(codec, plain({ _tag: "Ack", v: 1, source: "src", requestId: 1, credit: 1, upload: "yes" }))
       rejects(codec, plain({ _tag: "Handshake", v: 1, source: "src", step: 1.5, body: new Uint8Array(1) }))
-      rejects(codec, plain({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "Nope" } } }))
-      rejects(codec, plain({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "MailboxFull", kind: 1 } } }))
+      rejects(
+        codec,
+        plain({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "Nope" } } })
+      )
+      rejects(
+        codec,
+        plain({
+          _tag: "Exit",
+          v: 1,
+          source: "src",
+          requestId: 1,
+          exit: { _tag: "Error", error: { _tag: "MailboxFull", kind: 1 } }
+        })
+      )
     }
     // NaN and infinities travel in MessagePack
     for (const n of [Number.NaN, Infinity, -Infinity]) {
@@ -256,21 +291,35 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
 
   it("prototype keys are plain data: nothing inherited is read, nothing is polluted", () => {
     for (const codec of both) {
-      const json = '{"_tag":"Request","v":1,"source":"src","requestId":1,"kind":"K","id":"i","tag":"T",' +
-        '"headers":{"__proto__":"x","constructor":"y","toString":"z"},"body":{"__proto__":{"polluted":true}}}'
+      const json =
+        "{\"_tag\":\"Request\",\"v\":1,\"source\":\"src\",\"requestId\":1,\"kind\":\"K\",\"id\":\"i\",\"tag\":\"T\"," +
+        "\"headers\":{\"__proto__\":\"x\",\"constructor\":\"y\",\"toString\":\"z\"},\"body\":{\"__proto__\":{\"polluted\":true}}}"
       const bytes = codec.name === "json"
         ? text(json)
         : packr.pack(JSON.parse(json))
       const frame = Either.getOrThrow(codec.decode(bytes))
       expect(frame._tag).toBe("Request")
       expect(({} as Record<string, unknown>).polluted).toBeUndefined()
-      rejects(codec, codec.name === "json" ? text('{"__proto__":{"_tag":"Ack"}}') : packr.pack(JSON.parse('{"__proto__":{"_tag":"Ack"}}')))
+      rejects(
+        codec,
+        codec.name === "json"
+          ? text("{\"__proto__\":{\"_tag\":\"Ack\"}}")
+          : packr.pack(JSON.parse("{\"__proto__\":{\"_tag\":\"Ack\"}}"))
+      )
       rejects(codec, plainOf(codec)({ constructor: 1, toString: 2, _tag: "toString" }))
     }
   })
 
   it("a rejection builds no message until one is read; the public DecodeError still carries it", () => {
-    const bytes = text(JSON.stringify({ _tag: "Exit", v: 1, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: "MailboxFull", kind: 1 } } }))
+    const bytes = text(
+      JSON.stringify({
+        _tag: "Exit",
+        v: 1,
+        source: "src",
+        requestId: 1,
+        exit: { _tag: "Error", error: { _tag: "MailboxFull", kind: 1 } }
+      })
+    )
     const frame = Codec.decodeFrame(Codec.jsonCodec, bytes)
     expect(Codec.isMalformed(frame) && frame.reason).toContain("runtime error")
     const decoded = Codec.jsonCodec.decode(bytes)
@@ -298,7 +347,11 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
       }
     })
     rejects(throwing, new Uint8Array([1]))
-    const garbage = Codec.make({ name: "garbage", serialize: () => new Uint8Array(0), deserialize: () => [{ toString: 1 }] })
+    const garbage = Codec.make({
+      name: "garbage",
+      serialize: () => new Uint8Array(0),
+      deserialize: () => [{ toString: 1 }]
+    })
     rejects(garbage, new Uint8Array([1]))
   })
 })

@@ -343,7 +343,9 @@ describe("Discovery.layer (heartbeats)", () => {
       const network = Transport.makeNetwork()
       const a = yield* start(network)
       const b = yield* start(network)
-      const waiting = yield* Effect.fork(Effect.provide(Discovery.awaitServing("K", { timeout: "5 seconds" }), a.context))
+      const waiting = yield* Effect.fork(
+        Effect.provide(Discovery.awaitServing("K", { timeout: "5 seconds" }), a.context)
+      )
       yield* b.discovery.announce(member("b", ["L"]))
       yield* b.discovery.update("b-id", { kinds: ["K"], isServing: false })
       expect(waiting.unsafePoll()).toBeNull()
@@ -356,14 +358,18 @@ describe("Discovery.layer (heartbeats)", () => {
     Effect.gen(function*() {
       const network = Transport.makeNetwork()
       const a = yield* start(network)
-      const waiting = yield* Effect.fork(Effect.provide(Discovery.awaitServing("K", { timeout: "5 seconds" }), a.context))
+      const waiting = yield* Effect.fork(
+        Effect.provide(Discovery.awaitServing("K", { timeout: "5 seconds" }), a.context)
+      )
       yield* awaitSleeps(2) // the checker and the timeout
       yield* TestClock.adjust("4 seconds")
       expect(waiting.unsafePoll()).toBeNull()
       yield* TestClock.adjust("1 second")
       const exit = yield* Fiber.await(waiting)
       expect(Exit.isFailure(exit)).toBe(true)
-      if (Exit.isFailure(exit)) expect(exit.cause).toMatchObject({ _tag: "Fail", error: { _tag: "NoAvailableNode", kind: "K" } })
+      if (Exit.isFailure(exit)) {
+        expect(exit.cause).toMatchObject({ _tag: "Fail", error: { _tag: "NoAvailableNode", kind: "K" } })
+      }
     }))
 
   it.scoped("heartbeats of another protocol version or malformed ones are ignored, and the loop goes on", () =>
@@ -414,7 +420,9 @@ describe("Discovery.layer (heartbeats)", () => {
       yield* eventually(() => warnings.length === 1025, "a warning per sender")
       yield* raw.publish("discovery", heartbeat("old-0"))
       yield* eventually(() => warnings.length === 1026, "old-0 warned about again")
-      expect(warnings[0]).toBe(`discovery: ignoring heartbeats of old-0, protocol version 99 (ours: ${ProtocolVersion})`)
+      expect(warnings[0]).toBe(
+        `discovery: ignoring heartbeats of old-0, protocol version 99 (ours: ${ProtocolVersion})`
+      )
     }))
 
   it.scoped("a discovery that no longer hears its own heartbeats resubscribes before peers look dead", () =>
@@ -573,7 +581,10 @@ describe("Discovery options and address remap", () => {
     Effect.gen(function*() {
       const network = Transport.makeNetwork()
       const transport = Layer.succeed(Transport.Transport, Transport.makeInMemory({ network }))
-      const a = Context.get(yield* Layer.build(Discovery.nats({ remap: {} }).pipe(Layer.provide(transport))), Discovery.Discovery)
+      const a = Context.get(
+        yield* Layer.build(Discovery.nats({ remap: {} }).pipe(Layer.provide(transport))),
+        Discovery.Discovery
+      )
       const b = yield* start(network)
       yield* b.discovery.announce(member("b"))
       expect(ids(a)).toEqual(["b-id"])
@@ -592,19 +603,20 @@ describe("Discovery options and address remap", () => {
 })
 
 describe("Discovery.layer under hostile input", () => {
-  const heartbeat = (source: string, patch: Record<string, unknown> = {}) => ({
-    _tag: "Heartbeat",
-    v: ProtocolVersion,
-    source,
-    name: "x",
-    incarnation: `${source}.1`,
-    address: "in-memory://x",
-    kinds: ["K"],
-    isServing: true,
-    startedAt: 0,
-    periodMillis: 1000,
-    ...patch
-  }) as unknown as Envelope
+  const heartbeat = (source: string, patch: Record<string, unknown> = {}) =>
+    ({
+      _tag: "Heartbeat",
+      v: ProtocolVersion,
+      source,
+      name: "x",
+      incarnation: `${source}.1`,
+      address: "in-memory://x",
+      kinds: ["K"],
+      isServing: true,
+      startedAt: 0,
+      periodMillis: 1000,
+      ...patch
+    }) as unknown as Envelope
   const malformed = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
 
   it.scoped("a heartbeat whose node id, name or kinds are not subject tokens is dropped and counted, never a member", () =>
@@ -682,9 +694,11 @@ describe("Discovery.layer under hostile input", () => {
           stats.subscribes++
           let open = true
           return Effect.zipRight(
-            Effect.addFinalizer(() => Effect.sync(() => {
-              open = false
-            })),
+            Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                open = false
+              })
+            ),
             inner.subscribe(subject, (frame) => {
               if (holding) queue.push(() => open && onFrame(frame))
               else onFrame(frame)

@@ -200,52 +200,90 @@ describe.each(["json", "msgpack"] as const)("nodes over NATS (%s)", (codec) => {
       const small = 256 * 1024
       // the consumer has the smaller limit: its stream fails, not times out
       const registry = yield* Discovery.makeRegistry
-      yield* natsNode(server.url, codec, registry, streamerLayer(makeStreamerState()), { name: "big", namespace: `lim-${codec}-1`, maxMessageBytes: 4 * small })
-      const consumer = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "small", namespace: `lim-${codec}-1`, maxMessageBytes: small })
+      yield* natsNode(server.url, codec, registry, streamerLayer(makeStreamerState()), {
+        name: "big",
+        namespace: `lim-${codec}-1`,
+        maxMessageBytes: 4 * small
+      })
+      const consumer = yield* natsNode(server.url, codec, registry, Layer.empty, {
+        name: "small",
+        namespace: `lim-${codec}-1`,
+        maxMessageBytes: small
+      })
       const fromBig = (yield* Effect.provide(Actor.client(Streamer), consumer))("s")
-      const streamError = yield* Effect.flip(Stream.runCollect(fromBig.Bytes({ size: 600_000, chunk: 300_000 }, { timeout: "20 seconds" })))
+      const streamError = yield* Effect.flip(
+        Stream.runCollect(fromBig.Bytes({ size: 600_000, chunk: 300_000 }, { timeout: "20 seconds" }))
+      )
       expect(streamError).toMatchObject({ _tag: "PayloadTooLarge", limit: small })
       // the uploader has the larger limit: its call fails with the receiver's PayloadTooLarge
       const registry2 = yield* Discovery.makeRegistry
-      yield* natsNode(server.url, codec, registry2, streamerLayer(makeStreamerState()), { name: "small", namespace: `lim-${codec}-2`, maxMessageBytes: small })
-      const uploader = yield* natsNode(server.url, codec, registry2, Layer.empty, { name: "big", namespace: `lim-${codec}-2`, maxMessageBytes: 4 * small })
+      yield* natsNode(server.url, codec, registry2, streamerLayer(makeStreamerState()), {
+        name: "small",
+        namespace: `lim-${codec}-2`,
+        maxMessageBytes: small
+      })
+      const uploader = yield* natsNode(server.url, codec, registry2, Layer.empty, {
+        name: "big",
+        namespace: `lim-${codec}-2`,
+        maxMessageBytes: 4 * small
+      })
       const toSmall = (yield* Effect.provide(Actor.client(Streamer), uploader))("s")
-      const uploadError = yield* Effect.flip(toSmall.Put({ name: "x", data: bytes(600_000, 300_000) }, { timeout: "20 seconds" }))
+      const uploadError = yield* Effect.flip(
+        toSmall.Put({ name: "x", data: bytes(600_000, 300_000) }, { timeout: "20 seconds" })
+      )
       expect(uploadError).toMatchObject({ _tag: "PayloadTooLarge", limit: small })
       // within the limits both still work
       expect((yield* Stream.runCollect(fromBig.Bytes({ size: 1000, chunk: 100 }))).length).toBe(10)
       expect(yield* toSmall.Put({ name: "y", data: bytes(1000, 100) })).toMatchObject({ bytes: 1000, chunks: 10 })
     }).pipe(Effect.scoped))
 
-  it.live("several streams at once between the same two nodes, both ways: every one arrives intact", () =>
-    Effect.gen(function*() {
-      const registry = yield* Discovery.makeRegistry
-      const namespace = `many-${codec}`
-      yield* natsNode(server.url, codec, registry, streamerServiceLayer(makeStreamerState()), { name: "host", namespace })
-      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
-      const streamer = yield* Effect.provide(Actor.client(StreamerService), caller)
-      const sha256 = (pieces: Iterable<Uint8Array>) => {
-        const hash = createHash("sha256")
-        for (const piece of pieces) hash.update(piece)
-        return hash.digest("hex")
-      }
-      // elements below, at and above the chunk size, and sizes that are no multiple of them
-      const downloads = [[3_000_001, 64 * 1024], [2_000_003, 100_000], [1_500_007, 7_000], [2_500_000, 16 * 1024]] as const
-      const uploads = [[2_000_003, 64 * 1024], [1_000_000, 33_333], [1_700_000, 16 * 1024 + 1]] as const
-      const results = yield* Effect.all([
-        Effect.forEach(downloads, ([size, chunk]) =>
-          Effect.map(Stream.runCollect(streamer.Bytes({ size, chunk })), (pieces) => ({
-            bytes: Chunk.reduce(pieces, 0, (n, piece) => n + piece.byteLength),
-            sha256: sha256(pieces)
-          })), { concurrency: "unbounded" }),
-        Effect.forEach(uploads, ([size, chunk], i) =>
-          Effect.map(streamer.Put({ name: `up-${i}`, data: bytes(size, chunk) }), ({ bytes, sha256 }) => ({ bytes, sha256 })), {
-          concurrency: "unbounded"
+  it.live(
+    "several streams at once between the same two nodes, both ways: every one arrives intact",
+    () =>
+      Effect.gen(function*() {
+        const registry = yield* Discovery.makeRegistry
+        const namespace = `many-${codec}`
+        yield* natsNode(server.url, codec, registry, streamerServiceLayer(makeStreamerState()), {
+          name: "host",
+          namespace
         })
-      ], { concurrency: "unbounded" })
-      expect(results[0]).toEqual(downloads.map(([size, chunk]) => ({ bytes: size, sha256: expectedSha256(size, chunk) })))
-      expect(results[1]).toEqual(uploads.map(([size, chunk]) => ({ bytes: size, sha256: expectedSha256(size, chunk) })))
-    }).pipe(Effect.scoped), 60_000)
+        const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
+        const streamer = yield* Effect.provide(Actor.client(StreamerService), caller)
+        const sha256 = (pieces: Iterable<Uint8Array>) => {
+          const hash = createHash("sha256")
+          for (const piece of pieces) hash.update(piece)
+          return hash.digest("hex")
+        }
+        // elements below, at and above the chunk size, and sizes that are no multiple of them
+        const downloads = [[3_000_001, 64 * 1024], [2_000_003, 100_000], [1_500_007, 7_000], [
+          2_500_000,
+          16 * 1024
+        ]] as const
+        const uploads = [[2_000_003, 64 * 1024], [1_000_000, 33_333], [1_700_000, 16 * 1024 + 1]] as const
+        const results = yield* Effect.all([
+          Effect.forEach(downloads, ([size, chunk]) =>
+            Effect.map(Stream.runCollect(streamer.Bytes({ size, chunk })), (pieces) => ({
+              bytes: Chunk.reduce(pieces, 0, (n, piece) =>
+                n + piece.byteLength),
+              sha256: sha256(pieces)
+            })), { concurrency: "unbounded" }),
+          Effect.forEach(uploads, ([size, chunk], i) =>
+            Effect.map(
+              streamer.Put({ name: `up-${i}`, data: bytes(size, chunk) }),
+              ({ bytes, sha256 }) => ({ bytes, sha256 })
+            ), {
+            concurrency: "unbounded"
+          })
+        ], { concurrency: "unbounded" })
+        expect(results[0]).toEqual(
+          downloads.map(([size, chunk]) => ({ bytes: size, sha256: expectedSha256(size, chunk) }))
+        )
+        expect(results[1]).toEqual(
+          uploads.map(([size, chunk]) => ({ bytes: size, sha256: expectedSha256(size, chunk) }))
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live("two namespaces on one server do not see each other", () =>
     Effect.gen(function*() {
@@ -349,42 +387,49 @@ const waitFor = (condition: () => boolean) =>
   })
 
 describe("NATS failures", () => {
-  it.live("nats-server killed and restarted mid-traffic: every ask resolves, and the node serves again", () =>
-    Effect.gen(function*() {
-      const local = yield* Effect.acquireRelease(Effect.promise(() => startNatsServer()), (s) => Effect.promise(() => s.stop()))
-      const registry = yield* Discovery.makeRegistry
-      yield* natsNode(local.url, "msgpack", registry, probeServiceLayer(makeProbeState()), { name: "host" })
-      const caller = yield* natsNode(local.url, "msgpack", registry, Layer.empty, { name: "caller" })
-      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
-      const outcomes = { ok: 0, typed: 0 }
-      const traffic = yield* Effect.fork(
-        Effect.forEach(
-          Array.from({ length: 300 }, (_, i) => i),
-          () =>
-            service.Increment({ by: 1 }, { timeout: "2 seconds" }).pipe(
-              Effect.match({
-                onSuccess: () => outcomes.ok++,
-                onFailure: (error) => {
-                  expect(["TransportError", "AskTimeout", "NoAvailableNode"]).toContain(error._tag)
-                  outcomes.typed++
-                }
-              }),
-              Effect.zipLeft(Effect.sleep("5 millis"))
-            ),
-          { concurrency: 4, discard: true }
+  it.live(
+    "nats-server killed and restarted mid-traffic: every ask resolves, and the node serves again",
+    () =>
+      Effect.gen(function*() {
+        const local = yield* Effect.acquireRelease(
+          Effect.promise(() => startNatsServer()),
+          (s) => Effect.promise(() => s.stop())
         )
-      )
-      yield* waitFor(() => outcomes.ok >= 50)
-      local.kill("SIGKILL")
-      yield* Effect.sleep("300 millis")
-      yield* Effect.promise(() => local.restart())
-      yield* Fiber.join(traffic).pipe(Effect.timeout("60 seconds"))
-      expect(outcomes.ok + outcomes.typed).toBe(300)
-      expect(outcomes.ok).toBeGreaterThan(50)
-      // reconnected: asks succeed again
-      const after = yield* service.Get().pipe(Effect.retry({ times: 50, schedule: Schedule.spaced("100 millis") }))
-      expect(after).toBeGreaterThanOrEqual(outcomes.ok)
-    }).pipe(Effect.scoped), 90_000)
+        const registry = yield* Discovery.makeRegistry
+        yield* natsNode(local.url, "msgpack", registry, probeServiceLayer(makeProbeState()), { name: "host" })
+        const caller = yield* natsNode(local.url, "msgpack", registry, Layer.empty, { name: "caller" })
+        const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+        const outcomes = { ok: 0, typed: 0 }
+        const traffic = yield* Effect.fork(
+          Effect.forEach(
+            Array.from({ length: 300 }, (_, i) => i),
+            () =>
+              service.Increment({ by: 1 }, { timeout: "2 seconds" }).pipe(
+                Effect.match({
+                  onSuccess: () => outcomes.ok++,
+                  onFailure: (error) => {
+                    expect(["TransportError", "AskTimeout", "NoAvailableNode"]).toContain(error._tag)
+                    outcomes.typed++
+                  }
+                }),
+                Effect.zipLeft(Effect.sleep("5 millis"))
+              ),
+            { concurrency: 4, discard: true }
+          )
+        )
+        yield* waitFor(() => outcomes.ok >= 50)
+        local.kill("SIGKILL")
+        yield* Effect.sleep("300 millis")
+        yield* Effect.promise(() => local.restart())
+        yield* Fiber.join(traffic).pipe(Effect.timeout("60 seconds"))
+        expect(outcomes.ok + outcomes.typed).toBe(300)
+        expect(outcomes.ok).toBeGreaterThan(50)
+        // reconnected: asks succeed again
+        const after = yield* service.Get().pipe(Effect.retry({ times: 50, schedule: Schedule.spaced("100 millis") }))
+        expect(after).toBeGreaterThanOrEqual(outcomes.ok)
+      }).pipe(Effect.scoped),
+    90_000
+  )
 
   it.live("nodes on different servers of a 3-server cluster talk", () =>
     Effect.gen(function*() {
@@ -432,9 +477,11 @@ describe("Node.layerNats", () => {
   it.live("one layer gives a node on NATS with NATS discovery", () =>
     Effect.gen(function*() {
       const options = { servers: server.url, namespace: "one-layer", heartbeat: "200 millis" } as const
-      yield* Layer.build(probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
-        Layer.provideMerge(Node.layerNats({ ...options, name: "host" }))
-      ))
+      yield* Layer.build(
+        probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
+          Layer.provideMerge(Node.layerNats({ ...options, name: "host" }))
+        )
+      )
       const caller = yield* Layer.build(Node.layerNats({ ...options, name: "caller", codec: "json" }).pipe(Layer.orDie))
       const members = yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
       expect(members.map((m) => m.name)).toEqual(["host"])
@@ -474,82 +521,91 @@ describe("topics over NATS", () => {
         yield* Effect.provide(Topic.publish(Price, i, { subject: `prices.eur.${i % 3}` }), nodes[0]!)
       }
       yield* waitFor(() => everyone.every((r) => r.length === N) && group.reduce((n, r) => n + r.length, 0) === N)
-      for (const received of everyone) expect(received.map((e) => e.value)).toEqual(Array.from({ length: N }, (_, i) => i))
+      for (const received of everyone) {
+        expect(received.map((e) => e.value)).toEqual(Array.from({ length: N }, (_, i) => i))
+      }
       const split = group.map((r) => r.length)
       expect(new Set(group.flatMap((r) => r.map((e) => e.value))).size).toBe(N) // each exactly once
       for (const count of split) expect(count).toBeGreaterThan(5) // NATS spreads a queue group at random
       expect(everyone[1]![0]!.source).toContain("t0-")
     }).pipe(Effect.scoped))
 
-  it.live("hostile frames on the discovery and topic subjects: dropped and counted; heartbeats, events and asks go on", () =>
-    Effect.gen(function*() {
-      const namespace = "hostile-topics"
-      const base = { servers: server.url, namespace, heartbeat: "200 millis" } as const
-      const host = yield* Layer.build(probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
-        Layer.provideMerge(Node.layerNats({ ...base, name: "host" }))
-      ))
-      const caller = yield* Layer.build(Node.layerNats({ ...base, name: "caller", codec: "json" }).pipe(Layer.orDie))
-      yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
-      const received: Array<number> = []
-      yield* Topic.subscribe(Price).pipe(
-        Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
-        Effect.provide(host),
-        Effect.forkScoped
-      )
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
-      const nc = yield* Effect.acquireRelease(
-        Effect.promise(() => connect({ servers: server.url })),
-        (c) => Effect.promise(() => c.close())
-      )
-      const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
-      const json = (u: unknown) => new TextEncoder().encode(JSON.stringify(u))
-      const beat = {
-        _tag: "Heartbeat",
-        v: ProtocolVersion,
-        source: "x-id",
-        name: "x",
-        incarnation: "x-id.1",
-        address: "x",
-        kinds: ["ProbeService"],
-        isServing: true,
-        startedAt: 0,
-        periodMillis: 200
-      }
-      const onDiscovery = [
-        json([{ toString: 1 }]),
-        json({ _tag: { toString: 1 } }),
-        json({ ...beat, source: "a b c" }),
-        json({ ...beat, source: "x\r\ny" }),
-        json({ ...beat, kinds: ["a b"] }),
-        packr.pack({ ...beat, startedAt: Number.NaN }),
-        new Uint8Array(5000).fill(0x91),
-        new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])
-      ]
-      const onTopic = [
-        json(["E", ProtocolVersion, "a b", "prices.eur", 0, 1]),
-        json(["E", ProtocolVersion, "src", "prices eur", 0, 1]),
-        json(["E", ProtocolVersion, "src", "prices.eur", { toString: 1 }, 1]),
-        json(["E", ProtocolVersion, "src", "prices.eur", 0, "not a number"])
-      ]
-      const before = Effect.runSync(Metric.value(Transport.malformedFrames)).count
-      for (let round = 0; round < 50; round++) {
-        for (const bytes of onDiscovery) nc.publish(`troupe.${namespace}.discovery`, bytes)
-        for (const bytes of onTopic) nc.publish(`troupe.${namespace}.topic.prices.eur`, bytes)
-      }
-      yield* Effect.promise(() => nc.flush())
-      // both nodes hear the discovery garbage; the host, the three malformed events
-      yield* waitFor(() => Effect.runSync(Metric.value(Transport.malformedFrames)).count - before >= 50 * (2 * 8 + 3))
-      yield* Effect.provide(Topic.publish(Price, 7, { subject: "prices.eur" }), caller)
-      yield* waitFor(() => received.includes(7))
-      expect(received).toEqual([7])
-      const members = (yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller))
-      expect(members.map((m) => m.name)).toEqual(["host"])
-      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
-      for (let i = 0; i < 10; i++) expect(yield* service.Whoami()).toBe("host")
-      // heartbeats keep flowing: the host is still alive to the caller after several periods
-      yield* Effect.sleep("800 millis")
-      expect(Context.get(caller, Discovery.Discovery).unsafeState().members.find((m) => m.name === "host")?.status).toBe("alive")
-    }).pipe(Effect.scoped), 30_000)
+  it.live(
+    "hostile frames on the discovery and topic subjects: dropped and counted; heartbeats, events and asks go on",
+    () =>
+      Effect.gen(function*() {
+        const namespace = "hostile-topics"
+        const base = { servers: server.url, namespace, heartbeat: "200 millis" } as const
+        const host = yield* Layer.build(
+          probeServiceLayer(makeProbeState(), { label: "host" }).pipe(
+            Layer.provideMerge(Node.layerNats({ ...base, name: "host" }))
+          )
+        )
+        const caller = yield* Layer.build(Node.layerNats({ ...base, name: "caller", codec: "json" }).pipe(Layer.orDie))
+        yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
+        const received: Array<number> = []
+        yield* Topic.subscribe(Price).pipe(
+          Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
+          Effect.provide(host),
+          Effect.forkScoped
+        )
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+        const nc = yield* Effect.acquireRelease(
+          Effect.promise(() => connect({ servers: server.url })),
+          (c) => Effect.promise(() => c.close())
+        )
+        const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
+        const json = (u: unknown) => new TextEncoder().encode(JSON.stringify(u))
+        const beat = {
+          _tag: "Heartbeat",
+          v: ProtocolVersion,
+          source: "x-id",
+          name: "x",
+          incarnation: "x-id.1",
+          address: "x",
+          kinds: ["ProbeService"],
+          isServing: true,
+          startedAt: 0,
+          periodMillis: 200
+        }
+        const onDiscovery = [
+          json([{ toString: 1 }]),
+          json({ _tag: { toString: 1 } }),
+          json({ ...beat, source: "a b c" }),
+          json({ ...beat, source: "x\r\ny" }),
+          json({ ...beat, kinds: ["a b"] }),
+          packr.pack({ ...beat, startedAt: Number.NaN }),
+          new Uint8Array(5000).fill(0x91),
+          new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])
+        ]
+        const onTopic = [
+          json(["E", ProtocolVersion, "a b", "prices.eur", 0, 1]),
+          json(["E", ProtocolVersion, "src", "prices eur", 0, 1]),
+          json(["E", ProtocolVersion, "src", "prices.eur", { toString: 1 }, 1]),
+          json(["E", ProtocolVersion, "src", "prices.eur", 0, "not a number"])
+        ]
+        const before = Effect.runSync(Metric.value(Transport.malformedFrames)).count
+        for (let round = 0; round < 50; round++) {
+          for (const bytes of onDiscovery) nc.publish(`troupe.${namespace}.discovery`, bytes)
+          for (const bytes of onTopic) nc.publish(`troupe.${namespace}.topic.prices.eur`, bytes)
+        }
+        yield* Effect.promise(() => nc.flush())
+        // both nodes hear the discovery garbage; the host, the three malformed events
+        yield* waitFor(() => Effect.runSync(Metric.value(Transport.malformedFrames)).count - before >= 50 * (2 * 8 + 3))
+        yield* Effect.provide(Topic.publish(Price, 7, { subject: "prices.eur" }), caller)
+        yield* waitFor(() => received.includes(7))
+        expect(received).toEqual([7])
+        const members = yield* Effect.provide(Discovery.awaitServing("ProbeService", { timeout: "5 seconds" }), caller)
+        expect(members.map((m) => m.name)).toEqual(["host"])
+        const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+        for (let i = 0; i < 10; i++) expect(yield* service.Whoami()).toBe("host")
+        // heartbeats keep flowing: the host is still alive to the caller after several periods
+        yield* Effect.sleep("800 millis")
+        expect(Context.get(caller, Discovery.Discovery).unsafeState().members.find((m) => m.name === "host")?.status)
+          .toBe("alive")
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   it.live("closing a subscription removes it from the server (no leaked NATS subscriptions)", () =>
     Effect.gen(function*() {
@@ -576,79 +632,120 @@ describe("topics over NATS", () => {
 
 describe.each(["json", "msgpack"] as const)("hostile frames over NATS (%s)", (codec) => {
   const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
-  const plain = (u: unknown): Uint8Array => codec === "json" ? new TextEncoder().encode(JSON.stringify(u)) : packr.pack(u)
+  const plain = (u: unknown): Uint8Array =>
+    codec === "json" ? new TextEncoder().encode(JSON.stringify(u)) : packr.pack(u)
   const malformedCount = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
 
-  it.live("frames with a source that is not a subject token are dropped and counted; the node keeps its connection and answers", () =>
-    Effect.gen(function*() {
-      const namespace = `hostile-${codec}`
-      const registry = yield* Discovery.makeRegistry
-      const events: Array<Transport.TransportEvent> = []
-      const host = yield* Layer.build(
-        Layer.mergeAll(probeLayer(makeProbeState(), { label: "host" }), probeServiceLayer(makeProbeState(), { label: "host" })).pipe(
-          Layer.provideMerge(Node.layer({ name: "host" })),
-          Layer.provideMerge(Layer.merge(
-            Transport.nats({ servers: server.url, namespace }).pipe(Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)),
-            Discovery.layerInMemory(registry)
-          ))
+  it.live(
+    "frames with a source that is not a subject token are dropped and counted; the node keeps its connection and answers",
+    () =>
+      Effect.gen(function*() {
+        const namespace = `hostile-${codec}`
+        const registry = yield* Discovery.makeRegistry
+        const events: Array<Transport.TransportEvent> = []
+        const host = yield* Layer.build(
+          Layer.mergeAll(
+            probeLayer(makeProbeState(), { label: "host" }),
+            probeServiceLayer(makeProbeState(), { label: "host" })
+          ).pipe(
+            Layer.provideMerge(Node.layer({ name: "host" })),
+            Layer.provideMerge(Layer.merge(
+              Transport.nats({ servers: server.url, namespace }).pipe(
+                Layer.provide(codec === "json" ? Codec.json : Codec.msgpack)
+              ),
+              Discovery.layerInMemory(registry)
+            ))
+          )
         )
-      )
-      yield* Context.get(host, Transport.Transport).watch((event) => events.push(event))
-      const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
-      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
-      const service = yield* Effect.provide(Actor.client(ProbeService), caller)
-      expect(yield* probe.Increment({ by: 1 })).toBe(1)
-      const hostId = registry.current.members.find((m) => m.name === "host")!.nodeId
+        yield* Context.get(host, Transport.Transport).watch((event) => events.push(event))
+        const caller = yield* natsNode(server.url, codec, registry, Layer.empty, { name: "caller", namespace })
+        const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+        const service = yield* Effect.provide(Actor.client(ProbeService), caller)
+        expect(yield* probe.Increment({ by: 1 })).toBe(1)
+        const hostId = registry.current.members.find((m) => m.name === "host")!.nodeId
 
-      const nc = yield* Effect.acquireRelease(
-        Effect.promise(() => connect({ servers: server.url })),
-        (c) => Effect.promise(() => c.close())
-      )
-      const request = (source: unknown, kind = "Probe", extra: ReadonlyArray<unknown> = []) =>
-        plain(["Q", ProtocolVersion, source, 7, kind, "a", "Get", 0, 2, 0, ...extra])
-      const hostile: ReadonlyArray<readonly [string, Uint8Array]> = [
-        // the issue's examples: a source that would become the subject of the reply
-        ["node", request("a b c")],
-        ["node", request("a\r\nPUB troupe.x 1\r\n")],
-        ["actor.ProbeService", request("a b c", "ProbeService")],
-        ["actor.ProbeService", request("x\ny", "ProbeService")],
-        ["node", request("ok-source", "a b")],
-        // the three inputs that threw out of the callback, and deep nesting
-        ["discovery", plain([{ toString: 1 }])],
-        ["node", plain([{ _tag: { toString: 1 } }])],
-        ["node", plain({ _tag: { toString: 1 } })],
-        ["node", codec === "json" ? new TextEncoder().encode("[".repeat(20_000) + "]".repeat(20_000)) : new Uint8Array(20_001).fill(0x91)],
-        // decodable but absurd: numbers, flags, empty and huge strings
-        ["node", plain(["Q", ProtocolVersion, "src", -1, "Probe", "a", "Get", 0, 2, 0])],
-        ["node", plain(["Q", ProtocolVersion, "src", 1.5, "Probe", "a", "Get", 0, 2, 0])],
-        ["node", plain(["Q", ProtocolVersion, "src", 8, "Probe", "a", "Get", 0, 2, 1e9])],
-        ["node", plain(["Q", ProtocolVersion, "", 9, "Probe", "a", "Get", 0, 2, 0])],
-        ["node", plain(["Q", ProtocolVersion, "s".repeat(100_000), 9, "Probe", "a", "Get", 0, 2, 0])],
-        ["node", plain(["T", ProtocolVersion, "src", 1, -5, 0, []])],
-        ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "src", requestId: 1, credit: -1 })],
-        ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "a b", requestId: 1, credit: 5 })],
-        ["node", plain({ _tag: "Exit", v: ProtocolVersion, source: "src", requestId: 1, exit: { _tag: "Error", error: { _tag: { toString: 1 } } } })],
-        ["interrupt.Probe", plain(["I", ProtocolVersion, "a b", 1])],
-        ["interrupt.Probe", plain(["I", ProtocolVersion, "src", -1])],
-        ["discovery", plain({ _tag: "Heartbeat", v: ProtocolVersion, source: "a b c", name: "x", incarnation: "x.1", address: "x", kinds: [], isServing: true, startedAt: 0, periodMillis: 1000 })],
-        ["topic.prices.x", plain(["E", ProtocolVersion, "src", "prices x", 0, 1])],
-        // binary layouts: a piece and binary items naming a source with a space
-        ["node", new Uint8Array([0xc1, 1, 1, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x41])],
-        ["node", new Uint8Array([0xc3, 1, 0, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x41])],
-        // MessagePack's count bomb: 5 bytes announcing 2^24 elements
-        ["node", new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])]
-      ]
-      const before = yield* malformedCount()
-      for (const [subject, bytes] of hostile) {
-        nc.publish(`troupe.${namespace}.${subject === "node" ? `node.${hostId}` : subject}`, bytes)
-      }
-      yield* Effect.promise(() => nc.flush())
-      // the dropped frames are counted: all but the two on discovery (in memory here) and the event (no subscriber)
-      yield* waitFor(() => Effect.runSync(malformedCount()) - before >= hostile.length - 3)
-      // and the host still answers, on the same connection
-      expect(yield* probe.Increment({ by: 1 })).toBe(2)
-      expect(yield* service.Whoami()).toBe("host")
-      for (let i = 0; i < 20; i++) expect(yield* probe.Get()).toBe(2)
-      expect(events).toEqual([])
-    }).pipe(Effect.scoped), 30_000)
+        const nc = yield* Effect.acquireRelease(
+          Effect.promise(() => connect({ servers: server.url })),
+          (c) => Effect.promise(() => c.close())
+        )
+        const request = (source: unknown, kind = "Probe", extra: ReadonlyArray<unknown> = []) =>
+          plain(["Q", ProtocolVersion, source, 7, kind, "a", "Get", 0, 2, 0, ...extra])
+        const hostile: ReadonlyArray<readonly [string, Uint8Array]> = [
+          // the issue's examples: a source that would become the subject of the reply
+          ["node", request("a b c")],
+          ["node", request("a\r\nPUB troupe.x 1\r\n")],
+          ["actor.ProbeService", request("a b c", "ProbeService")],
+          ["actor.ProbeService", request("x\ny", "ProbeService")],
+          ["node", request("ok-source", "a b")],
+          // the three inputs that threw out of the callback, and deep nesting
+          ["discovery", plain([{ toString: 1 }])],
+          ["node", plain([{ _tag: { toString: 1 } }])],
+          ["node", plain({ _tag: { toString: 1 } })],
+          [
+            "node",
+            codec === "json"
+              ? new TextEncoder().encode("[".repeat(20_000) + "]".repeat(20_000))
+              : new Uint8Array(20_001).fill(0x91)
+          ],
+          // decodable but absurd: numbers, flags, empty and huge strings
+          ["node", plain(["Q", ProtocolVersion, "src", -1, "Probe", "a", "Get", 0, 2, 0])],
+          ["node", plain(["Q", ProtocolVersion, "src", 1.5, "Probe", "a", "Get", 0, 2, 0])],
+          ["node", plain(["Q", ProtocolVersion, "src", 8, "Probe", "a", "Get", 0, 2, 1e9])],
+          ["node", plain(["Q", ProtocolVersion, "", 9, "Probe", "a", "Get", 0, 2, 0])],
+          ["node", plain(["Q", ProtocolVersion, "s".repeat(100_000), 9, "Probe", "a", "Get", 0, 2, 0])],
+          ["node", plain(["T", ProtocolVersion, "src", 1, -5, 0, []])],
+          ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "src", requestId: 1, credit: -1 })],
+          ["node", plain({ _tag: "Ack", v: ProtocolVersion, source: "a b", requestId: 1, credit: 5 })],
+          [
+            "node",
+            plain({
+              _tag: "Exit",
+              v: ProtocolVersion,
+              source: "src",
+              requestId: 1,
+              exit: { _tag: "Error", error: { _tag: { toString: 1 } } }
+            })
+          ],
+          ["interrupt.Probe", plain(["I", ProtocolVersion, "a b", 1])],
+          ["interrupt.Probe", plain(["I", ProtocolVersion, "src", -1])],
+          [
+            "discovery",
+            plain({
+              _tag: "Heartbeat",
+              v: ProtocolVersion,
+              source: "a b c",
+              name: "x",
+              incarnation: "x.1",
+              address: "x",
+              kinds: [],
+              isServing: true,
+              startedAt: 0,
+              periodMillis: 1000
+            })
+          ],
+          ["topic.prices.x", plain(["E", ProtocolVersion, "src", "prices x", 0, 1])],
+          // binary layouts: a piece and binary items naming a source with a space
+          ["node", new Uint8Array([0xc1, 1, 1, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x41])],
+          [
+            "node",
+            new Uint8Array([0xc3, 1, 0, 3, 0x61, 0x20, 0x62, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0x41])
+          ],
+          // MessagePack's count bomb: 5 bytes announcing 2^24 elements
+          ["node", new Uint8Array([0xdd, 0x00, 0xff, 0xff, 0xff])]
+        ]
+        const before = yield* malformedCount()
+        for (const [subject, bytes] of hostile) {
+          nc.publish(`troupe.${namespace}.${subject === "node" ? `node.${hostId}` : subject}`, bytes)
+        }
+        yield* Effect.promise(() => nc.flush())
+        // the dropped frames are counted: all but the two on discovery (in memory here) and the event (no subscriber)
+        yield* waitFor(() => Effect.runSync(malformedCount()) - before >= hostile.length - 3)
+        // and the host still answers, on the same connection
+        expect(yield* probe.Increment({ by: 1 })).toBe(2)
+        expect(yield* service.Whoami()).toBe("host")
+        for (let i = 0; i < 20; i++) expect(yield* probe.Get()).toBe(2)
+        expect(events).toEqual([])
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })

@@ -99,7 +99,9 @@ interface Taps {
 
 /** the transport and codec below a node's `Secure` layer */
 const linkLayer = (net: Net, taps: Taps) => {
-  const transport = Transport.layerInMemory({ network: net.network, serialize: true }).pipe(Layer.provide(Codec.msgpack))
+  const transport = Transport.layerInMemory({ network: net.network, serialize: true }).pipe(
+    Layer.provide(Codec.msgpack)
+  )
   return Layer.merge(
     taps.wire === undefined ? transport : tap(taps.wire).pipe(Layer.provide(transport)),
     Layer.succeed(Codec.Codec, taps.codec ?? Codec.msgpackCodec)
@@ -126,8 +128,17 @@ const secureNode = (
 const hostAndCaller = (kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>, taps: Taps = {}) =>
   Effect.gen(function*() {
     const net = yield* makeNet
-    const host = yield* secureNode(net, kinds, { name: "host", identity: yield* Secure.generateIdentity, trust: "any" }, taps)
-    const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any" })
+    const host = yield* secureNode(
+      net,
+      kinds,
+      { name: "host", identity: yield* Secure.generateIdentity, trust: "any" },
+      taps
+    )
+    const caller = yield* secureNode(net, Layer.empty, {
+      name: "caller",
+      identity: yield* Secure.generateIdentity,
+      trust: "any"
+    })
     return { caller, host, net }
   })
 
@@ -150,11 +161,17 @@ const probeOf = (node: Context.Context<ActorSystem>, id: string) =>
 /** a plain subscriber on every subject of the network: what a broker sees */
 const capture = (net: Net): Array<Uint8Array> => {
   const seen: Array<Uint8Array> = []
-  net.network.add({ subject: "troupe.>", queue: undefined, onNoResponders: undefined, deliver: (f) => seen.push(f as Uint8Array) })
+  net.network.add({
+    subject: "troupe.>",
+    queue: undefined,
+    onNoResponders: undefined,
+    deliver: (f) => seen.push(f as Uint8Array)
+  })
   return seen
 }
 
-const contains = (haystack: Uint8Array, needle: Uint8Array): boolean => Buffer.from(haystack).includes(Buffer.from(needle))
+const contains = (haystack: Uint8Array, needle: Uint8Array): boolean =>
+  Buffer.from(haystack).includes(Buffer.from(needle))
 
 /** An attacker's plain transport on the network: sees sealed frames, can publish any frame. */
 const attacker = (net: Net) => Transport.makeInMemorySerialized(Codec.msgpackCodec, { network: net.network })
@@ -163,7 +180,9 @@ const attacker = (net: Net) => Transport.makeInMemorySerialized(Codec.msgpackCod
 const endpoint = (net: Net, id: string, coalesce = false) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
-      Secure.layer({ identity: yield* Secure.generateIdentity, trust: "any", coalesce }).pipe(Layer.provide(plainTransport(net)))
+      Secure.layer({ identity: yield* Secure.generateIdentity, trust: "any", coalesce }).pipe(
+        Layer.provide(plainTransport(net))
+      )
     )
     const transport = Context.get(context, Transport.Transport)
     const received: Array<Envelope> = []
@@ -172,7 +191,16 @@ const endpoint = (net: Net, id: string, coalesce = false) =>
   })
 
 const tell = (n: number): Envelope => ({
-  _tag: "Request", v: ProtocolVersion, source: "a", requestId: n, kind: "K", id: "x", tag: "T", headers: {}, body: n, oneWay: true
+  _tag: "Request",
+  v: ProtocolVersion,
+  source: "a",
+  requestId: n,
+  kind: "K",
+  id: "x",
+  tag: "T",
+  headers: {},
+  body: n,
+  oneWay: true
 })
 
 const bodies = (frames: ReadonlyArray<Envelope>) => frames.map((f) => (f as { readonly body: unknown }).body)
@@ -191,7 +219,9 @@ describe("identity", () => {
         expect((yield* Secure.identityFromFile(join(dir, "raw"))).publicKey).toBe(a.publicKey)
         expect((yield* Secure.identityFromFile(join(dir, "hex"))).publicKey).toBe(a.publicKey)
         expect((yield* Secure.identity({ file: join(dir, "hex") })).publicKey).toBe(a.publicKey)
-        expect(yield* Effect.flip(Secure.identityFromFile(join(dir, "missing")))).toMatchObject({ _tag: "SecureConfigError" })
+        expect(yield* Effect.flip(Secure.identityFromFile(join(dir, "missing")))).toMatchObject({
+          _tag: "SecureConfigError"
+        })
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }
@@ -202,8 +232,12 @@ describe("identity", () => {
       const fresh = [yield* Secure.identity("generate"), yield* Secure.identity("generate")]
       expect(new Set([a.publicKey, ...fresh.map((i) => i.publicKey)]).size).toBe(3)
       delete process.env["TROUPE_TEST_SEED"]
-      expect(yield* Effect.flip(Secure.identityFromEnv("TROUPE_TEST_SEED"))).toMatchObject({ _tag: "SecureConfigError" })
-      expect(yield* Effect.flip(Secure.identityFromSeed(new Uint8Array(31)))).toMatchObject({ _tag: "SecureConfigError" })
+      expect(yield* Effect.flip(Secure.identityFromEnv("TROUPE_TEST_SEED"))).toMatchObject({
+        _tag: "SecureConfigError"
+      })
+      expect(yield* Effect.flip(Secure.identityFromSeed(new Uint8Array(31)))).toMatchObject({
+        _tag: "SecureConfigError"
+      })
       const generated = yield* Secure.identityFromSeed(Buffer.from(yield* Secure.generateSeed, "base64url"))
       expect(generated.publicKey).not.toBe(a.publicKey)
       const seedText = Buffer.from(SEED).toString("hex")
@@ -217,9 +251,13 @@ describe("identity", () => {
   it.effect("a trust list of malformed keys is a config error", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
-      const exit = yield* Effect.exit(Layer.build(
-        Secure.layer({ identity: Secure.generateIdentity, trust: ["not-a-key"] }).pipe(Layer.provide(plainTransport(net)))
-      ).pipe(Effect.scoped))
+      const exit = yield* Effect.exit(
+        Layer.build(
+          Secure.layer({ identity: Secure.generateIdentity, trust: ["not-a-key"] }).pipe(
+            Layer.provide(plainTransport(net))
+          )
+        ).pipe(Effect.scoped)
+      )
       expect(exit).toMatchObject({ _tag: "Failure", cause: { error: { _tag: "SecureConfigError" } } })
     }))
 })
@@ -273,7 +311,11 @@ describe("secure sessions in memory", () => {
       const [ia, ib] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity]
       const trust = [ia.publicKey, ib.publicKey]
       const state = makeProbeState()
-      const host = yield* secureNode(net, Layer.merge(probeLayer(state, { label: "host" }), probeServiceLayer(makeProbeState(), { label: "svc" })), { name: "host", identity: ib, trust })
+      const host = yield* secureNode(
+        net,
+        Layer.merge(probeLayer(state, { label: "host" }), probeServiceLayer(makeProbeState(), { label: "svc" })),
+        { name: "host", identity: ib, trust }
+      )
       const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ia, trust })
       const probe = yield* probeOf(caller, "SECRET-ACTOR-ID")
       expect(yield* probe.Increment({ by: 424242 })).toBe(424242)
@@ -295,9 +337,21 @@ describe("secure sessions in memory", () => {
       const net = yield* makeNet
       const seen = capture(net)
       const trust = "any" as const
-      yield* secureNode(net, probeServiceLayer(makeProbeState(), { label: "s0" }), { name: "s0", identity: yield* Secure.generateIdentity, trust })
-      yield* secureNode(net, probeServiceLayer(makeProbeState(), { label: "s1" }), { name: "s1", identity: yield* Secure.generateIdentity, trust })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      yield* secureNode(net, probeServiceLayer(makeProbeState(), { label: "s0" }), {
+        name: "s0",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
+      yield* secureNode(net, probeServiceLayer(makeProbeState(), { label: "s1" }), {
+        name: "s1",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
       const service = yield* Effect.provide(Actor.client(ProbeService), caller)
       const served = new Set<string>()
       for (let i = 0; i < 10; i++) served.add(yield* service.Whoami())
@@ -312,10 +366,22 @@ describe("secure sessions in memory", () => {
       const trust = "any" as const
       const states = [makeProbeState(), makeProbeState()]
       const members = [
-        yield* secureNode(net, probeServiceLayer(states[0]!, { label: "s0" }), { name: "s0", identity: yield* Secure.generateIdentity, trust }),
-        yield* secureNode(net, probeServiceLayer(states[1]!, { label: "s1" }), { name: "s1", identity: yield* Secure.generateIdentity, trust })
+        yield* secureNode(net, probeServiceLayer(states[0]!, { label: "s0" }), {
+          name: "s0",
+          identity: yield* Secure.generateIdentity,
+          trust
+        }),
+        yield* secureNode(net, probeServiceLayer(states[1]!, { label: "s1" }), {
+          name: "s1",
+          identity: yield* Secure.generateIdentity,
+          trust
+        })
       ]
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
       const evil = attacker(net)
       const sealed: Array<{ readonly subject: string; readonly frame: SealedFrame }> = []
       const memberSubjects = members.map((m) => `node.${nodeIdOf(m)}`)
@@ -371,8 +437,16 @@ describe("secure sessions in memory", () => {
       expect(stats()["replay"]).toBe(1)
       // a plain frame on a secured subject
       yield* evil.publish(subject, {
-        _tag: "Request", v: ProtocolVersion, source: "evil", requestId: 1, kind: "Probe", id: "a", tag: "Increment",
-        headers: {}, body: { by: 100 }, oneWay: true
+        _tag: "Request",
+        v: ProtocolVersion,
+        source: "evil",
+        requestId: 1,
+        kind: "Probe",
+        id: "a",
+        tag: "Increment",
+        headers: {},
+        body: { by: 100 },
+        oneWay: true
       })
       expect(stats()["plaintext"]).toBe(1)
       // an unknown session
@@ -429,7 +503,8 @@ describe("secure sessions in memory", () => {
         return undefined
       }
       const counterOf = (n: number) =>
-        wire.received.filter(({ frame }) => frame._tag === "Sealed" && frame.source === nodeIdOf(caller)).at(n)!.frame as SealedFrame
+        wire.received.filter(({ frame }) => frame._tag === "Sealed" && frame.source === nodeIdOf(caller)).at(n)!
+          .frame as SealedFrame
       const probe = yield* probeOf(caller, "a")
       expect(yield* probe.Get()).toBe(0)
       yield* Actor.tell(probe.Track({ n: 1 }))
@@ -466,10 +541,22 @@ describe("secure sessions in memory", () => {
   it.scoped("an untrusted key cannot join: its asks fail with HandshakeError, asks to it with Unauthorized, its events never arrive", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
-      const [ia, ib, ic] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const [ia, ib, ic] = [
+        yield* Secure.generateIdentity,
+        yield* Secure.generateIdentity,
+        yield* Secure.generateIdentity
+      ]
       const state = makeProbeState()
-      const host = yield* secureNode(net, probeLayer(state, { label: "host" }), { name: "host", identity: ia, trust: [ia.publicKey, ib.publicKey] })
-      const intruder = yield* secureNode(net, probeServiceLayer(makeProbeState()), { name: "intruder", identity: ic, trust: "any" })
+      const host = yield* secureNode(net, probeLayer(state, { label: "host" }), {
+        name: "host",
+        identity: ia,
+        trust: [ia.publicKey, ib.publicKey]
+      })
+      const intruder = yield* secureNode(net, probeServiceLayer(makeProbeState()), {
+        name: "intruder",
+        identity: ic,
+        trust: "any"
+      })
       const probe = yield* probeOf(intruder, "a")
       const failure = yield* Effect.flip(probe.Increment({ by: 1 }))
       expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
@@ -512,8 +599,18 @@ describe("secure sessions in memory", () => {
   it.scoped("nodes of another namespace cannot open a session", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
-      const host = yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust: "any", namespace: "prod" })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any", namespace: "staging" })
+      const host = yield* secureNode(net, probeLayer(makeProbeState()), {
+        name: "host",
+        identity: yield* Secure.generateIdentity,
+        trust: "any",
+        namespace: "prod"
+      })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller",
+        identity: yield* Secure.generateIdentity,
+        trust: "any",
+        namespace: "staging"
+      })
       const probe = yield* probeOf(caller, "a")
       const failure = yield* Effect.flip(probe.Get())
       expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
@@ -526,7 +623,12 @@ describe("secure sessions in memory", () => {
       const net = yield* makeNet
       // a node without Secure ignores handshakes
       const plain = yield* plainNode(net, probeLayer(makeProbeState()), "plain")
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust: "any", handshakeTimeout: "3 seconds" })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller",
+        identity: yield* Secure.generateIdentity,
+        trust: "any",
+        handshakeTimeout: "3 seconds"
+      })
       const probe = yield* probeOf(caller, "a")
       const fiber = yield* Effect.fork(probe.Get())
       yield* eventually(() => Context.get(caller, Node.Node).pendingAsks() === 1, "ask pending")
@@ -546,9 +648,17 @@ describe("secure sessions in memory", () => {
     Effect.gen(function*() {
       const net = yield* makeNet
       const trust = "any" as const
-      yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust })
+      yield* secureNode(net, probeLayer(makeProbeState()), {
+        name: "host",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
       const caller = yield* secureNode(net, Layer.empty, {
-        name: "caller", identity: yield* Secure.generateIdentity, trust, rekeyAfter: "10 minutes", rekeyAfterMessages: 50
+        name: "caller",
+        identity: yield* Secure.generateIdentity,
+        trust,
+        rekeyAfter: "10 minutes",
+        rekeyAfterMessages: 50
       })
       // (the actor may passivate while the clock moves: ask something stateless)
       const probe = yield* probeOf(caller, "a")
@@ -574,8 +684,18 @@ describe("secure sessions in memory", () => {
       const net = yield* makeNet
       const seen = capture(net)
       const trust = "any" as const
-      const host = yield* secureNode(net, probeLayer(makeProbeState()), { name: "host", identity: yield* Secure.generateIdentity, trust, coalesce: true })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: yield* Secure.generateIdentity, trust, coalesce: true })
+      const host = yield* secureNode(net, probeLayer(makeProbeState()), {
+        name: "host",
+        identity: yield* Secure.generateIdentity,
+        trust,
+        coalesce: true
+      })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller",
+        identity: yield* Secure.generateIdentity,
+        trust,
+        coalesce: true
+      })
       const probe = yield* Effect.provide(Actor.client(Probe), caller)
       expect(yield* probe("warm").Get()).toBe(0)
       const before = seen.length
@@ -612,8 +732,17 @@ describe("secure sessions in memory", () => {
         if (frame._tag === "Sealed") epochs.add(frame.key)
       })
       const trust = "any" as const
-      const publisher = yield* secureNode(net, Layer.empty, { name: "pub", identity: yield* Secure.generateIdentity, trust, rekeyAfterMessages: 20 })
-      const subscriber = yield* secureNode(net, Layer.empty, { name: "sub", identity: yield* Secure.generateIdentity, trust })
+      const publisher = yield* secureNode(net, Layer.empty, {
+        name: "pub",
+        identity: yield* Secure.generateIdentity,
+        trust,
+        rekeyAfterMessages: 20
+      })
+      const subscriber = yield* secureNode(net, Layer.empty, {
+        name: "sub",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
       const received: Array<string> = []
       yield* TopicM.subscribe(news).pipe(
         Stream.runForEach((event) => Effect.sync(() => received.push(event.value))),
@@ -635,9 +764,16 @@ describe("secure sessions in memory", () => {
       const wire = makeWire()
       const trust = "any" as const
       const publisher = yield* secureNode(net, Layer.empty, {
-        name: "pub", identity: yield* Secure.generateIdentity, trust, rekeyAfter: "10 minutes"
+        name: "pub",
+        identity: yield* Secure.generateIdentity,
+        trust,
+        rekeyAfter: "10 minutes"
       }, { wire })
-      const subscriber = yield* secureNode(net, Layer.empty, { name: "sub", identity: yield* Secure.generateIdentity, trust })
+      const subscriber = yield* secureNode(net, Layer.empty, {
+        name: "sub",
+        identity: yield* Secure.generateIdentity,
+        trust
+      })
       const received = yield* collect(subscriber, news)
       const epochs = () => sealedTo(wire, "topic.news.flash").map((frame) => frame.key)
       const publish = (value: string) => Effect.provide(TopicM.publish(news, value), publisher)
@@ -667,11 +803,23 @@ describe("secure sessions in memory", () => {
   it.scoped("a trust list of hex keys (either case) admits those keys and no others", () =>
     Effect.gen(function*() {
       const net = yield* makeNet
-      const [ia, ib, ic] = [yield* Secure.generateIdentity, yield* Secure.generateIdentity, yield* Secure.generateIdentity]
+      const [ia, ib, ic] = [
+        yield* Secure.generateIdentity,
+        yield* Secure.generateIdentity,
+        yield* Secure.generateIdentity
+      ]
       const hex = (identity: Secure.Identity) => Buffer.from(identity.publicKey, "base64url").toString("hex")
       const state = makeProbeState()
-      const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: ib, trust: [hex(ia), hex(ib).toUpperCase()] })
-      const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ia, trust: [hex(ib).toUpperCase()] })
+      const host = yield* secureNode(net, probeLayer(state), {
+        name: "host",
+        identity: ib,
+        trust: [hex(ia), hex(ib).toUpperCase()]
+      })
+      const caller = yield* secureNode(net, Layer.empty, {
+        name: "caller",
+        identity: ia,
+        trust: [hex(ib).toUpperCase()]
+      })
       const intruder = yield* secureNode(net, Layer.empty, { name: "intruder", identity: ic, trust: "any" })
       expect(yield* (yield* probeOf(caller, "a")).Increment({ by: 1 })).toBe(1)
       // peers are told by their printable (base64url) key
@@ -755,7 +903,9 @@ describe("broadcast topics", () => {
     const s1 = yield* secureNode(net, Layer.empty, { name: "s1", identity: i1!, trust })
     const s2 = yield* secureNode(net, Layer.empty, { name: "s2", identity: i2!, trust })
     const opened: Array<Envelope> = []
-    const forger = yield* secureNode(net, Layer.empty, { name: "forger", identity: iF!, trust }, { codec: spyCodec(opened) })
+    const forger = yield* secureNode(net, Layer.empty, { name: "forger", identity: iF!, trust }, {
+      codec: spyCodec(opened)
+    })
     const subscriptions = [
       yield* collect(s1, news),
       yield* collect(s1, news),
@@ -796,7 +946,8 @@ describe("broadcast topics", () => {
       yield* publish("before")
       yield* eventually(() => values().every((got) => got.length === 1), "the first event everywhere")
       const onTopic = (rewrite: (frame: SealedFrame) => SealedFrame) => {
-        wire.outgoing = (subject, frame) => subject === "topic.news.flash" && frame._tag === "Sealed" ? rewrite(frame) : frame
+        wire.outgoing = (subject, frame) =>
+          subject === "topic.news.flash" && frame._tag === "Sealed" ? rewrite(frame) : frame
       }
       // a bit of the signature flipped
       onTopic((frame) => {
@@ -833,12 +984,29 @@ describe("broadcast topics", () => {
       const groupKey = groupKeysOf(opened, pub).find((key) => key.epoch === last.key)
       expect(groupKey).toBeDefined()
       const sealedAs = (seed: Uint8Array, counter: number, value: string): SealedFrame => {
-        const event: Envelope = { _tag: "Event", v: ProtocolVersion, source: pub, subject: "news.flash", headers: {}, body: value }
+        const event: Envelope = {
+          _tag: "Event",
+          v: ProtocolVersion,
+          source: pub,
+          subject: "news.flash",
+          headers: {},
+          body: value
+        }
         const plaintext = Either.getOrThrow(Codec.msgpackCodec.encode(event))
         const aad = C.additionalData(C.additionalPrefix(pub, "topic.news.flash", 2, last.key), counter)
         const body = C.seal(groupKey!.key, counter, aad, plaintext)
         const sig = C.signBytes(C.ed25519FromSeed(seed).privateKey, Buffer.concat([aad, body]))
-        return { _tag: "Sealed", v: ProtocolVersion, source: pub, mode: 2, key: last.key, counter, subject: "topic.news.flash", body, sig }
+        return {
+          _tag: "Sealed",
+          v: ProtocolVersion,
+          source: pub,
+          mode: 2,
+          key: last.key,
+          counter,
+          subject: "topic.news.flash",
+          body,
+          sig
+        }
       }
       const evil = attacker(net)
       // sealed as the publisher would, but signed with the forger's own key
@@ -851,14 +1019,23 @@ describe("broadcast topics", () => {
       // sealed and signed by the forger as itself, but naming the publisher as the event's source
       const forgerTransport = Context.get(forger, Transport.Transport)
       yield* forgerTransport.publish("topic.news.flash", {
-        _tag: "Event", v: ProtocolVersion, source: pub, subject: "news.flash", headers: {}, body: "impersonated"
+        _tag: "Event",
+        v: ProtocolVersion,
+        source: pub,
+        subject: "news.flash",
+        headers: {},
+        body: "impersonated"
       })
       expect(secureOf(s1).stats().rejected).toEqual({ signature: 4 })
       expect(secureOf(s2).stats().rejected).toEqual({ signature: 2 })
       yield* publish("genuine again")
       yield* eventually(() => values().slice(0, 3).every((got) => got.length === 3), "the last event")
       for (const received of subscriptions.slice(0, 3)) {
-        expect(received.map((event) => event.value)).toEqual(["genuine", "signed by the publisher's key", "genuine again"])
+        expect(received.map((event) => event.value)).toEqual([
+          "genuine",
+          "signed by the publisher's key",
+          "genuine again"
+        ])
       }
     }))
 })
@@ -909,10 +1086,25 @@ describe("handshake signatures", () => {
     readonly rewrite: (frame: Envelope) => Envelope
   }> = [
     // the hello's parts: namespace, incarnation, target, identity, ephemeral, session id
-    { name: "swaps the initiator's ephemeral key in the hello", side: "host", step: 1, rewrite: (f) => withPart(f, 6, 4, () => C.ephemeral().publicKey) },
+    {
+      name: "swaps the initiator's ephemeral key in the hello",
+      side: "host",
+      step: 1,
+      rewrite: (f) => withPart(f, 6, 4, () => C.ephemeral().publicKey)
+    },
     // the reply's parts: namespace, incarnation, session id, identity, ephemeral, signature
-    { name: "swaps the responder's ephemeral key in the reply", side: "caller", step: 2, rewrite: (f) => withPart(f, 6, 4, () => C.ephemeral().publicKey) },
-    { name: "corrupts the responder's signature in the reply", side: "caller", step: 2, rewrite: (f) => withPart(f, 6, 5, flipped) }
+    {
+      name: "swaps the responder's ephemeral key in the reply",
+      side: "caller",
+      step: 2,
+      rewrite: (f) => withPart(f, 6, 4, () => C.ephemeral().publicKey)
+    },
+    {
+      name: "corrupts the responder's signature in the reply",
+      side: "caller",
+      step: 2,
+      rewrite: (f) => withPart(f, 6, 5, flipped)
+    }
   ]
 
   for (const attack of attacks) {
@@ -925,7 +1117,11 @@ describe("handshake signatures", () => {
         expect(rewritten.count).toBe(1)
         expect(failure).toMatchObject({ _tag: "HandshakeError", peer: nodeIdOf(host) })
         expect((failure as { reason: string }).reason).toContain("signature")
-        expect(secureOf(caller).stats()).toMatchObject({ handshakes: 0, handshakeFailures: 1, rejected: { signature: 1 } })
+        expect(secureOf(caller).stats()).toMatchObject({
+          handshakes: 0,
+          handshakeFailures: 1,
+          rejected: { signature: 1 }
+        })
         expect(secureOf(caller).peers()).toEqual([])
         expect(secureOf(host).peers()).toEqual([])
         expect(secureOf(host).stats().handshakes).toBe(0)
@@ -945,7 +1141,9 @@ describe("handshake signatures", () => {
       // before the caller's request leaves: the request travels in the host's session
       expect(yield* probe.Increment({ by: 1 })).toBe(1)
       expect(rewritten.count).toBe(1)
-      const hello = callerWire.sent.find(({ frame }) => frame._tag === "Handshake" && frame.step === 1)!.frame as Envelope & { readonly body: Uint8Array }
+      const hello = callerWire.sent.find(({ frame }) => frame._tag === "Handshake" && frame.step === 1)!.frame as
+        & Envelope
+        & { readonly body: Uint8Array }
       const corrupted = C.split(hello.body, 6)![5]!.readUInt32BE()
       const sealedWithIt = callerWire.sent.filter(({ frame }) => frame._tag === "Sealed" && frame.key === corrupted)
       expect(sealedWithIt.length).toBeGreaterThanOrEqual(1)
@@ -965,8 +1163,15 @@ describe("the authenticated routing header", () => {
       const state = makeProbeState()
       const serviceState = makeProbeState()
       const wire = makeWire()
-      const { caller, host, net } = yield* hostAndCaller(Layer.merge(probeLayer(state), probeServiceLayer(serviceState)), { wire })
-      const other = yield* secureNode(net, Layer.empty, { name: "other", identity: yield* Secure.generateIdentity, trust: "any" })
+      const { caller, host, net } = yield* hostAndCaller(
+        Layer.merge(probeLayer(state), probeServiceLayer(serviceState)),
+        { wire }
+      )
+      const other = yield* secureNode(net, Layer.empty, {
+        name: "other",
+        identity: yield* Secure.generateIdentity,
+        trust: "any"
+      })
       const [hostSubject, callerId, otherId] = [`node.${nodeIdOf(host)}`, nodeIdOf(caller), nodeIdOf(other)]
       const evil = attacker(net)
       const probe = yield* probeOf(caller, "a")
@@ -988,7 +1193,9 @@ describe("the authenticated routing header", () => {
       yield* giveUpOn(other, "other")
       yield* eventually(() => serviceState.interrupted.includes("other"))
       const lastFromOther = (subscription: string) =>
-        wire.received.filter(({ frame, subscription: s }) => s === subscription && frame._tag === "Sealed" && frame.source === otherId)
+        wire.received.filter(({ frame, subscription: s }) =>
+          s === subscription && frame._tag === "Sealed" && frame.source === otherId
+        )
           .at(-1)!.frame as SealedFrame
       const otherSession = lastFromOther(hostSubject).key
       const otherEpoch = lastFromOther("interrupt.ProbeService").key
@@ -1098,7 +1305,11 @@ describe("logging", () => {
       const wire = makeWire()
       const host = yield* secureNode(net, probeLayer(state), { name: "host", identity: ih!, trust, ...rekey })
       const caller = yield* secureNode(net, Layer.empty, { name: "caller", identity: ic!, trust, ...rekey }, { wire })
-      const intruder = yield* secureNode(net, Layer.empty, { name: "intruder", identity: yield* Secure.generateIdentity, trust: "any" })
+      const intruder = yield* secureNode(net, Layer.empty, {
+        name: "intruder",
+        identity: yield* Secure.generateIdentity,
+        trust: "any"
+      })
       const events = yield* collect(host, news)
       const probe = yield* probeOf(caller, "a")
       // handshakes and re-keys: of sessions by count and by age, of the group key by count
@@ -1121,11 +1332,18 @@ describe("logging", () => {
       const event = sealedTo(wire, "topic.news.flash").at(-1)!
       yield* evil.publish("topic.news.flash", { ...event, counter: event.counter + 1, sig: flipped(event.sig!) })
       yield* evil.publish(hostSubject, tell(1))
-      expect(secureOf(host).stats().rejected).toEqual({ untrusted: 1, tampered: 30, replay: 1, signature: 1, plaintext: 1 })
+      expect(secureOf(host).stats().rejected).toEqual({
+        untrusted: 1,
+        tampered: 30,
+        replay: 1,
+        signature: 1,
+        plaintext: 1
+      })
       expect(yield* probe.Get()).toBe(count)
       expect(events).toHaveLength(50)
 
-      const rejections = (reason: string) => logs.filter((line) => line.includes(`secure: rejected a frame from`) && line.includes(`(${reason}`))
+      const rejections = (reason: string) =>
+        logs.filter((line) => line.includes(`secure: rejected a frame from`) && line.includes(`(${reason}`))
       yield* eventually(() => rejections("plaintext").length === 1, "the last rejection logged")
       // the first ten of each reason are logged, then one in a thousand
       expect(rejections("tampered")).toHaveLength(10)
@@ -1138,7 +1356,9 @@ describe("logging", () => {
       expect(secrets.length).toBeGreaterThan(20)
       expect(leaks(logs, keys)).toEqual([])
       // (the check finds a key when there is one)
-      expect(leaks([`planted ${inspect(Buffer.from(secrets.at(-1)!))}`, `planted ${seeds[0]!.toString("base64url")}`], keys)).toHaveLength(2)
+      expect(
+        leaks([`planted ${inspect(Buffer.from(secrets.at(-1)!))}`, `planted ${seeds[0]!.toString("base64url")}`], keys)
+      ).toHaveLength(2)
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
   })
 })

@@ -33,7 +33,9 @@ describe("subject matching", () => {
       ["*", "a.b", false],
       ["a.b", "a.b.c", false]
     ]
-    for (const [pattern, subject, expected] of cases) expect([pattern, subject, Subject.matches(pattern, subject)]).toEqual([pattern, subject, expected])
+    for (const [pattern, subject, expected] of cases) {
+      expect([pattern, subject, Subject.matches(pattern, subject)]).toEqual([pattern, subject, expected])
+    }
   })
 
   it("validates subjects", () => {
@@ -96,9 +98,12 @@ describe("Transport.inMemory", () => {
 describe("the receivers' last resort", () => {
   const malformed = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
   const capture = (lines: Array<string>) =>
-    Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => {
-      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-    }))
+    Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ message }) => {
+        lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+    )
 
   for (const serialize of [false, true]) {
     it.scoped(`whatever a frame makes throw in a callback is a counted drop, logged once per second (${serialize ? "serialized" : "zero-copy"})`, () =>
@@ -119,7 +124,11 @@ describe("the receivers' last resort", () => {
         expect(seen).toBe(5)
         expect((yield* malformed()) - before).toBe(5)
         yield* Effect.yieldNow()
-        expect(lines).toEqual([expect.stringMatching(/^dropped 1 malformed frame on troupe\.default\.s since the last report; the latest: TypeError: a handler defect$/)])
+        expect(lines).toEqual([
+          expect.stringMatching(
+            /^dropped 1 malformed frame on troupe\.default\.s since the last report; the latest: TypeError: a handler defect$/
+          )
+        ])
         yield* TestClock.adjust("999 millis")
         transport.unsafePublish("s", event(5))
         yield* Effect.yieldNow()
@@ -145,10 +154,10 @@ describe("the receivers' last resort", () => {
       yield* transport.subscribe("g", (frame) => received.push(frame)).pipe(Effect.provide(capture(lines)))
       const before = yield* malformed()
       const garbage = [
-        '[{"toString":1}]',
-        '{"_tag":{"toString":1}}',
+        "[{\"toString\":1}]",
+        "{\"_tag\":{\"toString\":1}}",
         "[".repeat(10_000) + "]".repeat(10_000),
-        '["Q",1,"a b c",1,"K","i","T",0,2,0]'
+        "[\"Q\",1,\"a b c\",1,\"K\",\"i\",\"T\",0,2,0]"
       ]
       for (let round = 0; round < 100; round++) {
         for (const text of garbage) network.route("troupe.default.g", new TextEncoder().encode(text))

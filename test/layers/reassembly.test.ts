@@ -60,14 +60,23 @@ const counts = Effect.gen(function*() {
 const countedSince = (before: Record<string, number>) =>
   Effect.map(counts, (after) => {
     const delta: Record<string, number> = {}
-    for (const reason of Object.keys(after)) if (after[reason]! > before[reason]!) delta[reason] = after[reason]! - before[reason]!
+    for (const reason of Object.keys(after)) {
+      if (after[reason]! > before[reason]!) delta[reason] = after[reason]! - before[reason]!
+    }
     return delta
   })
 
 /** the pieces of a real frame of about `size` bytes, as the encoder cuts them */
 const piecesOf = (source: string, size: number, chunkBytes = 16 * 1024): ReadonlyArray<Piece> => {
   const encode = makeEncoder(Codec.msgpackCodec, { chunkBytes, maxMessageBytes: 5 * MiB, wireLimit: MiB })
-  const frame: Envelope = { _tag: "Event", v: ProtocolVersion, source, subject: "big", headers: {}, body: new Uint8Array(size).fill(9) }
+  const frame: Envelope = {
+    _tag: "Event",
+    v: ProtocolVersion,
+    source,
+    subject: "big",
+    headers: {},
+    body: new Uint8Array(size).fill(9)
+  }
   const wire = Either.getOrThrow(encode(frame, true))
   if (wire instanceof Uint8Array) throw new Error("expected pieces")
   return wire.map((bytes) => decodePiece(bytes)!)
@@ -126,7 +135,9 @@ describe("Reassembler", () => {
       // by bytes: a fifth message (its oldest goes) grows to 1 MiB, and the three others go
       let seq = 0
       reassembler.accept(piece("forger", 100, seq++, MiB, 100_000))
-      while (reassembler.heldBytesOf("forger") <= MiB && seq < 9) reassembler.accept(piece("forger", 100, seq++, MiB, 100_000))
+      while (reassembler.heldBytesOf("forger") <= MiB && seq < 9) {
+        reassembler.accept(piece("forger", 100, seq++, MiB, 100_000))
+      }
       expect(reassembler.heldBytesOf("forger")).toBeLessThanOrEqual(MiB)
       expect(reassembler.heldMessagesOf("forger")).toBe(1)
       expect(yield* countedSince(before)).toEqual({ "sender-limit": 10 })
@@ -165,15 +176,27 @@ describe("Reassembler", () => {
       const cases: ReadonlyArray<readonly [string, ReadonlyArray<Piece>, Record<string, number>]> = [
         ["a piece without its first", [piece("s", 1, 3, MiB, 10)], { missing: 1 }],
         ["out of order", [piece("s", 2, 0, MiB, 10), piece("s", 2, 2, MiB, 10)], { missing: 1 }],
-        ["repeated (the message kept)", [piece("s", 3, 0, 30, 10), piece("s", 3, 0, 30, 10), piece("s", 3, 1, 30, 10)], { duplicate: 1 }],
-        ["another total than the first", [piece("s", 4, 0, MiB, 10), piece("s", 4, 1, MiB - 1, 10)], { inconsistent: 1 }],
-        ["beyond the announced total", [piece("s", 5, 0, 25, 10), piece("s", 5, 1, 25, 10), piece("s", 5, 2, 25, 10, true)], {
+        [
+          "repeated (the message kept)",
+          [piece("s", 3, 0, 30, 10), piece("s", 3, 0, 30, 10), piece("s", 3, 1, 30, 10)],
+          { duplicate: 1 }
+        ],
+        ["another total than the first", [piece("s", 4, 0, MiB, 10), piece("s", 4, 1, MiB - 1, 10)], {
+          inconsistent: 1
+        }],
+        ["beyond the announced total", [
+          piece("s", 5, 0, 25, 10),
+          piece("s", 5, 1, 25, 10),
+          piece("s", 5, 2, 25, 10, true)
+        ], {
           inconsistent: 1
         }],
         ["a last piece that leaves the total unfilled", [piece("s", 6, 0, 100, 10), piece("s", 6, 1, 100, 10, true)], {
           inconsistent: 1
         }],
-        ["a piece before the last that fills the total", [piece("s", 7, 0, 20, 10), piece("s", 7, 1, 20, 10)], { inconsistent: 1 }],
+        ["a piece before the last that fills the total", [piece("s", 7, 0, 20, 10), piece("s", 7, 1, 20, 10)], {
+          inconsistent: 1
+        }],
         ["an empty piece", [piece("s", 8, 0, 100, 10), piece("s", 8, 1, 100, 0)], { inconsistent: 1 }],
         ["an empty first piece", [piece("s", 9, 0, 100, 0)], { inconsistent: 1 }],
         ["a first piece larger than its total", [piece("s", 10, 0, 5, 10)], { inconsistent: 1 }],
@@ -267,95 +290,106 @@ describe("forged first pieces over a real nats-server", () => {
     await server?.stop()
   })
 
-  it.live("a flood of 20k forged first pieces announcing 5 MiB leaves 1 MiB asks working and holds only what arrived", () =>
-    Effect.gen(function*() {
-      const registry = yield* Discovery.makeRegistry
-      const namespace = "flood"
-      // the host's transport, its reassemblers in view
-      const reassemblers: Array<Reassembler> = []
-      const watched: typeof Transport.makeReceiver = (codec, limits, onFrame, onTooLarge, drop, reassembler) => {
-        if (reassembler !== undefined) reassemblers.push(reassembler)
-        return Transport.makeReceiver(codec, limits, onFrame, onTooLarge, drop, reassembler)
-      }
-      const options = { servers: server.url, namespace }
-      const hostTransport = Layer.scoped(
-        Transport.Transport,
-        Nats.make(Codec.msgpackCodec, options, (wireLimit) => Transport.resolveLimits({}, wireLimit), (c, l, f, t, d, r) => watched(c, l, f, t, d, r))
-      )
-      const state = makeProbeState()
-      const host = yield* Layer.build(probeLayer(state).pipe(
-        Layer.provideMerge(Node.layer({ name: "host" })),
-        Layer.provide(Layer.merge(hostTransport, Discovery.layerInMemory(registry))),
-        Layer.orDie
-      ))
-      const caller = yield* Layer.build(Layer.empty.pipe(
-        Layer.provideMerge(Node.layer({ name: "caller" })),
-        Layer.provide(Layer.merge(
-          Transport.nats(options).pipe(Layer.provide(Codec.msgpack)),
-          Discovery.layerInMemory(registry)
-        )),
-        Layer.orDie
-      ))
-      const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
-      const data = Array.from({ length: 120_000 }, (_, i) => i * 1.5) // about 1 MiB
-      expect(yield* probe.Echo({ data })).toEqual(data)
-
-      const flooder = yield* Effect.acquireRelease(
-        Effect.promise(() => connect({ servers: server.url })),
-        (nc) => Effect.promise(() => nc.close())
-      )
-      const before = yield* counts
-      const direct = `troupe.${namespace}.node.${nodeOf(host).nodeId}`
-      const PIECES = 20_000
-      const body = new Uint8Array(24).fill(7)
-      const forged = (source: string, id: number): Uint8Array => {
-        const name = new TextEncoder().encode(source)
-        const bytes = new Uint8Array(4 + name.byteLength + 12 + body.byteLength)
-        const view = new DataView(bytes.buffer)
-        bytes.set([PIECE, ProtocolVersion, 0, name.byteLength])
-        bytes.set(name, 4)
-        view.setUint32(4 + name.byteLength, id)
-        view.setUint32(8 + name.byteLength, 0)
-        view.setUint32(12 + name.byteLength, 5 * MiB)
-        bytes.set(body, 16 + name.byteLength)
-        return bytes
-      }
-      let peak = 0
-      const held = () => reassemblers.reduce((sum, r) => sum + r.heldBytes, 0)
-      // asks of 1 MiB during the flood
-      const asks = yield* Effect.fork(Effect.forEach(
-        [1, 2, 3],
-        () => probe.Echo({ data }, { timeout: "20 seconds" }),
-        { concurrency: 1 }
-      ))
-      for (let i = 0; i < PIECES; i++) {
-        flooder.publish(direct, forged(`forger-${i % 5_000}`, i))
-        if (i % 1_000 === 999) {
-          yield* Effect.promise(() => flooder.flush())
-          peak = Math.max(peak, held())
+  it.live(
+    "a flood of 20k forged first pieces announcing 5 MiB leaves 1 MiB asks working and holds only what arrived",
+    () =>
+      Effect.gen(function*() {
+        const registry = yield* Discovery.makeRegistry
+        const namespace = "flood"
+        // the host's transport, its reassemblers in view
+        const reassemblers: Array<Reassembler> = []
+        const watched: typeof Transport.makeReceiver = (codec, limits, onFrame, onTooLarge, drop, reassembler) => {
+          if (reassembler !== undefined) reassemblers.push(reassembler)
+          return Transport.makeReceiver(codec, limits, onFrame, onTooLarge, drop, reassembler)
         }
-      }
-      yield* Effect.promise(() => flooder.flush())
-      const answers = yield* asks.await
-      expect(answers._tag).toBe("Success")
-      if (answers._tag === "Success") for (const answer of answers.value) expect(answer).toEqual(data)
-      // every forged piece was handled: evicted, or among the subscription's last 1024 held
-      const heldMessages = () => reassemblers.reduce((n, r) => n + r.heldMessages, 0)
-      const handled = () => Effect.map(countedSince(before), (counted) => (counted.evicted ?? 0) + heldMessages())
-      const deadline = Date.now() + 20_000
-      while ((yield* handled()) < PIECES && Date.now() < deadline) {
-        peak = Math.max(peak, held())
-        yield* Effect.sleep("20 millis")
-      }
-      expect(yield* handled()).toBe(PIECES)
-      expect(Object.keys(yield* countedSince(before))).toEqual(["evicted"])
-      expect(heldMessages()).toBeGreaterThanOrEqual(1023)
-      expect(heldMessages()).toBeLessThanOrEqual(1024)
-      // the memory held is what the pieces carried, 24 bytes each, never the 5 MiB announced;
-      // at its peak, that and one legitimate 1 MiB request being joined
-      expect(held()).toBe(heldMessages() * 24)
-      expect(peak).toBeLessThanOrEqual(1024 * 24 + 2 * MiB)
-      // and a large ask after it still works
-      expect(yield* probe.Echo({ data })).toEqual(data)
-    }).pipe(Effect.scoped), 60_000)
+        const options = { servers: server.url, namespace }
+        const hostTransport = Layer.scoped(
+          Transport.Transport,
+          Nats.make(
+            Codec.msgpackCodec,
+            options,
+            (wireLimit) => Transport.resolveLimits({}, wireLimit),
+            (c, l, f, t, d, r) => watched(c, l, f, t, d, r)
+          )
+        )
+        const state = makeProbeState()
+        const host = yield* Layer.build(
+          probeLayer(state).pipe(
+            Layer.provideMerge(Node.layer({ name: "host" })),
+            Layer.provide(Layer.merge(hostTransport, Discovery.layerInMemory(registry))),
+            Layer.orDie
+          )
+        )
+        const caller = yield* Layer.build(Layer.empty.pipe(
+          Layer.provideMerge(Node.layer({ name: "caller" })),
+          Layer.provide(Layer.merge(
+            Transport.nats(options).pipe(Layer.provide(Codec.msgpack)),
+            Discovery.layerInMemory(registry)
+          )),
+          Layer.orDie
+        ))
+        const probe = (yield* Effect.provide(Actor.client(Probe), caller))("a")
+        const data = Array.from({ length: 120_000 }, (_, i) => i * 1.5) // about 1 MiB
+        expect(yield* probe.Echo({ data })).toEqual(data)
+
+        const flooder = yield* Effect.acquireRelease(
+          Effect.promise(() => connect({ servers: server.url })),
+          (nc) => Effect.promise(() => nc.close())
+        )
+        const before = yield* counts
+        const direct = `troupe.${namespace}.node.${nodeOf(host).nodeId}`
+        const PIECES = 20_000
+        const body = new Uint8Array(24).fill(7)
+        const forged = (source: string, id: number): Uint8Array => {
+          const name = new TextEncoder().encode(source)
+          const bytes = new Uint8Array(4 + name.byteLength + 12 + body.byteLength)
+          const view = new DataView(bytes.buffer)
+          bytes.set([PIECE, ProtocolVersion, 0, name.byteLength])
+          bytes.set(name, 4)
+          view.setUint32(4 + name.byteLength, id)
+          view.setUint32(8 + name.byteLength, 0)
+          view.setUint32(12 + name.byteLength, 5 * MiB)
+          bytes.set(body, 16 + name.byteLength)
+          return bytes
+        }
+        let peak = 0
+        const held = () => reassemblers.reduce((sum, r) => sum + r.heldBytes, 0)
+        // asks of 1 MiB during the flood
+        const asks = yield* Effect.fork(Effect.forEach(
+          [1, 2, 3],
+          () => probe.Echo({ data }, { timeout: "20 seconds" }),
+          { concurrency: 1 }
+        ))
+        for (let i = 0; i < PIECES; i++) {
+          flooder.publish(direct, forged(`forger-${i % 5_000}`, i))
+          if (i % 1_000 === 999) {
+            yield* Effect.promise(() => flooder.flush())
+            peak = Math.max(peak, held())
+          }
+        }
+        yield* Effect.promise(() => flooder.flush())
+        const answers = yield* asks.await
+        expect(answers._tag).toBe("Success")
+        if (answers._tag === "Success") { for (const answer of answers.value) expect(answer).toEqual(data) }
+        // every forged piece was handled: evicted, or among the subscription's last 1024 held
+        const heldMessages = () => reassemblers.reduce((n, r) => n + r.heldMessages, 0)
+        const handled = () => Effect.map(countedSince(before), (counted) => (counted.evicted ?? 0) + heldMessages())
+        const deadline = Date.now() + 20_000
+        while ((yield* handled()) < PIECES && Date.now() < deadline) {
+          peak = Math.max(peak, held())
+          yield* Effect.sleep("20 millis")
+        }
+        expect(yield* handled()).toBe(PIECES)
+        expect(Object.keys(yield* countedSince(before))).toEqual(["evicted"])
+        expect(heldMessages()).toBeGreaterThanOrEqual(1023)
+        expect(heldMessages()).toBeLessThanOrEqual(1024)
+        // the memory held is what the pieces carried, 24 bytes each, never the 5 MiB announced;
+        // at its peak, that and one legitimate 1 MiB request being joined
+        expect(held()).toBe(heldMessages() * 24)
+        expect(peak).toBeLessThanOrEqual(1024 * 24 + 2 * MiB)
+        // and a large ask after it still works
+        expect(yield* probe.Echo({ data })).toEqual(data)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

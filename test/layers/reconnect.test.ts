@@ -11,7 +11,10 @@ import { awaitSleeps } from "../fixtures/clock.ts"
  * every pass asks `reconnectDelayHandler` for `wait`, dials if `wait` has passed since the
  * server's last dial, and otherwise sleeps the rest and passes again. Returns when it dialled.
  */
-const dialLoop = (backoff: Backoff, options: { readonly lastConnect: number; readonly dialMillis: number; readonly until: number }) => {
+const dialLoop = (
+  backoff: Backoff,
+  options: { readonly lastConnect: number; readonly dialMillis: number; readonly until: number }
+) => {
   let now = options.lastConnect + 60_000 // the connection was lost long after it was made
   let lastConnect = options.lastConnect
   const dials: Array<number> = []

@@ -268,55 +268,71 @@ describe("subject matching agrees with nats-server", () => {
     expect(pairCount - matching, seedNote).toBeGreaterThanOrEqual(100)
   })
 
-  it.live("NATS delivers a random subject to a random pattern exactly when `matches` says so", (ctx) =>
-    Effect.gen(function*() {
-      ctx.onTestFailed(() => console.error(seedNote))
-      const nats = yield* Effect.promise(natsRandomDeliveries)
-      expect(nats.anomalies, seedNote).toEqual([])
-      expect(
-        mismatches(randomCases, (p, s) => countOf(nats.deliveries, p, s), byMatcher),
-        `${seedNote}: cells where NATS (actual) and Subject.matches (expected) disagree`
-      ).toEqual([])
-    }), 10_000)
+  it.live(
+    "NATS delivers a random subject to a random pattern exactly when `matches` says so",
+    (ctx) =>
+      Effect.gen(function*() {
+        ctx.onTestFailed(() => console.error(seedNote))
+        const nats = yield* Effect.promise(natsRandomDeliveries)
+        expect(nats.anomalies, seedNote).toEqual([])
+        expect(
+          mismatches(randomCases, (p, s) => countOf(nats.deliveries, p, s), byMatcher),
+          `${seedNote}: cells where NATS (actual) and Subject.matches (expected) disagree`
+        ).toEqual([])
+      }),
+    10_000
+  )
 
-  it.live("the in-memory transport delivers exactly what NATS delivers for random patterns and subjects", (ctx) =>
-    Effect.gen(function*() {
-      ctx.onTestFailed(() => console.error(seedNote))
-      const nats = yield* Effect.promise(natsRandomDeliveries)
-      const inMemory = yield* inMemoryDeliveries(randomCases)
-      expect(inMemory.anomalies, seedNote).toEqual([])
-      expect(
-        mismatches(randomCases, (p, s) => countOf(inMemory.deliveries, p, s), (p, s) => countOf(nats.deliveries, p, s)),
-        `${seedNote}: cells where the in-memory transport (actual) and NATS (expected) disagree`
-      ).toEqual([])
-    }), 10_000)
+  it.live(
+    "the in-memory transport delivers exactly what NATS delivers for random patterns and subjects",
+    (ctx) =>
+      Effect.gen(function*() {
+        ctx.onTestFailed(() => console.error(seedNote))
+        const nats = yield* Effect.promise(natsRandomDeliveries)
+        const inMemory = yield* inMemoryDeliveries(randomCases)
+        expect(inMemory.anomalies, seedNote).toEqual([])
+        expect(
+          mismatches(
+            randomCases,
+            (p, s) => countOf(inMemory.deliveries, p, s),
+            (p, s) => countOf(nats.deliveries, p, s)
+          ),
+          `${seedNote}: cells where the in-memory transport (actual) and NATS (expected) disagree`
+        ).toEqual([])
+      }),
+    10_000
+  )
 
-  it.live("edge cases of `*` and `>`: NATS, `matches` and the in-memory transport give the documented answer", () =>
-    Effect.gen(function*() {
-      const nats = yield* Effect.promise(() => natsDeliveries(server.url, edgeCases))
-      const inMemory = yield* inMemoryDeliveries(edgeCases)
-      expect(nats.anomalies).toEqual([])
-      expect(inMemory.anomalies).toEqual([])
-      const answers = EDGE_CASES.map(([pattern, subject]) => ({
-        pattern,
-        subject,
-        nats: countOf(nats.deliveries, pattern, subject) === 1,
-        matches: Subject.matches(pattern, subject),
-        inMemory: countOf(inMemory.deliveries, pattern, subject) === 1
-      }))
-      expect(answers).toEqual(
-        EDGE_CASES.map(([pattern, subject, expected]) => ({
+  it.live(
+    "edge cases of `*` and `>`: NATS, `matches` and the in-memory transport give the documented answer",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* Effect.promise(() => natsDeliveries(server.url, edgeCases))
+        const inMemory = yield* inMemoryDeliveries(edgeCases)
+        expect(nats.anomalies).toEqual([])
+        expect(inMemory.anomalies).toEqual([])
+        const answers = EDGE_CASES.map(([pattern, subject]) => ({
           pattern,
           subject,
-          nats: expected,
-          matches: expected,
-          inMemory: expected
+          nats: countOf(nats.deliveries, pattern, subject) === 1,
+          matches: Subject.matches(pattern, subject),
+          inMemory: countOf(inMemory.deliveries, pattern, subject) === 1
         }))
-      )
-      // and every other cell of the table's pattern x subject matrix
-      expect(mismatches(edgeCases, (p, s) => countOf(nats.deliveries, p, s), byMatcher)).toEqual([])
-      expect(
-        mismatches(edgeCases, (p, s) => countOf(inMemory.deliveries, p, s), (p, s) => countOf(nats.deliveries, p, s))
-      ).toEqual([])
-    }), 10_000)
+        expect(answers).toEqual(
+          EDGE_CASES.map(([pattern, subject, expected]) => ({
+            pattern,
+            subject,
+            nats: expected,
+            matches: expected,
+            inMemory: expected
+          }))
+        )
+        // and every other cell of the table's pattern x subject matrix
+        expect(mismatches(edgeCases, (p, s) => countOf(nats.deliveries, p, s), byMatcher)).toEqual([])
+        expect(
+          mismatches(edgeCases, (p, s) => countOf(inMemory.deliveries, p, s), (p, s) => countOf(nats.deliveries, p, s))
+        ).toEqual([])
+      }),
+    10_000
+  )
 })

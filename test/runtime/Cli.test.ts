@@ -20,7 +20,12 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Secure from "../../src/layers/Secure.ts"
-import { DEFAULT_MONITOR_INTERVAL_MILLIS, monitorOptions, monitorRenders, withOverrides } from "../../src/runtime/cli.ts"
+import {
+  DEFAULT_MONITOR_INTERVAL_MILLIS,
+  monitorOptions,
+  monitorRenders,
+  withOverrides
+} from "../../src/runtime/cli.ts"
 import * as Config from "../../src/runtime/Config.ts"
 import { awaitSleepIn, eventually } from "../fixtures/clock.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
@@ -186,7 +191,12 @@ describe("troupe CLI", () => {
       yield* waitForLine(monitor, /\(no nodes\)/)
       yield* Effect.acquireRelease(
         Effect.sync(() =>
-          spawnNode(troupeNode, [], { NATS_URL: nats.url, NODE_NAME: "mon-worker", NAMESPACE: namespace, HEARTBEAT: "200 millis" })
+          spawnNode(troupeNode, [], {
+            NATS_URL: nats.url,
+            NODE_NAME: "mon-worker",
+            NAMESPACE: namespace,
+            HEARTBEAT: "200 millis"
+          })
         ),
         (child) => Effect.promise(() => child.stop())
       )
@@ -206,221 +216,306 @@ describe("troupe CLI", () => {
       expect(result.stderr).toContain("http.port: Expected number, actual \"x\"")
     }).pipe(Effect.scoped), 30_000)
 
-  it.live("serve answers HTTP from an actor on another node; monitor sees nodes join; call asks", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerResource()
-      const dir = yield* tempDir
-      const port = yield* Effect.promise(freePort)
-      const namespace = `cli${Math.random().toString(36).slice(2, 8)}`
-      const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
-      writeFileSync(
-        Path.join(dir, "worker.toml"),
-        `modules = [${JSON.stringify(greeter)}, ${JSON.stringify(traceModule)}]\n[node]\nname = "cli-worker"\nnamespace = "${namespace}"\n${common}`
-      )
-      writeFileSync(
-        Path.join(dir, "edge.toml"),
-        `[node]\nname = "cli-edge"\nnamespace = "${namespace}"\n${common}[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
-          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
-          `[[http.routes]]\nmethod = "GET"\npath = "/where"\nkind = "TraceProbe"\ntag = "Where"\nservice = true\n`
-      )
+  it.live(
+    "serve answers HTTP from an actor on another node; monitor sees nodes join; call asks",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerResource()
+        const dir = yield* tempDir
+        const port = yield* Effect.promise(freePort)
+        const namespace = `cli${Math.random().toString(36).slice(2, 8)}`
+        const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+        writeFileSync(
+          Path.join(dir, "worker.toml"),
+          `modules = [${JSON.stringify(greeter)}, ${
+            JSON.stringify(traceModule)
+          }]\n[node]\nname = "cli-worker"\nnamespace = "${namespace}"\n${common}`
+        )
+        writeFileSync(
+          Path.join(dir, "edge.toml"),
+          `[node]\nname = "cli-edge"\nnamespace = "${namespace}"\n${common}[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
+            `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
+            `[[http.routes]]\nmethod = "GET"\npath = "/where"\nkind = "TraceProbe"\ntag = "Where"\nservice = true\n`
+        )
 
-      const monitor = yield* troupe(["monitor", "--nats", nats.url, "--namespace", namespace, "--interval", "200"])
-      yield* waitForLine(monitor, /\(no nodes\)/)
+        const monitor = yield* troupe(["monitor", "--nats", nats.url, "--namespace", namespace, "--interval", "200"])
+        yield* waitForLine(monitor, /\(no nodes\)/)
 
-      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
-      yield* waitForLine(worker, /^troupe: node cli-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
-      const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
-      yield* waitForLine(edge, new RegExp(`^troupe: node cli-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
+        const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+        yield* waitForLine(worker, /^troupe: node cli-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
+        const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
+        yield* waitForLine(
+          edge,
+          new RegExp(`^troupe: node cli-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`)
+        )
 
-      // the monitor prints both nodes once they have joined
-      yield* waitForLine(monitor, /^cli-worker\s+cli-worker-\S+\s+serving\s+alive\s+.*Greeter,TraceProbe$/)
-      yield* waitForLine(monitor, /^cli-edge\s+cli-edge-\S+\s+serving\s+alive/)
+        // the monitor prints both nodes once they have joined
+        yield* waitForLine(monitor, /^cli-worker\s+cli-worker-\S+\s+serving\s+alive\s+.*Greeter,TraceProbe$/)
+        yield* waitForLine(monitor, /^cli-edge\s+cli-edge-\S+\s+serving\s+alive/)
 
-      // the edge learns of the worker from its heartbeats: poll (bounded) until it routes
-      let hello = yield* httpGet(port, "/hello/ada?greeting=Hi")
-      for (let i = 0; i < 50 && hello.status !== 200; i++) {
-        yield* Effect.sleep("100 millis")
-        hello = yield* httpGet(port, "/hello/ada?greeting=Hi")
-      }
-      expect(hello).toEqual({ status: 200, body: { message: "Hi, ada!", count: 1, node: "worker (ada)" } })
-      expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
+        // the edge learns of the worker from its heartbeats: poll (bounded) until it routes
+        let hello = yield* httpGet(port, "/hello/ada?greeting=Hi")
+        for (let i = 0; i < 50 && hello.status !== 200; i++) {
+          yield* Effect.sleep("100 millis")
+          hello = yield* httpGet(port, "/hello/ada?greeting=Hi")
+        }
+        expect(hello).toEqual({ status: 200, body: { message: "Hi, ada!", count: 1, node: "worker (ada)" } })
+        expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
 
-      // a trace id crosses two nodes in two processes: HTTP → edge's ask span → worker's handler span
-      const traceId = "0af7651916cd43dd8448eb211c80319c"
-      const where = yield* httpGet(port, "/where", { traceparent: `00-${traceId}-b7ad6b7169203331-01` })
-      expect(where.status).toBe(200)
-      expect(where.body.traceId).toBe(traceId)
-      expect(where.body.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
-      expect(where.body.pid).toBe(worker.pid)
+        // a trace id crosses two nodes in two processes: HTTP → edge's ask span → worker's handler span
+        const traceId = "0af7651916cd43dd8448eb211c80319c"
+        const where = yield* httpGet(port, "/where", { traceparent: `00-${traceId}-b7ad6b7169203331-01` })
+        expect(where.status).toBe(200)
+        expect(where.body.traceId).toBe(traceId)
+        expect(where.body.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
+        expect(where.body.pid).toBe(worker.pid)
 
-      // call: one ask from a third process, reply as JSON on stdout
-      const called = yield* runToEnd([
-        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--nats", nats.url, "--namespace", namespace
-      ])
-      expect(called.code).toBe(0)
-      expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
+        // call: one ask from a third process, reply as JSON on stdout
+        const called = yield* runToEnd([
+          "call",
+          "Greeter",
+          "ada",
+          "Hello",
+          "--json",
+          `{"name":"ada"}`,
+          "--nats",
+          nats.url,
+          "--namespace",
+          namespace
+        ])
+        expect(called.code).toBe(0)
+        expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
 
-      // --config: servers, namespace and codec from a config file
-      const refused = yield* runToEnd([
-        "call", "Greeter", "nobody", "Hello", "--json", `{"name":"nobody"}`, "--config", Path.join(dir, "edge.toml")
-      ])
-      expect(refused.code).toBe(1)
-      expect(JSON.parse(refused.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "Shy", name: "nobody" })
+        // --config: servers, namespace and codec from a config file
+        const refused = yield* runToEnd([
+          "call",
+          "Greeter",
+          "nobody",
+          "Hello",
+          "--json",
+          `{"name":"nobody"}`,
+          "--config",
+          Path.join(dir, "edge.toml")
+        ])
+        expect(refused.code).toBe(1)
+        expect(JSON.parse(refused.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "Shy", name: "nobody" })
 
-      const badPayload = yield* runToEnd([
-        "call", "Greeter", "ada", "Hello", "--json", `{"name":3}`, "--nats", nats.url, "--namespace", namespace
-      ])
-      expect(badPayload.code).toBe(1)
-      expect(badPayload.stderr).toContain("DecodeError")
-    }).pipe(Effect.scoped), 120_000)
+        const badPayload = yield* runToEnd([
+          "call",
+          "Greeter",
+          "ada",
+          "Hello",
+          "--json",
+          `{"name":3}`,
+          "--nats",
+          nats.url,
+          "--namespace",
+          namespace
+        ])
+        expect(badPayload.code).toBe(1)
+        expect(badPayload.stderr).toContain("DecodeError")
+      }).pipe(Effect.scoped),
+    120_000
+  )
 
-  it.live("call --stream prints each element of a streamed reply as one NDJSON line, as it arrives", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerResource()
-      const dir = yield* tempDir
-      const namespace = `str${Math.random().toString(36).slice(2, 8)}`
-      writeFileSync(
-        Path.join(dir, "worker.toml"),
-        `modules = [${JSON.stringify(traceModule)}]\n[node]\nname = "str-worker"\nnamespace = "${namespace}"\n` +
-          `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
-      )
-      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
-      yield* waitForLine(worker, /^troupe: node str-worker-\S+ up; hosting \[TraceProbe\]$/)
-      const call = (tag: string, payload: object) =>
-        ["call", "TraceProbe", "-", tag, "--service", "--stream", "--json", JSON.stringify(payload), "--nats", nats.url,
-          "--namespace", namespace]
-      const parsed = (stdout: string) => stdout.trim().split("\n").map((line) => JSON.parse(line))
+  it.live(
+    "call --stream prints each element of a streamed reply as one NDJSON line, as it arrives",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerResource()
+        const dir = yield* tempDir
+        const namespace = `str${Math.random().toString(36).slice(2, 8)}`
+        writeFileSync(
+          Path.join(dir, "worker.toml"),
+          `modules = [${JSON.stringify(traceModule)}]\n[node]\nname = "str-worker"\nnamespace = "${namespace}"\n` +
+            `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+        )
+        const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+        yield* waitForLine(worker, /^troupe: node str-worker-\S+ up; hosting \[TraceProbe\]$/)
+        const call = (
+          tag: string,
+          payload: object
+        ) => [
+          "call",
+          "TraceProbe",
+          "-",
+          tag,
+          "--service",
+          "--stream",
+          "--json",
+          JSON.stringify(payload),
+          "--nats",
+          nats.url,
+          "--namespace",
+          namespace
+        ]
+        const parsed = (stdout: string) => stdout.trim().split("\n").map((line) => JSON.parse(line))
 
-      const counted = yield* runToEnd(call("Count", { n: 3 }))
-      expect(counted.code).toBe(0)
-      expect(parsed(counted.stdout)).toEqual([0, 1, 2].map((i) => ({ i, pid: worker.pid })))
+        const counted = yield* runToEnd(call("Count", { n: 3 }))
+        expect(counted.code).toBe(0)
+        expect(parsed(counted.stdout)).toEqual([0, 1, 2].map((i) => ({ i, pid: worker.pid })))
 
-      // a failure after the first element: the elements so far on stdout, the error on stderr, exit 1
-      const tooFar = yield* runToEnd(call("Count", { n: 3, failAt: 1 }))
-      expect(tooFar.code).toBe(1)
-      expect(parsed(tooFar.stdout)).toEqual([{ i: 0, pid: worker.pid }])
-      expect(JSON.parse(tooFar.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "TooFar", at: 1 })
+        // a failure after the first element: the elements so far on stdout, the error on stderr, exit 1
+        const tooFar = yield* runToEnd(call("Count", { n: 3, failAt: 1 }))
+        expect(tooFar.code).toBe(1)
+        expect(parsed(tooFar.stdout)).toEqual([{ i: 0, pid: worker.pid }])
+        expect(JSON.parse(tooFar.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "TooFar", at: 1 })
 
-      // binary elements (msgpack on the wire) come out as base64 strings: [0, 1, 255], [1, 2, 254]
-      const bytes = yield* runToEnd(call("Bytes", { n: 2 }))
-      expect(bytes.code).toBe(0)
-      expect(parsed(bytes.stdout)).toEqual(["AAH/", "AQL+"])
+        // binary elements (msgpack on the wire) come out as base64 strings: [0, 1, 255], [1, 2, 254]
+        const bytes = yield* runToEnd(call("Bytes", { n: 2 }))
+        expect(bytes.code).toBe(0)
+        expect(parsed(bytes.stdout)).toEqual(["AAH/", "AQL+"])
 
-      // the wrong kind of call: a clear error from the handler's node, nothing on stdout
-      const unary = call("Count", { n: 3 }).filter((arg) => arg !== "--stream")
-      const askedOnce = yield* runToEnd(unary)
-      expect(askedOnce.code).toBe(1)
-      expect(askedOnce.stdout.trim()).toBe("")
-      expect(JSON.parse(askedOnce.stderr.trim().split("\n").at(-1)!)).toMatchObject({
-        _tag: "StreamError",
-        kind: "TraceProbe",
-        tag: "Count",
-        reason: "this Rpc replies with a stream: call it as a stream"
-      })
-      const streamedWhere = yield* runToEnd(call("Where", {}))
-      expect(streamedWhere.code).toBe(1)
-      expect(streamedWhere.stdout.trim()).toBe("")
-      expect(JSON.parse(streamedWhere.stderr.trim().split("\n").at(-1)!)).toMatchObject({
-        _tag: "StreamError",
-        tag: "Where",
-        reason: "this Rpc replies once: call it with ask, not as a stream"
-      })
-
-      // a reply that stays open: its elements are printed while the call still runs
-      const held = yield* troupe(call("Hold", { n: 2 }))
-      yield* waitForLine(held, /^1$/)
-      expect(held.lines).toEqual(["0", "1"])
-      const state = yield* Effect.promise(() => Promise.race([held.exited.then(() => "exited"), Promise.resolve("running")]))
-      expect(state).toBe("running")
-      // a node without [secure] has no key to print
-      expect(worker.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([])
-    }).pipe(Effect.scoped), 120_000)
-
-  it.live("serve with [secure]: prints its public key; two secured nodes answer through the gateway; call needs the config's identity", () =>
-    Effect.gen(function*() {
-      const nats = yield* natsServerResource()
-      const dir = yield* tempDir
-      const port = yield* Effect.promise(freePort)
-      const namespace = `sec${Math.random().toString(36).slice(2, 8)}`
-      // each node its own seed file; the edge trusts the worker by a key file, the worker the edge inline
-      const keys: Record<string, string> = {}
-      for (const name of ["worker", "edge"]) {
-        writeFileSync(Path.join(dir, `${name}.key`), yield* Secure.generateSeed)
-        keys[name] = (yield* Secure.identityFromFile(Path.join(dir, `${name}.key`))).publicKey
-        writeFileSync(Path.join(dir, `${name}.pub`), `# ${name}\n${keys[name]}\n`)
-      }
-      const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
-      writeFileSync(
-        Path.join(dir, "worker.toml"),
-        `modules = [${JSON.stringify(greeter)}, ${JSON.stringify(traceModule)}]\n[node]\nname = "sec-worker"\nnamespace = "${namespace}"\n${common}` +
-          `[secure]\nidentity = "./worker.key"\ntrust = ["${keys["edge"]}", "${keys["worker"]}"]\n`
-      )
-      writeFileSync(
-        Path.join(dir, "edge.toml"),
-        `[node]\nname = "sec-edge"\nnamespace = "${namespace}"\n${common}` +
-          `[secure]\nidentity = { file = "./edge.key" }\ntrust = ["./worker.pub", "./edge.pub"]\n` +
-          `[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
-          `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
-          `[[http.routes]]\nmethod = "POST"\npath = "/count"\nkind = "TraceProbe"\ntag = "Count"\nservice = true\nstream = true\n` +
-          `errors = { TooFar = 416 }\n`
-      )
-      const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
-      const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
-      yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
-      yield* waitForLine(edge, new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`))
-      // each prints the public key of its identity (the one its peers trust), once
-      for (const [child, name] of [[worker, "worker"], [edge, "edge"]] as const) {
-        expect(child.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([`troupe: public key ${keys[name]}`])
-      }
-
-      // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
-      let hello = yield* httpGet(port, "/hello/ada")
-      for (let i = 0; i < 100 && hello.status !== 200; i++) {
-        yield* Effect.sleep("100 millis")
-        hello = yield* httpGet(port, "/hello/ada")
-      }
-      expect(hello).toEqual({ status: 200, body: { message: "Hello, ada!", count: 1, node: "worker (ada)" } })
-      expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
-
-      // a streamed reply by name (`stream = true`), as NDJSON, from the other process over sealed frames
-      const count = (body: object) =>
-        Effect.promise(async () => {
-          const response = await fetch(`http://127.0.0.1:${port}/count`, {
-            method: "POST",
-            body: JSON.stringify(body),
-            signal: AbortSignal.timeout(10_000)
-          })
-          const text = await response.text()
-          return { status: response.status, type: response.headers.get("content-type"), text }
+        // the wrong kind of call: a clear error from the handler's node, nothing on stdout
+        const unary = call("Count", { n: 3 }).filter((arg) => arg !== "--stream")
+        const askedOnce = yield* runToEnd(unary)
+        expect(askedOnce.code).toBe(1)
+        expect(askedOnce.stdout.trim()).toBe("")
+        expect(JSON.parse(askedOnce.stderr.trim().split("\n").at(-1)!)).toMatchObject({
+          _tag: "StreamError",
+          kind: "TraceProbe",
+          tag: "Count",
+          reason: "this Rpc replies with a stream: call it as a stream"
         })
-      const counted = yield* count({ n: 3 })
-      expect(counted).toMatchObject({ status: 200, type: "application/x-ndjson" })
-      expect(counted.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual(
-        [0, 1, 2].map((i) => ({ i, pid: worker.pid }))
-      )
-      const tooFar = yield* count({ n: 3, failAt: 2 })
-      expect(tooFar.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual([
-        { i: 0, pid: worker.pid },
-        { i: 1, pid: worker.pid },
-        { _error: { _tag: "TooFar", at: 2 } }
-      ])
-      const early = yield* count({ n: 3, failAt: 0 })
-      expect(early.status).toBe(416)
-      expect(JSON.parse(early.text)).toEqual({ _tag: "TooFar", at: 0 })
+        const streamedWhere = yield* runToEnd(call("Where", {}))
+        expect(streamedWhere.code).toBe(1)
+        expect(streamedWhere.stdout.trim()).toBe("")
+        expect(JSON.parse(streamedWhere.stderr.trim().split("\n").at(-1)!)).toMatchObject({
+          _tag: "StreamError",
+          tag: "Where",
+          reason: "this Rpc replies once: call it with ask, not as a stream"
+        })
 
-      // call --config joins with the config's identity
-      const called = yield* runToEnd([
-        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--config", Path.join(dir, "edge.toml")
-      ])
-      expect(called.code).toBe(0)
-      expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
-      // without it, the secured nodes stay invisible: nobody hosts Greeter as far as it can tell
-      const plain = yield* runToEnd([
-        "call", "Greeter", "ada", "Hello", "--json", `{"name":"ada"}`, "--nats", nats.url, "--namespace", namespace,
-        "--timeout", "1 second"
-      ])
-      expect(plain.code).toBe(1)
-      expect(plain.stdout).toBe("")
-      expect(JSON.parse(plain.stderr.trim().split("\n").at(-1)!)).toMatchObject({ _tag: "NoAvailableNode", kind: "Greeter" })
-    }).pipe(Effect.scoped), 120_000)
+        // a reply that stays open: its elements are printed while the call still runs
+        const held = yield* troupe(call("Hold", { n: 2 }))
+        yield* waitForLine(held, /^1$/)
+        expect(held.lines).toEqual(["0", "1"])
+        const state = yield* Effect.promise(() =>
+          Promise.race([held.exited.then(() => "exited"), Promise.resolve("running")])
+        )
+        expect(state).toBe("running")
+        // a node without [secure] has no key to print
+        expect(worker.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([])
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "serve with [secure]: prints its public key; two secured nodes answer through the gateway; call needs the config's identity",
+    () =>
+      Effect.gen(function*() {
+        const nats = yield* natsServerResource()
+        const dir = yield* tempDir
+        const port = yield* Effect.promise(freePort)
+        const namespace = `sec${Math.random().toString(36).slice(2, 8)}`
+        // each node its own seed file; the edge trusts the worker by a key file, the worker the edge inline
+        const keys: Record<string, string> = {}
+        for (const name of ["worker", "edge"]) {
+          writeFileSync(Path.join(dir, `${name}.key`), yield* Secure.generateSeed)
+          keys[name] = (yield* Secure.identityFromFile(Path.join(dir, `${name}.key`))).publicKey
+          writeFileSync(Path.join(dir, `${name}.pub`), `# ${name}\n${keys[name]}\n`)
+        }
+        const common = `[nats]\nservers = ["${nats.url}"]\nheartbeat = "200 millis"\n`
+        writeFileSync(
+          Path.join(dir, "worker.toml"),
+          `modules = [${JSON.stringify(greeter)}, ${
+            JSON.stringify(traceModule)
+          }]\n[node]\nname = "sec-worker"\nnamespace = "${namespace}"\n${common}` +
+            `[secure]\nidentity = "./worker.key"\ntrust = ["${keys["edge"]}", "${keys["worker"]}"]\n`
+        )
+        writeFileSync(
+          Path.join(dir, "edge.toml"),
+          `[node]\nname = "sec-edge"\nnamespace = "${namespace}"\n${common}` +
+            `[secure]\nidentity = { file = "./edge.key" }\ntrust = ["./worker.pub", "./edge.pub"]\n` +
+            `[http]\nport = ${port}\nhost = "127.0.0.1"\n` +
+            `[[http.routes]]\nmethod = "GET"\npath = "/hello/:name"\nkind = "Greeter"\ntag = "Hello"\nid = ":name"\nerrors = { Shy = 404 }\n` +
+            `[[http.routes]]\nmethod = "POST"\npath = "/count"\nkind = "TraceProbe"\ntag = "Count"\nservice = true\nstream = true\n` +
+            `errors = { TooFar = 416 }\n`
+        )
+        const worker = yield* troupe(["serve", "--config", Path.join(dir, "worker.toml")])
+        const edge = yield* troupe(["serve", "--config", Path.join(dir, "edge.toml")])
+        yield* waitForLine(worker, /^troupe: node sec-worker-\S+ up; hosting \[Greeter, TraceProbe\]$/)
+        yield* waitForLine(
+          edge,
+          new RegExp(`^troupe: node sec-edge-\\S+ up; hosting \\[\\]; http on 127.0.0.1:${port}$`)
+        )
+        // each prints the public key of its identity (the one its peers trust), once
+        for (const [child, name] of [[worker, "worker"], [edge, "edge"]] as const) {
+          expect(child.lines.filter((line) => line.startsWith("troupe: public key"))).toEqual([
+            `troupe: public key ${keys[name]}`
+          ])
+        }
+
+        // the edge learns of the worker from its (sealed) heartbeats: poll (bounded) until it routes
+        let hello = yield* httpGet(port, "/hello/ada")
+        for (let i = 0; i < 100 && hello.status !== 200; i++) {
+          yield* Effect.sleep("100 millis")
+          hello = yield* httpGet(port, "/hello/ada")
+        }
+        expect(hello).toEqual({ status: 200, body: { message: "Hello, ada!", count: 1, node: "worker (ada)" } })
+        expect(yield* httpGet(port, "/hello/nobody")).toEqual({ status: 404, body: { _tag: "Shy", name: "nobody" } })
+
+        // a streamed reply by name (`stream = true`), as NDJSON, from the other process over sealed frames
+        const count = (body: object) =>
+          Effect.promise(async () => {
+            const response = await fetch(`http://127.0.0.1:${port}/count`, {
+              method: "POST",
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(10_000)
+            })
+            const text = await response.text()
+            return { status: response.status, type: response.headers.get("content-type"), text }
+          })
+        const counted = yield* count({ n: 3 })
+        expect(counted).toMatchObject({ status: 200, type: "application/x-ndjson" })
+        expect(counted.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual(
+          [0, 1, 2].map((i) => ({ i, pid: worker.pid }))
+        )
+        const tooFar = yield* count({ n: 3, failAt: 2 })
+        expect(tooFar.text.trim().split("\n").map((line) => JSON.parse(line))).toEqual([
+          { i: 0, pid: worker.pid },
+          { i: 1, pid: worker.pid },
+          { _error: { _tag: "TooFar", at: 2 } }
+        ])
+        const early = yield* count({ n: 3, failAt: 0 })
+        expect(early.status).toBe(416)
+        expect(JSON.parse(early.text)).toEqual({ _tag: "TooFar", at: 0 })
+
+        // call --config joins with the config's identity
+        const called = yield* runToEnd([
+          "call",
+          "Greeter",
+          "ada",
+          "Hello",
+          "--json",
+          `{"name":"ada"}`,
+          "--config",
+          Path.join(dir, "edge.toml")
+        ])
+        expect(called.code).toBe(0)
+        expect(JSON.parse(called.stdout.trim())).toEqual({ message: "Hello, ada!", count: 2, node: "worker (ada)" })
+        // without it, the secured nodes stay invisible: nobody hosts Greeter as far as it can tell
+        const plain = yield* runToEnd([
+          "call",
+          "Greeter",
+          "ada",
+          "Hello",
+          "--json",
+          `{"name":"ada"}`,
+          "--nats",
+          nats.url,
+          "--namespace",
+          namespace,
+          "--timeout",
+          "1 second"
+        ])
+        expect(plain.code).toBe(1)
+        expect(plain.stdout).toBe("")
+        expect(JSON.parse(plain.stderr.trim().split("\n").at(-1)!)).toMatchObject({
+          _tag: "NoAvailableNode",
+          kind: "Greeter"
+        })
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })

@@ -147,7 +147,9 @@ errors = { X = 200 }
       const load = (text: string) =>
         Effect.flatMap(Effect.sync(() => writeFileSync(file, text)), () => Config.load(file))
 
-      const badRoute = yield* load(`[http]\nport = 1\n[[http.routes]]\nmethod = "GET"\npath = "/a"\nkind = "K"\ntag = "T"\n`)
+      const badRoute = yield* load(
+        `[http]\nport = 1\n[[http.routes]]\nmethod = "GET"\npath = "/a"\nkind = "K"\ntag = "T"\n`
+      )
       const routeError = yield* Effect.flip(serveLayer(badRoute))
       expect(routeError.issues.map((i) => i.path)).toEqual(["http.routes[0]"])
       expect(routeError.issues[0]!.message).toContain(":id")
@@ -209,13 +211,26 @@ errors = { X = 200 }
     }).pipe(Effect.scoped))
 
   it("parses a [secure] section: identity from a file or a variable, trust keys and files or \"any\"", () => {
-    const parse = (secure: string) => Config.parse(`[nats]\nservers = "nats://h:4222"\n[secure]\n${secure}`, "/srv/app/troupe.toml")
-    const fromFile = Either.getOrThrow(parse(`identity = "./keys/edge.key"\ntrust = ["./keys/peers.pub", "${"ab".repeat(32)}"]\nhandshakeTimeout = "2 seconds"\n`))
+    const parse = (secure: string) =>
+      Config.parse(`[nats]\nservers = "nats://h:4222"\n[secure]\n${secure}`, "/srv/app/troupe.toml")
+    const fromFile = Either.getOrThrow(
+      parse(
+        `identity = "./keys/edge.key"\ntrust = ["./keys/peers.pub", "${
+          "ab".repeat(32)
+        }"]\nhandshakeTimeout = "2 seconds"\n`
+      )
+    )
     expect(fromFile.secure).toMatchObject({ identity: "./keys/edge.key", trust: ["./keys/peers.pub", "ab".repeat(32)] })
     expect(Duration.toMillis(fromFile.secure!.handshakeTimeout!)).toBe(2000)
     expect(Config.resolvePath(fromFile, "./keys/edge.key")).toBe("/srv/app/keys/edge.key")
-    expect(Either.getOrThrow(parse(`identity = { env = "SEED" }\ntrust = "any"\n`)).secure).toEqual({ identity: { env: "SEED" }, trust: "any" })
-    expect(Either.getOrThrow(parse(`identity = { file = "k" }\ntrust = []\n`)).secure).toEqual({ identity: { file: "k" }, trust: [] })
+    expect(Either.getOrThrow(parse(`identity = { env = "SEED" }\ntrust = "any"\n`)).secure).toEqual({
+      identity: { env: "SEED" },
+      trust: "any"
+    })
+    expect(Either.getOrThrow(parse(`identity = { file = "k" }\ntrust = []\n`)).secure).toEqual({
+      identity: { file: "k" },
+      trust: []
+    })
     expect(issuesOf(parse(`identity = { path = "k" }\ntrust = "all"\nextra = 1\n`))).toEqual([
       `secure.extra: is unexpected, expected: "identity" | "trust" | "handshakeTimeout"`,
       `secure.identity: expected a key file ("./node.key" or { file = "..." }) or { env = "VARIABLE" }`,
@@ -238,21 +253,32 @@ errors = { X = 200 }
           Effect.sync(() => writeFileSync(file, `[nats]\nservers = "nats://127.0.0.1:4222"\n[secure]\n${secure}`)),
           () => Config.load(file)
         )
-      const options = yield* secureOptions(yield* load(`identity = "./node.key"\ntrust = ["./peers.pub", "${c.publicKey}"]\n`))
+      const options = yield* secureOptions(
+        yield* load(`identity = "./node.key"\ntrust = ["./peers.pub", "${c.publicKey}"]\n`)
+      )
       expect(options?.trust).toEqual([a.publicKey, b.publicKey, c.publicKey])
       const identity = options!.identity
       expect(Secure.isIdentity(identity) && identity.publicKey).toBe(
         (yield* Secure.identityFromFile(Path.join(dir, "node.key"))).publicKey
       )
       process.env["TROUPE_TEST_CONFIG_SEED"] = seed
-      const fromEnv = yield* secureOptions(yield* load(`identity = { env = "TROUPE_TEST_CONFIG_SEED" }\ntrust = "any"\n`))
+      const fromEnv = yield* secureOptions(
+        yield* load(`identity = { env = "TROUPE_TEST_CONFIG_SEED" }\ntrust = "any"\n`)
+      )
       delete process.env["TROUPE_TEST_CONFIG_SEED"]
       expect(fromEnv?.trust).toBe("any")
-      expect(Secure.isIdentity(fromEnv!.identity) && fromEnv!.identity.publicKey).toBe(Secure.isIdentity(identity) && identity.publicKey)
+      expect(Secure.isIdentity(fromEnv!.identity) && fromEnv!.identity.publicKey).toBe(
+        Secure.isIdentity(identity) && identity.publicKey
+      )
 
       const failure = (secure: string) =>
-        Effect.map(Effect.flip(Effect.flatMap(load(secure), secureOptions)), (e) => e.issues.map((i) => `${i.path}: ${i.message}`))
-      expect((yield* failure(`identity = "./missing.key"\ntrust = "any"\n`))[0]).toMatch(/^secure\.identity: cannot read the identity file /)
+        Effect.map(
+          Effect.flip(Effect.flatMap(load(secure), secureOptions)),
+          (e) => e.issues.map((i) => `${i.path}: ${i.message}`)
+        )
+      expect((yield* failure(`identity = "./missing.key"\ntrust = "any"\n`))[0]).toMatch(
+        /^secure\.identity: cannot read the identity file /
+      )
       expect(yield* failure(`identity = { env = "TROUPE_TEST_UNSET_SEED" }\ntrust = "any"\n`)).toEqual([
         "secure.identity: the environment variable TROUPE_TEST_UNSET_SEED is not set"
       ])

@@ -22,7 +22,11 @@ import { makeLink } from "../fixtures/link.ts"
 import { makeProbeState, Probe, probeLayer } from "../fixtures/probe.ts"
 import { makeStreamerState, Streamer, streamerLayer } from "../fixtures/streamer.ts"
 
-const onTransport = (kinds: Layer.Layer<never, never, ActorSystem>, transport: Transport.TransportShape, name: string) =>
+const onTransport = (
+  kinds: Layer.Layer<never, never, ActorSystem>,
+  transport: Transport.TransportShape,
+  name: string
+) =>
   Layer.build(
     kinds.pipe(
       Layer.provideMerge(Node.layer({ name })),

@@ -22,7 +22,10 @@ class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.
 class Broken extends Schema.TaggedError<Broken>()("Broken", { code: Schema.Number }) {}
 
 const rpcs = [
-  Rpc.make("Hello", { payload: { name: Schema.String, greeting: Schema.optional(Schema.String) }, success: Schema.String }),
+  Rpc.make("Hello", {
+    payload: { name: Schema.String, greeting: Schema.optional(Schema.String) },
+    success: Schema.String
+  }),
   Rpc.make("Add", { payload: { a: Schema.Number, b: Schema.NumberFromString }, success: Schema.Number }),
   Rpc.make("Headers", { success: Schema.Record({ key: Schema.String, value: Schema.String }) }),
   Rpc.make("When", { payload: { at: Schema.Date }, success: Schema.Date }),
@@ -54,7 +57,10 @@ const slowInterruptedOf = (id: string): Deferred.Deferred<void> => {
 /** waits (bounded) until the `Slow` handler of `id` has been interrupted on the hosting node */
 const awaitSlowInterrupted = (id: string) =>
   Deferred.await(slowInterruptedOf(id)).pipe(
-    Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error(`the Slow handler of ${id} was not interrupted`) }),
+    Effect.timeoutFail({
+      duration: "10 seconds",
+      onTimeout: () => new Error(`the Slow handler of ${id} was not interrupted`)
+    }),
     Effect.orDie
   )
 
@@ -198,7 +204,12 @@ interface Reply {
   readonly headers: Headers
 }
 
-const request = (port: number, method: string, path: string, init?: { body?: string; headers?: Record<string, string> }) =>
+const request = (
+  port: number,
+  method: string,
+  path: string,
+  init?: { body?: string; headers?: Record<string, string> }
+) =>
   Effect.promise(async (): Promise<Reply> => {
     const response = await fetch(`http://127.0.0.1:${port}${path}`, {
       method,
@@ -219,7 +230,13 @@ const request = (port: number, method: string, path: string, init?: { body?: str
 /** a POST without content-length: the body goes chunked (`transfer-encoding: chunked`) */
 const chunkedPost = (port: number, path: string, chunks: ReadonlyArray<string>) =>
   Effect.async<{ status: number; body: any }>((resume) => {
-    const req = http.request({ host: "127.0.0.1", port, method: "POST", path, headers: { "content-type": "application/json" } }, (res) => {
+    const req = http.request({
+      host: "127.0.0.1",
+      port,
+      method: "POST",
+      path,
+      headers: { "content-type": "application/json" }
+    }, (res) => {
       let data = ""
       res.setEncoding("utf8")
       res.on("data", (chunk: string) => (data += chunk))
@@ -239,29 +256,31 @@ const chunkedPost = (port: number, path: string, chunks: ReadonlyArray<string>) 
 const setupWith = (options: {
   readonly gateway?: Partial<Gateway.AppOptions>
   readonly transport?: TransportOptions
-}) => Effect.gen(function*() {
-  const cluster = yield* makeCluster("json", options.transport)
-  const b = yield* cluster.add(GreeterLive, { name: "b" })
-  const a = yield* cluster.add(Layer.empty, { name: "a" })
-  const port = yield* Effect.promise(freePort)
-  // what the gateway logs, kept for the assertions (and out of the test output)
-  const logs: Array<string> = []
-  const capture = Logger.make(({ cause, message }) => {
-    logs.push(`${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
-  })
-  yield* Layer.build(
-    Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024, ...options.gateway }).pipe(
-      Layer.provide(Layer.succeedContext(a)),
-      Layer.provide(Logger.replace(Logger.defaultLogger, capture))
+}) =>
+  Effect.gen(function*() {
+    const cluster = yield* makeCluster("json", options.transport)
+    const b = yield* cluster.add(GreeterLive, { name: "b" })
+    const a = yield* cluster.add(Layer.empty, { name: "a" })
+    const port = yield* Effect.promise(freePort)
+    // what the gateway logs, kept for the assertions (and out of the test output)
+    const logs: Array<string> = []
+    const capture = Logger.make(({ cause, message }) => {
+      logs.push(`${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
+    })
+    yield* Layer.build(
+      Gateway.layer({ port, host: "127.0.0.1", routes, maxBodySize: 1024, ...options.gateway }).pipe(
+        Layer.provide(Layer.succeedContext(a)),
+        Layer.provide(Logger.replace(Logger.defaultLogger, capture))
+      )
     )
-  )
-  return { port, a, b, logs }
-})
+    return { port, a, b, logs }
+  })
 
 const setup = setupWith({})
 
 /** the NDJSON lines of a reply, parsed */
-const lines = (reply: Reply): Array<any> => reply.text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line))
+const lines = (reply: Reply): Array<any> =>
+  reply.text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line))
 
 describe("Gateway", () => {
   it.live("serves an actor on another node: path params, query, body, fixed ids, services", () =>
@@ -300,7 +319,9 @@ describe("Gateway", () => {
   it.live("passes request headers to the handler, without hop-by-hop ones", () =>
     Effect.gen(function*() {
       const { port } = yield* setup
-      const reply = yield* request(port, "GET", "/headers/x", { headers: { "x-user": "ada", authorization: "Bearer t" } })
+      const reply = yield* request(port, "GET", "/headers/x", {
+        headers: { "x-user": "ada", authorization: "Bearer t" }
+      })
       expect(reply.status).toBe(200)
       expect(reply.body["x-user"]).toBe("ada")
       expect(reply.body["authorization"]).toBe("Bearer t")
@@ -331,13 +352,20 @@ describe("Gateway", () => {
       const notHosted = yield* request(port, "GET", "/nowhere/x")
       expect(notHosted).toMatchObject({ status: 404, body: { _tag: "ActorNotFound", kind: "GwNowhere" } })
 
-      const tooLarge = yield* request(port, "POST", "/hello/ada", { body: JSON.stringify({ greeting: "x".repeat(2000) }) })
+      const tooLarge = yield* request(port, "POST", "/hello/ada", {
+        body: JSON.stringify({ greeting: "x".repeat(2000) })
+      })
       expect(tooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
 
       // without a content-length the body is counted while it is read
-      const chunkedTooLarge = yield* chunkedPost(port, "/hello/ada", ['{"greeting":"', "y".repeat(800), "y".repeat(800), '"}'])
+      const chunkedTooLarge = yield* chunkedPost(port, "/hello/ada", [
+        "{\"greeting\":\"",
+        "y".repeat(800),
+        "y".repeat(800),
+        "\"}"
+      ])
       expect(chunkedTooLarge).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 1024 } })
-      const chunkedOk = yield* chunkedPost(port, "/hello/ada", ['{"greeting":', '"yo"}'])
+      const chunkedOk = yield* chunkedPost(port, "/hello/ada", ["{\"greeting\":", "\"yo\"}"])
       expect(chunkedOk).toEqual({ status: 200, body: "yo ada from fixed-id" })
 
       const declared = yield* request(port, "POST", "/refuse/x", { body: JSON.stringify({ reason: "no" }) })
@@ -358,7 +386,10 @@ describe("Gateway", () => {
       expect(logs.some((line) => line.includes("gateway: GwGreeter.Die failed") && line.includes("hunter2"))).toBe(true)
 
       const timeout = yield* request(port, "GET", "/slow/x")
-      expect(timeout).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", id: "x", tag: "Slow" } })
+      expect(timeout).toMatchObject({
+        status: 504,
+        body: { _tag: "AskTimeout", kind: "GwGreeter", id: "x", tag: "Slow" }
+      })
       // the timeout reached the handler on node b: it was interrupted
       yield* awaitSlowInterrupted("x")
     }).pipe(Effect.scoped))
@@ -368,7 +399,10 @@ describe("Gateway", () => {
       // the node's ask timeout stays at its default (30 s), longer than the client waits (5 s)
       const { port } = yield* setupWith({ gateway: { timeout: "200 millis" } })
       const reply = yield* request(port, "GET", "/slow-default/gw")
-      expect(reply).toMatchObject({ status: 504, body: { _tag: "AskTimeout", kind: "GwGreeter", id: "gw", tag: "Slow" } })
+      expect(reply).toMatchObject({
+        status: 504,
+        body: { _tag: "AskTimeout", kind: "GwGreeter", id: "gw", tag: "Slow" }
+      })
       yield* awaitSlowInterrupted("gw")
       // the other routes go on answering
       expect(yield* request(port, "GET", "/hello/ada")).toMatchObject({ status: 200, body: "hello ada from ada" })
@@ -381,7 +415,9 @@ describe("Gateway", () => {
       expect(yield* request(port, "GET", "/sized/a?bytes=100")).toMatchObject({ status: 200, body: "x".repeat(100) })
 
       // a request within the body limit whose frame is over the node's limit: refused before it leaves node a
-      const bigRequest = yield* request(port, "POST", "/hello/ada", { body: JSON.stringify({ greeting: "y".repeat(10_000) }) })
+      const bigRequest = yield* request(port, "POST", "/hello/ada", {
+        body: JSON.stringify({ greeting: "y".repeat(10_000) })
+      })
       expect(bigRequest).toMatchObject({ status: 413, body: { _tag: "PayloadTooLarge", limit: 4096 } })
       expect(bigRequest.body.size).toBeGreaterThan(4096)
 
@@ -509,7 +545,10 @@ describe("Gateway", () => {
       // by name: the elements as the hosting node encoded them
       const dynamic = yield* request(port, "POST", "/dynamic-count/b", { body: JSON.stringify({ n: 2 }) })
       expect(dynamic.status).toBe(200)
-      expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, { i: 1, at: "2026-01-01T00:00:01.000Z" }])
+      expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, {
+        i: 1,
+        at: "2026-01-01T00:00:01.000Z"
+      }])
     }).pipe(Effect.scoped))
 
   it.live("binary: base64 strings where the schema has no JSON encoding, else its own; streamed or not", () =>
@@ -559,7 +598,12 @@ describe("Gateway", () => {
       const mismatch = yield* request(port, "GET", "/not-a-stream/ada")
       expect(mismatch).toMatchObject({
         status: 502,
-        body: { _tag: "StreamError", kind: "GwGreeter", tag: "Hello", reason: "this Rpc replies once: call it with ask, not as a stream" }
+        body: {
+          _tag: "StreamError",
+          kind: "GwGreeter",
+          tag: "Hello",
+          reason: "this Rpc replies once: call it with ask, not as a stream"
+        }
       })
     }).pipe(Effect.scoped))
 
@@ -574,7 +618,9 @@ describe("Gateway", () => {
         { _error: { _tag: "Refused", reason: "failed at 2" } }
       ])
       const dynamic = yield* request(port, "POST", "/dynamic-count/b", { body: JSON.stringify({ n: 5, failAt: 1 }) })
-      expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, { _error: { _tag: "Refused", reason: "failed at 1" } }])
+      expect(lines(dynamic)).toEqual([{ i: 0, at: "2026-01-01T00:00:00.000Z" }, {
+        _error: { _tag: "Refused", reason: "failed at 1" }
+      }])
       // a defect: a generic line, the detail only in the gateway's log
       const died = yield* request(port, "GET", "/count/a?n=5&dieAt=1")
       expect(lines(died)).toEqual([
@@ -582,10 +628,14 @@ describe("Gateway", () => {
         { _error: { _tag: "InternalServerError", message: "internal server error" } }
       ])
       expect(died.text).not.toContain("hunter2")
-      expect(logs.some((line) => line.includes("gateway: GwTicker.Count failed") && line.includes("hunter2"))).toBe(true)
+      expect(logs.some((line) => line.includes("gateway: GwTicker.Count failed") && line.includes("hunter2"))).toBe(
+        true
+      )
       // the route's timeout is an idle timeout: a producer silent that long ends the body
       const stalled = yield* request(port, "GET", "/stall/a")
-      expect(lines(stalled)).toEqual([1, { _error: expect.objectContaining({ _tag: "AskTimeout", kind: "GwTicker", tag: "Stall" }) }])
+      expect(lines(stalled)).toEqual([1, {
+        _error: expect.objectContaining({ _tag: "AskTimeout", kind: "GwTicker", tag: "Stall" })
+      }])
     }).pipe(Effect.scoped))
 
   it.live("a client that goes away mid-stream interrupts the remote producer", () =>
@@ -619,7 +669,9 @@ describe("Gateway", () => {
       // the same while the gateway still waits for the first element (no status sent yet)
       const hung = { ...hangs }
       const req = http.get({ host: "127.0.0.1", port, path: "/hang/x" })
-      const pending = new Promise((resolve) => req.on("error", () => resolve("aborted")).on("response", () => resolve("answered")))
+      const pending = new Promise((resolve) =>
+        req.on("error", () => resolve("aborted")).on("response", () => resolve("answered"))
+      )
       for (let i = 0; i < 100 && hangs.started === hung.started; i++) yield* Effect.sleep("20 millis")
       expect(hangs.started).toBe(hung.started + 1)
       req.destroy()
@@ -637,6 +689,8 @@ describe("Gateway", () => {
     expect(() => Gateway.route("GET", "/x/:id", Greeter, "NoSuchTag")).toThrow(/no Rpc "NoSuchTag"/)
     // @ts-expect-error statuses are keyed by the Rpc's typed error tags
     Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Nope: 409 } })
-    expect(() => Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 200 } })).toThrow(/400\.\.599/)
+    expect(() => Gateway.route("POST", "/refuse/:id", Greeter, "Refuse", { errors: { Refused: 200 } })).toThrow(
+      /400\.\.599/
+    )
   })
 })

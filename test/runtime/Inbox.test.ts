@@ -75,8 +75,11 @@ describe("a stream's inbox", () => {
 
   it.effect("an undecodable frame fails the stream after the elements of the frames before it", () =>
     Effect.gen(function*() {
-      const { inbox } = inboxOf(8, (items) =>
-        items.includes("bad") ? Either.left(new Error("frame does not match its schema")) : Either.right(items))
+      const { inbox } = inboxOf(
+        8,
+        (items) =>
+          items.includes("bad") ? Either.left(new Error("frame does not match its schema")) : Either.right(items)
+      )
       inbox.offer(0, [1, 2])
       inbox.offer(1, ["bad"])
       inbox.offer(2, [3])

@@ -161,13 +161,16 @@ describe("frames from the wire", () => {
         Rpc.make("Ticks", { payload: { n: Schema.Number }, success: Schema.Number, stream: true }),
         Rpc.make("Builds", { success: Schema.Number })
       ])
-      const TickerLive = Actor.toLayer(Ticker, Effect.sync(() => {
-        builds.count++
-        return {
-          Ticks: ({ n }: { readonly n: number }) => Stream.range(1, n),
-          Builds: () => Effect.succeed(builds.count)
-        }
-      }))
+      const TickerLive = Actor.toLayer(
+        Ticker,
+        Effect.sync(() => {
+          builds.count++
+          return {
+            Ticks: ({ n }: { readonly n: number }) => Stream.range(1, n),
+            Builds: () => Effect.succeed(builds.count)
+          }
+        })
+      )
       const node = yield* cluster.add(TickerLive, { name: "host" })
       const ticker = (yield* Effect.provide(Actor.client(Ticker), node))("t")
       expect(yield* ticker.Builds()).toBe(1)

@@ -60,7 +60,9 @@ describe("placement", () => {
       const ids = Array.from({ length: 1000 }, (_, i) => `id-${i}`)
       const before = new Map<string, string>()
       for (const id of ids) before.set(id, yield* probe(id).Whoami())
-      for (const n of nodes) expect([...before.values()].filter((owner) => owner === n.name).length).toBeGreaterThan(250)
+      for (const n of nodes) {
+        expect([...before.values()].filter((owner) => owner === n.name).length).toBeGreaterThan(250)
+      }
 
       // n2 dies without a goodbye
       n2.switchboard.dead = true

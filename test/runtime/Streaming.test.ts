@@ -85,8 +85,9 @@ describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => 
     Effect.gen(function*() {
       const { streamer } = yield* twoNodes(mode)
       const seen: Array<number> = []
-      const error = yield* Effect.flip(Stream.runForEach(streamer.Count({ n: 100, failAt: 42 }), (i) =>
-        Effect.sync(() => seen.push(i))))
+      const error = yield* Effect.flip(
+        Stream.runForEach(streamer.Count({ n: 100, failAt: 42 }), (i) => Effect.sync(() => seen.push(i)))
+      )
       expect(error).toMatchObject({ _tag: "TransferError", reason: "failed at 42" })
       expect(seen).toEqual(Array.from({ length: 42 }, (_, i) => i))
     }))
@@ -109,8 +110,12 @@ describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => 
     Effect.gen(function*() {
       const { state, streamer } = yield* twoNodes(mode)
       const pulled: Array<number> = []
-      const fiber = yield* Effect.fork(Stream.runForEach(streamer.Forever(), (i) =>
-        Effect.sync(() => pulled.push(i)).pipe(Effect.zipRight(Effect.never))))
+      const fiber = yield* Effect.fork(
+        Stream.runForEach(
+          streamer.Forever(),
+          (i) => Effect.sync(() => pulled.push(i)).pipe(Effect.zipRight(Effect.never))
+        )
+      )
       yield* eventually(() => pulled.length === 1, "first element pulled")
       for (let i = 0; i < 2_000; i++) yield* Effect.yieldNow()
       // one element per frame: the window, plus the frame being pulled, plus one waiting for credit
@@ -133,8 +138,12 @@ describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => 
     Effect.gen(function*() {
       const { caller, cluster, state, streamer } = yield* twoNodes(mode)
       const pulled: Array<number> = []
-      yield* Effect.fork(Stream.runForEach(streamer.Forever(), (i) =>
-        Effect.sync(() => pulled.push(i)).pipe(Effect.zipRight(Effect.never))))
+      yield* Effect.fork(
+        Stream.runForEach(
+          streamer.Forever(),
+          (i) => Effect.sync(() => pulled.push(i)).pipe(Effect.zipRight(Effect.never))
+        )
+      )
       yield* eventually(() => pulled.length === 1 && state.produced >= WINDOW, "producer waiting for credit")
       const callerId = nodeOf(caller).nodeId
       yield* SubscriptionRef.update(cluster.registry.ref, (current) => {
@@ -194,9 +203,11 @@ describe.each([...modes, "secure" as const])("streamed replies (%s)", (mode) => 
     Effect.gen(function*() {
       const { streamer } = yield* twoNodes(mode)
       const fiber = yield* Effect.fork(
-        Stream.runCollect(streamer.Count({ n: 3 }, { timeout: "1 second" }).pipe(
-          Stream.tap(() => Effect.sleep("5 seconds"))
-        ))
+        Stream.runCollect(
+          streamer.Count({ n: 3 }, { timeout: "1 second" }).pipe(
+            Stream.tap(() => Effect.sleep("5 seconds"))
+          )
+        )
       )
       for (let i = 0; i < 3; i++) {
         yield* awaitSleeps(1)
@@ -251,21 +262,26 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
     }))
 
   // zero-copy hands the caller's Stream to the handler as it is: nothing is encoded
-  it.scoped.skipIf(mode === "zero-copy")("an element its schema cannot encode fails the handler's stream with StreamError", () =>
-    Effect.gen(function*() {
-      const { streamer } = yield* twoNodes(mode)
-      const epoch = 1_700_000_000_000
-      const readings = Stream.make<Array<Reading>>(
-        { n: 1, label: "a", at: new Date(epoch) },
-        { n: "two" as unknown as number, label: "b", at: new Date(epoch) }
-      )
-      const error = yield* Effect.flip(streamer.Sum({ readings }))
-      expect(error).toMatchObject({
-        _tag: "StreamError",
-        tag: "Sum",
-        reason: expect.stringMatching(/^the caller's stream failed: cannot encode element of Streamer\.Sum\.readings[^]*Expected number, actual "two"/)
+  it.scoped.skipIf(mode === "zero-copy")(
+    "an element its schema cannot encode fails the handler's stream with StreamError",
+    () =>
+      Effect.gen(function*() {
+        const { streamer } = yield* twoNodes(mode)
+        const epoch = 1_700_000_000_000
+        const readings = Stream.make<Array<Reading>>(
+          { n: 1, label: "a", at: new Date(epoch) },
+          { n: "two" as unknown as number, label: "b", at: new Date(epoch) }
+        )
+        const error = yield* Effect.flip(streamer.Sum({ readings }))
+        expect(error).toMatchObject({
+          _tag: "StreamError",
+          tag: "Sum",
+          reason: expect.stringMatching(
+            /^the caller's stream failed: cannot encode element of Streamer\.Sum\.readings[^]*Expected number, actual "two"/
+          )
+        })
       })
-    }))
+  )
 
   it.scoped("a caller's stream that fails mid-way fails the handler's stream with StreamError", () =>
     Effect.gen(function*() {
@@ -311,26 +327,29 @@ describe.each([...modes, "secure" as const])("streamed requests (%s)", (mode) =>
     }))
 
   // zero-copy hands the caller's own Stream to the handler: there is no wire to lose
-  it.scoped.skipIf(mode === "zero-copy")("an upload whose caller's node is suspected gone fails the handler's stream with StreamError at once; the actor is free again", () =>
-    Effect.gen(function*() {
-      const { caller, cluster, state, streamer } = yield* twoNodes(mode)
-      const callerId = nodeOf(caller).nodeId
-      const outcomes: Array<PutOutcome> = []
-      state.onPutEnd = (outcome) => outcomes.push(outcome)
-      const { data, probe } = endlessUpload()
-      const fiber = yield* Effect.fork(Effect.either(streamer.Put({ name: "gone", data })))
-      yield* eventually(() => probe.produced > 10, "upload under way")
-      yield* setStatus(cluster.registry, callerId, "suspect")
-      yield* eventually(() => outcomes.length === 1, "handler ended")
-      const reason = `the caller ${callerId} went away`
-      expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError", reason } }])
-      // the caller, alive after all, hears it, and its stream stops
-      yield* eventually(() => fiber.unsafePoll() !== null, "caller's ask ended")
-      expect(yield* Fiber.join(fiber)).toMatchObject({ left: { _tag: "StreamError", reason } })
-      yield* eventually(() => probe.stopped, "caller's stream stopped")
-      yield* setStatus(cluster.registry, callerId, "alive")
-      expect(yield* streamer.Put({ name: "again", data: Stream.make(new Uint8Array(7)) })).toMatchObject({ bytes: 7 })
-    }))
+  it.scoped.skipIf(mode === "zero-copy")(
+    "an upload whose caller's node is suspected gone fails the handler's stream with StreamError at once; the actor is free again",
+    () =>
+      Effect.gen(function*() {
+        const { caller, cluster, state, streamer } = yield* twoNodes(mode)
+        const callerId = nodeOf(caller).nodeId
+        const outcomes: Array<PutOutcome> = []
+        state.onPutEnd = (outcome) => outcomes.push(outcome)
+        const { data, probe } = endlessUpload()
+        const fiber = yield* Effect.fork(Effect.either(streamer.Put({ name: "gone", data })))
+        yield* eventually(() => probe.produced > 10, "upload under way")
+        yield* setStatus(cluster.registry, callerId, "suspect")
+        yield* eventually(() => outcomes.length === 1, "handler ended")
+        const reason = `the caller ${callerId} went away`
+        expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError", reason } }])
+        // the caller, alive after all, hears it, and its stream stops
+        yield* eventually(() => fiber.unsafePoll() !== null, "caller's ask ended")
+        expect(yield* Fiber.join(fiber)).toMatchObject({ left: { _tag: "StreamError", reason } })
+        yield* eventually(() => probe.stopped, "caller's stream stopped")
+        yield* setStatus(cluster.registry, callerId, "alive")
+        expect(yield* streamer.Put({ name: "again", data: Stream.make(new Uint8Array(7)) })).toMatchObject({ bytes: 7 })
+      })
+  )
 
   it.scoped("tell refuses a request with a streamed field", () =>
     Effect.gen(function*() {
@@ -351,7 +370,9 @@ describe.each([...modes, "secure" as const])("stream bookkeeping (%s)", (mode) =
       expect(Chunk.size(yield* Stream.runCollect(service.Bytes({ size: 100_000, chunk: 10_000 })))).toBe(10)
       expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(service.Forever(), 3)))).toEqual([0, 1, 2])
       expect(Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.take(streamer.Forever(), 3)))).toEqual([0, 1, 2])
-      expect(yield* Effect.flip(Stream.runDrain(service.Count({ n: 10, failAt: 5 })))).toMatchObject({ _tag: "TransferError" })
+      expect(yield* Effect.flip(Stream.runDrain(service.Count({ n: 10, failAt: 5 })))).toMatchObject({
+        _tag: "TransferError"
+      })
       // a consumer interrupted while the producer runs
       const consuming = yield* Effect.fork(Stream.runDrain(service.Forever()))
       yield* eventually(() => state.produced > 3 * WINDOW, "the producer under way")
@@ -368,7 +389,10 @@ describe.each([...modes, "secure" as const])("stream bookkeeping (%s)", (mode) =
       // uploads: read to the end, read in part, failed by the caller's stream
       expect(yield* service.Put({ name: "all", data: bytes(100_000, 10_000) })).toMatchObject({ bytes: 100_000 })
       expect(yield* service.PutSome({ take: 2, data: bytes(1_000_000, 10_000) })).toBe(2)
-      const failing = Stream.concat(bytes(30_000, 10_000), Stream.fail(new StreamError({ kind: "t", id: "t", tag: "t", reason: "no" })))
+      const failing = Stream.concat(
+        bytes(30_000, 10_000),
+        Stream.fail(new StreamError({ kind: "t", id: "t", tag: "t", reason: "no" }))
+      )
       yield* Effect.flip(service.Put({ name: "failing", data: failing }))
       // an upload whose caller is interrupted while the handler reads it
       const { data, probe } = endlessUpload()
@@ -466,7 +490,13 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       }
       const small = send(items)
       expect(small instanceof Uint8Array && small[0]).toBe(BINARY_ITEMS)
-      const large = send({ ...items, seq: 4, upload: undefined, end: undefined, items: [bytesOf(5000, 3), bytesOf(20, 4)] })
+      const large = send({
+        ...items,
+        seq: 4,
+        upload: undefined,
+        end: undefined,
+        items: [bytesOf(5000, 3), bytesOf(20, 4)]
+      })
       expect(Array.isArray(large) && large.length).toBe(5)
       const plain = (frame: Envelope | undefined) =>
         frame?._tag === "Items" ? { ...frame, items: frame.items.map((item) => [...(item as Uint8Array)]) } : frame
@@ -535,7 +565,11 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       const size = justOverPieces[0]!.total
       expect(size).toBeGreaterThan(3 * chunkBytes)
       expect(size).toBeLessThanOrEqual(3 * chunkBytes + chunkBytes / 32)
-      expect(justOverPieces.map((piece) => piece.body.byteLength)).toEqual([chunkBytes, chunkBytes, size - 2 * chunkBytes])
+      expect(justOverPieces.map((piece) => piece.body.byteLength)).toEqual([
+        chunkBytes,
+        chunkBytes,
+        size - 2 * chunkBytes
+      ])
       expect(Either.getOrThrow(codec.decode(joined(justOverPieces)!))).toMatchObject({ body: justOver.body })
       // well over: the remainder gets a piece of its own, and no piece exceeds the chunk size
       const wellOver = frameOf("x".repeat(3 * chunkBytes + chunkBytes / 2))
@@ -550,7 +584,15 @@ describe.each(["json", "msgpack", "secure"] as const)("large messages in pieces 
       const codec = mode === "json" ? Codec.jsonCodec : Codec.msgpackCodec
       // element sizes that straddle piece boundaries, including an empty element
       const items = [1000, 0, 4095, 4097, 1, 9000].map((n, k) => new Uint8Array(n).map((_, i) => (i * 7 + k) & 0xff))
-      const frame: ItemsFrame = { _tag: "Items", v: ProtocolVersion, source: "node-7", requestId: 9, seq: 3, items, end: true }
+      const frame: ItemsFrame = {
+        _tag: "Items",
+        v: ProtocolVersion,
+        source: "node-7",
+        requestId: 9,
+        seq: 3,
+        items,
+        end: true
+      }
       const whole = encodeBinaryItems(frame, new TextEncoder().encode("node-7"), items)
       for (const chunkBytes of [256, 1000, 4096, 8192]) {
         const encode = makeEncoder(codec, { chunkBytes, maxMessageBytes: 1024 * 1024, wireLimit: 1024 * 1024 })
@@ -580,13 +622,18 @@ describe("a faulty transport under a stream (in memory)", () => {
     Effect.gen(function*() {
       let ended = false
       const { state, streamer } = yield* faultyPair(memoryTransport(), {
-        caller: once((frame) => (ended ||= frame._tag === "Items" && frame.upload === true && frame.end === true), "drop"),
+        caller: once(
+          (frame) => (ended ||= frame._tag === "Items" && frame.upload === true && frame.end === true),
+          "drop"
+        ),
         hostAskTimeout: "5 seconds"
       })
       const outcomes: Array<PutOutcome> = []
       state.onPutEnd = (outcome) => outcomes.push(outcome)
       const start = yield* Clock.currentTimeMillis
-      const fiber = yield* Effect.fork(Effect.flip(streamer.Put({ name: "x", data: bytes(50_000, 10_000) }, { timeout: "1 minute" })))
+      const fiber = yield* Effect.fork(
+        Effect.flip(streamer.Put({ name: "x", data: bytes(50_000, 10_000) }, { timeout: "1 minute" }))
+      )
       yield* eventually(() => ended, "the upload's end dropped")
       yield* awaitSleepUntil(start + 5_000) // the handler's idle watch
       yield* TestClock.adjust("4999 millis")
@@ -594,7 +641,11 @@ describe("a faulty transport under a stream (in memory)", () => {
       yield* TestClock.adjust("1 millis")
       yield* eventually(() => fiber.unsafePoll() !== null, "the caller's ask ended")
       const error = yield* Fiber.join(fiber)
-      expect(error).toMatchObject({ _tag: "StreamError", tag: "Put", reason: expect.stringMatching(/^the caller caller-\w+ sent nothing for 5000 ms$/) })
+      expect(error).toMatchObject({
+        _tag: "StreamError",
+        tag: "Put",
+        reason: expect.stringMatching(/^the caller caller-\w+ sent nothing for 5000 ms$/)
+      })
       expect(outcomes).toMatchObject([{ _tag: "Failed", error: { _tag: "StreamError" } }])
     }))
 
@@ -615,7 +666,12 @@ describe("a faulty transport under a stream (in memory)", () => {
       expect(fiber.unsafePoll()).toBeNull()
       yield* TestClock.adjust("1 millis")
       yield* eventually(() => fiber.unsafePoll() !== null, "consumer failed")
-      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "AskTimeout", kind: "Streamer", tag: "Forever", elapsedMillis: 2_000 })
+      expect(yield* Fiber.join(fiber)).toMatchObject({
+        _tag: "AskTimeout",
+        kind: "Streamer",
+        tag: "Forever",
+        elapsedMillis: 2_000
+      })
       expect(pulled).toBe(5)
       yield* eventually(() => state.interrupted === 1, "producer interrupted")
     }))
@@ -623,7 +679,10 @@ describe("a faulty transport under a stream (in memory)", () => {
   it.scoped("an upload whose caller goes silent mid-way fails the handler's stream with StreamError after the node's ask timeout (TestClock); the actor is free again", () =>
     Effect.gen(function*() {
       const partition = partitionFrom((frame) => frame._tag === "Items" && frame.upload === true && frame.seq === 5)
-      const { caller, state, streamer } = yield* faultyPair(memoryTransport(), { caller: partition, hostAskTimeout: "5 seconds" })
+      const { caller, state, streamer } = yield* faultyPair(memoryTransport(), {
+        caller: partition,
+        hostAskTimeout: "5 seconds"
+      })
       const outcomes: Array<PutOutcome> = []
       state.onPutEnd = (outcome) => outcomes.push(outcome)
       const { data, probe } = endlessUpload()
@@ -649,7 +708,9 @@ describe("a faulty transport under a stream (in memory)", () => {
     Metric.value(rejectedChunks.pipe(Metric.tagged("reason", reason))).pipe(Effect.map((state) => state.count))
   /** a caller and a host whose network applies `fault` to the pieces of large frames */
   const piecesPair = (fault: FaultOf<Piece>) =>
-    faultyPair(Transport.layerInMemory({ network: new PieceFaults(fault), serialize: true }).pipe(Layer.provide(Codec.msgpack)))
+    faultyPair(
+      Transport.layerInMemory({ network: new PieceFaults(fault), serialize: true }).pipe(Layer.provide(Codec.msgpack))
+    )
 
   it.scoped("a piece of a large reply element reordered behind the next drops its frame: the consumer fails with StreamError", () =>
     Effect.gen(function*() {

@@ -103,7 +103,11 @@ describe("Telemetry.layerOtlp", () => {
       const handle = spans.find((span: any) => span.name === "troupe.handle OtlpGreeter.Hello")
       expect(ask?.service).toBe("troupe-caller")
       expect(handle?.service).toBe("troupe-host")
-      expect(attributesOf(ask)).toMatchObject({ "troupe.kind": "OtlpGreeter", "troupe.id": "g1", "troupe.tag": "Hello" })
+      expect(attributesOf(ask)).toMatchObject({
+        "troupe.kind": "OtlpGreeter",
+        "troupe.id": "g1",
+        "troupe.tag": "Hello"
+      })
       expect(attributesOf(handle)).toMatchObject({
         "troupe.kind": "OtlpGreeter",
         "troupe.id": "g1",
@@ -128,9 +132,11 @@ describe("Telemetry.layerOtlp", () => {
         attributesOf(point)["kind"] === "OtlpGreeter"
       )
       expect(latencyHere.count).toBe(1)
-      expect(byName("troupe_active_actors").gauge.dataPoints.some((point: any) =>
-        attributesOf(point)["kind"] === "OtlpGreeter"
-      )).toBe(true)
+      expect(
+        byName("troupe_active_actors").gauge.dataPoints.some((point: any) =>
+          attributesOf(point)["kind"] === "OtlpGreeter"
+        )
+      ).toBe(true)
     }).pipe(Effect.scoped))
 
   it("rejects a url that is not http(s) when the layer is built", async () => {

@@ -111,7 +111,6 @@ describe("tracing of asks", () => {
       }).pipe(Effect.withTracer(tracer))
     }))
 
-
   it.scoped("an ask inside a span carries its trace to the handler's span on another node", () =>
     Effect.gen(function*() {
       const cluster = yield* makeCluster("msgpack")

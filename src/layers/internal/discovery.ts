@@ -178,7 +178,9 @@ export const resolveOptions = (options: HeartbeatOptions): Effect.Effect<Resolve
       return yield* fail(`suspectAfter must be a positive number of periods, got ${suspectAfter}`)
     }
     if (!Number.isFinite(removeAfter) || removeAfter < suspectAfter) {
-      return yield* fail(`removeAfter must be a number of periods >= suspectAfter (${suspectAfter}), got ${removeAfter}`)
+      return yield* fail(
+        `removeAfter must be a number of periods >= suspectAfter (${suspectAfter}), got ${removeAfter}`
+      )
     }
     const remap = options.remap === undefined
       ? yield* remapFromEnv
@@ -356,7 +358,10 @@ export const makeHeartbeat = (
         return
       }
       // a late heartbeat of an earlier incarnation of the node
-      if (entry !== undefined && entry.member.incarnation !== frame.incarnation && frame.startedAt < entry.member.startedAt) return
+      if (
+        entry !== undefined && entry.member.incarnation !== frame.incarnation &&
+        frame.startedAt < entry.member.startedAt
+      ) return
       const announced: Announced = {
         nodeId: frame.source,
         name: frame.name,
@@ -381,7 +386,9 @@ export const makeHeartbeat = (
             if (warnedVersions.size >= MAX_WARNED_VERSIONS) warnedVersions.clear()
             warnedVersions.add(key)
             runFork(Effect.logWarning(
-              `discovery: ignoring heartbeats of ${String(frame.source)}, protocol version ${String(version)} (ours: ${ProtocolVersion})`
+              `discovery: ignoring heartbeats of ${String(frame.source)}, protocol version ${
+                String(version)
+              } (ours: ${ProtocolVersion})`
             ))
           }
           return
@@ -446,7 +453,9 @@ export const makeHeartbeat = (
     const publish = (local: Local, leaving: boolean): Effect.Effect<void> =>
       // nothing leaves while the connection is down (the reconnect beats at once)
       transport.isConnected?.() === false ? Effect.void : transport.publish(subject, heartbeatOf(local, leaving)).pipe(
-        Effect.catchAll((error) => Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, error)),
+        Effect.catchAll((error) =>
+          Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, error)
+        ),
         Effect.catchAllDefect((defect) =>
           Effect.logWarning(`discovery: the heartbeat of ${local.nodeId} was not published`, defect)
         )
@@ -568,7 +577,10 @@ export const makeHeartbeat = (
         }),
       unsafeState: () => current,
       changes: Stream.unwrapScoped(Effect.map(PubSub.subscribe(pubsub), (queue) =>
-        Stream.concat(Stream.sync(() => current), Stream.fromQueue(queue)).pipe(
+        Stream.concat(
+          Stream.sync(() => current),
+          Stream.fromQueue(queue)
+        ).pipe(
           Stream.changesWith((a, b) => a === b)
         ))),
       snapshot: () => ({
@@ -578,4 +590,3 @@ export const makeHeartbeat = (
     }
     return shape
   })
-

@@ -118,7 +118,14 @@ const binaryItemsSize = (source: Uint8Array, items: ReadonlyArray<Uint8Array>): 
 }
 
 /** writes the head of the binary layout (up to the first element's length) into `bytes` at `at` */
-const writeBinaryItemsHead = (bytes: Uint8Array, view: DataView, at: number, frame: ItemsFrame, source: Uint8Array, count: number): number => {
+const writeBinaryItemsHead = (
+  bytes: Uint8Array,
+  view: DataView,
+  at: number,
+  frame: ItemsFrame,
+  source: Uint8Array,
+  count: number
+): number => {
   bytes[at] = BINARY_ITEMS
   bytes[at + 1] = ProtocolVersion
   bytes[at + 2] = (frame.upload === true ? UPLOAD_FLAG : 0) | (frame.end === true ? END_FLAG : 0)
@@ -132,7 +139,11 @@ const writeBinaryItemsHead = (bytes: Uint8Array, view: DataView, at: number, fra
 }
 
 /** @internal an `Items` frame of bytes in the binary layout (`source` at most 255 bytes of UTF-8) */
-export const encodeBinaryItems = (frame: ItemsFrame, source: Uint8Array, items: ReadonlyArray<Uint8Array>): Uint8Array => {
+export const encodeBinaryItems = (
+  frame: ItemsFrame,
+  source: Uint8Array,
+  items: ReadonlyArray<Uint8Array>
+): Uint8Array => {
   const bytes = new Uint8Array(binaryItemsSize(source, items))
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   writeLengthPrefixed(bytes, view, writeBinaryItemsHead(bytes, view, 0, frame, source, items.length), items)
@@ -236,7 +247,12 @@ const headScratch = new Uint8Array(4 + 255 + 12)
 const headView = new DataView(headScratch.buffer)
 
 /** writes an `Items` frame in the binary layout into `writer`, element by element */
-const writeBinaryItems = (writer: PieceWriter, frame: ItemsFrame, source: Uint8Array, items: ReadonlyArray<Uint8Array>): void => {
+const writeBinaryItems = (
+  writer: PieceWriter,
+  frame: ItemsFrame,
+  source: Uint8Array,
+  items: ReadonlyArray<Uint8Array>
+): void => {
   writer.write(headScratch.subarray(0, writeBinaryItemsHead(headScratch, headView, 0, frame, source, items.length)))
   for (const item of items) {
     lengthView.setUint32(0, item.byteLength)

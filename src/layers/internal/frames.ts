@@ -55,7 +55,8 @@ export const isSource = isSubjectSafe
 /** a request id, message id, sequence number, credit or counter: a whole number >= 0 */
 export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 
-const isSmall = (u: unknown, max: number): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0 && u <= max
+const isSmall = (u: unknown, max: number): u is number =>
+  typeof u === "number" && Number.isInteger(u) && u >= 0 && u <= max
 
 const isUint32 = (u: unknown): u is number => isSmall(u, 0xffffffff)
 
@@ -95,8 +96,18 @@ export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefine
       const headers = headersOrZero(frame.headers)
       const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0) |
         (frame.stream === true ? STREAM : 0)
-      const head = [REQUEST, frame.v, frame.source, frame.requestId, frame.kind, frame.id, frame.tag, headers, flags,
-        frame.hops ?? 0]
+      const head = [
+        REQUEST,
+        frame.v,
+        frame.source,
+        frame.requestId,
+        frame.kind,
+        frame.id,
+        frame.tag,
+        headers,
+        flags,
+        frame.hops ?? 0
+      ]
       if (frame.body !== undefined) head.push(frame.body)
       return head
     }
@@ -124,8 +135,16 @@ export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefine
       return head
     }
     case "Sealed": {
-      const head: Array<unknown> = [SEALED, frame.v, frame.source, frame.mode, frame.key, frame.counter,
-        frame.subject ?? 0, frame.body]
+      const head: Array<unknown> = [
+        SEALED,
+        frame.v,
+        frame.source,
+        frame.mode,
+        frame.key,
+        frame.counter,
+        frame.subject ?? 0,
+        frame.body
+      ]
       if (frame.sig !== undefined) head.push(frame.sig)
       return head
     }
@@ -253,7 +272,8 @@ const TROUPE_ERRORS = new Set<string>(
 const optionalBoolean = (u: unknown): u is boolean | undefined => u === undefined || typeof u === "boolean"
 
 /** copies the optional `true` flags of `u` that are set */
-const flag = (name: string, value: unknown): Record<string, true> | undefined => value === true ? { [name]: true } : undefined
+const flag = (name: string, value: unknown): Record<string, true> | undefined =>
+  value === true ? { [name]: true } : undefined
 
 /**
  * @internal The frame in the object form `u` (a frame without a positional form: an `Exit` with
@@ -262,7 +282,9 @@ const flag = (name: string, value: unknown): Record<string, true> | undefined =>
  * schema runs on the drop path, except for the runtime error an `Exit` carries.
  */
 export const fromObject = (u: unknown): Envelope | Problem => {
-  if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) return "a frame that is neither an array nor an object"
+  if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) {
+    return "a frame that is neither an array nor an object"
+  }
   const { _tag: tag, v, source } = u
   if (typeof tag !== "string") return "a frame whose tag is not a string"
   if (v !== ProtocolVersion) return "a frame of another protocol version"
@@ -307,8 +329,12 @@ export const fromObject = (u: unknown): Envelope | Problem => {
       const { requestId, exit } = u
       if (!isCount(requestId) || !isRecord(exit)) return "malformed Exit frame"
       const outcome = exit._tag
-      if (outcome === "Success") return { _tag: "Exit", ...common, requestId, exit: { _tag: "Success", value: exit.value } }
-      if (outcome === "Failure") return { _tag: "Exit", ...common, requestId, exit: { _tag: "Failure", error: exit.error } }
+      if (outcome === "Success") {
+        return { _tag: "Exit", ...common, requestId, exit: { _tag: "Success", value: exit.value } }
+      }
+      if (outcome === "Failure") {
+        return { _tag: "Exit", ...common, requestId, exit: { _tag: "Failure", error: exit.error } }
+      }
       const error = exit.error
       if (outcome !== "Error" || !isRecord(error) || typeof error._tag !== "string" || !TROUPE_ERRORS.has(error._tag)) {
         return "malformed Exit frame"
@@ -323,7 +349,9 @@ export const fromObject = (u: unknown): Envelope | Problem => {
       }
     }
     case "Interrupt":
-      return isCount(u.requestId) ? { _tag: "Interrupt", ...common, requestId: u.requestId } : "malformed Interrupt frame"
+      return isCount(u.requestId)
+        ? { _tag: "Interrupt", ...common, requestId: u.requestId }
+        : "malformed Interrupt frame"
     case "Request": {
       const { requestId, kind, id, tag: rpcTag, headers, oneWay, stream, hops } = u
       if (
@@ -377,7 +405,8 @@ export const fromObject = (u: unknown): Envelope | Problem => {
     case "Sealed": {
       const { mode, key, counter, subject, body, sig } = u
       if (
-        !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) || (subject !== undefined && !isConcreteSubject(subject)) ||
+        !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) ||
+        (subject !== undefined && !isConcreteSubject(subject)) ||
         !(body instanceof Uint8Array) || (sig !== undefined && !(sig instanceof Uint8Array))
       ) return "malformed Sealed frame"
       return {

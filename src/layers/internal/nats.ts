@@ -64,15 +64,19 @@ export const make = (
     const initial = Duration.toMillis(options.reconnectBackoff?.initial ?? "100 millis")
     const max = Duration.toMillis(options.reconnectBackoff?.max ?? "5 seconds")
     if (!(initial > 0) || !(max >= initial) || !Number.isFinite(max)) {
-      return yield* Effect.fail(new TransportError({
-        reason: `reconnectBackoff must have 0 < initial <= max (finite), got ${initial} ms and ${max} ms`
-      }))
+      return yield* Effect.fail(
+        new TransportError({
+          reason: `reconnectBackoff must have 0 < initial <= max (finite), got ${initial} ms and ${max} ms`
+        })
+      )
     }
     const reconnectWait = Duration.decodeUnknown(options.reconnectWait ?? "2 seconds")
     if (Option.isNone(reconnectWait) || !Duration.isFinite(reconnectWait.value)) {
-      return yield* Effect.fail(new TransportError({
-        reason: `reconnectWait must be a finite duration, got ${String(options.reconnectWait)}`
-      }))
+      return yield* Effect.fail(
+        new TransportError({
+          reason: `reconnectWait must be a finite duration, got ${String(options.reconnectWait)}`
+        })
+      )
     }
     const backoff = new Backoff(initial, max)
     const connection = yield* makeConnection(Duration.toMillis(reconnectWait.value))
@@ -141,7 +145,11 @@ export const make = (
     const batchReplies = new BatchReplies(4096)
     let open: Batch<undefined> | undefined
 
-    const publishWire = (subject: string, bytes: Uint8Array, replyTo: string | undefined): TransportError | undefined => {
+    const publishWire = (
+      subject: string,
+      bytes: Uint8Array,
+      replyTo: string | undefined
+    ): TransportError | undefined => {
       // a batch closed after the connection was lost
       if (!connection.isConnected()) return disconnected()
       // the last guard before the socket: a space or a line break in a subject would make the
@@ -164,7 +172,11 @@ export const make = (
         error = publishWire(batch.subject, batch.frames[0]!, batch.replyTos[0])
       } else {
         const id = batchReplies.track(batch.replyTos)
-        error = publishWire(batch.subject, encodeBatch(batch.frames), id === undefined ? undefined : `${batchSlot}.${id}`)
+        error = publishWire(
+          batch.subject,
+          encodeBatch(batch.frames),
+          id === undefined ? undefined : `${batchSlot}.${id}`
+        )
       }
       if (error !== undefined) {
         log(Effect.logWarning(`${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
@@ -189,7 +201,9 @@ export const make = (
       const replyTo = publishOptions?.replyTo
       if (wire instanceof Uint8Array && coalesce && wire.byteLength <= limits.chunkBytes / 2) {
         let batch = open
-        if (batch !== undefined && (batch.subject !== subject || batch.bytes + wire.byteLength + 4 > limits.chunkBytes)) {
+        if (
+          batch !== undefined && (batch.subject !== subject || batch.bytes + wire.byteLength + 4 > limits.chunkBytes)
+        ) {
           flushBatch(batch)
           batch = undefined
         }
@@ -251,9 +265,16 @@ export const make = (
       const reassembler = new Reassembler(limits.maxMessageBytes)
       const drop = makeDrop(prefix + subject, clock, log)
       // the reply subject as the node knows it (without the namespace prefix)
-      const receive = makeReceiver(codec, limits, onFrame, onTooLarge === undefined ? undefined : (error, reply) => {
-        if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
-      }, drop, reassembler)
+      const receive = makeReceiver(
+        codec,
+        limits,
+        onFrame,
+        onTooLarge === undefined ? undefined : (error, reply) => {
+          if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
+        },
+        drop,
+        reassembler
+      )
       const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
       const callback = (error: Error | null, msg: Msg) => {
         // a callback that throws stops nats.js's reader (the whole connection goes deaf): the
@@ -277,27 +298,30 @@ export const make = (
         }
       }
       // partial messages expire on the subscribing fiber's Clock, from the subscription's scope
-      return Effect.zipRight(expireIn(reassembler), Effect.acquireRelease(
-        Effect.try({
-          try: () => {
-            const subscription = nc.subscribe(prefix + subject, {
-              callback,
-              ...(subscribeOptions?.queue !== undefined ? { queue: subscribeOptions.queue } : {})
+      return Effect.zipRight(
+        expireIn(reassembler),
+        Effect.acquireRelease(
+          Effect.try({
+            try: () => {
+              const subscription = nc.subscribe(prefix + subject, {
+                callback,
+                ...(subscribeOptions?.queue !== undefined ? { queue: subscribeOptions.queue } : {})
+              })
+              if (listener !== undefined) noRespondersListeners.push(listener)
+              return subscription
+            },
+            catch: (error) => new TransportError({ reason: `subscribe to ${subject} failed: ${causeOf(error)}` })
+          }),
+          (subscription) =>
+            Effect.sync(() => {
+              if (listener !== undefined) {
+                const index = noRespondersListeners.indexOf(listener)
+                if (index >= 0) noRespondersListeners.splice(index, 1)
+              }
+              subscription.unsubscribe()
             })
-            if (listener !== undefined) noRespondersListeners.push(listener)
-            return subscription
-          },
-          catch: (error) => new TransportError({ reason: `subscribe to ${subject} failed: ${causeOf(error)}` })
-        }),
-        (subscription) =>
-          Effect.sync(() => {
-            if (listener !== undefined) {
-              const index = noRespondersListeners.indexOf(listener)
-              if (index >= 0) noRespondersListeners.splice(index, 1)
-            }
-            subscription.unsubscribe()
-          })
-      ))
+        )
+      )
     }
 
     const transport: TransportShape = {
@@ -311,7 +335,8 @@ export const make = (
       unsafePublish,
       subscribe,
       watch: (listener) =>
-        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () => Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid),
+        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () =>
+          Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid),
       isConnected: connection.isConnected,
       awaitConnected: connection.awaitConnected
     }

@@ -47,7 +47,8 @@ import type { Piece } from "./fragments.ts"
  * @internal
  */
 export const rejectedChunks = Metric.counter("troupe_chunks_rejected", {
-  description: "pieces of large frames dropped on arrival (missing, duplicate, too-large, inconsistent, expired, sender-limit, evicted)"
+  description:
+    "pieces of large frames dropped on arrival (missing, duplicate, too-large, inconsistent, expired, sender-limit, evicted)"
 })
 
 const counters = new Map<string, Metric.Metric.Counter<number>>()
@@ -273,7 +274,10 @@ export class Reassembler {
     const fresh = this.fresh.values().next()
     const proven = this.proven.values().next()
     if (fresh.done === true && proven.done === true) return undefined
-    const oldest = Math.min(fresh.done === true ? Infinity : fresh.value.lastSeen, proven.done === true ? Infinity : proven.value.lastSeen)
+    const oldest = Math.min(
+      fresh.done === true ? Infinity : fresh.value.lastSeen,
+      proven.done === true ? Infinity : proven.value.lastSeen
+    )
     return oldest + this.idleMillis - now
   }
 

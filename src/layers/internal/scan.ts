@@ -105,7 +105,11 @@ export const msgpackProblem = (bytes: Uint8Array, max: number = MAX_DEPTH): stri
         case 0xc9: { // ext 32
           const size = b === 0xc7 ? 1 : b === 0xc8 ? 2 : 4
           if (pos + size + 1 > n) return "truncated"
-          const length = size === 1 ? bytes[pos]! : size === 2 ? (bytes[pos]! << 8) | bytes[pos + 1]! : uint32(bytes, pos)
+          const length = size === 1
+            ? bytes[pos]!
+            : size === 2
+            ? (bytes[pos]! << 8) | bytes[pos + 1]!
+            : uint32(bytes, pos)
           if (!allowedExtension(bytes[pos + size]!, length)) return "an extension type frames do not use"
           skip = size + 1 + length
           break

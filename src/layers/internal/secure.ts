@@ -33,7 +33,13 @@ import type * as Scope from "effect/Scope"
 import type { KeyObject } from "node:crypto"
 import { inspect } from "node:util"
 import { type Envelope, ProtocolVersion, type SealedFrame } from "../../schema/Envelope.ts"
-import { type EncodeError, HandshakeError, type PayloadTooLarge, TransportError, Unauthorized } from "../../schema/Errors.ts"
+import {
+  type EncodeError,
+  HandshakeError,
+  type PayloadTooLarge,
+  TransportError,
+  Unauthorized
+} from "../../schema/Errors.ts"
 import { type CodecShape, decodeFrame, Malformed } from "../Codec.ts"
 import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
@@ -306,7 +312,11 @@ export const make = (
       rejectedFrames.pipe(Metric.tagged("reason", reason)).unsafeUpdate(1, [])
       // bounded logging: the first few of each reason, then one in a thousand
       if (count <= 10 || count % 1000 === 0) {
-        fork(Effect.logWarning(`secure: rejected a frame from ${source} (${reason}${detail ? `: ${detail}` : ""}; ${count} so far)`))
+        fork(
+          Effect.logWarning(
+            `secure: rejected a frame from ${source} (${reason}${detail ? `: ${detail}` : ""}; ${count} so far)`
+          )
+        )
       }
     }
 
@@ -325,8 +335,19 @@ export const make = (
     ): SealedFrame => {
       const aad = C.additionalData(prefix, counter)
       const body = C.seal(secret, counter, aad, plaintext)
-      if ((mode & ~BATCH) === PAIRWISE) return { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, body }
-      const frame: SealedFrame = { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, subject, body }
+      if ((mode & ~BATCH) === PAIRWISE) {
+        return { _tag: "Sealed", v: ProtocolVersion, source: self!, mode, key, counter, body }
+      }
+      const frame: SealedFrame = {
+        _tag: "Sealed",
+        v: ProtocolVersion,
+        source: self!,
+        mode,
+        key,
+        counter,
+        subject,
+        body
+      }
       return (mode & ~BATCH) === GROUP_SIGNED
         ? { ...frame, sig: C.signBytes(own.privateKey, Buffer.concat([aad, body])) }
         : frame
@@ -339,7 +360,9 @@ export const make = (
       options: PublishOptions | undefined
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       const encoded = codec.encode(frame)
-      if (Either.isLeft(encoded)) return encoded.left
+      if (Either.isLeft(encoded)) {
+        return encoded.left
+      }
       return emit(peer.subject, session, encoded.right, options?.replyTo)
     }
 
@@ -352,12 +375,25 @@ export const make = (
     }
 
     /** seals one frame or a batch with a session (pairwise) or our group key */
-    const sealOne = (subject: string, sealer: Session | GroupKey, plaintext: Uint8Array, batch: boolean): SealedFrame => {
+    const sealOne = (
+      subject: string,
+      sealer: Session | GroupKey,
+      plaintext: Uint8Array,
+      batch: boolean
+    ): SealedFrame => {
       if (sealer instanceof Session) {
         const prefix = batch
           ? C.additionalPrefix(self!, subject, PAIRWISE + BATCH, sealer.id)
           : (sealer.sendPrefix ??= C.additionalPrefix(self!, subject, PAIRWISE, sealer.id))
-        return sealWith(subject, PAIRWISE + (batch ? BATCH : 0), sealer.id, ++sealer.sent, sealer.sendKey, plaintext, prefix)
+        return sealWith(
+          subject,
+          PAIRWISE + (batch ? BATCH : 0),
+          sealer.id,
+          ++sealer.sent,
+          sealer.sendKey,
+          plaintext,
+          prefix
+        )
       }
       const mode = (isSignedSubject(subject) ? GROUP_SIGNED : GROUP) + (batch ? BATCH : 0)
       return sealWith(subject, mode, sealer.epoch, ++groupKey.sent, sealer.key, plaintext, groupPrefix(subject, mode))
@@ -378,11 +414,21 @@ export const make = (
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       if (!coalesce || plaintext.byteLength > MAX_BATCH_BYTES) {
         const open = batches.get(subject)
-        if (open !== undefined) flushBatch(open)
-        return inner.unsafePublish(subject, sealOne(subject, sealer, plaintext, false), publishOptions(subject, replyTo))
+        if (open !== undefined) {
+          flushBatch(open)
+        }
+        return inner.unsafePublish(
+          subject,
+          sealOne(subject, sealer, plaintext, false),
+          publishOptions(subject, replyTo)
+        )
       }
       let batch = batches.get(subject)
-      if (batch !== undefined && (batch.key !== sealer || batch.frames.length >= MAX_BATCH_FRAMES || batch.bytes + plaintext.byteLength > MAX_BATCH_BYTES)) {
+      if (
+        batch !== undefined &&
+        (batch.key !== sealer || batch.frames.length >= MAX_BATCH_FRAMES ||
+          batch.bytes + plaintext.byteLength > MAX_BATCH_BYTES)
+      ) {
         flushBatch(batch)
         batch = undefined
       }
@@ -400,19 +446,31 @@ export const make = (
       let error: TransportError | EncodeError | PayloadTooLarge | undefined
       if (batch.frames.length === 1) {
         const replyTo = batch.replyTos[0]
-        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.key, batch.frames[0]!, false), publishOptions(batch.subject, replyTo))
+        error = inner.unsafePublish(
+          batch.subject,
+          sealOne(batch.subject, batch.key, batch.frames[0]!, false),
+          publishOptions(batch.subject, replyTo)
+        )
       } else {
         const id = batchReplies.track(batch.replyTos)
         const replyTo = id === undefined ? undefined : `node.${self}.hb.${id}`
-        error = inner.unsafePublish(batch.subject, sealOne(batch.subject, batch.key, encodeBatch(batch.frames), true), publishOptions(batch.subject, replyTo))
+        error = inner.unsafePublish(
+          batch.subject,
+          sealOne(batch.subject, batch.key, encodeBatch(batch.frames), true),
+          publishOptions(batch.subject, replyTo)
+        )
       }
-      if (error !== undefined) fork(Effect.logWarning(`secure: ${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
+      if (error !== undefined) {
+        fork(Effect.logWarning(`secure: ${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
+      }
     }
 
     const flushAll = (): void => {
       const open = batches
       batches = new Map()
-      for (const batch of open.values()) flushBatch(batch)
+      for (const batch of open.values()) {
+        flushBatch(batch)
+      }
     }
     const scheduleFlush = flushAfterMicrotasks(flushAll)
 
@@ -432,7 +490,12 @@ export const make = (
     const sendGroupKey = (peer: Peer): void => {
       const session = peer.current
       if (session === undefined) return
-      const error = sendPairwise(peer, session, handshakeFrame(STEP_GROUP_KEY, [uint32(groupKey.epoch), groupKey.key]), undefined)
+      const error = sendPairwise(
+        peer,
+        session,
+        handshakeFrame(STEP_GROUP_KEY, [uint32(groupKey.epoch), groupKey.key]),
+        undefined
+      )
       if (error !== undefined) fork(Effect.logWarning(`secure: could not hand the group key to ${peer.nodeId}`, error))
     }
 
@@ -471,7 +534,9 @@ export const make = (
       options?: PublishOptions
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       if (self === undefined) {
-        return new TransportError({ reason: "secure transport: the node id is not known yet (subscribe to node.<id> first)" })
+        return new TransportError({
+          reason: "secure transport: the node id is not known yet (subscribe to node.<id> first)"
+        })
       }
       const peerId = directPeer(subject)
       if (peerId !== undefined && peerId !== self) {
@@ -514,7 +579,9 @@ export const make = (
       peer.queue = []
       for (const item of queue) {
         const error = unsafePublish(item.subject, item.frame, item.options)
-        if (error !== undefined) fork(Effect.logWarning(`secure: a queued ${item.frame._tag} frame to ${peer.nodeId} was not sent`, error))
+        if (error !== undefined) {
+          fork(Effect.logWarning(`secure: a queued ${item.frame._tag} frame to ${peer.nodeId} was not sent`, error))
+        }
       }
     }
 
@@ -575,16 +642,29 @@ export const make = (
       if (self === undefined || closed) return
       const sessionId = C.randomId()
       const ephemeralKeys = C.ephemeral()
-      const timer = fork(Effect.sleep(config.handshakeTimeoutMillis).pipe(
-        Effect.zipRight(Effect.sync(() => {
-          if (peer.initiating?.sessionId !== sessionId) return
-          fail(peer, new HandshakeError({ peer: peer.nodeId, reason: `no answer within ${config.handshakeTimeoutMillis} ms` }), false)
-        }))
-      ))
+      const timer = fork(
+        Effect.sleep(config.handshakeTimeoutMillis).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            if (peer.initiating?.sessionId !== sessionId) return
+            fail(
+              peer,
+              new HandshakeError({ peer: peer.nodeId, reason: `no answer within ${config.handshakeTimeoutMillis} ms` }),
+              false
+            )
+          }))
+        )
+      )
       peer.initiating = { sessionId, ephemeral: ephemeralKeys, timer }
       const error = inner.unsafePublish(
         `node.${peer.nodeId}`,
-        handshakeFrame(STEP_HELLO, [config.namespace, incarnation, peer.nodeId, own.raw, ephemeralKeys.publicKey, uint32(sessionId)]),
+        handshakeFrame(STEP_HELLO, [
+          config.namespace,
+          incarnation,
+          peer.nodeId,
+          own.raw,
+          ephemeralKeys.publicKey,
+          uint32(sessionId)
+        ]),
         { replyTo: `node.${self}.hs.${peer.nodeId}` }
       )
       if (error !== undefined) fail(peer, new HandshakeError({ peer: peer.nodeId, reason: error.message }), false)
@@ -647,7 +727,14 @@ export const make = (
       if (parts === undefined || parts[3]!.length !== 32 || parts[4]!.length !== 32 || parts[5]!.length !== 4) {
         return reject("malformed", source, "handshake hello")
       }
-      const [namespace, peerIncarnation, target, peerRaw, peerEphemeral, sessionBytes] = parts as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer]
+      const [namespace, peerIncarnation, target, peerRaw, peerEphemeral, sessionBytes] = parts as [
+        Buffer,
+        Buffer,
+        Buffer,
+        Buffer,
+        Buffer,
+        Buffer
+      ]
       const sessionId = sessionBytes.readUInt32BE()
       if (target.toString() !== self) return reject("malformed", source, "handshake for another node")
       if (namespace.toString() !== config.namespace) {
@@ -663,7 +750,15 @@ export const make = (
       const secret = C.sharedSecret(ephemeralKeys.privateKey, peerEphemeral)
       if (secret === undefined) return reject("malformed", source, "ephemeral key")
       const transcript = transcriptOf(
-        source, self!, peerIncarnation.toString(), incarnation, peerRaw, own.raw, peerEphemeral, ephemeralKeys.publicKey, sessionId
+        source,
+        self!,
+        peerIncarnation.toString(),
+        incarnation,
+        peerRaw,
+        own.raw,
+        peerEphemeral,
+        ephemeralKeys.publicKey,
+        sessionId
       )
       const keys = C.deriveKeys(secret, transcript)
       if (responding.size >= MAX_RESPONDING) responding.delete(responding.keys().next().value!)
@@ -675,14 +770,17 @@ export const make = (
         peerKeyText,
         incarnation: peerIncarnation.toString()
       })
-      inner.unsafePublish(`node.${source}`, handshakeFrame(STEP_REPLY, [
-        config.namespace,
-        incarnation,
-        uint32(sessionId),
-        own.raw,
-        ephemeralKeys.publicKey,
-        C.signBytes(own.privateKey, roleSigned("responder", transcript))
-      ]))
+      inner.unsafePublish(
+        `node.${source}`,
+        handshakeFrame(STEP_REPLY, [
+          config.namespace,
+          incarnation,
+          uint32(sessionId),
+          own.raw,
+          ephemeralKeys.publicKey,
+          C.signBytes(own.privateKey, roleSigned("responder", transcript))
+        ])
+      )
     }
 
     const onReply = (source: string, body: Uint8Array): void => {
@@ -690,7 +788,14 @@ export const make = (
       if (parts === undefined || parts[2]!.length !== 4 || parts[3]!.length !== 32 || parts[4]!.length !== 32) {
         return reject("malformed", source, "handshake reply")
       }
-      const [namespace, peerIncarnation, sessionBytes, peerRaw, peerEphemeral, signature] = parts as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer]
+      const [namespace, peerIncarnation, sessionBytes, peerRaw, peerEphemeral, signature] = parts as [
+        Buffer,
+        Buffer,
+        Buffer,
+        Buffer,
+        Buffer,
+        Buffer
+      ]
       const peer = peers.get(source)
       const initiating = peer?.initiating
       if (peer === undefined || initiating === undefined || initiating.sessionId !== sessionBytes.readUInt32BE()) {
@@ -698,7 +803,14 @@ export const make = (
       }
       if (namespace.toString() !== config.namespace) {
         reject("namespace", source)
-        return fail(peer, new HandshakeError({ peer: source, reason: `namespace "${namespace.toString()}" is not "${config.namespace}"` }), false)
+        return fail(
+          peer,
+          new HandshakeError({
+            peer: source,
+            reason: `namespace "${namespace.toString()}" is not "${config.namespace}"`
+          }),
+          false
+        )
       }
       const peerKeyText = C.encodeKey(peerRaw)
       if (!isTrusted(peerKeyText)) {
@@ -708,24 +820,44 @@ export const make = (
       }
       const secret = C.sharedSecret(initiating.ephemeral.privateKey, peerEphemeral)
       const transcript = transcriptOf(
-        self!, source, incarnation, peerIncarnation.toString(), own.raw, peerRaw, initiating.ephemeral.publicKey, peerEphemeral,
+        self!,
+        source,
+        incarnation,
+        peerIncarnation.toString(),
+        own.raw,
+        peerRaw,
+        initiating.ephemeral.publicKey,
+        peerEphemeral,
         initiating.sessionId
       )
       const peerKey = C.ed25519PublicKey(peerRaw)
       if (secret === undefined || !C.verifyBytes(peerKey, roleSigned("responder", transcript), signature)) {
         reject("signature", source, "handshake reply")
-        return fail(peer, new HandshakeError({ peer: source, reason: "the peer's handshake signature does not verify" }), false)
+        return fail(
+          peer,
+          new HandshakeError({ peer: source, reason: "the peer's handshake signature does not verify" }),
+          false
+        )
       }
       const keys = C.deriveKeys(secret, transcript)
       peer.initiating = undefined
       fork(Fiber.interrupt(initiating.timer))
       // registered before the confirmation (an in-memory peer answers within the publish), and
       // confirmed before our first frame sealed with it
-      register(peer, new Session(initiating.sessionId, keys.initiator, keys.responder, now()), peerKey, peerKeyText, peerIncarnation.toString())
-      inner.unsafePublish(`node.${source}`, handshakeFrame(STEP_CONFIRM, [
-        uint32(initiating.sessionId),
-        C.signBytes(own.privateKey, roleSigned("initiator", transcript))
-      ]))
+      register(
+        peer,
+        new Session(initiating.sessionId, keys.initiator, keys.responder, now()),
+        peerKey,
+        peerKeyText,
+        peerIncarnation.toString()
+      )
+      inner.unsafePublish(
+        `node.${source}`,
+        handshakeFrame(STEP_CONFIRM, [
+          uint32(initiating.sessionId),
+          C.signBytes(own.privateKey, roleSigned("initiator", transcript))
+        ])
+      )
       activate(peer)
     }
 
@@ -734,7 +866,13 @@ export const make = (
       if (parts === undefined || parts[0]!.length !== 4) return reject("malformed", source, "handshake confirm")
       const sessionId = parts[0]!.readUInt32BE()
       const pending = responding.get(sessionId)
-      if (pending === undefined || pending.peer !== source) return reject("unknown-session", source, "handshake confirm")
+      if (pending === undefined || pending.peer !== source) {
+        return reject(
+          "unknown-session",
+          source,
+          "handshake confirm"
+        )
+      }
       responding.delete(sessionId)
       if (!C.verifyBytes(pending.peerKey, roleSigned("initiator", pending.transcript), parts[1]!)) {
         return reject("signature", source, "handshake confirm")
@@ -747,7 +885,9 @@ export const make = (
     const onReject = (source: string, body: Uint8Array): void => {
       const parts = C.split(body, 2)
       const peer = peers.get(source)
-      if (parts === undefined || parts[0]!.length !== 4 || peer?.initiating?.sessionId !== parts[0]!.readUInt32BE()) return
+      if (
+        parts === undefined || parts[0]!.length !== 4 || peer?.initiating?.sessionId !== parts[0]!.readUInt32BE()
+      ) return
       const reason = parts[1]!.toString().slice(0, 100)
       fail(peer, new HandshakeError({ peer: source, reason: `rejected by the peer: ${reason}` }), false)
     }
@@ -772,7 +912,9 @@ export const make = (
     const onControl = (peer: Peer, frame: Envelope & { readonly _tag: "Handshake" }): void => {
       if (frame.step === STEP_GROUP_KEY) {
         const parts = C.split(frame.body, 2)
-        if (parts === undefined || parts[0]!.length !== 4 || parts[1]!.length !== 32) return reject("malformed", peer.nodeId, "group key")
+        if (parts === undefined || parts[0]!.length !== 4 || parts[1]!.length !== 32) {
+          return reject("malformed", peer.nodeId, "group key")
+        }
         const epoch = parts[0]!.readUInt32BE()
         if (!peer.group.has(epoch)) {
           peer.group.set(epoch, { epoch, key: Buffer.from(parts[1]!) })
@@ -790,7 +932,7 @@ export const make = (
     const openPairwise = (frame: SealedFrame, subject: string, deliver: (frame: Envelope) => void): void => {
       const peer = peers.get(frame.source)
       let session: Session | undefined
-      if (peer !== undefined) for (const s of peer.sessions) if (s.id === frame.key) session = s
+      if (peer !== undefined) { for (const s of peer.sessions) if (s.id === frame.key) session = s }
       if (peer === undefined || session === undefined) {
         reject("unknown-session", frame.source)
         // the sender has a session we lost (we restarted): open a new one (once per timeout)
@@ -864,7 +1006,12 @@ export const make = (
       }
     }
 
-    const openGroup = (frame: SealedFrame, pattern: string, windows: Windows, deliver: (frame: Envelope) => void): void => {
+    const openGroup = (
+      frame: SealedFrame,
+      pattern: string,
+      windows: Windows,
+      deliver: (frame: Envelope) => void
+    ): void => {
       const subject = frame.subject
       if (subject === undefined) return reject("malformed", frame.source, "subject")
       const sameHeader = subject === windows.lastSubject && frame.source === windows.lastSource &&
@@ -876,7 +1023,9 @@ export const make = (
       if (isSignedSubject(subject) && !signed) return reject("unsigned", frame.source)
       const fromSelf = frame.source === self
       // anyone on the broker can claim any source: strangers are bounded
-      const peer = fromSelf ? undefined : peers.get(frame.source) ?? (peers.size < MAX_PEERS ? peerOf(frame.source) : undefined)
+      const peer = fromSelf
+        ? undefined
+        : peers.get(frame.source) ?? (peers.size < MAX_PEERS ? peerOf(frame.source) : undefined)
       if (!fromSelf && peer === undefined) return reject("no-key", frame.source, "too many peers")
       const key = fromSelf ? ownEpochs.get(frame.key) : peer!.group.get(frame.key)
       if (key === undefined) {
@@ -937,14 +1086,18 @@ export const make = (
           switch (frame._tag) {
             case "Sealed":
               if (frame.mode === PAIRWISE || frame.mode === PAIRWISE + BATCH) {
-                return exact ? openPairwise(frame, pattern, deliver) : reject("malformed", frame.source, "pairwise frame on a shared subject")
+                return exact
+                  ? openPairwise(frame, pattern, deliver)
+                  : reject("malformed", frame.source, "pairwise frame on a shared subject")
               }
               if ((frame.mode & ~BATCH) === GROUP || (frame.mode & ~BATCH) === GROUP_SIGNED) {
                 return openGroup(frame, pattern, windows, deliver)
               }
               return reject("malformed", frame.source, `mode ${frame.mode}`)
             case "Handshake":
-              return exact && pattern === `node.${self}` ? onHandshake(frame) : reject("malformed", frame.source, "handshake on a shared subject")
+              return exact && pattern === `node.${self}`
+                ? onHandshake(frame)
+                : reject("malformed", frame.source, "handshake on a shared subject")
             default:
               return reject("plaintext", frame.source, `a plain ${frame._tag} frame`)
           }
@@ -1045,7 +1198,13 @@ export const make = (
         for (const peer of peers.values()) {
           const s = peer.current
           if (s !== undefined) {
-            out.push({ nodeId: peer.nodeId, publicKey: peer.publicKeyText, sessionId: s.id, sent: s.sent, establishedAt: s.establishedAt })
+            out.push({
+              nodeId: peer.nodeId,
+              publicKey: peer.publicKeyText,
+              sessionId: s.id,
+              sent: s.sent,
+              establishedAt: s.establishedAt
+            })
           }
         }
         return out

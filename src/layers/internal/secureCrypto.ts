@@ -46,7 +46,9 @@ export const decodeKey = (text: string): Buffer | undefined => {
 }
 
 /** @internal an Ed25519 key pair from a 32-byte seed */
-export const ed25519FromSeed = (seed: Uint8Array): { readonly privateKey: KeyObject; readonly publicKey: KeyObject } => {
+export const ed25519FromSeed = (
+  seed: Uint8Array
+): { readonly privateKey: KeyObject; readonly publicKey: KeyObject } => {
   const privateKey = createPrivateKey({
     key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]),
     format: "der",
@@ -139,7 +141,10 @@ export const PROTOCOL_LABEL = "troupe-secure-v2"
  * (RFC 5869): the secret as input key material, the SHA-256 of the transcript as salt, and one
  * label per direction as info (initiator → responder, and the way back).
  */
-export const deriveKeys = (secret: Uint8Array, transcript: Uint8Array): { readonly initiator: Buffer; readonly responder: Buffer } => {
+export const deriveKeys = (
+  secret: Uint8Array,
+  transcript: Uint8Array
+): { readonly initiator: Buffer; readonly responder: Buffer } => {
   const salt = createHash("sha256").update(transcript).digest()
   const key = (direction: string) => Buffer.from(hkdfSync("sha256", secret, salt, `${PROTOCOL_LABEL} ${direction}`, 32))
   return { initiator: key("initiator to responder"), responder: key("responder to initiator") }

@@ -202,7 +202,10 @@ export class EntityManager {
     if (rpc === undefined) {
       return job.onExit({
         _tag: "Error",
-        error: new DecodeError({ what: `${this.kind}.${job.tag}`, issue: `kind "${this.kind}" has no Rpc "${job.tag}"` })
+        error: new DecodeError({
+          what: `${this.kind}.${job.tag}`,
+          issue: `kind "${this.kind}" has no Rpc "${job.tag}"`
+        })
       })
     }
     let instance = this.instances.get(id)
@@ -572,7 +575,11 @@ export class EntityManager {
       const instances = [...this.instances.values()]
       this.instances.clear()
       this.publishGauges()
-      const stopped = new ActorStopped({ kind: this.kind, id: "", reason: "node shut down before the handler finished" })
+      const stopped = new ActorStopped({
+        kind: this.kind,
+        id: "",
+        reason: "node shut down before the handler finished"
+      })
       yield* Effect.forEach(instances, (instance) =>
         Effect.gen(this, function*() {
           const reason = new ActorStopped({ kind: this.kind, id: instance.id, reason: stopped.reason })

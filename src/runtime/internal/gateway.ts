@@ -80,7 +80,9 @@ interface CompiledRoute {
   readonly decodePayloadAll: (u: unknown) => Either.Either<unknown, ParseResult.ParseError>
   readonly encodeSuccess: (a: unknown) => Either.Either<unknown, ParseResult.ParseError>
   /** a streamed reply: encodes a chunk of elements with the stream's element schema */
-  readonly encodeElements: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
+  readonly encodeElements: (
+    items: ReadonlyArray<unknown>
+  ) => Either.Either<ReadonlyArray<unknown>, ParseResult.ParseError>
   /** an encoded element as JSON text: binary as base64 when the element's encoded side may hold any */
   readonly elementJson: (encoded: unknown) => string
   /** a unary reply that may hold binary is written with it as base64, as stream elements are */
@@ -99,10 +101,15 @@ const compile = (route: Route): CompiledRoute => {
     rpc,
     stream: Option.isSome(streamed),
     decodePayload: Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
-    decodePayloadAll: Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>, { errors: "all" }),
+    decodePayloadAll: Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>, {
+      errors: "all"
+    }),
     encodeSuccess: Schema.encodeUnknownEither(rpc.successSchema as Schema.Schema<unknown, unknown>),
     encodeElements: Schema.encodeUnknownEither(
-      Schema.Array(element as Schema.Schema<unknown, unknown>) as Schema.Schema<ReadonlyArray<unknown>, ReadonlyArray<unknown>>
+      Schema.Array(element as Schema.Schema<unknown, unknown>) as Schema.Schema<
+        ReadonlyArray<unknown>,
+        ReadonlyArray<unknown>
+      >
     ),
     encodeError: Schema.encodeUnknownEither(error as Schema.Schema<unknown, unknown>),
     elementJson: Json.mayHoldBinary(element.ast) ? Json.stringifyBinary : Json.stringify,
@@ -206,14 +213,21 @@ const streamResponse = (
       first = chunk.value
     }
     const head = Chunk.isEmpty(first) ? Stream.empty : Stream.fromEffect(ndjson(compiled, first))
-    const rest = ended ? Stream.empty : Stream.mapChunksEffect(Stream.repeatEffectChunkOption(pull), (chunk) =>
-      Effect.map(ndjson(compiled, chunk), Chunk.of))
+    const rest = ended ?
+      Stream.empty :
+      Stream.mapChunksEffect(
+        Stream.repeatEffectChunkOption(pull),
+        (chunk) => Effect.map(ndjson(compiled, chunk), Chunk.of)
+      )
     const body = Stream.concat(head, rest).pipe(
       // after the status is sent a failure can only end the body: as a last line (an
       // interruption, the client gone or the server closing, is left to the server)
       Stream.catchAllCause((cause) =>
         Cause.isInterruptedOnly(cause) ? Stream.fromEffect(interrupted(cause)) : Stream.fromEffect(
-          Effect.map(failureOutcome(compiled, cause), (outcome) => encoder.encode(`${JSON.stringify({ _error: outcome.body })}\n`))
+          Effect.map(
+            failureOutcome(compiled, cause),
+            (outcome) => encoder.encode(`${JSON.stringify({ _error: outcome.body })}\n`)
+          )
         )
       )
     )
@@ -303,7 +317,11 @@ const forwardList = (forward: AppOptions["forwardHeaders"]): AppOptions["forward
 const handler = (
   compiled: CompiledRoute,
   system: ActorSystemShape,
-  options: { readonly limit: number; readonly timeout: Duration.Duration | undefined; readonly forward: AppOptions["forwardHeaders"] }
+  options: {
+    readonly limit: number
+    readonly timeout: Duration.Duration | undefined
+    readonly forward: AppOptions["forwardHeaders"]
+  }
 ) => {
   const { route } = compiled
   const what = `payload of ${route.definition.kind}.${route.tag}`
@@ -370,7 +388,9 @@ const handler = (
     // an interruption (the client went away, the server is closing) is left to the server: a
     // response written to a closed connection would never finish, and keep the request's scope
     // (and a stream's producer) open
-    Effect.catchAllCause((cause) => Cause.isInterruptedOnly(cause) ? interrupted(cause) : failureResponse(compiled, cause))
+    Effect.catchAllCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? interrupted(cause) : failureResponse(compiled, cause)
+    )
   )
 }
 
@@ -379,7 +399,9 @@ export const makeApp = (options: AppOptions) =>
   Effect.gen(function*() {
     const system = yield* ActorSystem
     const limit = options.maxBodySize ?? DEFAULT_MAX_BODY
-    if (!Number.isInteger(limit) || limit < 0) throw new RangeError(`maxBodySize must be a whole number >= 0, got ${limit}`)
+    if (!Number.isInteger(limit) || limit < 0) {
+      throw new RangeError(`maxBodySize must be a whole number >= 0, got ${limit}`)
+    }
     const resolved = {
       limit,
       timeout: options.timeout === undefined ? undefined : Duration.decode(options.timeout),
@@ -387,7 +409,11 @@ export const makeApp = (options: AppOptions) =>
     }
     let router: HttpRouter.HttpRouter<never, never> = HttpRouter.empty
     for (const route of options.routes) {
-      router = HttpRouter.route(route.method)(router, route.path as HttpRouter.PathInput, handler(compile(route), system, resolved))
+      router = HttpRouter.route(route.method)(
+        router,
+        route.path as HttpRouter.PathInput,
+        handler(compile(route), system, resolved)
+      )
     }
     return router.pipe(
       Effect.catchTag("RouteNotFound", () => Effect.succeed(notFound)),

@@ -41,7 +41,8 @@ export const mayHoldBinary = (ast: AST.AST): boolean => {
     case "Union":
       return ast.types.some(mayHoldBinary)
     case "TupleType":
-      return ast.elements.some((element) => mayHoldBinary(element.type)) || ast.rest.some((rest) => mayHoldBinary(rest.type))
+      return ast.elements.some((element) => mayHoldBinary(element.type)) ||
+        ast.rest.some((rest) => mayHoldBinary(rest.type))
     case "TypeLiteral":
       return ast.propertySignatures.some((property) => mayHoldBinary(property.type)) ||
         ast.indexSignatures.some((index) => mayHoldBinary(index.type))

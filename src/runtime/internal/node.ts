@@ -64,7 +64,6 @@ export interface NodeConfig {
   readonly tracing: boolean | "auto"
 }
 
-
 /** Schema encoders/decoders of one Rpc, compiled once. */
 interface RpcCodec {
   readonly encodePayload: (value: unknown) => Either.Either<unknown, EncodeError>
@@ -201,7 +200,10 @@ export const make = (
     let nextRequestId = 0
     const forwardPrefix = `node.${nodeId}.fwd.`
     /** requests we passed on, watched briefly for "no responders" */
-    const forwarded = new Map<string, { readonly frame: RequestFrame; readonly target: string; readonly deadline: Deadline }>()
+    const forwarded = new Map<
+      string,
+      { readonly frame: RequestFrame; readonly target: string; readonly deadline: Deadline }
+    >()
     const noRespondersPrefix = replySlotsOf(nodeId)
     let closed = false
 
@@ -325,8 +327,7 @@ export const make = (
         if (Number.isFinite(timeoutMillis)) {
           deadline = deadlines.add(timeoutMillis, () => {
             deadline = undefined
-            manager.unsafeCancel(job, () =>
-              resume(Exit.fail(timedOut(envelope, startedAt))))
+            manager.unsafeCancel(job, () => resume(Exit.fail(timedOut(envelope, startedAt))))
           })
         }
         manager.deliver(envelope.id, job)
@@ -497,8 +498,9 @@ export const make = (
         this.id = envelope.id
       }
       resume(exit: Exit.Exit<unknown, unknown>): void {
-        if (Exit.isFailure(exit)) this.inbox.fail(Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause)))
-        else this.inbox.end()
+        if (Exit.isFailure(exit)) {
+          this.inbox.fail(Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause)))
+        } else this.inbox.end()
       }
       onExit(exit: WireExit): void {
         if (exit._tag === "Success") return this.inbox.end(exit.value as number)
@@ -526,8 +528,13 @@ export const make = (
       Effect.gen(function*() {
         const timeoutMillis = timeoutOf(envelope)
         const startedAt = deadlines.now()
-        const inbox: Inbox = new Inbox(WINDOW, (credit) => outbox.grant(credit), Either.right, brokenStream(envelope), () =>
-          deadlines.now())
+        const inbox: Inbox = new Inbox(
+          WINDOW,
+          (credit) => outbox.grant(credit),
+          Either.right,
+          brokenStream(envelope),
+          () => deadlines.now()
+        )
         const outbox = new Outbox(WINDOW, (seq, items) => inbox.offer(seq, items))
         const job = makeJob(envelope.tag, envelope.payload, envelope.headers ?? {}, (exit) => {
           stopWatching()
@@ -536,8 +543,7 @@ export const make = (
         })
         job.consume = (result) => pump(toStream(result), outbox)
         const stopWatching = watchIdle(inbox, timeoutMillis, () =>
-          manager.unsafeCancel(job, () =>
-            inbox.fail(timedOut(envelope, startedAt))))
+          manager.unsafeCancel(job, () => inbox.fail(timedOut(envelope, startedAt))))
         manager.deliver(envelope.id, job)
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
@@ -689,41 +695,43 @@ export const make = (
       Effect.suspend(() => askRouted(envelope, attempt))
 
     const askRouted = (envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> => {
-        const target = route(envelope.definition, envelope.id)
-        switch (target._tag) {
-          case "Local":
-            return askLocal(target.manager, envelope)
-          case "Remote": {
-            if (transport.isConnected?.() === false) {
-              return afterReconnect(envelope, (next) => askRouted(next, attempt))
-            }
-            // only a serializing transport sends a streamed field apart from its request
-            const codec = zeroCopy ? undefined : rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
-            const remote = codec?.upload !== undefined
-              ? Effect.scoped(Effect.suspend(() => {
-                const requestId = ++nextRequestId
-                return Effect.zipRight(
-                  Effect.forkScoped(uploadPump(requestId, envelope, codec)),
-                  askRemote(target.subject, target.target, target.direct, envelope, requestId)
-                )
-              }))
-              : askRemote(target.subject, target.target, target.direct, envelope)
-            // "no responders" proves the request reached nobody: after the dead owner is
-            // suspected, the actor has a new owner, and sending again cannot run it twice
-            return attempt === 0 && target.target !== undefined
-              ? Effect.catchIf(remote, (error) => noResponders.has(error as object), (error) =>
-                askOnce({
-                  ...envelope,
-                  // the new owner may not have noticed yet: tell it what we proved
-                  headers: { ...envelope.headers, [UNREACHABLE_HEADER]: noResponders.get(error as object)! }
-                }, 1))
-              : remote
+      const target = route(envelope.definition, envelope.id)
+      switch (target._tag) {
+        case "Local":
+          return askLocal(target.manager, envelope)
+        case "Remote": {
+          if (transport.isConnected?.() === false) {
+            return afterReconnect(envelope, (next) => askRouted(next, attempt))
           }
-          case "Unavailable":
-            Metrics.askRejected(envelope.definition.kind)
-            return Effect.fail(target.error)
+          // only a serializing transport sends a streamed field apart from its request
+          const codec = zeroCopy
+            ? undefined
+            : rpcCodec(envelope.definition.kind, envelope.definition.rpcs.get(envelope.tag)!)
+          const remote = codec?.upload !== undefined
+            ? Effect.scoped(Effect.suspend(() => {
+              const requestId = ++nextRequestId
+              return Effect.zipRight(
+                Effect.forkScoped(uploadPump(requestId, envelope, codec)),
+                askRemote(target.subject, target.target, target.direct, envelope, requestId)
+              )
+            }))
+            : askRemote(target.subject, target.target, target.direct, envelope)
+          // "no responders" proves the request reached nobody: after the dead owner is
+          // suspected, the actor has a new owner, and sending again cannot run it twice
+          return attempt === 0 && target.target !== undefined
+            ? Effect.catchIf(remote, (error) => noResponders.has(error as object), (error) =>
+              askOnce({
+                ...envelope,
+                // the new owner may not have noticed yet: tell it what we proved
+                headers: { ...envelope.headers, [UNREACHABLE_HEADER]: noResponders.get(error as object)! }
+              }, 1))
+            : remote
         }
+        case "Unavailable":
+          Metrics.askRejected(envelope.definition.kind)
+          return Effect.fail(target.error)
       }
+    }
 
     const askFirst = (envelope: Envelope): Effect.Effect<unknown, unknown> => askRouted(envelope, 0)
     // traced inside a span, and every ask when `tracing` says so: `traceparent` travels with the request
@@ -788,7 +796,9 @@ export const make = (
       const codec = rpcCodec(manager.kind, manager.entity.definition.rpcs.get(tag)!)
       const encoded = exit._tag === "Success" ? codec.encodeSuccess(exit.value) : codec.encodeError(exit.error)
       if (Either.isLeft(encoded)) return { _tag: "Error", error: encoded.left }
-      return exit._tag === "Success" ? { _tag: "Success", value: encoded.right } : { _tag: "Failure", error: encoded.right }
+      return exit._tag === "Success"
+        ? { _tag: "Success", value: encoded.right }
+        : { _tag: "Failure", error: encoded.right }
     }
 
     const exitFrame = (requestId: number, exit: WireExit): ExitFrame => ({
@@ -828,10 +838,13 @@ export const make = (
       // the reply cannot leave (over the size limit, not encodable): the caller gets that error,
       // in a frame that fits, instead of waiting for its timeout
       const told = (exit._tag !== "Error" || exit.error !== error) &&
-        transport.unsafePublish(subject, { ...out, exit: { _tag: "Error", error } }, { fragmentTo: subject }) === undefined
+        transport.unsafePublish(subject, { ...out, exit: { _tag: "Error", error } }, { fragmentTo: subject }) ===
+          undefined
       fork(Effect.logWarning(
         told
-          ? `the reply of ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} to ${frame.source} could not be sent; the caller was told why`
+          ? `the reply of ${frame.kind}/${printable(frame.id)}.${
+            printable(frame.tag)
+          } to ${frame.source} could not be sent; the caller was told why`
           : `could not publish Exit frame to ${subject}`,
         error
       ))
@@ -848,7 +861,10 @@ export const make = (
       ) proveUnreachable(unreachable)
       const manager = managers.get(frame.kind)
       if (manager === undefined || closed) {
-        return replyTo(frame, { _tag: "Error", error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId }) })
+        return replyTo(frame, {
+          _tag: "Error",
+          error: new ActorNotFound({ kind: frame.kind, id: frame.id, node: nodeId })
+        })
       }
       if (manager.isActor) {
         // placement: the owner may have changed since the sender looked; pass it on (bounded)
@@ -864,7 +880,11 @@ export const make = (
             forwarded.set(key, { frame: forwardedFrame, target, deadline })
             watch = `${forwardPrefix}${key}`
           }
-          const error = transport.unsafePublish(`node.${target}`, forwardedFrame, watch ? { replyTo: watch } : undefined)
+          const error = transport.unsafePublish(
+            `node.${target}`,
+            forwardedFrame,
+            watch ? { replyTo: watch } : undefined
+          )
           return error === undefined ? undefined : replyTo(frame, { _tag: "Error", error })
         }
       }
@@ -914,7 +934,9 @@ export const make = (
       const job = makeJob(frame.tag, payload, frame.headers, (exit) => {
         release()
         // the stream could not be sent: that is the transport's error, not the handler's
-        if (outbox !== undefined && exit._tag === "Failure" && outbox.error !== undefined && exit.error === outbox.error) {
+        if (
+          outbox !== undefined && exit._tag === "Failure" && outbox.error !== undefined && exit.error === outbox.error
+        ) {
           return replyTo(frame, { _tag: "Error", error: outbox.error as TransportError })
         }
         replyTo(frame, encodeExit(manager, frame.tag, exit))
@@ -986,8 +1008,11 @@ export const make = (
       }
       const inbox = new Inbox(WINDOW, grant, decode, broken, () => deadlines.now())
       // a caller that goes silent (it died, or lost its connection) fails the handler's stream
-      const stopWatching = watchIdle(inbox, askTimeoutMillis, (idle) =>
-        inbox.fail(broken(`the caller ${frame.source} sent nothing for ${idle} ms`)))
+      const stopWatching = watchIdle(
+        inbox,
+        askTimeoutMillis,
+        (idle) => inbox.fail(broken(`the caller ${frame.source} sent nothing for ${idle} ms`))
+      )
       const upload: InboundUpload = {
         inbox,
         source: frame.source,
@@ -1168,7 +1193,11 @@ export const make = (
       for (const unreachable of provenUnreachable) if (!present.has(unreachable)) provenUnreachable.delete(unreachable)
       for (const upload of inboundUploads.values()) {
         // an absent caller may just use another registry: its silence is judged by the idle deadline
-        if (present.has(upload.source) && !alive.has(upload.source)) upload.inbox.fail(upload.broken(`the caller ${upload.source} went away`))
+        if (present.has(upload.source) && !alive.has(upload.source)) {
+          upload.inbox.fail(
+            upload.broken(`the caller ${upload.source} went away`)
+          )
+        }
       }
       // a producer waiting for credit from a consumer that is gone would wait forever
       for (const stream of outbound.values()) {

@@ -56,7 +56,8 @@ export const secureOptions = (config: Config): Effect.Effect<SecureOptions | und
       const file = resolvePath(config, entry)
       const text = yield* Effect.tryPromise({
         try: () => readFile(file, "utf8"),
-        catch: (error) => configError(config, path, `not a public key, nor a readable file: ${(error as Error).message}`)
+        catch: (error) =>
+          configError(config, path, `not a public key, nor a readable file: ${(error as Error).message}`)
       })
       const keys = text.split("\n").map((line) => line.replace(/#.*/, "").trim()).filter((line) => line !== "")
       const bad = keys.find((key) => !isPublicKey(key))
@@ -142,7 +143,9 @@ export const loadModules = (
       }
       layers.push(candidate as Layer.Layer<never, unknown, ModuleContext>)
     }
-    return layers.length === 0 ? Layer.empty : Layer.mergeAll(...(layers as [Layer.Layer<never, unknown, ModuleContext>]))
+    return layers.length === 0
+      ? Layer.empty
+      : Layer.mergeAll(...(layers as [Layer.Layer<never, unknown, ModuleContext>]))
   })
 
 /**

@@ -182,9 +182,11 @@ export class Inbox {
     }
     const outcome = this.outcome
     if (outcome === undefined) return undefined
-    return Exit.isSuccess(outcome) ? Effect.fail(Option.none()) : Effect.fail(Option.some(outcome.cause._tag === "Fail"
-      ? outcome.cause.error
-      : outcome.cause))
+    return Exit.isSuccess(outcome) ? Effect.fail(Option.none()) : Effect.fail(Option.some(
+      outcome.cause._tag === "Fail"
+        ? outcome.cause.error
+        : outcome.cause
+    ))
   }
 
   private readonly wait: Effect.Effect<void> = Effect.async<void>((resume) => {
@@ -296,4 +298,6 @@ export const pump = <E, R>(stream: Stream.Stream<unknown, E, R>, outbox: Outbox)
 export const toStream = (result: unknown): Stream.Stream<unknown, unknown, unknown> =>
   hasProperty(result, Stream.StreamTypeId)
     ? result as Stream.Stream<unknown, unknown, unknown>
-    : Stream.unwrapScoped(Effect.map(result as Effect.Effect<Mailbox.ReadonlyMailbox<unknown, unknown>>, Mailbox.toStream))
+    : Stream.unwrapScoped(
+      Effect.map(result as Effect.Effect<Mailbox.ReadonlyMailbox<unknown, unknown>>, Mailbox.toStream)
+    )

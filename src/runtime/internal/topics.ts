@@ -108,7 +108,9 @@ export const make = (
         const bus = busOf(topic.subject)
         const size = options?.bufferSize ?? 1024
         if (!Number.isInteger(size) || size < 1) {
-          return yield* Effect.fail(new TransportError({ reason: `bufferSize must be a whole number >= 1, got ${size}` }))
+          return yield* Effect.fail(
+            new TransportError({ reason: `bufferSize must be a whole number >= 1, got ${size}` })
+          )
         }
         const strategy = options?.strategy ?? (bus === "local" ? "suspend" : "dropping")
         const queue = yield* (strategy === "suspend"
@@ -162,7 +164,12 @@ export const make = (
               value = decoded.right
             }
             // a network callback cannot wait: a full `suspend` buffer drops, counted
-            offerCounted(queue, { subject: frame.subject, value, source: frame.source, headers: frame.headers }, strategy, size)
+            offerCounted(
+              queue,
+              { subject: frame.subject, value, source: frame.source, headers: frame.headers },
+              strategy,
+              size
+            )
           }, group === undefined ? undefined : { queue: group })
         }
         // counted once it can receive

@@ -14,7 +14,14 @@ export interface CorpusEntry {
   readonly expect: "drop" | "any"
   readonly text?: string
   readonly hex?: string
-  readonly deep?: { readonly open: string; readonly close: string; readonly depth: number; readonly leaf: string; readonly prefix?: string; readonly suffix?: string }
+  readonly deep?: {
+    readonly open: string
+    readonly close: string
+    readonly depth: number
+    readonly leaf: string
+    readonly prefix?: string
+    readonly suffix?: string
+  }
   readonly deepHex?: { readonly unit: string; readonly depth: number; readonly leaf: string }
 }
 
@@ -30,7 +37,9 @@ export const bytesOf = (entry: CorpusEntry): Uint8Array => {
   if (entry.hex !== undefined) return new Uint8Array(Buffer.from(entry.hex, "hex"))
   if (entry.deep !== undefined) {
     const d = entry.deep
-    return encoder.encode((d.prefix ?? "") + d.open.repeat(d.depth) + d.leaf + d.close.repeat(d.depth) + (d.suffix ?? ""))
+    return encoder.encode(
+      (d.prefix ?? "") + d.open.repeat(d.depth) + d.leaf + d.close.repeat(d.depth) + (d.suffix ?? "")
+    )
   }
   if (entry.deepHex !== undefined) {
     const d = entry.deepHex
