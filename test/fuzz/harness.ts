@@ -129,19 +129,28 @@ export interface Tables {
   readonly actorInstances: number
 }
 
-const chunkReasons = ["missing", "duplicate", "too-large", "evicted"].map((reason) =>
-  rejectedChunks.pipe(Metric.tagged("reason", reason))
-)
+const chunkReasons = ["missing", "duplicate", "too-large", "inconsistent", "expired", "sender-limit", "evicted"].map((
+  reason
+) => rejectedChunks.pipe(Metric.tagged("reason", reason)))
 
 const countOf = (metric: Metric.Metric.Counter<number>): number => metric.unsafeValue([]).count
 
 const MAX_SPINS = 2000
+/** past the spins, the event loop gets turns (node:crypto's callbacks, a loaded machine) up to this long */
+const MAX_WAIT_MILLIS = 10_000
 
-/** runs `effect` to its end within a bounded number of yields (the TestClock never moves) */
+const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+/**
+ * Runs `effect` to its end within a bounded number of yields (the TestClock never moves), then,
+ * if it still runs, within a bounded number of event-loop turns: work that waits on I/O (the
+ * secure layer's crypto) may need those on a loaded machine. Either bound makes a hang a failure.
+ */
 export const bounded = <A, E>(what: string, effect: Effect.Effect<A, E>): Effect.Effect<A, Error> =>
   Effect.gen(function*() {
     const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < MAX_SPINS; i++) {
+    const startedAt = Date.now()
+    for (let i = 0; i < MAX_SPINS || Date.now() - startedAt < MAX_WAIT_MILLIS; i++) {
       const exit = fiber.unsafePoll()
       if (exit !== null) {
         if (Exit.isSuccess(exit)) return exit.value
@@ -149,10 +158,12 @@ export const bounded = <A, E>(what: string, effect: Effect.Effect<A, E>): Effect
           new Error(`${what} failed: ${String(Exit.isFailure(exit) ? exit.cause : exit)}`.slice(0, 2000))
         )
       }
-      yield* Effect.yieldNow()
+      yield* (i < MAX_SPINS ? Effect.yieldNow() : nextTurn)
     }
     yield* Fiber.interrupt(fiber)
-    return yield* Effect.fail(new Error(`${what} did not complete within ${MAX_SPINS} yields`))
+    return yield* Effect.fail(
+      new Error(`${what} did not complete within ${MAX_SPINS} yields and ${MAX_WAIT_MILLIS} ms of event-loop turns`)
+    )
   })
 
 /** builds a victim (hosting FuzzActor, FuzzService, subscribed to fuzz.>) and a caller, in the current scope */
