@@ -6,7 +6,6 @@
  * @internal
  */
 import type * as Rpc from "@effect/rpc/Rpc"
-import * as RpcSchema from "@effect/rpc/RpcSchema"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -14,13 +13,10 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
-import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Scope from "effect/Scope"
-import { streamedField } from "../../actors/Actor.ts"
 import type { ActorSystemShape, EntityDefinition, Envelope, KindDefinition } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
-import { decodeWith, encodeWith } from "../../layers/Codec.ts"
 import { type DiscoveryShape, type DiscoveryState, servingMembers } from "../../layers/Discovery.ts"
 import * as Subject from "../../layers/Subject.ts"
 import { malformedFrames, type TransportShape } from "../../layers/Transport.ts"
@@ -50,6 +46,7 @@ import { type Deadline, Deadlines } from "./deadlines.ts"
 import { EntityManager, type Job, type JobExit, makeJob } from "./entity.ts"
 import * as Metrics from "./metrics.ts"
 import { owner } from "./placement.ts"
+import { type RpcCodec, rpcCodec } from "./rpcCodec.ts"
 import { Inbox, Outbox, pump, toStream, WINDOW } from "./streams.ts"
 import * as Topics from "./topics.ts"
 
@@ -62,66 +59,6 @@ export interface NodeConfig {
   readonly address: string | undefined
   /** `true`: trace every ask; `"auto"`: every ask under an installed tracer; `false`: asks inside a span */
   readonly tracing: boolean | "auto"
-}
-
-/** Schema encoders/decoders of one Rpc, compiled once. */
-interface RpcCodec {
-  readonly encodePayload: (value: unknown) => Either.Either<unknown, EncodeError>
-  readonly decodePayload: (value: unknown) => Either.Either<unknown, DecodeError>
-  readonly encodeSuccess: (value: unknown) => Either.Either<unknown, EncodeError>
-  readonly decodeSuccess: (value: unknown) => Either.Either<unknown, DecodeError>
-  readonly encodeError: (value: unknown) => Either.Either<unknown, EncodeError>
-  readonly decodeError: (value: unknown) => Either.Either<unknown, DecodeError>
-  /** a streamed reply: its elements' codecs (the `Exit` then carries the number of frames) */
-  readonly items: ItemCodec | undefined
-  /** a streamed request: the payload field that carries it, and its elements' codecs */
-  readonly upload: (ItemCodec & { readonly field: string }) | undefined
-}
-
-interface ItemCodec {
-  readonly encode: (items: ReadonlyArray<unknown>) => Either.Either<unknown, EncodeError>
-  readonly decode: (items: ReadonlyArray<unknown>) => Either.Either<ReadonlyArray<unknown>, DecodeError>
-}
-
-const itemCodec = (item: Schema.Schema<unknown, unknown>, what: string): ItemCodec => {
-  const schema = Schema.Array(item) as Schema.Schema<ReadonlyArray<unknown>, unknown>
-  return {
-    encode: encodeWith(schema, what),
-    decode: decodeWith(schema, what) as ItemCodec["decode"]
-  }
-}
-
-const identity = <A>(value: A) => Either.right(value)
-
-const rpcCodecs = new WeakMap<Rpc.AnyWithProps, RpcCodec>()
-const rpcCodec = (kind: string, rpc: Rpc.AnyWithProps): RpcCodec => {
-  let codec = rpcCodecs.get(rpc)
-  if (codec === undefined) {
-    const payload = rpc.payloadSchema as Schema.Schema<unknown, unknown>
-    const streamed = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
-    const success = rpc.successSchema as Schema.Schema<unknown, unknown>
-    const error = (Option.isSome(streamed)
-      ? Schema.Union(rpc.errorSchema, streamed.value.failure)
-      : rpc.errorSchema) as Schema.Schema<unknown, unknown>
-    const name = `${kind}.${rpc._tag}`
-    const field = streamedField(rpc.payloadSchema)
-    codec = {
-      encodePayload: encodeWith(payload, `payload of ${name}`),
-      decodePayload: decodeWith(payload, `payload of ${name}`),
-      encodeSuccess: Option.isSome(streamed) ? identity : encodeWith(success, `reply of ${name}`),
-      decodeSuccess: Option.isSome(streamed) ? identity : decodeWith(success, `reply of ${name}`),
-      encodeError: encodeWith(error, `error of ${name}`),
-      decodeError: decodeWith(error, `error of ${name}`),
-      items: Option.isSome(streamed)
-        ? itemCodec(streamed.value.success as Schema.Schema<unknown, unknown>, `stream element of ${name}`)
-        : undefined,
-      upload: field === undefined
-        ? undefined
-        : { field: field.name, ...itemCodec(field.item, `element of ${name}.${field.name}`) }
-    }
-    rpcCodecs.set(rpc, codec)
-  }
-  return codec
 }
 
 type Route =
