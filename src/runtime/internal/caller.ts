@@ -70,24 +70,36 @@ export const pendingFull = (state: NodeState, envelope: Envelope): MailboxFull |
     })
     : undefined
 
-/** one remote ask waiting for its reply; methods, not per-call closures, on the hot path */
-class PendingAsk implements PendingCall {
+type Target = string | undefined
+type Resume = (exit: Exit.Exit<unknown, unknown>) => void
+
+/** what every entry of the pending table knows of its call */
+abstract class PendingEntry {
   deadline: Deadline | undefined = undefined
   readonly kind: string
   readonly id: string
-  readonly isStream = false
-  readonly producer = undefined
+  readonly rpc: Rpc.AnyWithProps
+  /** Clock millis when the call started */
+  readonly startedAt: number
   constructor(
     readonly state: NodeState,
     readonly requestId: number,
     readonly envelope: Envelope,
-    readonly rpc: Rpc.AnyWithProps,
-    readonly startedAt: number,
-    readonly resume: (exit: Exit.Exit<unknown, unknown>) => void,
     readonly target: string | undefined
   ) {
+    this.startedAt = state.deadlines.now()
     this.kind = envelope.definition.kind
     this.id = envelope.id
+    this.rpc = envelope.definition.rpcs.get(envelope.tag)!
+  }
+}
+
+/** one remote ask waiting for its reply; methods, not per-call closures, on the hot path */
+class PendingAsk extends PendingEntry implements PendingCall {
+  readonly isStream = false
+  readonly producer = undefined
+  constructor(state: NodeState, requestId: number, envelope: Envelope, target: Target, readonly resume: Resume) {
+    super(state, requestId, envelope, target)
   }
   onDeadline(): void {
     this.deadline = undefined
@@ -107,25 +119,15 @@ class PendingAsk implements PendingCall {
  *
  * @internal
  */
-export class PendingStream implements PendingCall {
-  deadline: Deadline | undefined = undefined
-  readonly kind: string
-  readonly id: string
+export class PendingStream extends PendingEntry implements PendingCall {
   readonly isStream = true
   /** the node producing the stream, known from its first frame */
   producer: string | undefined = undefined
-  constructor(
-    readonly state: NodeState,
-    readonly requestId: number,
-    readonly envelope: Envelope,
-    readonly rpc: Rpc.AnyWithProps,
-    readonly startedAt: number,
-    readonly inbox: Inbox,
-    readonly target: string | undefined,
-    readonly timeoutMillis: number
-  ) {
-    this.kind = envelope.definition.kind
-    this.id = envelope.id
+  /** how long the producer may stay silent while the consumer waits */
+  readonly timeoutMillis: number
+  constructor(state: NodeState, requestId: number, envelope: Envelope, target: Target, readonly inbox: Inbox) {
+    super(state, requestId, envelope, target)
+    this.timeoutMillis = timeoutOf(state, envelope)
   }
   resume(exit: Exit.Exit<unknown, unknown>): void {
     if (Exit.isFailure(exit)) {
@@ -248,8 +250,7 @@ export const askRemote = (
     const requestId = presetRequestId ?? ++state.nextRequestId
     const frame = requestFrame(state, envelope, requestId, false)
     if (Either.isLeft(frame)) return resume(Exit.fail(frame.left))
-    const rpc = envelope.definition.rpcs.get(envelope.tag)!
-    const entry = new PendingAsk(state, requestId, envelope, rpc, state.deadlines.now(), resume, target)
+    const entry = new PendingAsk(state, requestId, envelope, target, resume)
     // the reply slot exists before the request leaves
     state.pending.set(requestId, entry)
     const timeoutMillis = timeoutOf(state, envelope)

@@ -95,19 +95,9 @@ export const streamRemote = (
       brokenStream(envelope),
       () => state.deadlines.now()
     )
-    const timeoutMillis = timeoutOf(state, envelope)
-    const entry = new PendingStream(
-      state,
-      requestId,
-      envelope,
-      rpc,
-      state.deadlines.now(),
-      inbox,
-      target,
-      timeoutMillis
-    )
+    const entry = new PendingStream(state, requestId, envelope, target, inbox)
     state.pending.set(requestId, entry)
-    if (Number.isFinite(timeoutMillis)) entry.deadline = state.deadlines.add(timeoutMillis, entry)
+    if (Number.isFinite(entry.timeoutMillis)) entry.deadline = state.deadlines.add(entry.timeoutMillis, entry)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         if (forget(state, entry)) sendInterrupt(state, kind, requestId)
