@@ -15,8 +15,8 @@ import * as Discovery from "../../layers/Discovery.ts"
 import * as Secure from "../../layers/Secure.ts"
 import * as Transport from "../../layers/Transport.ts"
 import { type Config, ConfigError, ConfigIssue, modulePaths, resolvePath } from "../Config.ts"
-import * as Gateway from "../Gateway.ts"
-import * as Node from "../Node.ts"
+import * as Gateway from "../../gateway/Gateway.ts"
+import * as Node from "../../runtime/Node.ts"
 import { importModule, isMissingTypeScriptLoader, TypeScriptModuleError } from "./moduleLoader.ts"
 
 /** what a module's layer may use */

@@ -39,10 +39,10 @@ import * as Discovery from "../layers/Discovery.ts"
 import * as Secure from "../layers/Secure.ts"
 import * as Transport from "../layers/Transport.ts"
 import * as Config from "./Config.ts"
-import { dynamicKind } from "./internal/dynamic.ts"
-import * as Json from "./internal/json.ts"
+import { dynamicKind } from "../gateway/internal/dynamic.ts"
+import * as Json from "../gateway/internal/json.ts"
 import { type SecureOptions, secureOptions, serveLayer } from "./internal/serve.ts"
-import * as Node from "./Node.ts"
+import * as Node from "../runtime/Node.ts"
 
 /** the package's own version (`troupe --version`) */
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { readonly version: string }).version
