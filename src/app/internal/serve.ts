@@ -10,12 +10,11 @@ import * as Layer from "effect/Layer"
 import { readFile } from "node:fs/promises"
 import type { ActorSystem } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
-import * as Codec from "../../layers/Codec.ts"
-import * as Discovery from "../../layers/Discovery.ts"
+import type * as Discovery from "../../layers/Discovery.ts"
 import * as Secure from "../../layers/Secure.ts"
-import * as Transport from "../../layers/Transport.ts"
 import { type Config, ConfigError, ConfigIssue, modulePaths, resolvePath } from "../Config.ts"
 import * as Gateway from "../../gateway/Gateway.ts"
+import { serializingInMemoryStack } from "../../runtime/internal/stack.ts"
 import * as Node from "../../runtime/Node.ts"
 import { importModule, isMissingTypeScriptLoader, TypeScriptModuleError } from "./moduleLoader.ts"
 
@@ -25,8 +24,8 @@ export type ModuleContext = Node.Node | ActorSystem | Topic.TopicBus | Discovery
 const configError = (config: Config, path: string, message: string) =>
   new ConfigError({ file: config.file, issues: [new ConfigIssue({ path, message })] })
 
-/** the options of `Secure.layer` (less its namespace, the node's) */
-export type SecureOptions = Omit<Secure.SecureOptions, "namespace">
+/** @internal the options of `Secure.layer` (less its namespace, the node's) */
+export type SecureOptions = Node.NatsSecureOptions
 
 /** a public key as `Secure` reads it: 32 bytes in hex or base64url; anything else is a path */
 const isPublicKey = (text: string): boolean => /^[0-9a-fA-F]{64}$/.test(text) || /^[A-Za-z0-9_-]{43}=?$/.test(text)
@@ -92,14 +91,7 @@ export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): L
     })
   }
   // no NATS: one process, frames still through the codec so routes by kind name decode
-  return Node.layer(options).pipe(
-    Layer.provideMerge(Layer.merge(
-      Transport.layerInMemory({ serialize: true }).pipe(
-        Layer.provide(config.node?.codec === "json" ? Codec.json : Codec.msgpack)
-      ),
-      Discovery.inMemory
-    ))
-  )
+  return Node.layer(options).pipe(Layer.provideMerge(serializingInMemoryStack(config.node?.codec)))
 }
 
 /** @internal */
