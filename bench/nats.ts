@@ -43,7 +43,7 @@ import { connect, createInbox, type Msg, type NatsConnection } from "nats"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Actor, type ActorSystem, Codec, Discovery, Node, Transport } from "../src/index.ts"
-import { type NatsServer, type NodeChild, spawnNode, startNatsServer } from "../test/fixtures/nats.ts"
+import { type NatsServer, type NodeChild, spawnNode, startNatsServer } from "../testing/nats.ts"
 import { Adder } from "./actors.ts"
 import {
   baselineResult,
