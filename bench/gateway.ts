@@ -17,7 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as http from "node:http"
-import { freePorts } from "../test/fixtures/nats.ts"
+import { freePorts } from "../testing/nats.ts"
 import {
   baselineResult,
   type Budget,

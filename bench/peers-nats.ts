@@ -32,7 +32,7 @@ import { ServiceBroker } from "moleculer"
 import { Packr } from "msgpackr"
 import { connect } from "nats"
 import { Actor, type ActorSystem, Discovery, Node, Topic } from "../src/index.ts"
-import type { NodeChild } from "../test/fixtures/nats.ts"
+import type { NodeChild } from "../testing/nats.ts"
 import {
   type Budget,
   concurrent,

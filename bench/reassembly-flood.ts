@@ -20,7 +20,7 @@ import * as v8 from "node:v8"
 import { Codec, Transport } from "../src/index.ts"
 import { PIECE, rejectedChunks } from "../src/layers/internal/fragments.ts"
 import { type Envelope, ProtocolVersion } from "../src/schema/Envelope.ts"
-import { startNatsServer } from "../test/fixtures/nats.ts"
+import { startNatsServer } from "../testing/nats.ts"
 
 const PIECES = Number(process.env.FLOOD_PIECES ?? 100_000)
 const SENDERS = Number(process.env.FLOOD_SENDERS ?? 10_000)

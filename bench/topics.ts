@@ -44,7 +44,7 @@ import * as Schema from "effect/Schema"
 import { Packr } from "msgpackr"
 import { connect, type NatsConnection } from "nats"
 import { Node, Topic } from "../src/index.ts"
-import type { NodeChild } from "../test/fixtures/nats.ts"
+import type { NodeChild } from "../testing/nats.ts"
 import {
   baselineResult,
   type Budget,

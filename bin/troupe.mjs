@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// The `troupe` command. Installed, it runs the compiled CLI (dist/runtime/cli.js) on plain Node.
+// The `troupe` command. Installed, it runs the compiled CLI (dist/app/cli.js) on plain Node.
 // In the repository, where src/ is present and tsx is installed, it runs the CLI from source
 // through tsx instead, so `npm run troupe` and the tests never see a stale dist/.
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 
-const source = new URL("../src/runtime/cli.ts", import.meta.url)
+const source = new URL("../src/app/cli.ts", import.meta.url)
 
 const tsxApi = () => {
   try {
@@ -22,7 +22,7 @@ const load = async () => {
     register()
     return import(source.href)
   }
-  return import("../dist/runtime/cli.js")
+  return import("../dist/app/cli.js")
 }
 
 const { main } = await load()

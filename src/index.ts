@@ -41,7 +41,7 @@ export * as Node from "./runtime/Node.ts"
 export * as Secure from "./layers/Secure.ts"
 
 /** An HTTP gateway in front of the actors. @since 0.1.0 */
-export * as Gateway from "./runtime/Gateway.ts"
+export * as Gateway from "./gateway/Gateway.ts"
 
 /** The config file (`troupe.toml` or JSON), validated with Schema. @since 0.1.0 */
-export * as Config from "./runtime/Config.ts"
+export * as Config from "./app/Config.ts"

@@ -17,14 +17,14 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Topic from "../actors/Topic.ts"
-import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
-import * as Secure from "../layers/Secure.ts"
+import type * as Secure from "../layers/Secure.ts"
 import * as Subject from "../layers/Subject.ts"
 import * as Transport from "../layers/Transport.ts"
 import type { TransportError } from "../schema/Errors.ts"
 import * as Metrics from "./internal/metrics.ts"
 import * as internal from "./internal/node.ts"
+import { natsStack } from "./internal/stack.ts"
 
 /**
  * @since 0.1.0
@@ -240,21 +240,10 @@ export function layerNats(options: NatsNodeOptions): Layer.Layer<NatsNodeService
 export function layerNats(
   options: NatsNodeOptions
 ): Layer.Layer<NatsNodeServices, NatsNodeError> | Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> {
-  const codec = options.codec === "json" ? Codec.json : Codec.msgpack
-  const plain = Transport.nats({
-    servers: options.servers,
-    namespace: options.namespace,
-    name: options.name,
-    maxMessageBytes: options.maxMessageBytes,
-    reconnectWait: options.reconnectWait
-  }).pipe(Layer.provide(codec))
-  const discovery = Discovery.nats(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat })
-  const onTransport = <ROut, E>(transport: Layer.Layer<ROut, E>) =>
-    layer(options).pipe(Layer.provideMerge(Layer.provideMerge(discovery, transport)))
-  if (options.secure === undefined) return onTransport(plain)
+  if (options.secure === undefined) return layer(options).pipe(Layer.provideMerge(natsStack(options)))
   // typed on its own, so the compiler checks the promise of the first overload
-  const sealed: Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> = onTransport(
-    Secure.layer({ ...options.secure, namespace: options.namespace }).pipe(Layer.provide(Layer.merge(plain, codec)))
+  const sealed: Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> = layer(options).pipe(
+    Layer.provideMerge(natsStack({ ...options, secure: options.secure }))
   )
   return sealed
 }

@@ -8,7 +8,7 @@ import * as Either from "effect/Either"
 import { readFileSync } from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Config from "../../src/runtime/Config.ts"
+import * as Config from "../../src/app/Config.ts"
 import { checkBlocks, documents, extractBlocks, formatProblems, isChecked } from "./markdown.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))

@@ -160,7 +160,7 @@ describe("the packed tarball", () => {
       if (existsSync(Path.join(root, file))) expect(paths).toContain(file)
     }
     expect(paths).toContain("LICENSE")
-    for (const entry of ["index", "runtime/Telemetry", "runtime/cli"]) {
+    for (const entry of ["index", "runtime/Telemetry", "app/cli"]) {
       for (const ext of [".js", ".js.map", ".d.ts", ".d.ts.map"]) expect(paths).toContain(`dist/${entry}${ext}`)
     }
     console.log(

@@ -20,13 +20,8 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Secure from "../../src/layers/Secure.ts"
-import {
-  DEFAULT_MONITOR_INTERVAL_MILLIS,
-  monitorOptions,
-  monitorRenders,
-  withOverrides
-} from "../../src/runtime/cli.ts"
-import * as Config from "../../src/runtime/Config.ts"
+import { DEFAULT_MONITOR_INTERVAL_MILLIS, monitorOptions, monitorRenders, withOverrides } from "../../src/app/cli.ts"
+import * as Config from "../../src/app/Config.ts"
 import { awaitSleepIn, eventually } from "../fixtures/clock.ts"
 import { freePort, type NodeChild, natsServerResource, spawnNode } from "../fixtures/nats.ts"
 

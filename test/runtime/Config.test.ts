@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Config from "../../src/runtime/Config.ts"
+import * as Config from "../../src/app/Config.ts"
 import * as Secure from "../../src/layers/Secure.ts"
-import { secureOptions, serveLayer } from "../../src/runtime/internal/serve.ts"
+import { secureOptions, serveLayer } from "../../src/app/internal/serve.ts"
 import { freePort } from "../fixtures/nats.ts"
 
 const example = fileURLToPath(new URL("../../examples/gateway/troupe.toml", import.meta.url))

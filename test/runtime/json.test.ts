@@ -4,9 +4,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Schema from "effect/Schema"
-import { mayHoldBinary, stringify, stringifyBinary } from "../../src/runtime/internal/json.ts"
+import { mayHoldBinary, stringify, stringifyBinary } from "../../src/gateway/internal/json.ts"
 
-describe("runtime/internal/json", () => {
+describe("gateway/internal/json", () => {
   it("stringifyBinary writes Uint8Arrays, Buffers and views into a larger buffer as base64 strings", () => {
     const backing = new Uint8Array([9, 9, 0, 1, 255, 9])
     const value = {

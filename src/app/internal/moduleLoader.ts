@@ -54,13 +54,13 @@ const registerTsx = async (dirs: ReadonlyArray<string>): Promise<void> => {
   }
 }
 
-/** Imports `file` (an absolute path), registering the project's tsx first when it is TypeScript. */
+/** @internal Imports `file` (an absolute path), registering the project's tsx first when it is TypeScript. */
 export const importModule = async (file: string): Promise<Record<string, unknown>> => {
   if (TYPESCRIPT.test(file)) await registerTsx([Path.dirname(file), process.cwd()])
   return import(pathToFileURL(file).href) as Promise<Record<string, unknown>>
 }
 
-/** `error` is Node refusing the TypeScript module `file`: no loader was found or active */
+/** @internal `error` is Node refusing the TypeScript module `file`: no loader was found or active */
 export const isMissingTypeScriptLoader = (file: string, error: unknown): boolean =>
   TYPESCRIPT.test(file) && typeof error === "object" && error !== null &&
   (error as { readonly code?: unknown }).code === "ERR_UNKNOWN_FILE_EXTENSION"
@@ -68,6 +68,8 @@ export const isMissingTypeScriptLoader = (file: string, error: unknown): boolean
 /**
  * A TypeScript module of the config that Node cannot load, tsx being absent: a `ConfigError`
  * (its one issue at the module's path) whose message is one line naming the module and the fix.
+ *
+ * @internal
  */
 export class TypeScriptModuleError extends ConfigError {
   constructor(options: { readonly file: string; readonly path: string; readonly module: string }) {

@@ -10,23 +10,22 @@ import * as Layer from "effect/Layer"
 import { readFile } from "node:fs/promises"
 import type { ActorSystem } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
-import * as Codec from "../../layers/Codec.ts"
-import * as Discovery from "../../layers/Discovery.ts"
+import type * as Discovery from "../../layers/Discovery.ts"
 import * as Secure from "../../layers/Secure.ts"
-import * as Transport from "../../layers/Transport.ts"
 import { type Config, ConfigError, ConfigIssue, modulePaths, resolvePath } from "../Config.ts"
-import * as Gateway from "../Gateway.ts"
-import * as Node from "../Node.ts"
+import * as Gateway from "../../gateway/Gateway.ts"
+import { serializingInMemoryStack } from "../../runtime/internal/stack.ts"
+import * as Node from "../../runtime/Node.ts"
 import { importModule, isMissingTypeScriptLoader, TypeScriptModuleError } from "./moduleLoader.ts"
 
-/** what a module's layer may use */
+/** @internal what a module's layer may use */
 export type ModuleContext = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery
 
 const configError = (config: Config, path: string, message: string) =>
   new ConfigError({ file: config.file, issues: [new ConfigIssue({ path, message })] })
 
-/** the options of `Secure.layer` (less its namespace, the node's) */
-export type SecureOptions = Omit<Secure.SecureOptions, "namespace">
+/** @internal the options of `Secure.layer` (less its namespace, the node's) */
+export type SecureOptions = Node.NatsSecureOptions
 
 /** a public key as `Secure` reads it: 32 bytes in hex or base64url; anything else is a path */
 const isPublicKey = (text: string): boolean => /^[0-9a-fA-F]{64}$/.test(text) || /^[A-Za-z0-9_-]{43}=?$/.test(text)
@@ -34,6 +33,8 @@ const isPublicKey = (text: string): boolean => /^[0-9a-fA-F]{64}$/.test(text) ||
 /**
  * The `[secure]` section as `Secure` options: the identity read (from its file or variable) and
  * the trust list's files read, each mistake a `ConfigError` with its path.
+ *
+ * @internal
  */
 export const secureOptions = (config: Config): Effect.Effect<SecureOptions | undefined, ConfigError> =>
   Effect.gen(function*() {
@@ -71,7 +72,11 @@ export const secureOptions = (config: Config): Effect.Effect<SecureOptions | und
     return { identity, trust, handshakeTimeout: secure.handshakeTimeout }
   })
 
-/** @internal */
+/**
+ * @internal
+ * The node of a config file: over NATS (sealed by `[secure]`) when it has a `[nats]` section,
+ * else in one process on a serializing in-memory stack.
+ */
 export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): Layer.Layer<ModuleContext, unknown> => {
   const options = {
     name: config.node?.name ?? "troupe",
@@ -92,17 +97,10 @@ export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): L
     })
   }
   // no NATS: one process, frames still through the codec so routes by kind name decode
-  return Node.layer(options).pipe(
-    Layer.provideMerge(Layer.merge(
-      Transport.layerInMemory({ serialize: true }).pipe(
-        Layer.provide(config.node?.codec === "json" ? Codec.json : Codec.msgpack)
-      ),
-      Discovery.inMemory
-    ))
-  )
+  return Node.layer(options).pipe(Layer.provideMerge(serializingInMemoryStack(config.node?.codec)))
 }
 
-/** @internal */
+/** @internal the gateway routes of the `[http]` section, by kind name; each bad one a `ConfigIssue` */
 export const routes = (config: Config): Either.Either<ReadonlyArray<Gateway.Route>, ConfigError> => {
   const out: Array<Gateway.Route> = []
   const issues: Array<ConfigIssue> = []
@@ -121,7 +119,7 @@ export const routes = (config: Config): Either.Either<ReadonlyArray<Gateway.Rout
   return issues.length > 0 ? Either.left(new ConfigError({ file: config.file, issues })) : Either.right(out)
 }
 
-/** Imports each module and takes its Layer (`export const layer`, or the default export). */
+/** @internal Imports each module and takes its Layer (`export const layer`, or the default export). */
 export const loadModules = (
   config: Config
 ): Effect.Effect<Layer.Layer<never, unknown, ModuleContext>, ConfigError> =>
@@ -152,6 +150,8 @@ export const loadModules = (
  * The whole node of a config file: modules on the node, and the gateway when `[http]` is set.
  * Provides the node's services, so the caller can report what it serves (and, with `[secure]`,
  * `Secure` too, though not in the type: read it with `Effect.serviceOption`).
+ *
+ * @internal
  */
 export const serveLayer = (
   config: Config

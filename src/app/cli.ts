@@ -27,22 +27,20 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createRequire } from "node:module"
 import { ActorSystem } from "../actors/ActorSystem.ts"
-import * as Codec from "../layers/Codec.ts"
 import * as Discovery from "../layers/Discovery.ts"
 import * as Secure from "../layers/Secure.ts"
-import * as Transport from "../layers/Transport.ts"
 import * as Config from "./Config.ts"
-import { dynamicKind } from "./internal/dynamic.ts"
-import * as Json from "./internal/json.ts"
+import { dynamicKind } from "../gateway/internal/dynamic.ts"
+import * as Json from "../gateway/internal/json.ts"
 import { type SecureOptions, secureOptions, serveLayer } from "./internal/serve.ts"
-import * as Node from "./Node.ts"
+import { natsStack } from "../runtime/internal/stack.ts"
+import * as Node from "../runtime/Node.ts"
 
 /** the package's own version (`troupe --version`) */
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { readonly version: string }).version
@@ -263,15 +261,7 @@ export const monitorRenders = (options: {
 const monitor = Command.make("monitor", monitorOptions, (flags) =>
   Effect.gen(function*() {
     const { codec, namespace, secure, servers } = yield* connection(flags)
-    const codecLayer = codec === "json" ? Codec.json : Codec.msgpack
-    const plain = Transport.nats({ servers, namespace, name: "troupe-monitor" }).pipe(Layer.provide(codecLayer))
-    const transport = secure === undefined
-      ? plain
-      : Secure.layer({ ...secure, namespace }).pipe(Layer.provide(Layer.merge(plain, codecLayer)))
-    const layer = Discovery.nats({ heartbeat: "500 millis" }).pipe(
-      Layer.provideMerge(transport),
-      Layer.provide(codecLayer)
-    )
+    const layer = natsStack({ servers, namespace, name: "troupe-monitor", codec, heartbeat: "500 millis", secure })
     const tty = process.stdout.isTTY === true
     const renders = monitorRenders({
       interval: flags.interval,
