@@ -99,7 +99,7 @@ export const makeKindState = (entity: EntityDefinition, options: ManagerOptions)
   }
 }
 
-/** @internal */
+/** The Clock time now, in milliseconds. @internal */
 export const now = (state: KindState): number => state.options.clock.unsafeCurrentTimeMillis()
 
 /** Brings the kind's gauges up to date (after any change of mailboxes or instances). @internal */
@@ -115,7 +115,7 @@ export const settle = (state: KindState): void => {
   }
 }
 
-/** @internal */
+/** `instance` is no longer live here (passivated, stopped, or never activated). @internal */
 export const remove = (state: KindState, instance: Instance): void => {
   if (state.instances.get(instance.id) === instance) state.instances.delete(instance.id)
   publishGauges(state)
