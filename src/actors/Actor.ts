@@ -24,36 +24,35 @@
  * @since 0.1.0
  */
 import type * as Rpc from "@effect/rpc/Rpc"
-import * as RpcSchema from "@effect/rpc/RpcSchema"
+import type * as RpcSchema from "@effect/rpc/RpcSchema"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Effectable from "effect/Effectable"
 import * as Layer from "effect/Layer"
-import * as Schedule from "effect/Schedule"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { hasProperty } from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import type * as AST from "effect/SchemaAST"
-import * as Stream from "effect/Stream"
-import * as Subject from "../layers/Subject.ts"
+import type * as Stream from "effect/Stream"
 import type { ActorAddress, Headers } from "../schema/Envelope.ts"
 import type { AskError, StreamError, TellError } from "../schema/Errors.ts"
 import {
   type ActorSystemShape,
   type AnyHandler,
-  type EntityOptions,
   type Envelope,
   type HandlerContext,
   type KindDefinition,
   ActorSystem
 } from "./ActorSystem.ts"
+import * as internalClient from "./internal/client.ts"
+import * as internalOptions from "./internal/entityOptions.ts"
+import * as internalKind from "./internal/kind.ts"
+import * as internalStreamOf from "./internal/streamOf.ts"
 
 /**
  * @since 0.1.0
  * @category type ids
  */
-export const TypeId: unique symbol = Symbol.for("troupe/Actor")
+export const TypeId: unique symbol = internalKind.TypeId
 
 /**
  * @since 0.1.0
@@ -111,22 +110,6 @@ export type Rpcs<K> = K extends Kind<infer _T, infer _N, infer R> ? R : never
  */
 export const isKind = (u: unknown): u is Any => typeof u === "object" && u !== null && TypeId in u
 
-const makeKind = <Tag extends "Actor" | "Service">(
-  _tag: Tag,
-  kind: string,
-  rpcs: ReadonlyArray<Rpc.Any>
-): Kind<Tag, string, Rpc.Any> => {
-  if (!Subject.isToken(kind)) {
-    throw new TypeError(`kind "${kind}" must match [A-Za-z0-9_-]{1,255} (it becomes a subject token)`)
-  }
-  const map = new Map<string, Rpc.AnyWithProps>()
-  for (const rpc of rpcs as ReadonlyArray<Rpc.Any> as ReadonlyArray<unknown> as ReadonlyArray<Rpc.AnyWithProps>) {
-    if (map.has(rpc._tag)) throw new TypeError(`kind "${kind}" declares "${rpc._tag}" twice`)
-    map.set(rpc._tag, rpc)
-  }
-  return { [TypeId]: { _Rpcs: (_: never) => _ }, _tag, kind, rpcs: map }
-}
-
 /**
  * Declares an actor kind from its Rpcs.
  *
@@ -136,7 +119,7 @@ const makeKind = <Tag extends "Actor" | "Service">(
 export const make = <const Name extends string, const R extends ReadonlyArray<Rpc.Any>>(
   kind: Name,
   rpcs: R
-): Actor<Name, R[number]> => makeKind("Actor", kind, rpcs) as Actor<Name, R[number]>
+): Actor<Name, R[number]> => internalKind.makeKind("Actor", kind, rpcs) as Actor<Name, R[number]>
 
 /**
  * Declares a service from its Rpcs.
@@ -147,7 +130,7 @@ export const make = <const Name extends string, const R extends ReadonlyArray<Rp
 export const service = <const Name extends string, const R extends ReadonlyArray<Rpc.Any>>(
   kind: Name,
   rpcs: R
-): Service<Name, R[number]> => makeKind("Service", kind, rpcs) as Service<Name, R[number]>
+): Service<Name, R[number]> => internalKind.makeKind("Service", kind, rpcs) as Service<Name, R[number]>
 
 /**
  * The annotation that marks a payload field as a streamed request body.
@@ -155,7 +138,7 @@ export const service = <const Name extends string, const R extends ReadonlyArray
  * @since 0.1.0
  * @category annotations
  */
-export const StreamOfAnnotationId: unique symbol = Symbol.for("troupe/Actor/StreamOf")
+export const StreamOfAnnotationId: unique symbol = internalStreamOf.StreamOfAnnotationId
 
 /**
  * The schema of a payload field that carries a `Stream` (a streamed request, e.g. an upload).
@@ -187,14 +170,7 @@ export interface StreamOf<Item extends Schema.Schema.Any>
  * @since 0.1.0
  * @category schemas
  */
-export const streamOf = <Item extends Schema.Schema.Any>(item: Item): StreamOf<Item> =>
-  Object.assign(
-    Schema.declare(
-      (u: unknown): u is Stream.Stream<Schema.Schema.Type<Item>, StreamError> => hasProperty(u, Stream.StreamTypeId),
-      { identifier: "Stream", [StreamOfAnnotationId]: item }
-    ),
-    { item }
-  )
+export const streamOf: <Item extends Schema.Schema.Any>(item: Item) => StreamOf<Item> = internalStreamOf.streamOf
 
 /**
  * A payload field carrying a stream of bytes: `Actor.streamOf(Schema.Uint8ArrayFromSelf)`.
@@ -210,20 +186,10 @@ export const Upload: StreamOf<typeof Schema.Uint8ArrayFromSelf> = streamOf(Schem
  * @since 0.1.0
  * @category annotations
  */
-export const streamedField = (
+export const streamedField: (
   payload: Schema.Schema.All
-): { readonly name: string; readonly item: Schema.Schema<unknown, unknown> } | undefined => {
-  let ast: AST.AST = payload.ast
-  while (ast._tag === "Transformation") ast = ast.to
-  if (ast._tag !== "TypeLiteral") return undefined
-  for (const property of ast.propertySignatures) {
-    const item = property.type.annotations[StreamOfAnnotationId]
-    if (item !== undefined && typeof property.name === "string") {
-      return { name: property.name, item: item as Schema.Schema<unknown, unknown> }
-    }
-  }
-  return undefined
-}
+) => { readonly name: string; readonly item: Schema.Schema<unknown, unknown> } | undefined =
+  internalStreamOf.streamedField
 
 /**
  * The address of the instance a handler belongs to.
@@ -270,26 +236,7 @@ export interface ToLayerOptions {
  * @since 0.1.0
  * @category constants
  */
-export const defaultSupervision: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
-  Schedule.intersect(Schedule.recurs(5))
-)
-
-const resolveOptions = (definition: KindDefinition, options: ToLayerOptions | undefined): EntityOptions => {
-  const mailboxCapacity = options?.mailboxCapacity ?? 1024
-  const concurrency = definition._tag === "Actor" ? 1 : options?.concurrency ?? 64
-  if (!Number.isInteger(mailboxCapacity) || mailboxCapacity < 0) {
-    throw new RangeError(`mailboxCapacity must be a whole number >= 0, got ${mailboxCapacity}`)
-  }
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new RangeError(`concurrency must be a whole number >= 1, got ${concurrency}`)
-  }
-  return {
-    maxIdleTime: Duration.decode(options?.maxIdleTime ?? "5 minutes"),
-    mailboxCapacity,
-    concurrency,
-    supervision: options?.supervision ?? defaultSupervision
-  }
-}
+export const defaultSupervision: Schedule.Schedule<unknown, unknown> = internalOptions.defaultSupervision
 
 /**
  * Hosts a kind on the node: `build` runs once per instance (per id for actors, once per node for
@@ -307,7 +254,7 @@ export const toLayer = <K extends Any, E = never, R = never>(
     | Effect.Effect<Handlers<Rpcs<NoInfer<K>>, R>, E, R | CurrentAddress | Scope.Scope>,
   options?: ToLayerOptions
 ): Layer.Layer<never, never, ActorSystem | Exclude<R, CurrentAddress | Scope.Scope>> => {
-  const resolved = resolveOptions(kind, options)
+  const resolved = internalOptions.resolveOptions(kind, options)
   return Layer.scopedDiscard(
     Effect.gen(function*() {
       const system = yield* ActorSystem
@@ -340,7 +287,7 @@ export interface AskOptions {
  * @since 0.1.0
  * @category type ids
  */
-export const AskTypeId: unique symbol = Symbol.for("troupe/Actor/Ask")
+export const AskTypeId: unique symbol = internalClient.AskTypeId
 
 /**
  * An ask: an Effect that sends the message and waits for the reply. Pass it to `Actor.tell`
@@ -369,39 +316,6 @@ export type Client<R extends Rpc.Any> = {
     : (payload: Rpc.Payload<Current>, options?: AskOptions) => Ask<Rpc.Success<Current>, Rpc.Error<Current> | AskError>
 }
 
-/** An ask as a value of one stable shape: running it sends the message, `tell` reads it. */
-class AskImpl extends Effectable.Class<unknown, unknown> implements Ask<unknown, unknown> {
-  readonly [AskTypeId]: { readonly envelope: Envelope; readonly system: ActorSystemShape }
-  constructor(envelope: Envelope, system: ActorSystemShape) {
-    super()
-    this[AskTypeId] = { envelope, system }
-  }
-  commit(): Effect.Effect<unknown, unknown> {
-    const { envelope, system } = this[AskTypeId]
-    return system.ask(envelope)
-  }
-}
-
-const isStreamRpc = (rpc: Rpc.AnyWithProps): boolean => RpcSchema.isStreamSchema(rpc.successSchema)
-
-const makeClient = (system: ActorSystemShape, definition: KindDefinition, id: string) => {
-  const client: Record<string, (payload: unknown, options?: AskOptions) => unknown> = {}
-  for (const [tag, rpc] of definition.rpcs) {
-    const envelopeOf = (payload: unknown, options: AskOptions | undefined): Envelope => ({
-      definition,
-      id,
-      tag,
-      payload,
-      timeout: options?.timeout,
-      headers: options?.headers
-    })
-    client[tag] = isStreamRpc(rpc)
-      ? (payload, options) => system.stream(envelopeOf(payload, options))
-      : (payload, options) => new AskImpl(envelopeOf(payload, options), system)
-  }
-  return client
-}
-
 /**
  * The client of a kind: for an actor, a function from id to typed client; for a service, the
  * typed client itself.
@@ -418,8 +332,8 @@ export const client = <K extends Any>(
 > =>
   Effect.map(ActorSystem, (system) =>
     (kind._tag === "Service"
-      ? makeClient(system, kind, "")
-      : (id: string) => makeClient(system, kind, id)) as never)
+      ? internalClient.makeClient(system, kind, "")
+      : (id: string) => internalClient.makeClient(system, kind, id)) as never)
 
 /**
  * Sends a message without waiting for its reply (at most once). Fails only when the message is

@@ -24,6 +24,8 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { NoAvailableNode } from "../schema/Errors.ts"
 import * as internal from "./internal/discovery.ts"
+import * as internalOptions from "./internal/discoveryOptions.ts"
+import * as internalInMemory from "./internal/inMemoryDiscovery.ts"
 import type { Transport } from "./Transport.ts"
 
 /**
@@ -124,7 +126,7 @@ export class DiscoveryConfigError extends Schema.TaggedError<DiscoveryConfigErro
  * @since 0.1.0
  * @category constants
  */
-export const REMAP_ENV: typeof internal.REMAP_ENV = internal.REMAP_ENV
+export const REMAP_ENV: typeof internalOptions.REMAP_ENV = internalOptions.REMAP_ENV
 
 /**
  * Replacement addresses by node name or by kind. A member's address becomes the entry for its
@@ -182,7 +184,8 @@ export interface InMemoryOptions {
  * @since 0.1.0
  * @category constructors
  */
-export const makeInMemory: (registry: Registry, options?: InMemoryOptions) => DiscoveryShape = internal.makeInMemory
+export const makeInMemory: (registry: Registry, options?: InMemoryOptions) => DiscoveryShape =
+  internalInMemory.makeInMemory
 
 /**
  * Discovery for one process (a private registry).
@@ -242,7 +245,7 @@ export const makeHeartbeat = (
   options: HeartbeatOptions = {}
 ): Effect.Effect<DiscoveryShape, DiscoveryConfigError, Transport | Scope.Scope> =>
   Effect.flatMap(
-    Effect.mapError(internal.resolveOptions(options), (reason) => new DiscoveryConfigError({ reason })),
+    Effect.mapError(internalOptions.resolveOptions(options), (reason) => new DiscoveryConfigError({ reason })),
     internal.makeHeartbeat
   )
 

@@ -1,0 +1,129 @@
+/**
+ * The job loop of one instance: taking jobs from its mailbox while it has room (one at a time for
+ * an actor, up to `concurrency` for a service), validating the payload, running the handler in a
+ * fiber of its own (started synchronously, no scheduler hop, so that the caller can interrupt
+ * exactly that handler), and turning the handler's exit into the job's `JobExit`. A defect
+ * restarts an actor (see `supervision.ts`).
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import type * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import { ActorStopped, DecodeError, RemoteDefect } from "../../schema/Errors.ts"
+import type { Job, JobExit } from "./job.ts"
+import { type Instance, type KindState, now, publishGauges, settle } from "./kindState.ts"
+import { continueTrace } from "./metrics.ts"
+import { evictIfQuiescent } from "./passivation.ts"
+import { restart } from "./supervision.ts"
+
+/** A waiting job left its mailbox without running (its caller gave up). @internal */
+export const dropped = (state: KindState, job: Job): void => {
+  state.queued--
+  publishGauges(state)
+  settle(state)
+  job.onCancelled?.()
+}
+
+/** Starts waiting jobs of `instance` while it is ready and has room. @internal */
+export const drain = (state: KindState, instance: Instance): void => {
+  // a handler that completes synchronously re-enters through `finish`; the outer loop goes on
+  if (instance.draining) return
+  instance.draining = true
+  try {
+    while (
+      instance.status === "ready" && instance.active < state.entity.options.concurrency && instance.queue.length > 0
+    ) {
+      state.queued--
+      start(state, instance, instance.queue.shift()!)
+    }
+  } finally {
+    instance.draining = false
+  }
+  publishGauges(state)
+}
+
+const start = (state: KindState, instance: Instance, job: Job): void => {
+  const handler = instance.handlers[job.tag]!
+  const validated = job.validated ? undefined : state.validators.get(job.tag)!(job.payload)
+  if (validated !== undefined && Either.isLeft(validated)) {
+    job.state = "done"
+    settle(state)
+    return job.onExit({
+      _tag: "Error",
+      error: new DecodeError({
+        what: `payload of ${state.kind}.${job.tag}`,
+        issue: ParseResult.TreeFormatter.formatErrorSync(validated.left)
+      })
+    })
+  }
+  job.state = "running"
+  instance.active++
+  instance.running.add(job)
+  let effect: Effect.Effect<unknown, unknown, unknown>
+  try {
+    effect = handler(job.payload, { headers: job.headers })
+  } catch (defect) {
+    effect = Exit.die(defect)
+  }
+  if (job.consume !== undefined) effect = job.consume(effect)
+  // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
+  // Exit: nothing to run, nothing to interrupt, no fiber needed
+  if (Exit.isExit(effect)) return finish(state, instance, job, effect as Exit.Exit<unknown, unknown>)
+  effect = continueTrace(state.kind, instance.id, job.tag, job.headers, effect)
+  const fiber = instance.fork!(effect as Effect.Effect<unknown, unknown>)
+  job.fiber = fiber
+  fiber.addObserver((exit) => finish(state, instance, job, exit))
+}
+
+/** The runtime error of a handler that died: where, which Rpc, and the defect's message. */
+const defectOf = (state: KindState, instance: Instance, job: Job, cause: Cause.Cause<unknown>): RemoteDefect => {
+  const defect = Cause.squash(cause)
+  return new RemoteDefect({
+    kind: state.kind,
+    id: instance.id,
+    tag: job.tag,
+    node: state.options.nodeId,
+    defect: defect instanceof Error ? defect.message : String(defect),
+    ...(defect instanceof Error && defect.stack !== undefined ? { stack: defect.stack } : {})
+  })
+}
+
+const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<unknown, unknown>): void => {
+  instance.active--
+  instance.running.delete(job)
+  instance.lastActivity = now(state)
+  const cancelled = job.state === "cancelled"
+  job.state = "done"
+  let result: JobExit
+  if (Exit.isSuccess(exit)) {
+    result = { _tag: "Success", value: exit.value }
+    if (instance.failures > 0) {
+      instance.failures = 0
+      instance.driver = undefined
+    }
+  } else {
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) {
+      result = { _tag: "Failure", error: failure.value }
+    } else if (Cause.isInterruptedOnly(exit.cause)) {
+      result = {
+        _tag: "Error",
+        error: job.stoppedBy ?? new ActorStopped({ kind: state.kind, id: instance.id, reason: "handler interrupted" })
+      }
+    } else {
+      result = { _tag: "Error", error: defectOf(state, instance, job, exit.cause) }
+      if (state.isActor && instance.status === "ready" && state.shuttingDown === undefined) {
+        restart(state, instance, exit.cause, () => drain(state, instance))
+      }
+    }
+  }
+  settle(state)
+  if (cancelled) job.onCancelled?.()
+  else job.onExit(result)
+  drain(state, instance)
+  if (instance.evicting) evictIfQuiescent(state, instance)
+}
