@@ -5,7 +5,7 @@
  *
  * Each node has an Ed25519 identity. Two nodes open a session with an X25519 ephemeral
  * handshake whose transcript (both ephemeral keys, both identities, the namespace) both sign;
- * one key per direction comes from the shared secret through BLAKE2b-512; frames are sealed with
+ * one key per direction comes from the shared secret through HKDF-SHA-256; frames are sealed with
  * AES-256-GCM, the nonce a 64-bit per-direction counter, the routing header authenticated.
  * Frames to shared subjects (services, interrupts, topics, heartbeats) are sealed once with the
  * sender's group key, which it hands to trusted peers over their sessions; topic events and

@@ -23,7 +23,7 @@ import type {
   TransportEvent,
   TransportShape
 } from "../Transport.ts"
-import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
+import { Coalescer } from "./coalesce.ts"
 import { type Drop, makeDrop } from "./drops.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
@@ -129,22 +129,6 @@ export const make = (
       }
     }))
 
-    // ---- "no responders" of reply slots, for frames that travelled in a batch ---------------
-    const noRespondersListeners: Array<{ readonly pattern: string; readonly callback: (subject: string) => void }> = []
-    const noRespondersTo = (replyTo: string): void => {
-      for (const listener of noRespondersListeners) {
-        if (Subject.matches(listener.pattern, replyTo)) listener.callback(replyTo)
-      }
-    }
-
-    // ---- coalescing: consecutive frames to one subject in one event-loop turn go as one NATS
-    // message (a frame to another subject closes the batch, so the connection's order of frames
-    // is kept); a batch never exceeds the chunk size, so it never travels in pieces
-    const coalesce = options.coalesce ?? true
-    const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
-    const batchReplies = new BatchReplies(4096)
-    let open: Batch<undefined> | undefined
-
     const publishWire = (
       subject: string,
       bytes: Uint8Array,
@@ -165,26 +149,24 @@ export const make = (
       }
     }
 
-    const flushBatch = (batch: Batch<undefined>): void => {
-      if (open === batch) open = undefined
-      let error: TransportError | undefined
-      if (batch.frames.length === 1) {
-        error = publishWire(batch.subject, batch.frames[0]!, batch.replyTos[0])
-      } else {
-        const id = batchReplies.track(batch.replyTos)
-        error = publishWire(
-          batch.subject,
-          encodeBatch(batch.frames),
-          id === undefined ? undefined : `${batchSlot}.${id}`
-        )
-      }
-      if (error !== undefined) {
-        log(Effect.logWarning(`${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
-      }
-    }
-
-    const scheduleFlush = flushAfterMicrotasks(() => {
-      if (open !== undefined) flushBatch(open)
+    // ---- coalescing: consecutive frames to one subject in one event-loop turn go as one NATS
+    // message (a frame to another subject closes the batch, so the connection's order of frames
+    // is kept); a batch never exceeds the chunk size, so it never travels in pieces. "No
+    // responders" to a batch reaches each of its frames' reply slots.
+    const coalesce = options.coalesce ?? true
+    const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
+    const coalescer = new Coalescer<undefined, TransportError>({
+      single: true,
+      // the batch container's 5-byte header counts towards the chunk size
+      headerBytes: 5,
+      maxBytes: limits.chunkBytes,
+      maxFrames: Number.POSITIVE_INFINITY,
+      maxTracked: 4096,
+      sendOne: (subject, _, frame, replyTo) => publishWire(subject, frame, replyTo),
+      sendBatch: (subject, _, frames, replyTo) => publishWire(subject, encodeBatch(frames), replyTo),
+      replySlot: (id) => `${batchSlot}.${id}`,
+      onUnsent: (count, subject, error) =>
+        log(Effect.logWarning(`${count} frame(s) to ${subject} were not sent`, error))
     })
 
     const unsafePublish = (
@@ -200,25 +182,11 @@ export const make = (
       const wire = encoded.right
       const replyTo = publishOptions?.replyTo
       if (wire instanceof Uint8Array && coalesce && wire.byteLength <= limits.chunkBytes / 2) {
-        let batch = open
-        if (
-          batch !== undefined && (batch.subject !== subject || batch.bytes + wire.byteLength + 4 > limits.chunkBytes)
-        ) {
-          flushBatch(batch)
-          batch = undefined
-        }
-        if (batch === undefined) {
-          // the batch container's 5-byte header counts towards the chunk size
-          batch = new Batch(subject, undefined)
-          batch.bytes = 5
-          open = batch
-          scheduleFlush()
-        }
-        batch.add(wire, replyTo)
+        coalescer.add(subject, undefined, wire, replyTo)
         return undefined
       }
       // what is not batched keeps its order behind what is
-      if (open !== undefined) flushBatch(open)
+      coalescer.closeFor(subject)
       if (wire instanceof Uint8Array) return publishWire(subject, wire, replyTo)
       // only a first piece carries the reply subject: the receiver learns the frame's size (and
       // answers one too large) from it, and one "no responders" is enough; the others are
@@ -240,8 +208,7 @@ export const make = (
               // a callback that throws stops nats.js's reader: nothing may escape
               try {
                 if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
-                const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
-                for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
+                coalescer.unanswered(msg.subject.slice(prefix.length))
               } catch (defect) {
                 batchDrop(defect)
               }
@@ -275,7 +242,7 @@ export const make = (
         drop,
         reassembler
       )
-      const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
+      let stopListening: (() => void) | undefined
       const callback = (error: Error | null, msg: Msg) => {
         // a callback that throws stops nats.js's reader (the whole connection goes deaf): the
         // receiver never throws, and this is the last resort for the rest
@@ -307,17 +274,14 @@ export const make = (
                 callback,
                 ...(subscribeOptions?.queue !== undefined ? { queue: subscribeOptions.queue } : {})
               })
-              if (listener !== undefined) noRespondersListeners.push(listener)
+              if (onNoResponders !== undefined) stopListening = coalescer.listen(subject, onNoResponders)
               return subscription
             },
             catch: (error) => new TransportError({ reason: `subscribe to ${subject} failed: ${causeOf(error)}` })
           }),
           (subscription) =>
             Effect.sync(() => {
-              if (listener !== undefined) {
-                const index = noRespondersListeners.indexOf(listener)
-                if (index >= 0) noRespondersListeners.splice(index, 1)
-              }
+              stopListening?.()
               subscription.unsubscribe()
             })
         )
@@ -335,8 +299,10 @@ export const make = (
       unsafePublish,
       subscribe,
       watch: (listener) =>
-        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () =>
-          Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid),
+        Effect.acquireRelease(
+          Effect.sync(() => listeners.add(listener)),
+          () => Effect.sync(() => listeners.delete(listener))
+        ).pipe(Effect.asVoid),
       isConnected: connection.isConnected,
       awaitConnected: connection.awaitConnected
     }

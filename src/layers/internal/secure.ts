@@ -19,8 +19,8 @@
  *   9  either way: session id, reason (a rejection)
  * and, sealed inside a session: 4 a group key (epoch, key), 5 a request for the current one.
  * Both signatures cover the transcript (namespace, both node ids, incarnations, identities,
- * ephemeral keys and the session id) with a role label; session keys are BLAKE2b-512 of the
- * X25519 secret and the transcript, one half per direction.
+ * ephemeral keys and the session id) with a role label; the session keys come from the X25519
+ * secret through HKDF-SHA-256 salted with the transcript's SHA-256, one key per direction.
  *
  * @internal
  */
@@ -44,7 +44,7 @@ import { type CodecShape, decodeFrame, Malformed } from "../Codec.ts"
 import type { PeerSession, SecureStats } from "../Secure.ts"
 import * as Subject from "../Subject.ts"
 import { type PublishOptions, type SubscribeOptions, type TransportShape } from "../Transport.ts"
-import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
+import { Coalescer } from "./coalesce.ts"
 import { malformedFrames } from "./drops.ts"
 import { decodeBatch, encodeBatch } from "./fragments.ts"
 import * as C from "./secureCrypto.ts"
@@ -280,7 +280,6 @@ export const make = (
     const incarnation = C.encodeKey(C.randomKey()).slice(0, 16)
     const peers = new Map<string, Peer>()
     const responding = new Map<number, Responding>()
-    const noResponders: Array<{ readonly pattern: string; readonly callback: (subject: string) => void }> = []
     let self: string | undefined
     let selfDeliver: ((frame: Envelope) => void) | undefined
     let closed = false
@@ -400,11 +399,28 @@ export const make = (
     }
 
     // ---- coalescing: one sealing (and one NATS message) for the frames of one subject in one
-    // event-loop turn; each batch is flushed in the order it was opened
-    // a batch is sealed with one key: its `key` is the sealer
-    let batches = new Map<string, Batch<Session | GroupKey>>()
-    const batchReplies = new BatchReplies(MAX_TRACKED_BATCHES)
+    // event-loop turn; each batch is flushed in the order it was opened. A batch is sealed with
+    // one key: its `key` is the sealer
     const coalesce = config.coalesce ?? inner.name.startsWith("nats")
+    const coalescer = new Coalescer<Session | GroupKey, TransportError | EncodeError | PayloadTooLarge>({
+      single: false,
+      headerBytes: 0,
+      // the plaintext of a batch, its frames' length prefixes included, but for the last one's
+      maxBytes: MAX_BATCH_BYTES + 4,
+      maxFrames: MAX_BATCH_FRAMES,
+      maxTracked: MAX_TRACKED_BATCHES,
+      sendOne: (subject, sealer, frame, replyTo) =>
+        inner.unsafePublish(subject, sealOne(subject, sealer, frame, false), publishOptions(subject, replyTo)),
+      sendBatch: (subject, sealer, frames, replyTo) =>
+        inner.unsafePublish(
+          subject,
+          sealOne(subject, sealer, encodeBatch(frames), true),
+          publishOptions(subject, replyTo)
+        ),
+      replySlot: (id) => `node.${self}.hb.${id}`,
+      onUnsent: (count, subject, error) =>
+        fork(Effect.logWarning(`secure: ${count} frame(s) to ${subject} were not sent`, error))
+    })
 
     const emit = (
       subject: string,
@@ -413,70 +429,15 @@ export const make = (
       replyTo: string | undefined
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       if (!coalesce || plaintext.byteLength > MAX_BATCH_BYTES) {
-        const open = batches.get(subject)
-        if (open !== undefined) {
-          flushBatch(open)
-        }
+        coalescer.closeFor(subject)
         return inner.unsafePublish(
           subject,
           sealOne(subject, sealer, plaintext, false),
           publishOptions(subject, replyTo)
         )
       }
-      let batch = batches.get(subject)
-      if (
-        batch !== undefined &&
-        (batch.key !== sealer || batch.frames.length >= MAX_BATCH_FRAMES ||
-          batch.bytes + plaintext.byteLength > MAX_BATCH_BYTES)
-      ) {
-        flushBatch(batch)
-        batch = undefined
-      }
-      if (batch === undefined) {
-        batch = new Batch(subject, sealer)
-        batches.set(subject, batch)
-        scheduleFlush()
-      }
-      batch.add(plaintext, replyTo)
+      coalescer.add(subject, sealer, plaintext, replyTo)
       return undefined
-    }
-
-    const flushBatch = (batch: Batch<Session | GroupKey>): void => {
-      batches.delete(batch.subject)
-      let error: TransportError | EncodeError | PayloadTooLarge | undefined
-      if (batch.frames.length === 1) {
-        const replyTo = batch.replyTos[0]
-        error = inner.unsafePublish(
-          batch.subject,
-          sealOne(batch.subject, batch.key, batch.frames[0]!, false),
-          publishOptions(batch.subject, replyTo)
-        )
-      } else {
-        const id = batchReplies.track(batch.replyTos)
-        const replyTo = id === undefined ? undefined : `node.${self}.hb.${id}`
-        error = inner.unsafePublish(
-          batch.subject,
-          sealOne(batch.subject, batch.key, encodeBatch(batch.frames), true),
-          publishOptions(batch.subject, replyTo)
-        )
-      }
-      if (error !== undefined) {
-        fork(Effect.logWarning(`secure: ${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
-      }
-    }
-
-    const flushAll = (): void => {
-      const open = batches
-      batches = new Map()
-      for (const batch of open.values()) {
-        flushBatch(batch)
-      }
-    }
-    const scheduleFlush = flushAfterMicrotasks(flushAll)
-
-    /** as NATS would have said of each frame: nobody is listening there */
-    const noRespondersTo = (replyTo: string): void => {
-      for (const entry of noResponders) if (Subject.matches(entry.pattern, replyTo)) entry.callback(replyTo)
     }
 
     const handshakeFrame = (step: number, parts: ReadonlyArray<Uint8Array | string>): Envelope => ({
@@ -515,7 +476,7 @@ export const make = (
 
     const rotateGroupKey = (): void => {
       // what was sealed with the old key leaves first
-      flushAll()
+      coalescer.flushAll()
       groupPrefixes = new Map()
       groupBatchPrefixes = new Map()
       groupKey = { epoch: C.randomId(), key: C.randomKey(), sent: 0, createdAt: now() }
@@ -592,7 +553,7 @@ export const make = (
       for (const item of queue) {
         const replyTo = item.options?.replyTo
         if (unreachable && replyTo !== undefined) {
-          noRespondersTo(replyTo)
+          coalescer.noRespondersTo(replyTo)
           continue
         }
         const frame = item.frame
@@ -1132,10 +1093,7 @@ export const make = (
           })
           // "no responders" to a batch: to each frame in it
           yield* inner.subscribe(`node.${self}.hb.*`, () => {}, {
-            onNoResponders: (slot) => {
-              const id = Number(slot.slice(slot.lastIndexOf(".") + 1))
-              for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
-            }
+            onNoResponders: (slot) => coalescer.unanswered(slot)
           })
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
@@ -1147,13 +1105,7 @@ export const make = (
           )
         }
         const onNoResponders = options?.onNoResponders
-        if (onNoResponders !== undefined) {
-          const entry = { pattern: subject, callback: onNoResponders }
-          yield* Effect.acquireRelease(
-            Effect.sync(() => noResponders.push(entry)),
-            () => Effect.sync(() => noResponders.splice(noResponders.indexOf(entry), 1))
-          )
-        }
+        if (onNoResponders !== undefined) yield* coalescer.listenScoped(subject, onNoResponders)
         yield* inner.subscribe(subject, receiver(subject, !Subject.isPattern(subject), onFrame), options)
         // frames that waited for us to know who we are
         if (becomesSelf) {
@@ -1166,7 +1118,7 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         // the last frames (e.g. a leaving heartbeat) leave before the connection closes
-        flushAll()
+        coalescer.flushAll()
         closed = true
         for (const peer of peers.values()) {
           if (peer.initiating !== undefined) fork(Fiber.interrupt(peer.initiating.timer))
