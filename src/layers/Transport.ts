@@ -42,6 +42,11 @@ export interface SubscribeOptions {
    * `maxMessageBytes` and was dropped, so that its sender can be told rather than left waiting
    */
   readonly onTooLarge?: ((error: PayloadTooLarge, replyTo: string) => void) | undefined
+  /**
+   * the id of the node whose direct subject (`node.<id>`) this subscription is, for a transport
+   * that must know its node (`Secure` seals and answers handshakes in its name) (@since 0.5.0)
+   */
+  readonly node?: string | undefined
 }
 
 /**

@@ -26,6 +26,7 @@ import type {
 import { Coalescer } from "./coalesce.ts"
 import { type Drop, makeDrop } from "./drops.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
+import { publishOf } from "./publish.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
 import { Backoff, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
@@ -291,11 +292,7 @@ export const make = (
     const transport: TransportShape = {
       name: `nats+${codec.name}`,
       zeroCopy: false,
-      publish: (subject, frame, publishOptions) =>
-        Effect.suspend(() => {
-          const error = unsafePublish(subject, frame, publishOptions)
-          return error === undefined ? Effect.void : Effect.fail(error)
-        }),
+      publish: publishOf(unsafePublish),
       unsafePublish,
       subscribe,
       watch: (listener) =>

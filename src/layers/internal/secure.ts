@@ -12,8 +12,8 @@
  * - With `coalesce` (the default over NATS), the frames published to one subject before the next
  *   microtask are sealed together as one batch (mode + 4): one AES-GCM operation and one message.
  *
- * This module is the wrapper: it routes what is published, dispatches what arrives, and learns
- * the node's id from the node's subscription to its direct subject. The parts are
+ * This module is the wrapper: it routes what is published, dispatches what arrives, and takes
+ * the node's id from the node's subscription to its direct subject (`SubscribeOptions.node`). The parts are
  * `secureIdentity`, `secureState`, `securePeer` (sessions, the queue, held frames),
  * `secureHandshake`, `secureSeal` (sealing, opening, replay windows) and `secureGroupKey`.
  *
@@ -205,6 +205,17 @@ const becomeNode = (
     )
   })
 
+/**
+ * The node this subscription makes us, if any: the node names itself when it subscribes to its
+ * direct subject (`node`), whatever was taken before; a secure transport used without a node
+ * takes the first direct subject subscribed as its own.
+ */
+const nodeIdOf = (state: SecureState, subject: string, options: SubscribeOptions | undefined): string | undefined => {
+  const named = options?.node
+  if (named !== undefined) return named === state.self ? undefined : named
+  return state.self === undefined ? nodeOfSubject(subject) : undefined
+}
+
 const subscribe = (
   state: SecureState,
   subject: string,
@@ -212,8 +223,7 @@ const subscribe = (
   options?: SubscribeOptions
 ): Effect.Effect<void, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    // the node's id reaches us as its subscription to its direct subject
-    const nodeId = state.self === undefined ? nodeOfSubject(subject) : undefined
+    const nodeId = nodeIdOf(state, subject, options)
     if (nodeId !== undefined) yield* becomeNode(state, nodeId, onFrame)
     const onNoResponders = options?.onNoResponders
     if (onNoResponders !== undefined) yield* state.coalescer.listenScoped(subject, onNoResponders)

@@ -1123,7 +1123,7 @@ export const make = (
       else send(`node.${slot[1]}`, out)
     }
 
-    yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge })
+    yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge, node: nodeId })
     // "no responders" for a request arrives on its reply slot, at once
     yield* transport.subscribe(`${noRespondersPrefix}*`, () => {}, {
       onNoResponders: (subject) => {
