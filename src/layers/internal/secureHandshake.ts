@@ -153,21 +153,30 @@ const sendReject = (state: SecureState, to: string, sessionId: number, reason: s
   state.inner.unsafePublish(`node.${to}`, handshakeFrame(state, STEP_REJECT, [uint32(sessionId), reason]))
 }
 
+type SixParts = readonly [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer]
+
+/** the six parts of a hello or a reply, those of a fixed size (`sizes`, by index) checked */
+const sixParts = (
+  state: SecureState,
+  source: string,
+  body: Uint8Array,
+  sizes: Readonly<Record<number, number>>,
+  what: string
+): SixParts | undefined => {
+  const parts = C.split(body, 6)
+  if (parts === undefined || Object.entries(sizes).some(([index, size]) => parts[Number(index)]!.length !== size)) {
+    reject(state, "malformed", source, what)
+    return undefined
+  }
+  return parts as unknown as SixParts
+}
+
 // ---- the responder ---------------------------------------------------------------------------
 
 const onHello = (state: SecureState, source: string, body: Uint8Array): void => {
-  const parts = C.split(body, 6)
-  if (parts === undefined || parts[3]!.length !== 32 || parts[4]!.length !== 32 || parts[5]!.length !== 4) {
-    return reject(state, "malformed", source, "handshake hello")
-  }
-  const [namespace, peerIncarnation, target, peerRaw, peerEphemeral, sessionBytes] = parts as [
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer
-  ]
+  const parts = sixParts(state, source, body, { 3: 32, 4: 32, 5: 4 }, "handshake hello")
+  if (parts === undefined) return
+  const [namespace, peerIncarnation, target, peerRaw, peerEphemeral, sessionBytes] = parts
   const sessionId = sessionBytes.readUInt32BE()
   if (target.toString() !== state.self) return reject(state, "malformed", source, "handshake for another node")
   if (namespace.toString() !== state.config.namespace) {
@@ -236,18 +245,9 @@ const onConfirm = (state: SecureState, source: string, body: Uint8Array): void =
 // ---- the initiator, answered -----------------------------------------------------------------
 
 const onReply = (state: SecureState, source: string, body: Uint8Array): void => {
-  const parts = C.split(body, 6)
-  if (parts === undefined || parts[2]!.length !== 4 || parts[3]!.length !== 32 || parts[4]!.length !== 32) {
-    return reject(state, "malformed", source, "handshake reply")
-  }
-  const [namespace, peerIncarnation, sessionBytes, peerRaw, peerEphemeral, signature] = parts as [
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer
-  ]
+  const parts = sixParts(state, source, body, { 2: 4, 3: 32, 4: 32 }, "handshake reply")
+  if (parts === undefined) return
+  const [namespace, peerIncarnation, sessionBytes, peerRaw, peerEphemeral, signature] = parts
   const peer = state.peers.get(source)
   const initiating = peer?.initiating
   if (peer === undefined || initiating === undefined || initiating.sessionId !== sessionBytes.readUInt32BE()) {
