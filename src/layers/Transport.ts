@@ -22,6 +22,7 @@ import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
 import * as Drops from "./internal/drops.ts"
 import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
+import * as Publish from "./internal/publish.ts"
 import * as Reassembly from "./internal/reassembly.ts"
 import * as Subject from "./Subject.ts"
 
@@ -255,8 +256,7 @@ export interface InMemoryOptions {
  * @since 0.1.0
  * @category utils
  */
-export const fromResult = <E>(error: E | undefined): Effect.Effect<void, E> =>
-  error === undefined ? Effect.void : Effect.fail(error)
+export const fromResult: <E>(error: E | undefined) => Effect.Effect<void, E> = Publish.fromResult
 
 const prefixOf = (namespace: string | undefined) => `troupe.${namespace ?? "default"}.`
 

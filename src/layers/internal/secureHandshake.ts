@@ -120,7 +120,7 @@ export const fail = (
   else failQueue(state, peer, error, unreachable)
 }
 
-/** "no responders" to a handshake hello at its reply slot: the peer is gone */
+/** @internal "no responders" to a handshake hello at its reply slot: the peer is gone */
 export const onHelloUnanswered = (state: SecureState, slot: string): void => {
   const peer = state.peers.get(slot.slice(`node.${state.self}.hs.`.length))
   if (peer?.initiating !== undefined) {
