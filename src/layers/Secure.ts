@@ -5,7 +5,7 @@
  *
  * Each node has an Ed25519 identity. Two nodes open a session with an X25519 ephemeral
  * handshake whose transcript (both ephemeral keys, both identities, the namespace) both sign;
- * one key per direction comes from the shared secret through BLAKE2b-512; frames are sealed with
+ * one key per direction comes from the shared secret through HKDF-SHA-256; frames are sealed with
  * AES-256-GCM, the nonce a 64-bit per-direction counter, the routing header authenticated.
  * Frames to shared subjects (services, interrupts, topics, heartbeats) are sealed once with the
  * sender's group key, which it hands to trusted peers over their sessions; topic events and
@@ -35,6 +35,8 @@ import { readFile } from "node:fs/promises"
 import { Codec } from "./Codec.ts"
 import * as internal from "./internal/secure.ts"
 import * as C from "./internal/secureCrypto.ts"
+import * as Identities from "./internal/secureIdentity.ts"
+import * as State from "./internal/secureState.ts"
 import { Transport } from "./Transport.ts"
 
 /**
@@ -45,7 +47,7 @@ import { Transport } from "./Transport.ts"
  * @category models
  */
 export interface Identity {
-  readonly [internal.IdentityTypeId]: typeof internal.IdentityTypeId
+  readonly [Identities.IdentityTypeId]: typeof Identities.IdentityTypeId
   readonly publicKey: string
 }
 
@@ -53,7 +55,7 @@ export interface Identity {
  * @since 0.1.0
  * @category guards
  */
-export const isIdentity = (u: unknown): u is Identity => u instanceof internal.Identity
+export const isIdentity = (u: unknown): u is Identity => u instanceof Identities.Identity
 
 /**
  * A bad identity or option of the `Secure` layer.
@@ -73,7 +75,7 @@ export class SecureConfigError extends Schema.TaggedError<SecureConfigError>()("
  */
 export const identityFromSeed = (seed: Uint8Array): Effect.Effect<Identity, SecureConfigError> =>
   seed.byteLength === 32
-    ? Effect.sync(() => new internal.Identity(seed))
+    ? Effect.sync(() => new Identities.Identity(seed))
     : Effect.fail(new SecureConfigError({ reason: `an Ed25519 seed has 32 bytes, got ${seed.byteLength}` }))
 
 const seedOfText = (text: string, where: string): Effect.Effect<Identity, SecureConfigError> => {
@@ -118,7 +120,7 @@ export const identityFromEnv = (name: string): Effect.Effect<Identity, SecureCon
  * @since 0.1.0
  * @category identity
  */
-export const generateIdentity: Effect.Effect<Identity> = Effect.sync(() => new internal.Identity(C.randomSeed()))
+export const generateIdentity: Effect.Effect<Identity> = Effect.sync(() => new Identities.Identity(C.randomSeed()))
 
 /**
  * Where an identity's seed comes from: the 32 bytes themselves, a file, an environment
@@ -239,9 +241,9 @@ export class Secure extends Context.Tag("troupe/Secure")<Secure, SecureShape>() 
  * @since 0.1.0
  * @category metrics
  */
-export const rejectedFrames = internal.rejectedFrames
+export const rejectedFrames = State.rejectedFrames
 
-const resolve = (options: SecureOptions): Effect.Effect<internal.SecureConfig, SecureConfigError> =>
+const resolve = (options: SecureOptions): Effect.Effect<State.SecureConfig, SecureConfigError> =>
   Effect.gen(function*() {
     const identity = isIdentity(options.identity) ? options.identity : yield* options.identity
     let trust: ReadonlySet<string> | "any" = "any"
@@ -272,7 +274,7 @@ const resolve = (options: SecureOptions): Effect.Effect<internal.SecureConfig, S
       return yield* new SecureConfigError({ reason: "maxQueued must be a whole number >= 1" })
     }
     return {
-      identity: identity as internal.Identity,
+      identity: identity as Identities.Identity,
       trust,
       namespace,
       handshakeTimeoutMillis,

@@ -22,6 +22,7 @@ import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
 import * as Drops from "./internal/drops.ts"
 import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
+import * as Publish from "./internal/publish.ts"
 import * as Reassembly from "./internal/reassembly.ts"
 import * as Subject from "./Subject.ts"
 
@@ -42,6 +43,11 @@ export interface SubscribeOptions {
    * `maxMessageBytes` and was dropped, so that its sender can be told rather than left waiting
    */
   readonly onTooLarge?: ((error: PayloadTooLarge, replyTo: string) => void) | undefined
+  /**
+   * the id of the node whose direct subject (`node.<id>`) this subscription is, for a transport
+   * that must know its node (`Secure` seals and answers handshakes in its name) (@since 0.5.0)
+   */
+  readonly node?: string | undefined
 }
 
 /**
@@ -250,8 +256,7 @@ export interface InMemoryOptions {
  * @since 0.1.0
  * @category utils
  */
-export const fromResult = <E>(error: E | undefined): Effect.Effect<void, E> =>
-  error === undefined ? Effect.void : Effect.fail(error)
+export const fromResult: <E>(error: E | undefined) => Effect.Effect<void, E> = Publish.fromResult
 
 const prefixOf = (namespace: string | undefined) => `troupe.${namespace ?? "default"}.`
 

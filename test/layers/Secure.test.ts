@@ -724,6 +724,52 @@ describe("secure sessions in memory", () => {
       expect(gone).toEqual(["node.a.nr.1", "node.a.nr.2", "node.a.nr.3"])
     }).pipe(Effect.scoped))
 
+  it.scoped("the node names itself: its direct subject, subscribed with its id, makes the transport that node even after another direct subject", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const context = yield* Layer.build(
+        Secure.layer({ identity: yield* Secure.generateIdentity, trust: "any" }).pipe(
+          Layer.provide(plainTransport(net))
+        )
+      )
+      const a = Context.get(context, Transport.Transport)
+      // a direct subject of another node, subscribed first (a transport without a node takes it as its own)
+      yield* a.subscribe("node.watched", () => {})
+      const received: Array<Envelope> = []
+      yield* a.subscribe("node.a", (frame) => received.push(frame), { node: "a" })
+      const b = yield* endpoint(net, "b")
+      yield* b.transport.publish("node.a", tell(1))
+      yield* a.publish("node.b", tell(2))
+      expect(bodies(received)).toEqual([1])
+      expect(bodies(b.received)).toEqual([2])
+      expect(Context.get(context, Secure.Secure).peers().map((peer) => peer.nodeId)).toEqual(["b"])
+      expect(b.secure.stats().rejected).toEqual({})
+    }))
+
+  it.scoped("a node subscribes to its direct subject naming itself, so the transport below learns its id", () =>
+    Effect.gen(function*() {
+      const net = yield* makeNet
+      const named: Array<{ readonly subject: string; readonly node: string | undefined }> = []
+      const spy = Layer.effect(
+        Transport.Transport,
+        Effect.map(Transport.Transport, (inner) => ({
+          ...inner,
+          subscribe: (subject: string, onFrame: (frame: Envelope) => void, options?: Transport.SubscribeOptions) => {
+            named.push({ subject, node: options?.node })
+            return inner.subscribe(subject, onFrame, options)
+          }
+        }))
+      ).pipe(Layer.provide(plainTransport(net)))
+      const node = yield* Layer.build(
+        Node.layer({ name: "named" }).pipe(
+          Layer.provide(Layer.merge(spy, Discovery.layerInMemory(net.registry))),
+          Layer.orDie
+        )
+      )
+      const nodeId = Context.get(node, Node.Node).nodeId
+      expect(named.filter((entry) => entry.node !== undefined)).toEqual([{ subject: `node.${nodeId}`, node: nodeId }])
+    }))
+
   it.scoped("the group key rotates after its message count; every event still arrives, once", () =>
     Effect.gen(function*() {
       const net = yield* makeNet

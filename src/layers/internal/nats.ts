@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -23,11 +24,12 @@ import type {
   TransportEvent,
   TransportShape
 } from "../Transport.ts"
-import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
+import { Coalescer } from "./coalesce.ts"
 import { type Drop, makeDrop } from "./drops.ts"
 import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
+import { publishOf } from "./publish.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
-import { Backoff, disconnected, makeConnection } from "./reconnect.ts"
+import { Backoff, type Connection, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
 
 /**
@@ -104,7 +106,6 @@ export const make = (
         )
     )
     const limits = limitsOf(nc.info?.max_payload ?? 1024 * 1024)
-    const encode = makeEncoder(codec, limits)
 
     const listeners = new Set<(event: TransportEvent) => void>()
     const log = Runtime.runFork(yield* Effect.runtime<never>())
@@ -129,128 +130,7 @@ export const make = (
       }
     }))
 
-    // ---- "no responders" of reply slots, for frames that travelled in a batch ---------------
-    const noRespondersListeners: Array<{ readonly pattern: string; readonly callback: (subject: string) => void }> = []
-    const noRespondersTo = (replyTo: string): void => {
-      for (const listener of noRespondersListeners) {
-        if (Subject.matches(listener.pattern, replyTo)) listener.callback(replyTo)
-      }
-    }
-
-    // ---- coalescing: consecutive frames to one subject in one event-loop turn go as one NATS
-    // message (a frame to another subject closes the batch, so the connection's order of frames
-    // is kept); a batch never exceeds the chunk size, so it never travels in pieces
-    const coalesce = options.coalesce ?? true
-    const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
-    const batchReplies = new BatchReplies(4096)
-    let open: Batch<undefined> | undefined
-
-    const publishWire = (
-      subject: string,
-      bytes: Uint8Array,
-      replyTo: string | undefined
-    ): TransportError | undefined => {
-      // a batch closed after the connection was lost
-      if (!connection.isConnected()) return disconnected()
-      // the last guard before the socket: a space or a line break in a subject would make the
-      // server close the connection (or inject a protocol command)
-      if (!Subject.isConcreteSubject(subject) || (replyTo !== undefined && !Subject.isConcreteSubject(replyTo))) {
-        return new TransportError({ reason: `cannot publish to the invalid subject ${JSON.stringify(subject)}` })
-      }
-      try {
-        nc.publish(prefix + subject, bytes, replyTo === undefined ? undefined : { reply: prefix + replyTo })
-        return undefined
-      } catch (error) {
-        return new TransportError({ reason: `publish to ${subject} failed: ${causeOf(error)}` })
-      }
-    }
-
-    const flushBatch = (batch: Batch<undefined>): void => {
-      if (open === batch) open = undefined
-      let error: TransportError | undefined
-      if (batch.frames.length === 1) {
-        error = publishWire(batch.subject, batch.frames[0]!, batch.replyTos[0])
-      } else {
-        const id = batchReplies.track(batch.replyTos)
-        error = publishWire(
-          batch.subject,
-          encodeBatch(batch.frames),
-          id === undefined ? undefined : `${batchSlot}.${id}`
-        )
-      }
-      if (error !== undefined) {
-        log(Effect.logWarning(`${batch.frames.length} frame(s) to ${batch.subject} were not sent`, error))
-      }
-    }
-
-    const scheduleFlush = flushAfterMicrotasks(() => {
-      if (open !== undefined) flushBatch(open)
-    })
-
-    const unsafePublish = (
-      subject: string,
-      frame: Envelope,
-      publishOptions?: PublishOptions
-    ): TransportError | EncodeError | PayloadTooLarge | undefined => {
-      // nats.js would buffer the frame and discard it at its next dial: it never leaves
-      if (!connection.isConnected()) return disconnected()
-      const fragmentTo = publishOptions?.fragmentTo
-      const encoded = encode(frame, fragmentTo !== undefined)
-      if (Either.isLeft(encoded)) return encoded.left
-      const wire = encoded.right
-      const replyTo = publishOptions?.replyTo
-      if (wire instanceof Uint8Array && coalesce && wire.byteLength <= limits.chunkBytes / 2) {
-        let batch = open
-        if (
-          batch !== undefined && (batch.subject !== subject || batch.bytes + wire.byteLength + 4 > limits.chunkBytes)
-        ) {
-          flushBatch(batch)
-          batch = undefined
-        }
-        if (batch === undefined) {
-          // the batch container's 5-byte header counts towards the chunk size
-          batch = new Batch(subject, undefined)
-          batch.bytes = 5
-          open = batch
-          scheduleFlush()
-        }
-        batch.add(wire, replyTo)
-        return undefined
-      }
-      // what is not batched keeps its order behind what is
-      if (open !== undefined) flushBatch(open)
-      if (wire instanceof Uint8Array) return publishWire(subject, wire, replyTo)
-      // only a first piece carries the reply subject: the receiver learns the frame's size (and
-      // answers one too large) from it, and one "no responders" is enough; the others are
-      // shorter to write, route and parse
-      for (let i = 0; i < wire.length; i++) {
-        const error = publishWire(fragmentTo!, wire[i]!, i === 0 ? replyTo : undefined)
-        if (error !== undefined) return error
-      }
-      return undefined
-    }
-
-    // a batch that reached nobody: each of its frames' reply slots hears "no responders"
-    const batchDrop = makeDrop(`${prefix}${batchSlot}.*`, clock, log)
-    yield* Effect.acquireRelease(
-      Effect.try({
-        try: () =>
-          nc.subscribe(`${prefix}${batchSlot}.*`, {
-            callback: (error, msg) => {
-              // a callback that throws stops nats.js's reader: nothing may escape
-              try {
-                if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
-                const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
-                for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
-              } catch (defect) {
-                batchDrop(defect)
-              }
-            }
-          }),
-        catch: (error) => new TransportError({ reason: `subscribe to ${batchSlot} failed: ${causeOf(error)}` })
-      }),
-      (subscription) => Effect.sync(() => subscription.unsubscribe())
-    )
+    const sender = yield* makeSender(nc, prefix, connection, codec, limits, options.coalesce ?? true, log, clock)
 
     const subscribe = (
       subject: string,
@@ -275,7 +155,7 @@ export const make = (
         drop,
         reassembler
       )
-      const listener = onNoResponders === undefined ? undefined : { pattern: subject, callback: onNoResponders }
+      let stopListening: (() => void) | undefined
       const callback = (error: Error | null, msg: Msg) => {
         // a callback that throws stops nats.js's reader (the whole connection goes deaf): the
         // receiver never throws, and this is the last resort for the rest
@@ -307,17 +187,14 @@ export const make = (
                 callback,
                 ...(subscribeOptions?.queue !== undefined ? { queue: subscribeOptions.queue } : {})
               })
-              if (listener !== undefined) noRespondersListeners.push(listener)
+              if (onNoResponders !== undefined) stopListening = sender.coalescer.listen(subject, onNoResponders)
               return subscription
             },
             catch: (error) => new TransportError({ reason: `subscribe to ${subject} failed: ${causeOf(error)}` })
           }),
           (subscription) =>
             Effect.sync(() => {
-              if (listener !== undefined) {
-                const index = noRespondersListeners.indexOf(listener)
-                if (index >= 0) noRespondersListeners.splice(index, 1)
-              }
+              stopListening?.()
               subscription.unsubscribe()
             })
         )
@@ -327,18 +204,133 @@ export const make = (
     const transport: TransportShape = {
       name: `nats+${codec.name}`,
       zeroCopy: false,
-      publish: (subject, frame, publishOptions) =>
-        Effect.suspend(() => {
-          const error = unsafePublish(subject, frame, publishOptions)
-          return error === undefined ? Effect.void : Effect.fail(error)
-        }),
-      unsafePublish,
+      publish: publishOf(sender.publish),
+      unsafePublish: sender.publish,
       subscribe,
       watch: (listener) =>
-        Effect.acquireRelease(Effect.sync(() => listeners.add(listener)), () =>
-          Effect.sync(() => listeners.delete(listener))).pipe(Effect.asVoid),
+        Effect.acquireRelease(
+          Effect.sync(() => listeners.add(listener)),
+          () => Effect.sync(() => listeners.delete(listener))
+        ).pipe(Effect.asVoid),
       isConnected: connection.isConnected,
       awaitConnected: connection.awaitConnected
     }
     return transport
   })
+
+/** writes an encoded frame to the connection, under the namespace prefix */
+const publishWireOf = (nc: NatsConnection, prefix: string, connection: Connection) =>
+(
+  subject: string,
+  bytes: Uint8Array,
+  replyTo: string | undefined
+): TransportError | undefined => {
+  // a batch closed after the connection was lost
+  if (!connection.isConnected()) return disconnected()
+  // the last guard before the socket: a space or a line break in a subject would make the
+  // server close the connection (or inject a protocol command)
+  if (!Subject.isConcreteSubject(subject) || (replyTo !== undefined && !Subject.isConcreteSubject(replyTo))) {
+    return new TransportError({ reason: `cannot publish to the invalid subject ${JSON.stringify(subject)}` })
+  }
+  try {
+    nc.publish(prefix + subject, bytes, replyTo === undefined ? undefined : { reply: prefix + replyTo })
+    return undefined
+  } catch (error) {
+    return new TransportError({ reason: `publish to ${subject} failed: ${causeOf(error)}` })
+  }
+}
+
+/** a batch that reached nobody: each of its frames' reply slots hears "no responders" */
+const subscribeBatchSlot = (
+  nc: NatsConnection,
+  prefix: string,
+  batchSlot: string,
+  coalescer: Coalescer<undefined, TransportError>,
+  drop: Drop
+): Effect.Effect<void, TransportError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () =>
+        nc.subscribe(`${prefix}${batchSlot}.*`, {
+          callback: (error, msg) => {
+            // a callback that throws stops nats.js's reader: nothing may escape
+            try {
+              if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
+              coalescer.unanswered(msg.subject.slice(prefix.length))
+            } catch (defect) {
+              drop(defect)
+            }
+          }
+        }),
+      catch: (error) => new TransportError({ reason: `subscribe to ${batchSlot} failed: ${causeOf(error)}` })
+    }),
+    (subscription) => Effect.sync(() => subscription.unsubscribe())
+  )
+
+/**
+ * The sending side: frames encoded (in pieces past the chunk size) and written to the
+ * connection. Consecutive frames to one subject in one event-loop turn go as one NATS message (a
+ * frame to another subject closes the batch, so the connection's order of frames is kept); a
+ * batch never exceeds the chunk size, so it never travels in pieces. "No responders" to a batch
+ * reaches each of its frames' reply slots, through the coalescer's listeners.
+ */
+const makeSender = (
+  nc: NatsConnection,
+  prefix: string,
+  connection: Connection,
+  codec: CodecShape,
+  limits: FragmentLimits,
+  coalesce: boolean,
+  log: (effect: Effect.Effect<void>) => unknown,
+  clock: Clock.Clock
+): Effect.Effect<
+  { readonly publish: TransportShape["unsafePublish"]; readonly coalescer: Coalescer<undefined, TransportError> },
+  TransportError,
+  Scope.Scope
+> => {
+  const encode = makeEncoder(codec, limits)
+  const publishWire = publishWireOf(nc, prefix, connection)
+  const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
+  const coalescer = new Coalescer<undefined, TransportError>({
+    single: true,
+    // the batch container's 5-byte header counts towards the chunk size
+    headerBytes: 5,
+    maxBytes: limits.chunkBytes,
+    maxFrames: Number.POSITIVE_INFINITY,
+    maxTracked: 4096,
+    sendOne: (subject, _, frame, replyTo) => publishWire(subject, frame, replyTo),
+    sendBatch: (subject, _, frames, replyTo) => publishWire(subject, encodeBatch(frames), replyTo),
+    replySlot: (id) => `${batchSlot}.${id}`,
+    onUnsent: (count, subject, error) => log(Effect.logWarning(`${count} frame(s) to ${subject} were not sent`, error))
+  })
+  const publish = (
+    subject: string,
+    frame: Envelope,
+    publishOptions?: PublishOptions
+  ): TransportError | EncodeError | PayloadTooLarge | undefined => {
+    // nats.js would buffer the frame and discard it at its next dial: it never leaves
+    if (!connection.isConnected()) return disconnected()
+    const fragmentTo = publishOptions?.fragmentTo
+    const encoded = encode(frame, fragmentTo !== undefined)
+    if (Either.isLeft(encoded)) return encoded.left
+    const wire = encoded.right
+    const replyTo = publishOptions?.replyTo
+    if (wire instanceof Uint8Array && coalesce && wire.byteLength <= limits.chunkBytes / 2) {
+      coalescer.add(subject, undefined, wire, replyTo)
+      return undefined
+    }
+    // what is not batched keeps its order behind what is
+    coalescer.closeFor(subject)
+    if (wire instanceof Uint8Array) return publishWire(subject, wire, replyTo)
+    // only a first piece carries the reply subject: the receiver learns the frame's size (and
+    // answers one too large) from it, and one "no responders" is enough; the others are
+    // shorter to write, route and parse
+    for (let i = 0; i < wire.length; i++) {
+      const error = publishWire(fragmentTo!, wire[i]!, i === 0 ? replyTo : undefined)
+      if (error !== undefined) return error
+    }
+    return undefined
+  }
+  const drop = makeDrop(`${prefix}${batchSlot}.*`, clock, log)
+  return Effect.as(subscribeBatchSlot(nc, prefix, batchSlot, coalescer, drop), { publish, coalescer })
+}

@@ -1,8 +1,9 @@
 /**
  * The cryptography of secure sessions, all from `node:crypto`: Ed25519 identities (raw 32-byte
  * seeds through a PKCS8 prefix), X25519 ephemeral keys (raw public keys read from SPKI DER, never
- * JWK: see DESIGN.md section 9), BLAKE2b-512 key derivation split into one key per direction,
- * AES-256-GCM with a 96-bit nonce from a 64-bit counter, and a sliding replay window.
+ * JWK: on Node 20 a loop exporting X25519 keys as JWK before `diffieHellman` hangs), HKDF-SHA-256
+ * key derivation (salted with the transcript's SHA-256) giving one key per direction, AES-256-GCM
+ * with a 96-bit nonce from a 64-bit counter, and a sliding replay window.
  *
  * @internal
  */

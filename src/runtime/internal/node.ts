@@ -126,7 +126,7 @@ export const make = (
     const { nodeId } = state
     const onFrame = frameHandler(state)
     const onTooLarge = tooLargeHandler(state)
-    yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge })
+    yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge, node: nodeId })
     // "no responders" for a request arrives on its reply slot, at once
     yield* transport.subscribe(`${state.noRespondersPrefix}*`, () => {}, {
       onNoResponders: (subject) => Liveness.onNoResponders(state, subject)
