@@ -23,6 +23,7 @@ import * as Drops from "./internal/drops.ts"
 import * as Fragments from "./internal/fragments.ts"
 import * as Nats from "./internal/nats.ts"
 import * as Reassembly from "./internal/reassembly.ts"
+import { prefixOf } from "./internal/subjects.ts"
 import * as Subject from "./Subject.ts"
 
 /**
@@ -252,8 +253,6 @@ export interface InMemoryOptions {
  */
 export const fromResult = <E>(error: E | undefined): Effect.Effect<void, E> =>
   error === undefined ? Effect.void : Effect.fail(error)
-
-const prefixOf = (namespace: string | undefined) => `troupe.${namespace ?? "default"}.`
 
 const subscribeWith = (
   network: InMemoryNetwork,

@@ -29,6 +29,7 @@ import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
 import { Backoff, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
+import * as Subjects from "./subjects.ts"
 
 /**
  * nats.js writes its pending output to the socket at once when it reaches `pendingLimit` (32 KiB
@@ -56,11 +57,11 @@ export const make = (
   ) => (bytes: Uint8Array, source?: ReplySource) => void
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const namespace = options.namespace ?? "default"
-    if (!Subject.isValidSubject(namespace, false) || namespace.includes(".")) {
+    const namespace = options.namespace ?? Subjects.DEFAULT_NAMESPACE
+    if (!Subjects.isNamespace(namespace)) {
       return yield* Effect.fail(new TransportError({ reason: `invalid namespace "${namespace}" (one subject token)` }))
     }
-    const prefix = `troupe.${namespace}.`
+    const prefix = Subjects.prefixOf(namespace)
     const initial = Duration.toMillis(options.reconnectBackoff?.initial ?? "100 millis")
     const max = Duration.toMillis(options.reconnectBackoff?.max ?? "5 seconds")
     if (!(initial > 0) || !(max >= initial) || !Number.isFinite(max)) {
@@ -141,7 +142,7 @@ export const make = (
     // message (a frame to another subject closes the batch, so the connection's order of frames
     // is kept); a batch never exceeds the chunk size, so it never travels in pieces
     const coalesce = options.coalesce ?? true
-    const batchSlot = `_batch.${Math.random().toString(36).slice(2, 10)}`
+    const batchSlots = Subjects.makeBatchSlots()
     const batchReplies = new BatchReplies(4096)
     let open: Batch<undefined> | undefined
 
@@ -175,7 +176,7 @@ export const make = (
         error = publishWire(
           batch.subject,
           encodeBatch(batch.frames),
-          id === undefined ? undefined : `${batchSlot}.${id}`
+          id === undefined ? undefined : Subjects.batchSlot(batchSlots, id)
         )
       }
       if (error !== undefined) {
@@ -231,23 +232,23 @@ export const make = (
     }
 
     // a batch that reached nobody: each of its frames' reply slots hears "no responders"
-    const batchDrop = makeDrop(`${prefix}${batchSlot}.*`, clock, log)
+    const batchDrop = makeDrop(prefix + Subjects.batchSlot(batchSlots, "*"), clock, log)
     yield* Effect.acquireRelease(
       Effect.try({
         try: () =>
-          nc.subscribe(`${prefix}${batchSlot}.*`, {
+          nc.subscribe(prefix + Subjects.batchSlot(batchSlots, "*"), {
             callback: (error, msg) => {
               // a callback that throws stops nats.js's reader: nothing may escape
               try {
                 if (error !== null || msg.data.length !== 0 || msg.headers?.code !== 503) return
-                const id = Number(msg.subject.slice(prefix.length + batchSlot.length + 1))
+                const id = Number(msg.subject.slice(prefix.length + batchSlots.length + 1))
                 for (const replyTo of batchReplies.take(id)) noRespondersTo(replyTo)
               } catch (defect) {
                 batchDrop(defect)
               }
             }
           }),
-        catch: (error) => new TransportError({ reason: `subscribe to ${batchSlot} failed: ${causeOf(error)}` })
+        catch: (error) => new TransportError({ reason: `subscribe to ${batchSlots} failed: ${causeOf(error)}` })
       }),
       (subscription) => Effect.sync(() => subscription.unsubscribe())
     )
