@@ -3,7 +3,7 @@
  *
  * Decoding is total: for any bytes, both return a frame or a typed failure, never a throw. They
  * check the bytes' structure before parsing (nesting at most 64 deep; for MessagePack, counts
- * and lengths that fit the data), then the frame against the envelope schema and the frame
+ * and lengths that fit the data), then the frame against the `Frame` schema and the frame
  * rules (identifiers are subject tokens, counts whole numbers). The transports drop bytes that
  * are not a frame through `decodeFrame`, which builds no error and formats nothing.
  *
@@ -16,7 +16,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import { Packr } from "msgpackr"
-import { Envelope } from "../schema/Envelope.ts"
+import { Frame } from "../schema/Envelope.ts"
 import { DecodeError, EncodeError } from "../schema/Errors.ts"
 import { base64Of } from "./internal/binary.ts"
 import * as Frames from "./internal/frames.ts"
@@ -29,15 +29,15 @@ import { jsonTooDeep, MAX_DEPTH, msgpackProblem } from "./internal/scan.ts"
 export interface CodecShape {
   /** `"json"` or `"msgpack"` (carried in logs and benchmarks) */
   readonly name: string
-  readonly encode: (frame: Envelope) => Either.Either<Uint8Array, EncodeError>
-  readonly decode: (bytes: Uint8Array) => Either.Either<Envelope, DecodeError>
+  readonly encode: (frame: Frame) => Either.Either<Uint8Array, EncodeError>
+  readonly decode: (bytes: Uint8Array) => Either.Either<Frame, DecodeError>
 }
 
 /**
  * The error-free form of each `decode` built by `make` (and the built-in codecs), by the `decode`
  * function itself: a codec that wraps another and replaces its `decode` gets its own used.
  */
-const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Envelope | Malformed>()
+const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Frame | Malformed>()
 
 /**
  * The codec used by transports that leave the process.
@@ -47,7 +47,7 @@ const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Envelo
  */
 export class Codec extends Context.Tag("troupe/Codec")<Codec, CodecShape>() {}
 
-const encodeEnvelope = Schema.encodeEither(Envelope)
+const encodeFrameSchema = Schema.encodeEither(Frame)
 
 const issueOf = (error: unknown): string =>
   ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : describe(error)
@@ -119,7 +119,7 @@ export const isMalformed = (u: unknown): u is Malformed => u instanceof Malforme
  * @since 0.5.0
  * @category utils
  */
-export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Malformed => {
+export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Frame | Malformed => {
   try {
     const fast = framesOf.get(codec.decode)
     if (fast !== undefined) return fast(bytes)
@@ -131,7 +131,7 @@ export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Ma
 }
 
 /** the frame in a deserialized value, or why it is not one */
-const frameOf = (value: unknown): Envelope | Malformed => {
+const frameOf = (value: unknown): Frame | Malformed => {
   const frame = Array.isArray(value) ? Frames.fromPositional(value) : Frames.fromObject(value)
   return typeof frame === "string" ? new Malformed(frame) : frame
 }
@@ -145,7 +145,7 @@ const makeChecked = (
   serialize: (value: unknown) => Uint8Array | Malformed,
   deserialize: (bytes: Uint8Array) => unknown
 ): CodecShape => {
-  const decodeFrameOf = (bytes: Uint8Array): Envelope | Malformed => {
+  const decodeFrameOf = (bytes: Uint8Array): Frame | Malformed => {
     const value = deserialize(bytes)
     return value instanceof Malformed ? value : frameOf(value)
   }
@@ -159,7 +159,7 @@ const makeChecked = (
     encode: (frame) => {
       let plain: unknown = Frames.toPositional(frame)
       if (plain === undefined) {
-        const encoded = encodeEnvelope(frame)
+        const encoded = encodeFrameSchema(frame)
         if (Either.isLeft(encoded)) {
           return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
         }
@@ -180,7 +180,7 @@ const makeChecked = (
 
 /**
  * Builds a codec from a serializer of plain values. On arrival, frames are checked against the
- * envelope schema and the frame rules (identifiers are subject tokens, counts whole numbers);
+ * `Frame` schema and the frame rules (identifiers are subject tokens, counts whole numbers);
  * whatever `deserialize` throws becomes a `DecodeError`.
  *
  * @since 0.1.0

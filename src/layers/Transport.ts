@@ -16,7 +16,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
-import type { Envelope } from "../schema/Envelope.ts"
+import type { Frame } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
 import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
 import * as Drops from "./internal/drops.ts"
@@ -85,19 +85,19 @@ export interface TransportShape {
   /** Publishes one frame to a (logical, namespace-less) subject. */
   readonly publish: (
     subject: string,
-    frame: Envelope,
+    frame: Frame,
     options?: PublishOptions
   ) => Effect.Effect<void, TransportError | EncodeError | PayloadTooLarge>
   /** `publish` without an Effect, for hot paths inside callbacks: returns the error, if any. */
   readonly unsafePublish: (
     subject: string,
-    frame: Envelope,
+    frame: Frame,
     options?: PublishOptions
   ) => TransportError | EncodeError | PayloadTooLarge | undefined
   /** Subscribes to a subject (NATS wildcards allowed) until the scope closes. */
   readonly subscribe: (
     subject: string,
-    onFrame: (frame: Envelope) => void,
+    onFrame: (frame: Frame) => void,
     options?: SubscribeOptions
   ) => Effect.Effect<void, TransportError, Scope.Scope>
   /** Calls `listener` on every connection event until the scope closes. */
@@ -153,7 +153,7 @@ interface Subscription {
   readonly subject: string
   readonly queue: string | undefined
   /** `replyTo` is the logical reply subject the frame was published with, if any */
-  readonly deliver: (frame: Envelope | Uint8Array, replyTo?: string) => void
+  readonly deliver: (frame: Frame | Uint8Array, replyTo?: string) => void
   readonly onNoResponders: ((subject: string) => void) | undefined
 }
 
@@ -184,7 +184,7 @@ export class InMemoryNetwork {
    * @internal Routes a frame; when nobody received it and `replyTo` is given, tells the
    * subscriptions of `replyTo` (NATS "no responders").
    */
-  routeWithReply(subject: string, frame: Envelope | Uint8Array, replyTo: string | undefined, prefix: string): void {
+  routeWithReply(subject: string, frame: Frame | Uint8Array, replyTo: string | undefined, prefix: string): void {
     if (this.route(subject, frame, replyTo) > 0 || replyTo === undefined) return
     const full = prefix + replyTo
     for (const sub of [...(this.exact.get(full) ?? []), ...this.wildcard]) {
@@ -193,7 +193,7 @@ export class InMemoryNetwork {
   }
 
   /** @internal returns the number of subscriptions the frame was handed to */
-  route(subject: string, frame: Envelope | Uint8Array, replyTo?: string): number {
+  route(subject: string, frame: Frame | Uint8Array, replyTo?: string): number {
     const direct = this.exact.get(subject)
     // copies: a delivery may subscribe or unsubscribe synchronously
     const matching: Array<Subscription> = direct === undefined ? [] : direct.slice()
@@ -258,7 +258,7 @@ const subscribeWith = (
   network: InMemoryNetwork,
   prefix: string,
   subject: string,
-  makeDeliver: (drop: Drops.Drop) => (frame: Envelope | Uint8Array, replyTo?: string) => void,
+  makeDeliver: (drop: Drops.Drop) => (frame: Frame | Uint8Array, replyTo?: string) => void,
   options: SubscribeOptions | undefined
 ): Effect.Effect<void, TransportError, Scope.Scope> =>
   Subject.isValidSubject(subject, true)
@@ -308,7 +308,7 @@ export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
         network,
         prefix,
         subject,
-        () => onFrame as (frame: Envelope | Uint8Array) => void,
+        () => onFrame as (frame: Frame | Uint8Array) => void,
         subscribeOptions
       ),
     watch: () => Effect.void
@@ -397,7 +397,7 @@ const countOnly: Drops.Drop = () => Drops.malformedFrames.unsafeUpdate(1, [])
 export const makeReceiver = (
   codec: CodecShape,
   limits: Fragments.FragmentLimits,
-  onFrame: (frame: Envelope) => void,
+  onFrame: (frame: Frame) => void,
   onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void,
   drop: Drops.Drop = countOnly,
   /** the subscription's partial messages (expired by `Reassembly.expireIn`); default one of its own */

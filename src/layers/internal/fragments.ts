@@ -25,7 +25,7 @@
  * @internal
  */
 import * as Either from "effect/Either"
-import { type ChunkFrame, type Envelope, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
+import { type ChunkFrame, type Frame, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
 import { isSource } from "./frames.ts"
@@ -104,7 +104,7 @@ const UPLOAD_FLAG = 1
 const END_FLAG = 2
 
 /** the elements of an `Items` frame that can travel in the binary layout, if it can */
-const binaryItemsOf = (frame: Envelope): ReadonlyArray<Uint8Array> | undefined => {
+const binaryItemsOf = (frame: Frame): ReadonlyArray<Uint8Array> | undefined => {
   if (frame._tag !== "Items" || frame.failure !== undefined || frame.items.length === 0) return undefined
   for (const item of frame.items) if (!(item instanceof Uint8Array)) return undefined
   return frame.items as ReadonlyArray<Uint8Array>
@@ -319,7 +319,7 @@ export const makeEncoder = (codec: CodecShape, limits: FragmentLimits) => {
     return new PieceWriter(source, nextMessageId, size, limits.chunkBytes, count)
   }
   return (
-    frame: Envelope,
+    frame: Frame,
     fragmentable: boolean
   ): Either.Either<Uint8Array | ReadonlyArray<Uint8Array>, EncodeError | PayloadTooLarge> => {
     const items = binaryItemsOf(frame)

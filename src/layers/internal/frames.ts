@@ -3,7 +3,7 @@
  * sees it.
  *
  * The hot frames (requests, plain replies, interrupts, events, chunks, items, sealed frames)
- * travel positionally, as arrays: no field names on the wire, no envelope schema on encode, a
+ * travel positionally, as arrays: no field names on the wire, no `Frame` schema on encode, a
  * check field by field on decode. Every other frame travels as its schema-encoded object.
  *
  *   request    ["Q", v, source, requestId, kind, id, tag, headers | 0, flags, hops, body?]
@@ -27,7 +27,7 @@
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
-import { type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
+import { type Frame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { TroupeError } from "../../schema/Errors.ts"
 import { isConcreteSubject, isSubjectSafe, isToken } from "../Subject.ts"
 
@@ -90,7 +90,7 @@ const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
 }
 
 /** @internal the positional form of a hot frame; `undefined` for a frame that travels as an object */
-export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
+export const toPositional = (frame: Frame): ReadonlyArray<unknown> | undefined => {
   switch (frame._tag) {
     case "Request": {
       const headers = headersOrZero(frame.headers)
@@ -156,7 +156,7 @@ export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefine
 /** @internal why a decoded array is not a frame (a constant: no message is built on the drop path) */
 export type Problem = string
 
-const fromSealed = (u: ReadonlyArray<unknown>, source: string): Envelope | Problem => {
+const fromSealed = (u: ReadonlyArray<unknown>, source: string): Frame | Problem => {
   const [, v, , mode, key, counter, subject, body, sig] = u
   if (
     !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) || (subject !== 0 && !isConcreteSubject(subject)) ||
@@ -176,7 +176,7 @@ const fromSealed = (u: ReadonlyArray<unknown>, source: string): Envelope | Probl
 }
 
 /** @internal the frame in the positional form `u`, or why it is not one */
-export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem => {
+export const fromPositional = (u: ReadonlyArray<unknown>): Frame | Problem => {
   const [tag, v, source] = u
   if (typeof tag !== "string") return "a frame whose tag is not a string"
   if (v !== ProtocolVersion) return "a frame of another protocol version"
@@ -281,7 +281,7 @@ const flag = (name: string, value: unknown): Record<string, true> | undefined =>
  * one. Field by field, like the positional forms, and only known fields are read or copied: no
  * schema runs on the drop path, except for the runtime error an `Exit` carries.
  */
-export const fromObject = (u: unknown): Envelope | Problem => {
+export const fromObject = (u: unknown): Frame | Problem => {
   if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) {
     return "a frame that is neither an array nor an object"
   }

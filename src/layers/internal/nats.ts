@@ -12,7 +12,7 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { connect, DebugEvents, Events, type Msg, type NatsConnection } from "nats"
-import type { Envelope } from "../../schema/Envelope.ts"
+import type { Frame } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
 import type {
@@ -50,7 +50,7 @@ export const make = (
   makeReceiver: (
     codec: CodecShape,
     limits: FragmentLimits,
-    onFrame: (frame: Envelope) => void,
+    onFrame: (frame: Frame) => void,
     onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined,
     drop: Drop,
     reassembler: Reassembler
@@ -190,7 +190,7 @@ export const make = (
 
     const unsafePublish = (
       subject: string,
-      frame: Envelope,
+      frame: Frame,
       publishOptions?: PublishOptions
     ): TransportError | EncodeError | PayloadTooLarge | undefined => {
       // nats.js would buffer the frame and discard it at its next dial: it never leaves
@@ -255,7 +255,7 @@ export const make = (
 
     const subscribe = (
       subject: string,
-      onFrame: (frame: Envelope) => void,
+      onFrame: (frame: Frame) => void,
       subscribeOptions?: SubscribeOptions
     ): Effect.Effect<void, TransportError, Scope.Scope> => {
       if (!Subject.isValidSubject(subject, true)) {
