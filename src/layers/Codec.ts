@@ -12,12 +12,11 @@
 import * as Context from "effect/Context"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import * as SchemaAST from "effect/SchemaAST"
 import { Packr } from "msgpackr"
 import { Frame } from "../schema/Envelope.ts"
-import { DecodeError, EncodeError } from "../schema/Errors.ts"
+import { type DecodeError, EncodeError } from "../schema/Errors.ts"
+import * as Encoding from "../schema/internal/encoding.ts"
 import { base64Of } from "./internal/binary.ts"
 import * as Frames from "./internal/frames.ts"
 import { jsonTooDeep, MAX_DEPTH, msgpackProblem } from "./internal/scan.ts"
@@ -49,36 +48,6 @@ export class Codec extends Context.Tag("troupe/Codec")<Codec, CodecShape>() {}
 
 const encodeFrameSchema = Schema.encodeEither(Frame)
 
-const issueOf = (error: unknown): string =>
-  ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : describe(error)
-
-/** a description of a caught error or value that never throws (it may come off the wire) */
-const describe = (u: unknown): string => {
-  try {
-    return u instanceof Error ? u.message : String(u)
-  } catch {
-    return typeof u
-  }
-}
-
-/**
- * A `DecodeError` whose `issue` is computed when it is first read (formatting a schema's parse
- * error costs far more than the decoding that failed): an error nobody looks at costs no message.
- *
- * @since 0.5.0
- * @category errors
- */
-export const lazyDecodeError = (what: string, issue: () => string): DecodeError => {
-  const error = new DecodeError({ what, issue: "" }, true)
-  let computed: string | undefined
-  Object.defineProperty(error, "issue", {
-    get: () => computed ??= issue(),
-    enumerable: true,
-    configurable: true
-  })
-  return error
-}
-
 /**
  * Why some bytes are not a frame, as the transports' drop path sees it: a constant reason, and
  * the detail (a parser's error, a schema's parse error) formatted only when `issue` is read.
@@ -97,11 +66,13 @@ export class Malformed {
   ) {}
   /** the reason and the formatted detail */
   get issue(): string {
-    return this.formatted ??= this.detail === undefined ? this.reason : `${this.reason}: ${issueOf(this.detail)}`
+    return this.formatted ??= this.detail === undefined
+      ? this.reason
+      : `${this.reason}: ${Encoding.issueOf(this.detail)}`
   }
   /** the same, as the public error */
   toDecodeError(): DecodeError {
-    return lazyDecodeError("frame", () => this.issue)
+    return Encoding.lazyDecodeError("frame", () => this.issue)
   }
 }
 
@@ -161,7 +132,7 @@ const makeChecked = (
       if (plain === undefined) {
         const encoded = encodeFrameSchema(frame)
         if (Either.isLeft(encoded)) {
-          return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
+          return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: Encoding.issueOf(encoded.left) }))
         }
         plain = encoded.right
       }
@@ -171,7 +142,7 @@ const makeChecked = (
           ? Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: bytes.issue }))
           : Either.right(bytes)
       } catch (error) {
-        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: describe(error) }))
+        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: Encoding.describe(error) }))
       }
     },
     decode
@@ -298,21 +269,21 @@ export const json: Layer.Layer<Codec> = Layer.succeed(Codec, jsonCodec)
 export const msgpack: Layer.Layer<Codec> = Layer.succeed(Codec, msgpackCodec)
 
 /**
+ * A `DecodeError` whose `issue` is computed when it is first read (formatting a schema's parse
+ * error costs far more than the decoding that failed): an error nobody looks at costs no message.
+ *
+ * @since 0.5.0
+ * @category errors
+ */
+export const lazyDecodeError: (what: string, issue: () => string) => DecodeError = Encoding.lazyDecodeError
+
+/**
  * Encodes a value with a schema, as a typed `EncodeError` on failure.
  *
  * @since 0.1.0
  * @category utils
  */
-export const encodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
-  // a schema whose encoded form is its type (no transformation) has nothing to encode: the value
-  // goes as it is, and the receiver, which decodes (and so validates) it, reports a mismatch
-  if (SchemaAST.encodedAST(schema.ast) === schema.ast) {
-    return (value: unknown): Either.Either<I, EncodeError> => Either.right(value as I)
-  }
-  const encode = Schema.encodeUnknownEither(schema)
-  return (value: unknown): Either.Either<I, EncodeError> =>
-    Either.mapLeft(encode(value), (error) => new EncodeError({ what, issue: issueOf(error) }))
-}
+export const encodeWith = Encoding.encodeWith
 
 /**
  * Decodes a value with a schema, as a typed `DecodeError` on failure.
@@ -320,18 +291,4 @@ export const encodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: strin
  * @since 0.1.0
  * @category utils
  */
-export const decodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
-  const decode = Schema.decodeUnknownEither(schema)
-  // the value comes off the wire: the issue is formatted only if someone reads it, and a schema
-  // that throws on it (a user's transformation, say) fails like any other
-  return (value: unknown): Either.Either<A, DecodeError> => {
-    try {
-      const decoded = decode(value)
-      return Either.isRight(decoded)
-        ? Either.right(decoded.right)
-        : Either.left(lazyDecodeError(what, () => issueOf(decoded.left)))
-    } catch (error) {
-      return Either.left(lazyDecodeError(what, () => describe(error)))
-    }
-  }
-}
+export const decodeWith = Encoding.decodeWith
