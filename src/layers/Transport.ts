@@ -20,7 +20,10 @@ import type { Frame } from "../schema/Envelope.ts"
 import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
 import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
 import * as Drops from "./internal/drops.ts"
+import * as Batches from "./internal/batches.ts"
+import * as BinaryItems from "./internal/binaryItems.ts"
 import * as Fragments from "./internal/fragments.ts"
+import * as Pieces from "./internal/pieces.ts"
 import * as Nats from "./internal/nats.ts"
 import * as Reassembly from "./internal/reassembly.ts"
 import { prefixOf } from "./internal/subjects.ts"
@@ -421,15 +424,15 @@ export const makeReceiver = (
       drop(TOO_LARGE)
       return tooLarge(bytes.byteLength, source)
     }
-    if (bytes[0] === Fragments.BATCH) {
-      const frames = Fragments.decodeBatch(bytes)
+    if (bytes[0] === Batches.BATCH) {
+      const frames = Batches.decodeBatch(bytes)
       if (frames === undefined) return drop(BAD_BATCH)
       // each frame of a batch on its own: one that throws does not cost the others
-      for (const frame of frames) if (frame[0] !== Fragments.BATCH) receiveOne(frame)
+      for (const frame of frames) if (frame[0] !== Batches.BATCH) receiveOne(frame)
       return
     }
-    if (bytes[0] === Fragments.PIECE) {
-      const piece = Fragments.decodePiece(bytes)
+    if (bytes[0] === Pieces.PIECE) {
+      const piece = Pieces.decodePiece(bytes)
       if (piece === undefined) return drop(BAD_PIECE)
       reassembler ??= new Reassembly.Reassembler(limits.maxMessageBytes)
       // the first piece tells the size of the whole: the sender hears at once if it is too large
@@ -438,8 +441,8 @@ export const makeReceiver = (
       if (whole === undefined) return
       bytes = whole
     }
-    if (bytes[0] === Fragments.BINARY_ITEMS) {
-      const items = Fragments.decodeBinaryItems(bytes)
+    if (bytes[0] === BinaryItems.BINARY_ITEMS) {
+      const items = BinaryItems.decodeBinaryItems(bytes)
       return items === undefined ? drop(BAD_ITEMS) : onFrame(items)
     }
     const frame = decodeFrame(codec, bytes)
