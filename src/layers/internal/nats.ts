@@ -15,19 +15,14 @@ import { connect, DebugEvents, Events, type Msg, type NatsConnection } from "nat
 import type { Frame } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import type {
-  NatsOptions,
-  PublishOptions,
-  ReplySource,
-  SubscribeOptions,
-  TransportEvent,
-  TransportShape
-} from "../Transport.ts"
+import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
 import { Batch, BatchReplies, flushAfterMicrotasks } from "./coalesce.ts"
 import { type Drop, makeDrop } from "./drops.ts"
 import { encodeBatch } from "./batches.ts"
 import { type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
+import { makeReceiver as sharedReceiver, type ReplySource, resolveLimits } from "./receive.ts"
+import { fromResult } from "./results.ts"
 import { Backoff, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
 import * as Subjects from "./subjects.ts"
@@ -43,11 +38,14 @@ const WRITE_BATCHING: object = { pendingLimit: 256 * 1024 }
 
 const causeOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
-/** @internal */
+/**
+ * @internal The NATS transport. `limitsOf` and `makeReceiver` default to the shared ones
+ * (`receive.ts`); a test may pass its own to watch them.
+ */
 export const make = (
   codec: CodecShape,
   options: NatsOptions,
-  limitsOf: (wireLimit: number) => FragmentLimits,
+  limitsOf: (wireLimit: number) => FragmentLimits = (wireLimit) => resolveLimits(options, wireLimit),
   makeReceiver: (
     codec: CodecShape,
     limits: FragmentLimits,
@@ -55,7 +53,7 @@ export const make = (
     onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined,
     drop: Drop,
     reassembler: Reassembler
-  ) => (bytes: Uint8Array, source?: ReplySource) => void
+  ) => (bytes: Uint8Array, source?: ReplySource) => void = sharedReceiver
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const namespace = options.namespace ?? Subjects.DEFAULT_NAMESPACE
@@ -330,10 +328,7 @@ export const make = (
       name: `nats+${codec.name}`,
       zeroCopy: false,
       publish: (subject, frame, publishOptions) =>
-        Effect.suspend(() => {
-          const error = unsafePublish(subject, frame, publishOptions)
-          return error === undefined ? Effect.void : Effect.fail(error)
-        }),
+        Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
       unsafePublish,
       subscribe,
       watch: (listener) =>
