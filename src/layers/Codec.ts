@@ -19,6 +19,7 @@ import { type DecodeError, EncodeError } from "../schema/Errors.ts"
 import * as Encoding from "../schema/internal/encoding.ts"
 import { base64Of } from "./internal/binary.ts"
 import * as Frames from "./internal/frames.ts"
+import { fromObject } from "./internal/objectFrames.ts"
 import { jsonTooDeep, MAX_DEPTH, msgpackProblem } from "./internal/scan.ts"
 
 /**
@@ -103,7 +104,7 @@ export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Frame | Malfo
 
 /** the frame in a deserialized value, or why it is not one */
 const frameOf = (value: unknown): Frame | Malformed => {
-  const frame = Array.isArray(value) ? Frames.fromPositional(value) : Frames.fromObject(value)
+  const frame = Array.isArray(value) ? Frames.fromPositional(value) : fromObject(value)
   return typeof frame === "string" ? new Malformed(frame) : frame
 }
 
