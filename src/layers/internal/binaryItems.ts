@@ -11,14 +11,11 @@
  * @internal
  */
 import { type Frame, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
-import { isSource } from "./frames.ts"
+import { END, isSource, itemsFrame, UPLOAD } from "./frames.ts"
 import { readLengthPrefixed, readSource, writeLengthPrefixed } from "./layout.ts"
 
 /** @internal the first byte of an `Items` frame in the binary layout */
 export const BINARY_ITEMS = 0xc3
-
-const UPLOAD_FLAG = 1
-const END_FLAG = 2
 
 /** @internal the elements of an `Items` frame that can travel in the binary layout, if it can */
 export const binaryItemsOf = (frame: Frame): ReadonlyArray<Uint8Array> | undefined => {
@@ -45,7 +42,7 @@ const writeBinaryItemsHead = (
 ): number => {
   bytes[at] = BINARY_ITEMS
   bytes[at + 1] = ProtocolVersion
-  bytes[at + 2] = (frame.upload === true ? UPLOAD_FLAG : 0) | (frame.end === true ? END_FLAG : 0)
+  bytes[at + 2] = (frame.upload === true ? UPLOAD : 0) | (frame.end === true ? END : 0)
   bytes[at + 3] = source.byteLength
   bytes.set(source, at + 4)
   at += 4 + source.byteLength
@@ -85,16 +82,7 @@ export const decodeBinaryItems = (bytes: Uint8Array): ItemsFrame | undefined => 
   // control character, no wildcard (the node checks the token grammar where it builds the subject)
   const source = readSource(bytes, 4, sourceEnd)
   if (!isSource(source)) return undefined
-  return {
-    _tag: "Items",
-    v: ProtocolVersion,
-    source,
-    requestId,
-    seq,
-    items,
-    ...((flags & UPLOAD_FLAG) !== 0 ? { upload: true } : {}),
-    ...((flags & END_FLAG) !== 0 ? { end: true } : {})
-  }
+  return itemsFrame(source, requestId, seq, items, flags, undefined)
 }
 
 /** @internal where the binary layout can be written in parts (the pieces of a large frame) */

@@ -25,7 +25,7 @@
  *
  * @internal
  */
-import { type Frame, ProtocolVersion } from "../../schema/Envelope.ts"
+import { type Frame, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { isConcreteSubject, isSubjectSafe, isToken } from "../Subject.ts"
 
 const REQUEST = "Q"
@@ -35,8 +35,10 @@ const EVENT = "E"
 const CHUNK = "C"
 const ITEMS = "T"
 const SEALED = "S"
-const UPLOAD = 1
-const END = 2
+/** @internal the flags of an `Items` frame, in its positional and binary layouts */
+export const UPLOAD = 1
+/** @internal */
+export const END = 2
 const ONE_WAY = 1
 const NO_BODY = 2
 const STREAM = 4
@@ -199,23 +201,33 @@ const fromRequest = (u: ReadonlyArray<unknown>, source: string, requestId: numbe
   }
 }
 
+/** @internal an `Items` frame from its fields as they travel (`flags`: `UPLOAD`, `END`) */
+export const itemsFrame = (
+  source: string,
+  requestId: number,
+  seq: number,
+  items: ReadonlyArray<unknown>,
+  flags: number,
+  failure: string | undefined
+): ItemsFrame => ({
+  _tag: "Items",
+  v: ProtocolVersion,
+  source,
+  requestId,
+  seq,
+  items,
+  ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
+  ...((flags & END) !== 0 ? { end: true } : {}),
+  ...(failure !== undefined ? { failure } : {})
+})
+
 const fromItems = (u: ReadonlyArray<unknown>, source: string, requestId: number): Frame | Problem => {
   const [, , , , seq, flags, items, failure] = u
   if (
     !isCount(seq) || !isSmall(flags, 3) || !Array.isArray(items) ||
     (u.length === 8 ? !isText(failure) : u.length !== 7)
   ) return "malformed Items frame"
-  return {
-    _tag: "Items",
-    v: ProtocolVersion,
-    source,
-    requestId,
-    seq,
-    items,
-    ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
-    ...((flags & END) !== 0 ? { end: true } : {}),
-    ...(typeof failure === "string" ? { failure } : {})
-  }
+  return itemsFrame(source, requestId, seq, items, flags, typeof failure === "string" ? failure : undefined)
 }
 
 /** @internal the frame in the positional form `u`, or why it is not one */
