@@ -41,6 +41,22 @@ describe("wire subjects", () => {
     }
   })
 
+  it("directPeerOf reads the node of exactly a direct subject, as the secure layer's grammar does", () => {
+    const NODE_SUBJECT = /^node\.([^.*>]+)$/
+    const samples = ["node.a", "node.", "node.a.b", "node.*", "node.>", "node.a b", "nodes.a", "node.é", "actor.a"]
+    for (const subject of samples) {
+      expect(Subjects.directPeerOf(subject), subject).toBe(NODE_SUBJECT.exec(subject)?.[1])
+    }
+    expect(Subjects.directPeerOf(Subjects.node("n-1"))).toBe("n-1")
+  })
+
+  it("events and heartbeats are the signed subjects", () => {
+    expect(Subjects.isSigned(Subjects.topic("a.b"))).toBe(true)
+    expect(Subjects.isSigned(Subjects.DISCOVERY)).toBe(true)
+    expect(Subjects.isSigned(Subjects.actor("k"))).toBe(false)
+    expect(Subjects.isSigned(Subjects.node("n"))).toBe(false)
+  })
+
   it("a namespace is one token without wildcards", () => {
     expect(Subjects.isNamespace("default")).toBe(true)
     expect(Subjects.isNamespace("a.b")).toBe(false)

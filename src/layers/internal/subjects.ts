@@ -33,6 +33,19 @@ export const node = (nodeId: string): string => `node.${nodeId}`
 /** @internal whether `subject` is a direct subject (of a node, or below it) */
 export const isDirect = (subject: string): boolean => subject.startsWith("node.")
 
+/**
+ * @internal the node of a direct subject `node.<id>` (exactly that: no token after the id), or
+ * `undefined`
+ */
+export const directPeerOf = (subject: string): string | undefined => {
+  if (!subject.startsWith("node.") || subject.length === 5) return undefined
+  for (let i = 5; i < subject.length; i++) {
+    const c = subject.charCodeAt(i)
+    if (c === 0x2e || c === 0x2a || c === 0x3e) return undefined // ".", "*", ">"
+  }
+  return subject.slice(5)
+}
+
 /** @internal the prefix of the reply slots of a caller's remote asks and streams */
 export const replySlotsOf = (caller: string): string => `node.${caller}.nr.`
 
@@ -86,6 +99,9 @@ export const isTopic = (subject: string): boolean => subject.startsWith("topic."
 
 /** @internal the subject of discovery heartbeats */
 export const DISCOVERY = "discovery"
+
+/** @internal whether frames to `subject` are signed when sealed with a group key: what every node may read (events, heartbeats) */
+export const isSigned = (subject: string): boolean => isTopic(subject) || subject === DISCOVERY
 
 /** @internal a fresh prefix of one transport's batch reply slots, `_batch.<random>` */
 export const makeBatchSlots = (): string => `_batch.${Math.random().toString(36).slice(2, 10)}`
