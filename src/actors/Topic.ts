@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as Subject from "../layers/Subject.ts"
 import type { Headers } from "../schema/Envelope.ts"
 import type { EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
 
@@ -41,22 +42,6 @@ export interface Topic<A, I = A> {
   readonly schema: Schema.Schema<A, I>
 }
 
-const TOKEN = /^[^\s.*>]+$/
-
-const checkSubject = (subject: string, allowWildcards: boolean): string | undefined => {
-  const tokens = subject.split(".")
-  for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i]!
-    if (token === "*" || token === ">") {
-      if (!allowWildcards) return `"${subject}" is a pattern; publish to a subject without wildcards`
-      if (token === ">" && i !== tokens.length - 1) return `">" must be the last token of "${subject}"`
-    } else if (!TOKEN.test(token)) {
-      return `"${subject}" has an invalid token "${token}"`
-    }
-  }
-  return undefined
-}
-
 /**
  * Declares a topic. The subject may contain wildcards; such a topic can be subscribed to, and
  * published to with an explicit concrete subject.
@@ -65,7 +50,7 @@ const checkSubject = (subject: string, allowWildcards: boolean): string | undefi
  * @category constructors
  */
 export const make = <A, I>(subject: string, schema: Schema.Schema<A, I>): Topic<A, I> => {
-  const problem = checkSubject(subject, true)
+  const problem = Subject.subjectProblem(subject, true)
   if (problem !== undefined) throw new TypeError(`Topic.make: ${problem}`)
   return { [TypeId]: TypeId, subject, schema }
 }
@@ -218,7 +203,7 @@ export class Routes extends Context.Tag("troupe/Topic/Routes")<Routes, ReadonlyA
  */
 export const routes = (rules: ReadonlyArray<Route>): Layer.Layer<Routes> => {
   for (const rule of rules) {
-    const problem = checkSubject(rule.pattern, true)
+    const problem = Subject.subjectProblem(rule.pattern, true)
     if (problem !== undefined) throw new TypeError(`Topic.routes: ${problem}`)
   }
   return Layer.succeed(Routes, rules)

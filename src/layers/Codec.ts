@@ -3,7 +3,7 @@
  *
  * Decoding is total: for any bytes, both return a frame or a typed failure, never a throw. They
  * check the bytes' structure before parsing (nesting at most 64 deep; for MessagePack, counts
- * and lengths that fit the data), then the frame against the envelope schema and the frame
+ * and lengths that fit the data), then the frame against the `Frame` schema and the frame
  * rules (identifiers are subject tokens, counts whole numbers). The transports drop bytes that
  * are not a frame through `decodeFrame`, which builds no error and formats nothing.
  *
@@ -12,14 +12,14 @@
 import * as Context from "effect/Context"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import * as SchemaAST from "effect/SchemaAST"
 import { Packr } from "msgpackr"
-import { Envelope } from "../schema/Envelope.ts"
-import { DecodeError, EncodeError } from "../schema/Errors.ts"
+import { Frame } from "../schema/Envelope.ts"
+import { type DecodeError, EncodeError } from "../schema/Errors.ts"
+import * as Encoding from "../schema/internal/encoding.ts"
 import { base64Of } from "./internal/binary.ts"
 import * as Frames from "./internal/frames.ts"
+import { fromObject } from "./internal/objectFrames.ts"
 import { jsonTooDeep, MAX_DEPTH, msgpackProblem } from "./internal/scan.ts"
 
 /**
@@ -29,15 +29,15 @@ import { jsonTooDeep, MAX_DEPTH, msgpackProblem } from "./internal/scan.ts"
 export interface CodecShape {
   /** `"json"` or `"msgpack"` (carried in logs and benchmarks) */
   readonly name: string
-  readonly encode: (frame: Envelope) => Either.Either<Uint8Array, EncodeError>
-  readonly decode: (bytes: Uint8Array) => Either.Either<Envelope, DecodeError>
+  readonly encode: (frame: Frame) => Either.Either<Uint8Array, EncodeError>
+  readonly decode: (bytes: Uint8Array) => Either.Either<Frame, DecodeError>
 }
 
 /**
  * The error-free form of each `decode` built by `make` (and the built-in codecs), by the `decode`
  * function itself: a codec that wraps another and replaces its `decode` gets its own used.
  */
-const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Envelope | Malformed>()
+const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Frame | Malformed>()
 
 /**
  * The codec used by transports that leave the process.
@@ -47,37 +47,7 @@ const framesOf = new WeakMap<CodecShape["decode"], (bytes: Uint8Array) => Envelo
  */
 export class Codec extends Context.Tag("troupe/Codec")<Codec, CodecShape>() {}
 
-const encodeEnvelope = Schema.encodeEither(Envelope)
-
-const issueOf = (error: unknown): string =>
-  ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : describe(error)
-
-/** a description of a caught error or value that never throws (it may come off the wire) */
-const describe = (u: unknown): string => {
-  try {
-    return u instanceof Error ? u.message : String(u)
-  } catch {
-    return typeof u
-  }
-}
-
-/**
- * A `DecodeError` whose `issue` is computed when it is first read (formatting a schema's parse
- * error costs far more than the decoding that failed): an error nobody looks at costs no message.
- *
- * @since 0.5.0
- * @category errors
- */
-export const lazyDecodeError = (what: string, issue: () => string): DecodeError => {
-  const error = new DecodeError({ what, issue: "" }, true)
-  let computed: string | undefined
-  Object.defineProperty(error, "issue", {
-    get: () => computed ??= issue(),
-    enumerable: true,
-    configurable: true
-  })
-  return error
-}
+const encodeFrameSchema = Schema.encodeEither(Frame)
 
 /**
  * Why some bytes are not a frame, as the transports' drop path sees it: a constant reason, and
@@ -97,11 +67,13 @@ export class Malformed {
   ) {}
   /** the reason and the formatted detail */
   get issue(): string {
-    return this.formatted ??= this.detail === undefined ? this.reason : `${this.reason}: ${issueOf(this.detail)}`
+    return this.formatted ??= this.detail === undefined
+      ? this.reason
+      : `${this.reason}: ${Encoding.issueOf(this.detail)}`
   }
   /** the same, as the public error */
   toDecodeError(): DecodeError {
-    return lazyDecodeError("frame", () => this.issue)
+    return Encoding.lazyDecodeError("frame", () => this.issue)
   }
 }
 
@@ -119,7 +91,7 @@ export const isMalformed = (u: unknown): u is Malformed => u instanceof Malforme
  * @since 0.5.0
  * @category utils
  */
-export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Malformed => {
+export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Frame | Malformed => {
   try {
     const fast = framesOf.get(codec.decode)
     if (fast !== undefined) return fast(bytes)
@@ -131,8 +103,8 @@ export const decodeFrame = (codec: CodecShape, bytes: Uint8Array): Envelope | Ma
 }
 
 /** the frame in a deserialized value, or why it is not one */
-const frameOf = (value: unknown): Envelope | Malformed => {
-  const frame = Array.isArray(value) ? Frames.fromPositional(value) : Frames.fromObject(value)
+const frameOf = (value: unknown): Frame | Malformed => {
+  const frame = Array.isArray(value) ? Frames.fromPositional(value) : fromObject(value)
   return typeof frame === "string" ? new Malformed(frame) : frame
 }
 
@@ -145,7 +117,7 @@ const makeChecked = (
   serialize: (value: unknown) => Uint8Array | Malformed,
   deserialize: (bytes: Uint8Array) => unknown
 ): CodecShape => {
-  const decodeFrameOf = (bytes: Uint8Array): Envelope | Malformed => {
+  const decodeFrameOf = (bytes: Uint8Array): Frame | Malformed => {
     const value = deserialize(bytes)
     return value instanceof Malformed ? value : frameOf(value)
   }
@@ -159,9 +131,9 @@ const makeChecked = (
     encode: (frame) => {
       let plain: unknown = Frames.toPositional(frame)
       if (plain === undefined) {
-        const encoded = encodeEnvelope(frame)
+        const encoded = encodeFrameSchema(frame)
         if (Either.isLeft(encoded)) {
-          return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: issueOf(encoded.left) }))
+          return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: Encoding.issueOf(encoded.left) }))
         }
         plain = encoded.right
       }
@@ -171,7 +143,7 @@ const makeChecked = (
           ? Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: bytes.issue }))
           : Either.right(bytes)
       } catch (error) {
-        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: describe(error) }))
+        return Either.left(new EncodeError({ what: `${frame._tag} frame`, issue: Encoding.describe(error) }))
       }
     },
     decode
@@ -180,7 +152,7 @@ const makeChecked = (
 
 /**
  * Builds a codec from a serializer of plain values. On arrival, frames are checked against the
- * envelope schema and the frame rules (identifiers are subject tokens, counts whole numbers);
+ * `Frame` schema and the frame rules (identifiers are subject tokens, counts whole numbers);
  * whatever `deserialize` throws becomes a `DecodeError`.
  *
  * @since 0.1.0
@@ -298,21 +270,21 @@ export const json: Layer.Layer<Codec> = Layer.succeed(Codec, jsonCodec)
 export const msgpack: Layer.Layer<Codec> = Layer.succeed(Codec, msgpackCodec)
 
 /**
+ * A `DecodeError` whose `issue` is computed when it is first read (formatting a schema's parse
+ * error costs far more than the decoding that failed): an error nobody looks at costs no message.
+ *
+ * @since 0.5.0
+ * @category errors
+ */
+export const lazyDecodeError: (what: string, issue: () => string) => DecodeError = Encoding.lazyDecodeError
+
+/**
  * Encodes a value with a schema, as a typed `EncodeError` on failure.
  *
  * @since 0.1.0
  * @category utils
  */
-export const encodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
-  // a schema whose encoded form is its type (no transformation) has nothing to encode: the value
-  // goes as it is, and the receiver, which decodes (and so validates) it, reports a mismatch
-  if (SchemaAST.encodedAST(schema.ast) === schema.ast) {
-    return (value: unknown): Either.Either<I, EncodeError> => Either.right(value as I)
-  }
-  const encode = Schema.encodeUnknownEither(schema)
-  return (value: unknown): Either.Either<I, EncodeError> =>
-    Either.mapLeft(encode(value), (error) => new EncodeError({ what, issue: issueOf(error) }))
-}
+export const encodeWith = Encoding.encodeWith
 
 /**
  * Decodes a value with a schema, as a typed `DecodeError` on failure.
@@ -320,18 +292,4 @@ export const encodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: strin
  * @since 0.1.0
  * @category utils
  */
-export const decodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: string) => {
-  const decode = Schema.decodeUnknownEither(schema)
-  // the value comes off the wire: the issue is formatted only if someone reads it, and a schema
-  // that throws on it (a user's transformation, say) fails like any other
-  return (value: unknown): Either.Either<A, DecodeError> => {
-    try {
-      const decoded = decode(value)
-      return Either.isRight(decoded)
-        ? Either.right(decoded.right)
-        : Either.left(lazyDecodeError(what, () => issueOf(decoded.left)))
-    } catch (error) {
-      return Either.left(lazyDecodeError(what, () => describe(error)))
-    }
-  }
-}
+export const decodeWith = Encoding.decodeWith

@@ -90,25 +90,42 @@ export const isConcreteSubject = (u: unknown): u is string => {
   return previous !== DOT
 }
 
-/** @since 0.1.0 */
+/**
+ * Whether `subject` contains a wildcard (`*` or `>`), and so can be subscribed to but not
+ * published to.
+ *
+ * @since 0.1.0
+ */
 export const isPattern = (subject: string): boolean => subject.includes("*") || subject.includes(">")
 
-/** @since 0.1.0 */
-export const isValidSubject = (subject: string, allowWildcards: boolean): boolean => {
-  if (subject.length === 0) return false
+/**
+ * Why `subject` is not a valid subject (or pattern, when `allowWildcards`), or `undefined` when
+ * it is one: dot-separated non-empty tokens without whitespace, where `*` and `>` stand alone as
+ * a whole token and `>` only as the last.
+ *
+ * @since 0.5.0
+ */
+export const subjectProblem = (subject: string, allowWildcards: boolean): string | undefined => {
   const tokens = subject.split(".")
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i]!
-    if (token.length === 0 || /\s/.test(token)) return false
     if (token === "*" || token === ">") {
-      if (!allowWildcards) return false
-      if (token === ">" && i !== tokens.length - 1) return false
-    } else if (token.includes("*") || token.includes(">")) {
-      return false
+      if (!allowWildcards) return `"${subject}" is a pattern; publish to a subject without wildcards`
+      if (token === ">" && i !== tokens.length - 1) return `">" must be the last token of "${subject}"`
+    } else if (token.length === 0 || /[\s*>]/.test(token)) {
+      return `"${subject}" has an invalid token "${token}"`
     }
   }
-  return true
+  return undefined
 }
+
+/**
+ * Whether `subject` is a valid subject (or pattern, when `allowWildcards`): see `subjectProblem`.
+ *
+ * @since 0.1.0
+ */
+export const isValidSubject = (subject: string, allowWildcards: boolean): boolean =>
+  subjectProblem(subject, allowWildcards) === undefined
 
 /**
  * Whether `subject` matches `pattern` (NATS wildcards: `*` one token, `>` one or more at the end).

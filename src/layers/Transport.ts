@@ -7,24 +7,26 @@
  * inside one process. `layerInMemory({ serialize: true })` forces every frame through the
  * `Codec`, so a test suite can prove its payloads survive the wire before they meet NATS.
  *
+ * This module is the contract (the service, its options, its constructors); the transports are
+ * in `internal/inMemory.ts` and `internal/nats.ts`, and the receiving path they share in
+ * `internal/receive.ts`.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
-import type { Envelope } from "../schema/Envelope.ts"
-import { type EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
-import { Codec, type CodecShape, decodeFrame, Malformed } from "./Codec.ts"
+import type { Frame } from "../schema/Envelope.ts"
+import type { EncodeError, PayloadTooLarge, TransportError } from "../schema/Errors.ts"
+import { Codec, type CodecShape } from "./Codec.ts"
 import * as Drops from "./internal/drops.ts"
-import * as Fragments from "./internal/fragments.ts"
+import * as InMemory from "./internal/inMemory.ts"
 import * as Nats from "./internal/nats.ts"
 import * as Publish from "./internal/publish.ts"
-import * as Reassembly from "./internal/reassembly.ts"
-import * as Subject from "./Subject.ts"
+import * as Receive from "./internal/receive.ts"
 
 /**
  * @since 0.1.0
@@ -90,19 +92,19 @@ export interface TransportShape {
   /** Publishes one frame to a (logical, namespace-less) subject. */
   readonly publish: (
     subject: string,
-    frame: Envelope,
+    frame: Frame,
     options?: PublishOptions
   ) => Effect.Effect<void, TransportError | EncodeError | PayloadTooLarge>
   /** `publish` without an Effect, for hot paths inside callbacks: returns the error, if any. */
   readonly unsafePublish: (
     subject: string,
-    frame: Envelope,
+    frame: Frame,
     options?: PublishOptions
   ) => TransportError | EncodeError | PayloadTooLarge | undefined
   /** Subscribes to a subject (NATS wildcards allowed) until the scope closes. */
   readonly subscribe: (
     subject: string,
-    onFrame: (frame: Envelope) => void,
+    onFrame: (frame: Frame) => void,
     options?: SubscribeOptions
   ) => Effect.Effect<void, TransportError, Scope.Scope>
   /** Calls `listener` on every connection event until the scope closes. */
@@ -136,7 +138,7 @@ export class Transport extends Context.Tag("troupe/Transport")<Transport, Transp
  * @since 0.1.0
  * @category constants
  */
-export const DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+export const DEFAULT_MAX_MESSAGE_BYTES: number = Receive.DEFAULT_MAX_MESSAGE_BYTES
 
 /**
  * The default chunk size: frames larger than 16 KiB travel in pieces of 16 KiB.
@@ -144,7 +146,7 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 5 * 1024 * 1024
  * @since 0.1.0
  * @category constants
  */
-export const DEFAULT_CHUNK_BYTES = 16 * 1024
+export const DEFAULT_CHUNK_BYTES: number = Receive.DEFAULT_CHUNK_BYTES
 
 /**
  * Frames that arrived but could not be decoded.
@@ -154,14 +156,6 @@ export const DEFAULT_CHUNK_BYTES = 16 * 1024
  */
 export const malformedFrames: Metric.Metric.Counter<number> = Drops.malformedFrames
 
-interface Subscription {
-  readonly subject: string
-  readonly queue: string | undefined
-  /** `replyTo` is the logical reply subject the frame was published with, if any */
-  readonly deliver: (frame: Envelope | Uint8Array, replyTo?: string) => void
-  readonly onNoResponders: ((subject: string) => void) | undefined
-}
-
 /**
  * One in-process network: every in-memory transport built on the same network can reach the
  * others, so several nodes can run in one process.
@@ -169,63 +163,7 @@ interface Subscription {
  * @since 0.1.0
  * @category models
  */
-export class InMemoryNetwork {
-  private readonly exact = new Map<string, Array<Subscription>>()
-  private readonly wildcard: Array<Subscription> = []
-  private readonly fanOut = new Subject.FanOut()
-
-  /** @internal */
-  add(sub: Subscription): () => void {
-    const list = Subject.isPattern(sub.subject) ? this.wildcard : this.listFor(sub.subject)
-    list.push(sub)
-    return () => {
-      const index = list.indexOf(sub)
-      if (index >= 0) list.splice(index, 1)
-      if (list !== this.wildcard && list.length === 0) this.exact.delete(sub.subject)
-    }
-  }
-
-  /**
-   * @internal Routes a frame; when nobody received it and `replyTo` is given, tells the
-   * subscriptions of `replyTo` (NATS "no responders").
-   */
-  routeWithReply(subject: string, frame: Envelope | Uint8Array, replyTo: string | undefined, prefix: string): void {
-    if (this.route(subject, frame, replyTo) > 0 || replyTo === undefined) return
-    const full = prefix + replyTo
-    for (const sub of [...(this.exact.get(full) ?? []), ...this.wildcard]) {
-      if (sub.onNoResponders !== undefined && Subject.matches(sub.subject, full)) sub.onNoResponders(replyTo)
-    }
-  }
-
-  /** @internal returns the number of subscriptions the frame was handed to */
-  route(subject: string, frame: Envelope | Uint8Array, replyTo?: string): number {
-    const direct = this.exact.get(subject)
-    // copies: a delivery may subscribe or unsubscribe synchronously
-    const matching: Array<Subscription> = direct === undefined ? [] : direct.slice()
-    for (const sub of this.wildcard) if (Subject.matches(sub.subject, subject)) matching.push(sub)
-    const receivers = matching.length === 1 && matching[0]!.queue === undefined
-      ? matching
-      : this.fanOut.select(matching, subject, (sub) => sub.queue)
-    for (const sub of receivers) sub.deliver(frame, replyTo)
-    return receivers.length
-  }
-
-  /** The number of live subscriptions (for leak checks in tests). */
-  get subscriptionCount(): number {
-    let count = this.wildcard.length
-    for (const list of this.exact.values()) count += list.length
-    return count
-  }
-
-  private listFor(subject: string): Array<Subscription> {
-    let list = this.exact.get(subject)
-    if (list === undefined) {
-      list = []
-      this.exact.set(subject, list)
-    }
-    return list
-  }
-}
+export { InMemoryNetwork } from "./internal/inMemory.ts"
 
 /**
  * Creates a fresh in-process network.
@@ -233,7 +171,7 @@ export class InMemoryNetwork {
  * @since 0.1.0
  * @category constructors
  */
-export const makeNetwork = (): InMemoryNetwork => new InMemoryNetwork()
+export const makeNetwork: () => InMemory.InMemoryNetwork = InMemory.makeNetwork
 
 /**
  * @since 0.1.0
@@ -241,7 +179,7 @@ export const makeNetwork = (): InMemoryNetwork => new InMemoryNetwork()
  */
 export interface InMemoryOptions {
   /** the network to join; default: a private one */
-  readonly network?: InMemoryNetwork | undefined
+  readonly network?: InMemory.InMemoryNetwork | undefined
   /** the subject namespace, so apps sharing a network do not see each other; default `"default"` */
   readonly namespace?: string | undefined
   /** the per-message limit when serializing; default 5 MiB */
@@ -258,68 +196,13 @@ export interface InMemoryOptions {
  */
 export const fromResult: <E>(error: E | undefined) => Effect.Effect<void, E> = Publish.fromResult
 
-const prefixOf = (namespace: string | undefined) => `troupe.${namespace ?? "default"}.`
-
-const subscribeWith = (
-  network: InMemoryNetwork,
-  prefix: string,
-  subject: string,
-  makeDeliver: (drop: Drops.Drop) => (frame: Envelope | Uint8Array, replyTo?: string) => void,
-  options: SubscribeOptions | undefined
-): Effect.Effect<void, TransportError, Scope.Scope> =>
-  Subject.isValidSubject(subject, true)
-    ? Effect.flatMap(Drops.makeDropEffect(prefix + subject), (drop) => {
-      const deliver = makeDeliver(drop)
-      return Effect.acquireRelease(
-        Effect.sync(() =>
-          network.add({
-            subject: prefix + subject,
-            queue: options?.queue,
-            // the last resort: whatever a frame makes throw here is a counted drop, never the publisher's
-            deliver: (frame, replyTo) => {
-              try {
-                deliver(frame, replyTo)
-              } catch (defect) {
-                drop(defect)
-              }
-            },
-            onNoResponders: options?.onNoResponders
-          })
-        ),
-        (remove) => Effect.sync(remove)
-      )
-    })
-    : Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
-
 /**
  * A zero-copy in-memory transport on a network.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
-  const network = options.network ?? makeNetwork()
-  const prefix = prefixOf(options.namespace)
-  return {
-    name: "in-memory",
-    zeroCopy: true,
-    publish: (subject, frame, publishOptions) =>
-      Effect.sync(() => network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix)),
-    unsafePublish: (subject, frame, publishOptions) => {
-      network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix)
-      return undefined
-    },
-    subscribe: (subject, onFrame, subscribeOptions) =>
-      subscribeWith(
-        network,
-        prefix,
-        subject,
-        () => onFrame as (frame: Envelope | Uint8Array) => void,
-        subscribeOptions
-      ),
-    watch: () => Effect.void
-  }
-}
+export const makeInMemory: (options?: InMemoryOptions) => TransportShape = InMemory.makeInMemory
 
 /**
  * An in-memory transport that encodes every frame with the `Codec` and decodes it on arrival,
@@ -328,139 +211,18 @@ export const makeInMemory = (options: InMemoryOptions = {}): TransportShape => {
  * @since 0.1.0
  * @category constructors
  */
-export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryOptions = {}): TransportShape => {
-  const network = options.network ?? makeNetwork()
-  const prefix = prefixOf(options.namespace)
-  const limits = resolveLimits(options, Infinity)
-  const encode = Fragments.makeEncoder(codec, limits)
-  const unsafePublish: TransportShape["unsafePublish"] = (subject, frame, publishOptions) => {
-    const fragmentTo = publishOptions?.fragmentTo
-    const encoded = encode(frame, fragmentTo !== undefined)
-    if (Either.isLeft(encoded)) return encoded.left
-    const wire = encoded.right
-    if (wire instanceof Uint8Array) {
-      network.routeWithReply(prefix + subject, wire, publishOptions?.replyTo, prefix)
-    } else {
-      // only a first piece carries the reply subject (see `Nats.make`)
-      for (let i = 0; i < wire.length; i++) {
-        network.routeWithReply(prefix + fragmentTo!, wire[i]!, i === 0 ? publishOptions?.replyTo : undefined, prefix)
-      }
-    }
-    return undefined
-  }
-  return {
-    name: `in-memory+${codec.name}`,
-    zeroCopy: false,
-    publish: (subject, frame, publishOptions) =>
-      Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
-    unsafePublish,
-    subscribe: (subject, onFrame, subscribeOptions) => {
-      const reassembler = new Reassembly.Reassembler(limits.maxMessageBytes)
-      return Effect.zipRight(
-        Reassembly.expireIn(reassembler),
-        subscribeWith(network, prefix, subject, (drop) => {
-          const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, drop, reassembler)
-          return (bytes, replyTo) =>
-            receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo })
-        }, subscribeOptions)
-      )
-    },
-    watch: () => Effect.void
-  }
-}
+export const makeInMemorySerialized: (codec: CodecShape, options?: InMemoryOptions) => TransportShape =
+  InMemory.makeInMemorySerialized
 
-/** @internal */
-export const resolveLimits = (
-  options: { readonly maxMessageBytes?: number | undefined; readonly chunkBytes?: number | undefined },
-  wireLimit: number
-): Fragments.FragmentLimits => {
-  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES
-  const chunkBytes = Math.min(options.chunkBytes ?? DEFAULT_CHUNK_BYTES, wireLimit - 1024)
-  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1) {
-    throw new RangeError(`maxMessageBytes must be a whole number >= 1, got ${maxMessageBytes}`)
-  }
-  if (!Number.isInteger(chunkBytes) || chunkBytes < 256) {
-    throw new RangeError(`chunkBytes must be a whole number >= 256 (and below the wire limit), got ${chunkBytes}`)
-  }
-  return { maxMessageBytes, chunkBytes, wireLimit }
-}
-
-/**
- * @internal Where a wire message's reply subject can be read. It is read only for a message
- * dropped as too large: nats.js decodes it on access, which every message should not pay for.
- */
-export interface ReplySource {
-  readonly reply?: string | undefined
-}
-
-const countOnly: Drops.Drop = () => Drops.malformedFrames.unsafeUpdate(1, [])
-
-/**
- * @internal The receiving end of one subscription: decodes wire messages, joins the pieces of
- * large frames, drops (counts, and reports at a bounded rate) what cannot be decoded. It never
- * throws: whatever a frame makes throw, in decoding or in `onFrame`, is a drop too.
- */
-export const makeReceiver = (
-  codec: CodecShape,
-  limits: Fragments.FragmentLimits,
-  onFrame: (frame: Envelope) => void,
-  onTooLarge?: (error: PayloadTooLarge, replyTo: string) => void,
-  drop: Drops.Drop = countOnly,
-  /** the subscription's partial messages (expired by `Reassembly.expireIn`); default one of its own */
-  reassembler?: Reassembly.Reassembler
-) => {
-  const tooLarge = (size: number, source: ReplySource | undefined): void => {
-    const replyTo = source?.reply
-    if (onTooLarge !== undefined && replyTo) {
-      onTooLarge(new PayloadTooLarge({ size, limit: limits.maxMessageBytes }), replyTo)
-    }
-  }
-  const receiveOne = (bytes: Uint8Array, source?: ReplySource): void => {
-    try {
-      receive(bytes, source)
-    } catch (defect) {
-      drop(defect)
-    }
-  }
-  const receive = (bytes: Uint8Array, source?: ReplySource): void => {
-    if (bytes.byteLength > limits.maxMessageBytes) {
-      drop(TOO_LARGE)
-      return tooLarge(bytes.byteLength, source)
-    }
-    if (bytes[0] === Fragments.BATCH) {
-      const frames = Fragments.decodeBatch(bytes)
-      if (frames === undefined) return drop(BAD_BATCH)
-      // each frame of a batch on its own: one that throws does not cost the others
-      for (const frame of frames) if (frame[0] !== Fragments.BATCH) receiveOne(frame)
-      return
-    }
-    if (bytes[0] === Fragments.PIECE) {
-      const piece = Fragments.decodePiece(bytes)
-      if (piece === undefined) return drop(BAD_PIECE)
-      reassembler ??= new Reassembly.Reassembler(limits.maxMessageBytes)
-      // the first piece tells the size of the whole: the sender hears at once if it is too large
-      if (piece.seq === 0 && piece.total > limits.maxMessageBytes) tooLarge(piece.total, source)
-      const whole = reassembler.accept(piece)
-      if (whole === undefined) return
-      bytes = whole
-    }
-    if (bytes[0] === Fragments.BINARY_ITEMS) {
-      const items = Fragments.decodeBinaryItems(bytes)
-      return items === undefined ? drop(BAD_ITEMS) : onFrame(items)
-    }
-    const frame = decodeFrame(codec, bytes)
-    if (frame instanceof Malformed) return drop(frame)
-    if (frame._tag === "Chunk") return drop(STRAY_CHUNK)
-    onFrame(frame)
-  }
-  return receiveOne
-}
-
-const TOO_LARGE = new Malformed("a message over the size limit")
-const BAD_BATCH = new Malformed("a malformed batch")
-const BAD_PIECE = new Malformed("a malformed piece of a large frame")
-const BAD_ITEMS = new Malformed("a malformed binary Items frame")
-const STRAY_CHUNK = new Malformed("a Chunk frame outside the binary piece layout")
+// the shared receive path, for the tests and benchmarks that drive it directly
+export {
+  /** @internal */
+  makeReceiver,
+  /** @internal */
+  type ReplySource,
+  /** @internal */
+  resolveLimits
+} from "./internal/receive.ts"
 
 /**
  * The embedded default: a private zero-copy in-memory network.
@@ -554,8 +316,4 @@ export interface NatsOptions {
  * @category layers
  */
 export const nats = (options: NatsOptions): Layer.Layer<Transport, TransportError, Codec> =>
-  Layer.scoped(
-    Transport,
-    Effect.flatMap(Codec, (codec) =>
-      Nats.make(codec, options, (wireLimit) => resolveLimits(options, wireLimit), makeReceiver))
-  )
+  Layer.scoped(Transport, Effect.flatMap(Codec, (codec) => Nats.make(codec, options)))

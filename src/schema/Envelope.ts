@@ -1,5 +1,6 @@
 /**
- * The wire envelope: one schema for every frame Troupe moves between nodes.
+ * The wire protocol's frames: one schema for every frame Troupe moves between nodes (`Frame`),
+ * grouped by who sends it (`FromCaller`, `FromHandler`, `PeerToPeer`).
  *
  * A frame carries the protocol version, the source node, its target (an actor address or a
  * subject), a request id, headers (trace context) and a body. The body of a request or a reply
@@ -235,18 +236,80 @@ export const Sealed = Schema.TaggedStruct("Sealed", {
 })
 
 /**
+ * The frames a caller sends to the handler of its request: the request, its interrupt, and for
+ * streams the credit for the reply (`Ack`) and the elements of an upload (`Items`, `upload`).
+ *
+ * @since 0.5.0
+ * @category schemas
+ */
+export const FromCaller = Schema.Union(Request, Interrupt, Ack, Items)
+
+/**
+ * @since 0.5.0
+ * @category models
+ */
+export type FromCaller = typeof FromCaller.Type
+
+/**
+ * The frames a handler sends back to the caller: how the request ended, and for streams the
+ * elements of the reply (`Items`) and the credit for an upload (`Ack`, `upload`).
+ *
+ * @since 0.5.0
+ * @category schemas
+ */
+export const FromHandler = Schema.Union(Exit, Ack, Items)
+
+/**
+ * @since 0.5.0
+ * @category models
+ */
+export type FromHandler = typeof FromHandler.Type
+
+/**
+ * The frames between nodes that belong to no request: topic events, discovery heartbeats,
+ * secure handshakes and sealed frames, and the pieces of a frame too large for one message.
+ *
+ * @since 0.5.0
+ * @category schemas
+ */
+export const PeerToPeer = Schema.Union(Event, Heartbeat, Handshake, Sealed, Chunk)
+
+/**
+ * @since 0.5.0
+ * @category models
+ */
+export type PeerToPeer = typeof PeerToPeer.Type
+
+/**
+ * Every frame of the wire protocol: `FromCaller`, `FromHandler` and `PeerToPeer`.
+ *
+ * @since 0.5.0
+ * @category schemas
+ */
+export const Frame = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Items, Event, Heartbeat, Handshake, Sealed)
+
+/**
+ * @since 0.5.0
+ * @category models
+ */
+export type Frame = typeof Frame.Type
+
+/**
  * Every frame of the wire protocol.
  *
+ * @deprecated since 0.5.0: use `Frame` (`Envelope` is also the name of `ActorSystem.Envelope`,
+ * a message addressed to an actor)
  * @since 0.1.0
  * @category schemas
  */
-export const Envelope = Schema.Union(Request, Exit, Interrupt, Chunk, Ack, Items, Event, Heartbeat, Handshake, Sealed)
+export const Envelope = Frame
 
 /**
+ * @deprecated since 0.5.0: use `Frame`
  * @since 0.1.0
  * @category models
  */
-export type Envelope = typeof Envelope.Type
+export type Envelope = Frame
 
 /**
  * @since 0.1.0

@@ -1,7 +1,7 @@
 /**
  * fast-check generators of hostile wire frames: every frame type of `src/layers/Codec.ts` (the
  * positional Q, X, I, E, C, T, S and the schema-encoded objects of `src/schema/Envelope.ts`)
- * and the binary layouts of `src/layers/internal/fragments.ts` (pieces, batches, binary items),
+ * and the binary layouts of `src/layers/internal/` (`pieces.ts`, `batches.ts`, `binaryItems.ts`),
  * each field usually valid and sometimes not: wrong types, huge, negative and non-finite
  * numbers, odd strings (spaces, CR/LF, unicode, empty, very long), prototype keys, deep
  * nesting; then structural mutations (a field missing or extra, a tag that is an object) and

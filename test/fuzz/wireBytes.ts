@@ -3,7 +3,7 @@
  * they write any depth of nesting without recursion (a `Deep` node), keep prototype keys such as
  * `__proto__` as plain keys, and carry `NaN`, `Infinity`, `-0`, bigints and bytes as each format
  * allows. Also an oracle: an independent reading of the wire layouts of `src/layers/Codec.ts`
- * and `src/layers/internal/fragments.ts`, saying whether bytes are a frame a receiver must drop
+ * and `src/layers/internal/` (`pieces.ts`, `batches.ts`, `binaryItems.ts`), saying whether bytes are a frame a receiver must drop
  * (and count) or may accept.
  */
 import * as Either from "effect/Either"

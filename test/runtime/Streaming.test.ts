@@ -13,16 +13,10 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as TestClock from "effect/TestClock"
 import * as Actor from "../../src/actors/Actor.ts"
 import * as Codec from "../../src/layers/Codec.ts"
-import {
-  BINARY_ITEMS,
-  decodeBinaryItems,
-  decodePiece,
-  encodeBinaryItems,
-  makeEncoder,
-  type Piece,
-  Reassembler,
-  rejectedChunks
-} from "../../src/layers/internal/fragments.ts"
+import { BINARY_ITEMS, decodeBinaryItems, encodeBinaryItems } from "../../src/layers/internal/binaryItems.ts"
+import { makeEncoder } from "../../src/layers/internal/fragments.ts"
+import { decodePiece, type Piece } from "../../src/layers/internal/pieces.ts"
+import { Reassembler, rejectedChunks } from "../../src/layers/internal/reassembly.ts"
 import * as Transport from "../../src/layers/Transport.ts"
 import { WINDOW } from "../../src/runtime/internal/streams.ts"
 import { type Envelope, type ItemsFrame, ProtocolVersion } from "../../src/schema/Envelope.ts"

@@ -3,8 +3,9 @@
  * sees it.
  *
  * The hot frames (requests, plain replies, interrupts, events, chunks, items, sealed frames)
- * travel positionally, as arrays: no field names on the wire, no envelope schema on encode, a
- * check field by field on decode. Every other frame travels as its schema-encoded object.
+ * travel positionally, as arrays: no field names on the wire, no `Frame` schema on encode, a
+ * check field by field on decode. Every other frame travels as its schema-encoded object (read
+ * back in `objectFrames.ts`).
  *
  *   request    ["Q", v, source, requestId, kind, id, tag, headers | 0, flags, hops, body?]
  *   reply      ["X", v, source, requestId, outcome, value?]   outcome: 0 success, 1 failure
@@ -18,17 +19,13 @@
  * expects a streamed reply.
  *
  * Every identifier that can become part of a subject is one subject token (`source`: no space,
- * control character, dot or wildcard; `kind`, a heartbeat's name and kinds: `[A-Za-z0-9_-]`); numbers that count or name things are whole and in range
+ * control character, dot or wildcard; `kind`, a heartbeat's name and kinds: `Subject.isToken`); numbers that count or name things are whole and in range
  * (request ids, sequence numbers, credit, hops, flags, modes, keys, counters); a subject is
  * concrete. A frame that breaks any of it is malformed, whatever its codec.
  *
  * @internal
  */
-import * as Either from "effect/Either"
-import * as Schema from "effect/Schema"
-import * as SchemaAST from "effect/SchemaAST"
-import { type Envelope, ProtocolVersion } from "../../schema/Envelope.ts"
-import { TroupeError } from "../../schema/Errors.ts"
+import { type Frame, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { isConcreteSubject, isSubjectSafe, isToken } from "../Subject.ts"
 
 const REQUEST = "Q"
@@ -38,8 +35,10 @@ const EVENT = "E"
 const CHUNK = "C"
 const ITEMS = "T"
 const SEALED = "S"
-const UPLOAD = 1
-const END = 2
+/** @internal the flags of an `Items` frame, in its positional and binary layouts */
+export const UPLOAD = 1
+/** @internal */
+export const END = 2
 const ONE_WAY = 1
 const NO_BODY = 2
 const STREAM = 4
@@ -52,15 +51,17 @@ const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
  */
 export const isSource = isSubjectSafe
 
-/** a request id, message id, sequence number, credit or counter: a whole number >= 0 */
+/** @internal a request id, message id, sequence number, credit or counter: a whole number >= 0 */
 export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 
-const isSmall = (u: unknown, max: number): u is number =>
+/** @internal a whole number from 0 to `max` */
+export const isSmall = (u: unknown, max: number): u is number =>
   typeof u === "number" && Number.isInteger(u) && u >= 0 && u <= max
 
-const isUint32 = (u: unknown): u is number => isSmall(u, 0xffffffff)
+/** @internal a whole number that fits 32 bits */
+export const isUint32 = (u: unknown): u is number => isSmall(u, 0xffffffff)
 
-/** the most kinds one heartbeat may announce */
+/** @internal the most kinds one heartbeat may announce */
 export const MAX_KINDS = 4096
 
 /** the longest incarnation, address or header a frame may carry */
@@ -69,12 +70,14 @@ const MAX_TEXT = 4096
 /** the most headers one frame may carry */
 const MAX_HEADERS = 64
 
-const isText = (u: unknown): u is string => typeof u === "string" && u.length <= MAX_TEXT
+/** @internal a string of at most `MAX_TEXT` characters */
+export const isText = (u: unknown): u is string => typeof u === "string" && u.length <= MAX_TEXT
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+/** @internal a non-null object */
+export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
 
-/** a plain record of at most `MAX_HEADERS` string values (own keys only: nothing inherited is read) */
-const isHeaders = (u: unknown): u is Record<string, string> => {
+/** @internal a plain record of at most `MAX_HEADERS` string values (own keys only: nothing inherited is read) */
+export const isHeaders = (u: unknown): u is Record<string, string> => {
   if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) return false
   let count = 0
   for (const key in u) {
@@ -90,7 +93,7 @@ const headersOrZero = (headers: Readonly<Record<string, string>>): unknown => {
 }
 
 /** @internal the positional form of a hot frame; `undefined` for a frame that travels as an object */
-export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefined => {
+export const toPositional = (frame: Frame): ReadonlyArray<unknown> | undefined => {
   switch (frame._tag) {
     case "Request": {
       const headers = headersOrZero(frame.headers)
@@ -156,7 +159,7 @@ export const toPositional = (frame: Envelope): ReadonlyArray<unknown> | undefine
 /** @internal why a decoded array is not a frame (a constant: no message is built on the drop path) */
 export type Problem = string
 
-const fromSealed = (u: ReadonlyArray<unknown>, source: string): Envelope | Problem => {
+const fromSealed = (u: ReadonlyArray<unknown>, source: string): Frame | Problem => {
   const [, v, , mode, key, counter, subject, body, sig] = u
   if (
     !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) || (subject !== 0 && !isConcreteSubject(subject)) ||
@@ -175,8 +178,60 @@ const fromSealed = (u: ReadonlyArray<unknown>, source: string): Envelope | Probl
   }
 }
 
+const fromRequest = (u: ReadonlyArray<unknown>, source: string, requestId: number): Frame | Problem => {
+  const [, , , , kind, id, rpcTag, headers, flags, hops] = u
+  if (
+    !isToken(kind) || typeof id !== "string" || typeof rpcTag !== "string" || !isSmall(flags, 7) ||
+    !isSmall(hops, 255) || (headers !== 0 && !isHeaders(headers)) ||
+    u.length !== ((flags & NO_BODY) !== 0 ? 10 : 11)
+  ) return "malformed Request frame"
+  return {
+    _tag: "Request",
+    v: ProtocolVersion,
+    source,
+    requestId,
+    kind,
+    id,
+    tag: rpcTag,
+    headers: headers === 0 ? EMPTY_HEADERS : headers,
+    body: u[10],
+    ...((flags & ONE_WAY) !== 0 ? { oneWay: true } : {}),
+    ...((flags & STREAM) !== 0 ? { stream: true } : {}),
+    ...(hops > 0 ? { hops } : {})
+  }
+}
+
+/** @internal an `Items` frame from its fields as they travel (`flags`: `UPLOAD`, `END`) */
+export const itemsFrame = (
+  source: string,
+  requestId: number,
+  seq: number,
+  items: ReadonlyArray<unknown>,
+  flags: number,
+  failure: string | undefined
+): ItemsFrame => ({
+  _tag: "Items",
+  v: ProtocolVersion,
+  source,
+  requestId,
+  seq,
+  items,
+  ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
+  ...((flags & END) !== 0 ? { end: true } : {}),
+  ...(failure !== undefined ? { failure } : {})
+})
+
+const fromItems = (u: ReadonlyArray<unknown>, source: string, requestId: number): Frame | Problem => {
+  const [, , , , seq, flags, items, failure] = u
+  if (
+    !isCount(seq) || !isSmall(flags, 3) || !Array.isArray(items) ||
+    (u.length === 8 ? !isText(failure) : u.length !== 7)
+  ) return "malformed Items frame"
+  return itemsFrame(source, requestId, seq, items, flags, typeof failure === "string" ? failure : undefined)
+}
+
 /** @internal the frame in the positional form `u`, or why it is not one */
-export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem => {
+export const fromPositional = (u: ReadonlyArray<unknown>): Frame | Problem => {
   const [tag, v, source] = u
   if (typeof tag !== "string") return "a frame whose tag is not a string"
   if (v !== ProtocolVersion) return "a frame of another protocol version"
@@ -198,28 +253,8 @@ export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem =>
   const requestId = u[3]
   if (!isCount(requestId)) return "a frame whose request id is not a whole number >= 0"
   switch (tag) {
-    case REQUEST: {
-      const [, , , , kind, id, rpcTag, headers, flags, hops] = u
-      if (
-        !isToken(kind) || typeof id !== "string" || typeof rpcTag !== "string" || !isSmall(flags, 7) ||
-        !isSmall(hops, 255) || (headers !== 0 && !isHeaders(headers)) ||
-        u.length !== ((flags & NO_BODY) !== 0 ? 10 : 11)
-      ) return "malformed Request frame"
-      return {
-        _tag: "Request",
-        v,
-        source,
-        requestId,
-        kind,
-        id,
-        tag: rpcTag,
-        headers: headers === 0 ? EMPTY_HEADERS : headers,
-        body: u[10],
-        ...((flags & ONE_WAY) !== 0 ? { oneWay: true } : {}),
-        ...((flags & STREAM) !== 0 ? { stream: true } : {}),
-        ...(hops > 0 ? { hops } : {})
-      }
-    }
+    case REQUEST:
+      return fromRequest(u, source, requestId)
     case REPLY: {
       const outcome = u[4]
       if ((outcome !== 0 && outcome !== 1) || u.length > 6) return "malformed Exit frame"
@@ -239,187 +274,8 @@ export const fromPositional = (u: ReadonlyArray<unknown>): Envelope | Problem =>
         ? { _tag: "Chunk", v, source, requestId, seq, last: last === 1, body }
         : "malformed Chunk frame"
     }
-    case ITEMS: {
-      const [, , , , seq, flags, items, failure] = u
-      if (
-        !isCount(seq) || !isSmall(flags, 3) || !Array.isArray(items) ||
-        (u.length === 8 ? !isText(failure) : u.length !== 7)
-      ) return "malformed Items frame"
-      return {
-        _tag: "Items",
-        v,
-        source,
-        requestId,
-        seq,
-        items,
-        ...((flags & UPLOAD) !== 0 ? { upload: true } : {}),
-        ...((flags & END) !== 0 ? { end: true } : {}),
-        ...(typeof failure === "string" ? { failure } : {})
-      }
-    }
-  }
-  return "a frame of an unknown tag"
-}
-
-const decodeTroupeError = Schema.decodeUnknownEither(TroupeError)
-const TROUPE_ERRORS = new Set<string>(
-  (TroupeError.ast as SchemaAST.Union).types.map((member) => {
-    const tag = SchemaAST.getPropertySignatures(member).find((p) => p.name === "_tag")?.type
-    return tag !== undefined && SchemaAST.isLiteral(tag) ? String(tag.literal) : ""
-  })
-)
-
-const optionalBoolean = (u: unknown): u is boolean | undefined => u === undefined || typeof u === "boolean"
-
-/** copies the optional `true` flags of `u` that are set */
-const flag = (name: string, value: unknown): Record<string, true> | undefined =>
-  value === true ? { [name]: true } : undefined
-
-/**
- * @internal The frame in the object form `u` (a frame without a positional form: an `Exit` with
- * a runtime error, `Ack`, `Heartbeat`, `Handshake`; the others are read too), or why it is not
- * one. Field by field, like the positional forms, and only known fields are read or copied: no
- * schema runs on the drop path, except for the runtime error an `Exit` carries.
- */
-export const fromObject = (u: unknown): Envelope | Problem => {
-  if (!isRecord(u) || Array.isArray(u) || u instanceof Uint8Array) {
-    return "a frame that is neither an array nor an object"
-  }
-  const { _tag: tag, v, source } = u
-  if (typeof tag !== "string") return "a frame whose tag is not a string"
-  if (v !== ProtocolVersion) return "a frame of another protocol version"
-  if (!isSource(source)) return "a frame whose source is not one subject token"
-  const common = { v, source }
-  switch (tag) {
-    case "Heartbeat": {
-      const { name, incarnation, address, kinds, isServing, startedAt, periodMillis, leaving } = u
-      if (
-        !isToken(name) || !isText(incarnation) || incarnation.length === 0 || !isText(address) ||
-        !Array.isArray(kinds) || kinds.length > MAX_KINDS || typeof isServing !== "boolean" ||
-        typeof startedAt !== "number" || !Number.isFinite(startedAt) || typeof periodMillis !== "number" ||
-        !Number.isFinite(periodMillis) || !optionalBoolean(leaving)
-      ) return "malformed Heartbeat frame"
-      for (const kind of kinds) if (!isToken(kind)) return "a heartbeat announcing a kind that is not a subject token"
-      return {
-        _tag: "Heartbeat",
-        ...common,
-        name,
-        incarnation,
-        address,
-        kinds: kinds as Array<string>,
-        isServing,
-        startedAt,
-        periodMillis,
-        ...flag("leaving", leaving)
-      }
-    }
-    case "Ack": {
-      const { requestId, credit, upload } = u
-      return isCount(requestId) && isCount(credit) && optionalBoolean(upload)
-        ? { _tag: "Ack", ...common, requestId, credit, ...flag("upload", upload) }
-        : "malformed Ack frame"
-    }
-    case "Handshake": {
-      const { step, body } = u
-      return isSmall(step, 255) && body instanceof Uint8Array
-        ? { _tag: "Handshake", ...common, step, body }
-        : "malformed Handshake frame"
-    }
-    case "Exit": {
-      const { requestId, exit } = u
-      if (!isCount(requestId) || !isRecord(exit)) return "malformed Exit frame"
-      const outcome = exit._tag
-      if (outcome === "Success") {
-        return { _tag: "Exit", ...common, requestId, exit: { _tag: "Success", value: exit.value } }
-      }
-      if (outcome === "Failure") {
-        return { _tag: "Exit", ...common, requestId, exit: { _tag: "Failure", error: exit.error } }
-      }
-      const error = exit.error
-      if (outcome !== "Error" || !isRecord(error) || typeof error._tag !== "string" || !TROUPE_ERRORS.has(error._tag)) {
-        return "malformed Exit frame"
-      }
-      try {
-        const decoded = decodeTroupeError(error)
-        return Either.isRight(decoded)
-          ? { _tag: "Exit", ...common, requestId, exit: { _tag: "Error", error: decoded.right } }
-          : "an Exit frame whose runtime error does not match its schema"
-      } catch {
-        return "an Exit frame whose runtime error does not match its schema"
-      }
-    }
-    case "Interrupt":
-      return isCount(u.requestId)
-        ? { _tag: "Interrupt", ...common, requestId: u.requestId }
-        : "malformed Interrupt frame"
-    case "Request": {
-      const { requestId, kind, id, tag: rpcTag, headers, oneWay, stream, hops } = u
-      if (
-        !isCount(requestId) || !isToken(kind) || typeof id !== "string" || typeof rpcTag !== "string" ||
-        !isHeaders(headers) || !optionalBoolean(oneWay) || !optionalBoolean(stream) ||
-        (hops !== undefined && !isSmall(hops, 255))
-      ) return "malformed Request frame"
-      return {
-        _tag: "Request",
-        ...common,
-        requestId,
-        kind,
-        id,
-        tag: rpcTag,
-        headers,
-        body: u.body,
-        ...flag("oneWay", oneWay),
-        ...flag("stream", stream),
-        ...(typeof hops === "number" && hops > 0 ? { hops } : {})
-      }
-    }
-    case "Chunk": {
-      const { requestId, seq, body, last } = u
-      return isCount(requestId) && isCount(seq) && body instanceof Uint8Array && typeof last === "boolean"
-        ? { _tag: "Chunk", ...common, requestId, seq, body, last }
-        : "malformed Chunk frame"
-    }
-    case "Items": {
-      const { requestId, seq, items, upload, end, failure } = u
-      if (
-        !isCount(requestId) || !isCount(seq) || !Array.isArray(items) || !optionalBoolean(upload) ||
-        !optionalBoolean(end) || (failure !== undefined && !isText(failure))
-      ) return "malformed Items frame"
-      return {
-        _tag: "Items",
-        ...common,
-        requestId,
-        seq,
-        items,
-        ...flag("upload", upload),
-        ...flag("end", end),
-        ...(typeof failure === "string" ? { failure } : {})
-      }
-    }
-    case "Event": {
-      const { subject, headers } = u
-      return isConcreteSubject(subject) && isHeaders(headers)
-        ? { _tag: "Event", ...common, subject, headers, body: u.body }
-        : "malformed Event frame"
-    }
-    case "Sealed": {
-      const { mode, key, counter, subject, body, sig } = u
-      if (
-        !isSmall(mode, 7) || !isUint32(key) || !isCount(counter) ||
-        (subject !== undefined && !isConcreteSubject(subject)) ||
-        !(body instanceof Uint8Array) || (sig !== undefined && !(sig instanceof Uint8Array))
-      ) return "malformed Sealed frame"
-      return {
-        _tag: "Sealed",
-        ...common,
-        mode,
-        key,
-        counter,
-        ...(subject === undefined ? {} : { subject: subject as string }),
-        body,
-        ...(sig === undefined ? {} : { sig: sig as Uint8Array })
-      }
-    }
+    case ITEMS:
+      return fromItems(u, source, requestId)
   }
   return "a frame of an unknown tag"
 }

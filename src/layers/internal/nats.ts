@@ -13,24 +13,20 @@ import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { connect, DebugEvents, Events, type Msg, type NatsConnection } from "nats"
-import type { Envelope } from "../../schema/Envelope.ts"
+import type { Frame } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import type {
-  NatsOptions,
-  PublishOptions,
-  ReplySource,
-  SubscribeOptions,
-  TransportEvent,
-  TransportShape
-} from "../Transport.ts"
+import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
 import { Coalescer } from "./coalesce.ts"
 import { type Drop, makeDrop } from "./drops.ts"
-import { encodeBatch, type FragmentLimits, makeEncoder } from "./fragments.ts"
+import { encodeBatch } from "./batches.ts"
+import { type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { publishOf } from "./publish.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
+import { makeReceiver as sharedReceiver, type ReplySource, resolveLimits } from "./receive.ts"
 import { Backoff, type Connection, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
+import * as Subjects from "./subjects.ts"
 
 /**
  * nats.js writes its pending output to the socket at once when it reaches `pendingLimit` (32 KiB
@@ -43,26 +39,29 @@ const WRITE_BATCHING: object = { pendingLimit: 256 * 1024 }
 
 const causeOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
-/** @internal */
+/**
+ * @internal The NATS transport. `limitsOf` and `makeReceiver` default to the shared ones
+ * (`receive.ts`); a test may pass its own to watch them.
+ */
 export const make = (
   codec: CodecShape,
   options: NatsOptions,
-  limitsOf: (wireLimit: number) => FragmentLimits,
+  limitsOf: (wireLimit: number) => FragmentLimits = (wireLimit) => resolveLimits(options, wireLimit),
   makeReceiver: (
     codec: CodecShape,
     limits: FragmentLimits,
-    onFrame: (frame: Envelope) => void,
+    onFrame: (frame: Frame) => void,
     onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined,
     drop: Drop,
     reassembler: Reassembler
-  ) => (bytes: Uint8Array, source?: ReplySource) => void
+  ) => (bytes: Uint8Array, source?: ReplySource) => void = sharedReceiver
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const namespace = options.namespace ?? "default"
-    if (!Subject.isValidSubject(namespace, false) || namespace.includes(".")) {
+    const namespace = options.namespace ?? Subjects.DEFAULT_NAMESPACE
+    if (!Subjects.isNamespace(namespace)) {
       return yield* Effect.fail(new TransportError({ reason: `invalid namespace "${namespace}" (one subject token)` }))
     }
-    const prefix = `troupe.${namespace}.`
+    const prefix = Subjects.prefixOf(namespace)
     const initial = Duration.toMillis(options.reconnectBackoff?.initial ?? "100 millis")
     const max = Duration.toMillis(options.reconnectBackoff?.max ?? "5 seconds")
     if (!(initial > 0) || !(max >= initial) || !Number.isFinite(max)) {
@@ -134,7 +133,7 @@ export const make = (
 
     const subscribe = (
       subject: string,
-      onFrame: (frame: Envelope) => void,
+      onFrame: (frame: Frame) => void,
       subscribeOptions?: SubscribeOptions
     ): Effect.Effect<void, TransportError, Scope.Scope> => {
       if (!Subject.isValidSubject(subject, true)) {
@@ -305,7 +304,7 @@ const makeSender = (
   })
   const publish = (
     subject: string,
-    frame: Envelope,
+    frame: Frame,
     publishOptions?: PublishOptions
   ): TransportError | EncodeError | PayloadTooLarge | undefined => {
     // nats.js would buffer the frame and discard it at its next dial: it never leaves

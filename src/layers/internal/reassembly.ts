@@ -28,7 +28,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
-import type { Piece } from "./fragments.ts"
+import type { Piece } from "./pieces.ts"
 
 /**
  * Pieces (or partial messages) dropped on arrival, by `reason`:

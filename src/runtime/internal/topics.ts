@@ -16,6 +16,7 @@ import * as Stream from "effect/Stream"
 import type * as Topic from "../../actors/Topic.ts"
 import { encodeWith } from "../../layers/Codec.ts"
 import { FanOut, matches } from "../../layers/Subject.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 import type { TransportShape } from "../../layers/Transport.ts"
 import { ProtocolVersion } from "../../schema/Envelope.ts"
 import { TransportError } from "../../schema/Errors.ts"
@@ -89,7 +90,7 @@ export const make = (
           if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
           body = encoded.right
         }
-        const error = transport.unsafePublish(`topic.${subject}`, {
+        const error = transport.unsafePublish(Subjects.topic(subject), {
           _tag: "Event",
           v: ProtocolVersion,
           source: nodeId,
@@ -139,7 +140,7 @@ export const make = (
         if (bus !== "local") {
           const decode = Schema.decodeUnknownEither(topic.schema)
           let reported = 0
-          yield* transport.subscribe(`topic.${topic.subject}`, (frame) => {
+          yield* transport.subscribe(Subjects.topic(topic.subject), (frame) => {
             if (frame._tag !== "Event") return
             // with `both`, our own events already arrived through the local bus
             if (bus === "both" && frame.source === nodeId) return
