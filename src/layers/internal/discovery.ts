@@ -22,6 +22,7 @@ import { makeDrop } from "./drops.ts"
 import { check, makeListener, subscribe } from "./heartbeatListener.ts"
 import { announce, beatAll, type Sender, update } from "./heartbeatSender.ts"
 import { changes, makeMembership, snapshot, suspect } from "./membership.ts"
+import * as Subjects from "./subjects.ts"
 
 /** @internal see `Discovery.makeHeartbeat` (the options are validated there) */
 export const makeHeartbeat = (
@@ -36,7 +37,7 @@ export const makeHeartbeat = (
     const now = () => clock.unsafeCurrentTimeMillis()
     const table = makeMembership(config, pubsub, now())
     const sender: Sender = { table, transport, now }
-    const listener = makeListener(sender, layerScope, runFork, makeDrop("discovery", clock, runFork))
+    const listener = makeListener(sender, layerScope, runFork, makeDrop(Subjects.DISCOVERY, clock, runFork))
 
     yield* subscribe(listener)
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(

@@ -11,9 +11,10 @@ import { type HeartbeatFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import type { Member } from "../Discovery.ts"
 import type { TransportShape } from "../Transport.ts"
 import { changed, type Local, type Membership, tombstone, touch, upsert } from "./membership.ts"
+import * as Subjects from "./subjects.ts"
 
 /** the logical subject of heartbeats (the transport adds `troupe.<namespace>.`) @internal */
-export const subject = "discovery"
+export const subject = Subjects.DISCOVERY
 
 /** What the sending side works with. @internal */
 export interface Sender {

@@ -59,6 +59,7 @@ import {
   type SecureState,
   Windows
 } from "./secureState.ts"
+import * as Subjects from "./subjects.ts"
 
 /** @internal */
 export interface SecureHandle {
@@ -188,11 +189,11 @@ const becomeNode = (
     state.self = nodeId
     state.selfDeliver = deliver
     // "no responders" to a handshake hello: the peer is gone
-    yield* state.inner.subscribe(`node.${nodeId}.hs.*`, () => {}, {
+    yield* state.inner.subscribe(`${Subjects.handshakeSlotsOf(nodeId)}*`, () => {}, {
       onNoResponders: (slot) => onHelloUnanswered(state, slot)
     })
     // "no responders" to a batch: to each frame in it
-    yield* state.inner.subscribe(`node.${nodeId}.hb.*`, () => {}, {
+    yield* state.inner.subscribe(`${Subjects.sealedBatchSlotsOf(nodeId)}*`, () => {}, {
       onNoResponders: (slot) => state.coalescer.unanswered(slot)
     })
     yield* Effect.addFinalizer(() =>

@@ -33,6 +33,7 @@ import {
   STEP_REPLY,
   uint32
 } from "./secureState.ts"
+import * as Subjects from "./subjects.ts"
 
 const MAX_RESPONDING = 1024
 
@@ -84,7 +85,7 @@ export const initiate = (state: SecureState, peer: Peer): void => {
   )
   peer.initiating = { sessionId, ephemeral: ephemeralKeys, timer }
   const error = state.inner.unsafePublish(
-    `node.${peer.nodeId}`,
+    Subjects.node(peer.nodeId),
     handshakeFrame(state, STEP_HELLO, [
       state.config.namespace,
       state.incarnation,
@@ -93,7 +94,7 @@ export const initiate = (state: SecureState, peer: Peer): void => {
       ephemeralKeys.publicKey,
       uint32(sessionId)
     ]),
-    { replyTo: `node.${state.self}.hs.${peer.nodeId}` }
+    { replyTo: Subjects.handshakeSlot(state.self, peer.nodeId) }
   )
   if (error !== undefined) fail(state, peer, new HandshakeError({ peer: peer.nodeId, reason: error.message }), false)
 }
@@ -150,7 +151,7 @@ const activate = (state: SecureState, peer: Peer): void => {
 
 const sendReject = (state: SecureState, to: string, sessionId: number, reason: string): void => {
   if (state.self === undefined) return
-  state.inner.unsafePublish(`node.${to}`, handshakeFrame(state, STEP_REJECT, [uint32(sessionId), reason]))
+  state.inner.unsafePublish(Subjects.node(to), handshakeFrame(state, STEP_REJECT, [uint32(sessionId), reason]))
 }
 
 type SixParts = readonly [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer]
@@ -213,7 +214,7 @@ const onHello = (state: SecureState, source: string, body: Uint8Array): void => 
     incarnation: peerIncarnation.toString()
   })
   state.inner.unsafePublish(
-    `node.${source}`,
+    Subjects.node(source),
     handshakeFrame(state, STEP_REPLY, [
       state.config.namespace,
       state.incarnation,
@@ -290,7 +291,7 @@ const onReply = (state: SecureState, source: string, body: Uint8Array): void => 
   const session = new Session(initiating.sessionId, keys.initiator, keys.responder, state.now())
   register(state, peer, session, peerKey, peerKeyText, peerIncarnation.toString())
   state.inner.unsafePublish(
-    `node.${source}`,
+    Subjects.node(source),
     handshakeFrame(state, STEP_CONFIRM, [
       uint32(initiating.sessionId),
       C.signBytes(state.own.privateKey, roleSigned("initiator", transcript))

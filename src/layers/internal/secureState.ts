@@ -19,6 +19,7 @@ import type { PublishOptions, TransportShape } from "../Transport.ts"
 import type { Coalescer } from "./coalesce.ts"
 import * as C from "./secureCrypto.ts"
 import { type Identity, type IdentityKeys, keysOf } from "./secureIdentity.ts"
+import * as Subjects from "./subjects.ts"
 
 /** @internal */
 export interface SecureConfig {
@@ -177,7 +178,7 @@ export class Peer {
   failedAt = Number.NEGATIVE_INFINITY
   unknownAt = Number.NEGATIVE_INFINITY
   constructor(readonly nodeId: string) {
-    this.subject = `node.${nodeId}`
+    this.subject = Subjects.node(nodeId)
   }
 }
 

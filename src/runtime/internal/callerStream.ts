@@ -18,6 +18,7 @@ import { watchIdle } from "./idle.ts"
 import { type NodeState, send, sendInterrupt } from "./nodeState.ts"
 import { rpcCodec } from "./rpcCodec.ts"
 import { Inbox, Outbox, pump, toStream, WINDOW } from "./streams.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 
 const brokenStream = (envelope: Envelope) => (reason: string) =>
   new StreamError({ kind: envelope.definition.kind, id: envelope.id, tag: envelope.tag, reason })
@@ -89,7 +90,7 @@ export const streamRemote = (
       (credit) => {
         if (entry.producer === undefined) return
         const ack: AckFrame = { _tag: "Ack", v: ProtocolVersion, source: state.nodeId, requestId, credit }
-        send(state, `node.${entry.producer}`, ack)
+        send(state, Subjects.node(entry.producer), ack)
       },
       state.zeroCopy ? Either.right : codec.items!.decode,
       brokenStream(envelope),

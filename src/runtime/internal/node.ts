@@ -26,6 +26,7 @@ import * as NodeState from "./nodeState.ts"
 import * as Receiver from "./receiver.ts"
 import { onUploadItems } from "./receiverUpload.ts"
 import * as Topics from "./topics.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 
 /** @internal */
 export type NodeConfig = NodeState.NodeConfig
@@ -76,11 +77,11 @@ const frameHandler = (state: NodeState.NodeState) => (frame: Frame): void => {
  * large for us (our own reply slot) fails our stream at once.
  */
 const tooLargeHandler = (state: NodeState.NodeState) => (error: PayloadTooLarge, replyTo: string): void => {
-  const slot = NodeState.REPLY_SLOT.exec(replyTo)
-  if (slot === null) return
-  const out = Receiver.exitFrame(state, Number(slot[2]), { _tag: "Error", error })
-  if (slot[1] === state.nodeId) Caller.onExit(state, out)
-  else NodeState.send(state, `node.${slot[1]}`, out)
+  const slot = Subjects.parseReplySlot(replyTo)
+  if (slot === undefined) return
+  const out = Receiver.exitFrame(state, slot.requestId, { _tag: "Error", error })
+  if (slot.caller === state.nodeId) Caller.onExit(state, out)
+  else NodeState.send(state, Subjects.node(slot.caller), out)
 }
 
 type Handlers = {
@@ -100,9 +101,9 @@ const register = (state: NodeState.NodeState, handlers: Handlers) =>
     const manager = new EntityManager(entity, { nodeId, runtime: yield* Effect.runtime<never>(), clock: state.clock })
     managers.set(kind, manager)
     yield* Effect.orDie(
-      transport.subscribe(`actor.${kind}`, handlers.onFrame, { queue: kind, onTooLarge: handlers.onTooLarge })
+      transport.subscribe(Subjects.actor(kind), handlers.onFrame, { queue: kind, onTooLarge: handlers.onTooLarge })
     )
-    yield* Effect.orDie(transport.subscribe(`interrupt.${kind}`, handlers.onFrame))
+    yield* Effect.orDie(transport.subscribe(Subjects.interrupt(kind), handlers.onFrame))
     yield* discovery.update(nodeId, { kinds: [...managers.keys()] })
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -126,7 +127,7 @@ export const make = (
     const { nodeId } = state
     const onFrame = frameHandler(state)
     const onTooLarge = tooLargeHandler(state)
-    yield* transport.subscribe(`node.${nodeId}`, onFrame, { onTooLarge, node: nodeId })
+    yield* transport.subscribe(Subjects.node(nodeId), onFrame, { onTooLarge, node: nodeId })
     // "no responders" for a request arrives on its reply slot, at once
     yield* transport.subscribe(`${state.noRespondersPrefix}*`, () => {}, {
       onNoResponders: (subject) => Liveness.onNoResponders(state, subject)

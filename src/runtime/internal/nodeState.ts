@@ -23,6 +23,7 @@ import type { StreamError } from "../../schema/Errors.ts"
 import { type Deadline, Deadlines } from "./deadlines.ts"
 import type { EntityManager, Job } from "./entity.ts"
 import type { Inbox, Outbox } from "./streams.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 
 /** @internal */
 export interface NodeConfig {
@@ -149,10 +150,7 @@ export interface NodeState {
  *
  * @internal
  */
-export const replySlotsOf = (caller: string): string => `node.${caller}.nr.`
-
-/** @internal */
-export const REPLY_SLOT = /^node\.([A-Za-z0-9_-]{1,255})\.nr\.(\d{1,15})$/
+export const replySlotsOf: (caller: string) => string = Subjects.replySlotsOf
 
 /**
  * Names a node the sender found unreachable (NATS "no responders" on its direct subject).
@@ -199,7 +197,7 @@ export const make = (config: NodeConfig, transport: TransportShape, discovery: D
       routedState: undefined,
       nextRequestId: 0,
       noRespondersPrefix: replySlotsOf(nodeId),
-      forwardPrefix: `node.${nodeId}.fwd.`,
+      forwardPrefix: Subjects.forwardsOf(nodeId),
       failedTells: 0,
       failedTellLoggedAt: -Infinity,
       closed: false
@@ -226,5 +224,5 @@ export const send = (state: NodeState, subject: string, frame: Frame): void => {
  */
 export const sendInterrupt = (state: NodeState, kind: string, requestId: number): void => {
   const frame: InterruptFrame = { _tag: "Interrupt", v: ProtocolVersion, source: state.nodeId, requestId }
-  send(state, `interrupt.${kind}`, frame)
+  send(state, Subjects.interrupt(kind), frame)
 }

@@ -22,11 +22,12 @@ import {
 import { ActorNotFound, StreamError, type TransportError } from "../../schema/Errors.ts"
 import { type EntityManager, type Job, type JobExit, makeJob } from "./entity.ts"
 import { proveUnreachable } from "./liveness.ts"
-import { type InboundUpload, type NodeState, replySlotsOf, UNREACHABLE_HEADER } from "./nodeState.ts"
+import { type InboundUpload, type NodeState, UNREACHABLE_HEADER } from "./nodeState.ts"
 import { type ItemCodec, type RpcCodec, rpcCodec } from "./rpcCodec.ts"
 import { ownerOf } from "./routing.ts"
 import { receiveUpload } from "./receiverUpload.ts"
 import { Outbox, pump, toStream, WINDOW } from "./streams.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 
 /** how long a forwarded request is watched for "no responders" (which NATS sends at once) */
 const FORWARD_WATCH_MILLIS = 2_000
@@ -90,7 +91,7 @@ export const replyTo = (state: NodeState, frame: RequestFrame, exit: WireExit): 
   // the codec let only a subject token through; this guards the subject we build from it
   if (!Subject.isToken(frame.source)) return malformedFrames.unsafeUpdate(1, [])
   const { transport } = state
-  const subject = `node.${frame.source}`
+  const subject = Subjects.node(frame.source)
   const out = exitFrame(state, frame.requestId, exit)
   const error = transport.unsafePublish(subject, out, { fragmentTo: subject })
   if (error === undefined) return
@@ -123,7 +124,11 @@ const forwardIfMoved = (state: NodeState, frame: RequestFrame): boolean => {
     state.forwarded.set(key, { frame: forwardedFrame, target, deadline })
     watch = `${state.forwardPrefix}${key}`
   }
-  const error = state.transport.unsafePublish(`node.${target}`, forwardedFrame, watch ? { replyTo: watch } : undefined)
+  const error = state.transport.unsafePublish(
+    Subjects.node(target),
+    forwardedFrame,
+    watch ? { replyTo: watch } : undefined
+  )
   if (error !== undefined) replyTo(state, frame, { _tag: "Error", error })
   return true
 }
@@ -241,9 +246,9 @@ const streamReply = (
   manager: EntityManager,
   job: Job
 ): Outbox => {
-  const subject = `node.${frame.source}`
+  const subject = Subjects.node(frame.source)
   // the consumer's reply slot: a frame too large for the consumer fails its stream there
-  const itemsOptions = { fragmentTo: subject, replyTo: replySlotsOf(frame.source) + frame.requestId }
+  const itemsOptions = { fragmentTo: subject, replyTo: Subjects.replySlot(frame.source, frame.requestId) }
   const producer = new Outbox(WINDOW, (seq, items) => {
     let body: unknown = items
     if (!state.zeroCopy) {

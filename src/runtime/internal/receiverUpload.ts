@@ -10,6 +10,7 @@ import { type DecodeError, StreamError } from "../../schema/Errors.ts"
 import { watchIdle } from "./idle.ts"
 import { type InboundUpload, type NodeState, send } from "./nodeState.ts"
 import { Inbox, WINDOW } from "./streams.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 
 /**
  * The handler's side of a streamed request: grants the caller credit as the handler pulls.
@@ -32,7 +33,7 @@ export const receiveUpload = (
       credit,
       upload: true
     }
-    send(state, `node.${frame.source}`, ack)
+    send(state, Subjects.node(frame.source), ack)
   }
   const inbox = new Inbox(WINDOW, grant, decode, broken, () => state.deadlines.now())
   // a caller that goes silent (it died, or lost its connection) fails the handler's stream

@@ -11,6 +11,7 @@ import { ActorNotFound, NoAvailableNode } from "../../schema/Errors.ts"
 import type { EntityManager } from "./entity.ts"
 import type { NodeState } from "./nodeState.ts"
 import { owner } from "./placement.ts"
+import * as Subjects from "../../layers/internal/subjects.ts"
 
 /** @internal */
 export type Route =
@@ -72,9 +73,9 @@ export const route = (state: NodeState, definition: KindDefinition, id: string):
     return nodes.length > 0
       ? {
         _tag: "Remote",
-        subject: `actor.${definition.kind}`,
+        subject: Subjects.actor(definition.kind),
         target: undefined,
-        direct: `node.${nodes[(state.nextRequestId + 1) % nodes.length]}`
+        direct: Subjects.node(nodes[(state.nextRequestId + 1) % nodes.length]!)
       }
       : unavailable(state, definition.kind, id)
   }
@@ -85,5 +86,6 @@ export const route = (state: NodeState, definition: KindDefinition, id: string):
       : unavailable(state, definition.kind, id)
   }
   if (target === state.nodeId && local !== undefined && state.zeroCopy) return { _tag: "Local", manager: local }
-  return { _tag: "Remote", subject: `node.${target}`, target, direct: `node.${target}` }
+  const direct = Subjects.node(target)
+  return { _tag: "Remote", subject: direct, target, direct }
 }
