@@ -12,6 +12,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Queue from "effect/Queue"
 
 /**
  * One printed line of the summary.
@@ -377,3 +379,34 @@ export const formatRate = (value: number): string =>
     : Math.abs(value) >= 100
     ? Math.round(value).toLocaleString("en-US")
     : value.toFixed(2)
+
+/**
+ * The raw one-way baseline: one fiber offers to an Effect `Queue`, another takes; the round ends
+ * when every message has been taken.
+ */
+export const rawQueueOneWay = (name: string, budget: Budget): Spec => ({
+  name,
+  budget,
+  round: (budget) =>
+    Effect.gen(function*() {
+      const queue = yield* Queue.unbounded<number>()
+      const consumer = yield* Effect.fork(Effect.gen(function*() {
+        let taken = 0
+        while ((yield* Queue.take(queue)) >= 0) taken++
+        return taken
+      }))
+      const start = performance.now()
+      const deadline = start + budget.maxMillis
+      let offered = 0
+      for (let i = 0; i < budget.maxOps; i++) {
+        yield* Queue.offer(queue, i)
+        offered++
+        if ((i & 127) === 127 && performance.now() > deadline) break
+      }
+      yield* Queue.offer(queue, -1)
+      const taken = yield* Fiber.join(consumer)
+      const millis = performance.now() - start
+      yield* Queue.shutdown(queue)
+      return { ops: taken, failures: offered - taken, millis }
+    })
+})

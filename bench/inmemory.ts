@@ -31,7 +31,8 @@ import {
   measureAll,
   type Result,
   sequential,
-  type Spec
+  type Spec,
+  rawQueueOneWay
 } from "./harness.ts"
 
 const SUITE = "in-memory"
@@ -85,33 +86,7 @@ const rawMailbox: Spec = {
     })
 }
 
-/** One fiber offers, another takes; the round ends when every message has been taken. */
-const rawOneWay: Spec = {
-  name: "raw Queue one-way offer/take",
-  budget: ONE_WAY,
-  round: (budget) =>
-    Effect.gen(function*() {
-      const queue = yield* Queue.unbounded<number>()
-      const consumer = yield* Effect.fork(Effect.gen(function*() {
-        let taken = 0
-        while ((yield* Queue.take(queue)) >= 0) taken++
-        return taken
-      }))
-      const start = performance.now()
-      const deadline = start + budget.maxMillis
-      let offered = 0
-      for (let i = 0; i < budget.maxOps; i++) {
-        yield* Queue.offer(queue, i)
-        offered++
-        if ((i & 127) === 127 && performance.now() > deadline) break
-      }
-      yield* Queue.offer(queue, -1)
-      const taken = yield* Fiber.join(consumer)
-      const millis = performance.now() - start
-      yield* Queue.shutdown(queue)
-      return { ops: taken, failures: offered - taken, millis }
-    })
-}
+const rawOneWay = rawQueueOneWay("raw Queue one-way offer/take", ONE_WAY)
 
 // ---- Troupe ----------------------------------------------------------------------------------
 

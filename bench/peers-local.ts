@@ -19,15 +19,21 @@ import { Entity, TestRunner } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type { Context as MoleculerContext } from "moleculer"
 import { Actor, type ActorSystem, Node } from "../src/index.ts"
 import { Counter, CounterLive } from "./actors.ts"
-import { type Budget, concurrentPromises, type Measurement, measureAll, sequential, type Spec } from "./harness.ts"
+import {
+  type Budget,
+  concurrentPromises,
+  type Measurement,
+  measureAll,
+  rawQueueOneWay,
+  sequential,
+  type Spec
+} from "./harness.ts"
 import { moleculerBroker } from "./peers-nats.ts"
 
 /** Each round stops at whichever comes first. */
@@ -120,33 +126,7 @@ const troupeTell = (node: NodeContext, lost: { count: number }): Spec => ({
     }).pipe(Effect.provide(node))
 })
 
-/** One fiber offers, another takes; the round ends when every message has been taken. */
-const rawOneWay: Spec = {
-  name: "raw Effect Queue one-way offer/take",
-  budget: ONE_WAY,
-  round: (budget) =>
-    Effect.gen(function*() {
-      const queue = yield* Queue.unbounded<number>()
-      const consumer = yield* Effect.fork(Effect.gen(function*() {
-        let taken = 0
-        while ((yield* Queue.take(queue)) >= 0) taken++
-        return taken
-      }))
-      const start = performance.now()
-      const deadline = start + budget.maxMillis
-      let offered = 0
-      for (let i = 0; i < budget.maxOps; i++) {
-        yield* Queue.offer(queue, i)
-        offered++
-        if ((i & 127) === 127 && performance.now() > deadline) break
-      }
-      yield* Queue.offer(queue, -1)
-      const taken = yield* Fiber.join(consumer)
-      const millis = performance.now() - start
-      yield* Queue.shutdown(queue)
-      return { ops: taken, failures: offered - taken, millis }
-    })
-}
+const rawOneWay = rawQueueOneWay("raw Effect Queue one-way offer/take", ONE_WAY)
 
 // ---- the phase -------------------------------------------------------------------------------
 
