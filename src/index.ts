@@ -25,6 +25,9 @@ export * as Discovery from "./layers/Discovery.ts"
 /** NATS subject matching and delivery semantics. @since 0.1.0 */
 export * as Subject from "./layers/Subject.ts"
 
+/** Durable state and reminders: a revisioned key-value store (in memory or JetStream KV). @since 0.5.0 */
+export * as Persistence from "./layers/Persistence.ts"
+
 /** Moves frames between nodes: in memory or over NATS. @since 0.1.0 */
 export * as Transport from "./layers/Transport.ts"
 

@@ -220,6 +220,59 @@ export class RemoteDefect extends Schema.TaggedError<RemoteDefect>()("RemoteDefe
 }
 
 /**
+ * A durable actor's save lost a compare-and-set: another activation of the same id wrote the
+ * state first (the brief double activation while membership changes). The message that lost
+ * changed nothing; the losing activation is passivated, and the next message activates again
+ * from the stored value.
+ *
+ * @since 0.5.0
+ * @category errors
+ */
+export class StateConflict extends Schema.TaggedError<StateConflict>()("StateConflict", {
+  kind: Schema.String,
+  id: Schema.String,
+  /** the revision this activation loaded or last wrote (0: none) */
+  expected: Schema.Number
+}) {
+  override get message(): string {
+    return `the state of ${this.kind}/${this.id} was written by another activation (expected revision ${this.expected})`
+  }
+}
+
+/**
+ * A durable actor's stored state no longer decodes with its schema. The activation fails and
+ * the stored value is left as it is (migrate with a `Schema.Union` of the versions).
+ *
+ * @since 0.5.0
+ * @category errors
+ */
+export class StateDecodeError extends Schema.TaggedError<StateDecodeError>()("StateDecodeError", {
+  kind: Schema.String,
+  id: Schema.String,
+  /** the formatted schema issue */
+  issue: Schema.String
+}) {
+  override get message(): string {
+    return `the stored state of ${this.kind}/${this.id} does not decode: ${this.issue}`
+  }
+}
+
+/**
+ * The persistence store failed or could not be reached (`operation` is what was attempted).
+ *
+ * @since 0.5.0
+ * @category errors
+ */
+export class PersistenceError extends Schema.TaggedError<PersistenceError>()("PersistenceError", {
+  operation: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `persistence ${this.operation} failed: ${this.reason}`
+  }
+}
+
+/**
  * Every runtime error of Troupe, as one schema (used to carry them over the wire).
  *
  * @since 0.1.0
@@ -238,7 +291,10 @@ export const TroupeError = Schema.Union(
   StreamError,
   HandshakeError,
   Unauthorized,
-  RemoteDefect
+  RemoteDefect,
+  StateConflict,
+  StateDecodeError,
+  PersistenceError
 )
 
 /**
@@ -267,6 +323,9 @@ export type AskError =
   | HandshakeError
   | Unauthorized
   | RemoteDefect
+  | StateConflict
+  | StateDecodeError
+  | PersistenceError
 
 /**
  * The errors a tell can fail with when the message is not accepted.
