@@ -18,6 +18,8 @@ export interface Pools {
   readonly tags: ReadonlyArray<string>
   readonly subjects: ReadonlyArray<string>
   readonly requestIds: ReadonlyArray<number>
+  /** the kinds heartbeats announce (default `kinds`) */
+  readonly heartbeatKinds?: ReadonlyArray<string>
 }
 
 export const defaultPools: Pools = {
@@ -332,7 +334,7 @@ const heartbeatFrame = (p: Pools) =>
     name: stringField(["n1", "n2"]),
     incarnation: stringField(["n1.1", "n2.7"]),
     address: stringField(["in-memory://n1", "nats://127.0.0.1:4222"]),
-    kinds: field(fc.array(stringField(p.kinds), { maxLength: 3 })),
+    kinds: field(fc.array(stringField(p.heartbeatKinds ?? p.kinds), { maxLength: 3 })),
     isServing: field(fc.boolean()),
     startedAt: numberField(fc.constantFrom(0, 1000)),
     periodMillis: numberField(fc.constantFrom(1000, 500)),

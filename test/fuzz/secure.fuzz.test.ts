@@ -7,10 +7,16 @@
  * keep answering, their tables stay bounded.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Codec from "../../src/layers/Codec.ts"
+import * as Discovery from "../../src/layers/Discovery.ts"
+import * as Secure from "../../src/layers/Secure.ts"
+import { ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { defaultPools, frames, type FuzzFrame, wireOf } from "./arbitraries.ts"
 import { bytesOf, corpus } from "./corpus/corpus.ts"
-import { makeInsider, makeTarget, type Target } from "./harness.ts"
+import { bounded, makeInsider, makeTarget, type Target } from "./harness.ts"
 import { afterBatch, afterTimeouts, bothEncodings, deliverOne, fuzzPath } from "./paths.ts"
 import { FRAMES_PER_PATH } from "./settings.ts"
 import { encodings, judge } from "./wireBytes.ts"
@@ -103,7 +109,16 @@ describe("secure receive paths fuzz", () => {
         t,
         "secure sealed (insider)",
         [`node.${t.victimId}`, "actor.FuzzService", "discovery", "topic.fuzz.a"],
-        frames({ ...pools(t), sources: ["n1", "stranger", insider.nodeId, t.callerId] }, {
+        frames({
+          ...pools(t),
+          sources: ["n1", "stranger", insider.nodeId, t.callerId],
+          // an insider is a trusted member: announcing in its own name that it hosts the kinds
+          // the legitimate asks use is its right, and those asks would then wait for their
+          // timeout, which never comes here as the clock stands still (asks to a member that
+          // does not answer end in AskTimeout: test/runtime/Node.test.ts). Announcements in
+          // another node's name are refused: see the impersonation test below
+          heartbeatKinds: ["K", "Other"]
+        }, {
           Q: 5,
           X: 2,
           I: 2,
@@ -123,6 +138,59 @@ describe("secure receive paths fuzz", () => {
       expect(yield* afterBatch(t, 0)).toBeUndefined()
       yield* afterTimeouts(t)
     }), 60_000)
+
+  it.scoped("an insider cannot speak in another node's name: its heartbeats and interrupts must name itself", () =>
+    Effect.gen(function*() {
+      const t = yield* makeTarget("secure")
+      const insider = yield* makeInsider(t.network)
+      const victimSecure = Context.get(t.victim, Secure.Secure)
+      const victimDiscovery = Context.get(t.victim, Discovery.Discovery)
+      // a signed group frame (a heartbeat on "discovery") fails its signature check first, which
+      // vouches for the signer only; the others are refused as impersonation
+      const impersonations = () => {
+        const { rejected } = victimSecure.stats()
+        return (rejected["impersonation"] ?? 0) + (rejected["signature"] ?? 0)
+      }
+      const heartbeat = (source: string) =>
+        Codec.msgpackCodec.encode({
+          _tag: "Heartbeat",
+          v: ProtocolVersion,
+          source,
+          name: source,
+          incarnation: `${source}.1`,
+          address: "in-memory://ghost",
+          kinds: ["FuzzActor", "FuzzService"],
+          isServing: true,
+          startedAt: 0,
+          periodMillis: 1000
+        }).pipe(Either.getOrThrow)
+      const interrupt = Codec.msgpackCodec.encode({
+        _tag: "Interrupt",
+        v: ProtocolVersion,
+        source: t.callerId,
+        requestId: 1
+      }).pipe(Either.getOrThrow)
+      // pairwise to the victim and with the group key on the shared subjects
+      expect(insider.seal(`node.${t.victimId}`, heartbeat("ghost-1"))).toBeUndefined()
+      expect(insider.seal("discovery", heartbeat("ghost-2"))).toBeUndefined()
+      expect(insider.seal("interrupt.FuzzActor", interrupt)).toBeUndefined()
+      expect(insider.seal(`node.${t.victimId}`, interrupt)).toBeUndefined()
+      // in its own name, it is a member
+      expect(insider.seal("discovery", heartbeat(insider.nodeId))).toBeUndefined()
+      yield* bounded(
+        "the insider's frames being opened",
+        Effect.gen(function*() {
+          while (
+            impersonations() < 4 ||
+            !victimDiscovery.unsafeState().members.some((m) => m.nodeId === insider.nodeId)
+          ) yield* Effect.yieldNow()
+        })
+      )
+      expect(impersonations()).toBe(4)
+      const members = victimDiscovery.unsafeState().members.map((m) => m.nodeId)
+      expect(members).not.toContain("ghost-1")
+      expect(members).not.toContain("ghost-2")
+    }))
 
   it.scoped("the corpus, on a secure node", () =>
     Effect.gen(function*() {

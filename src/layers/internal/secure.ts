@@ -40,6 +40,7 @@ import {
   emit,
   makeCoalescer,
   nodeOfSubject,
+  impersonates,
   openGroup,
   openPairwise,
   sendPairwise,
@@ -120,7 +121,9 @@ const onPairwise = (state: SecureState, frame: SealedFrame, subject: string, del
     if (inner instanceof Malformed) reject(state, "malformed", frame.source)
     else if (inner._tag === "Handshake") onControl(state, peer, inner)
     else if (inner._tag === "Sealed") reject(state, "malformed", frame.source)
-    else deliver(inner)
+    else if (impersonates(inner, frame.source)) {
+      reject(state, "impersonation", frame.source, `a ${inner._tag} frame in the name of ${inner.source}`)
+    } else deliver(inner)
   }
 }
 

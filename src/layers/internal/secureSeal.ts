@@ -295,6 +295,17 @@ export const openGroup = (
   return undefined
 }
 
+/**
+ * @internal
+ * Whether a frame opened from `sealer`'s session speaks in another node's name where only the
+ * node itself may: a heartbeat (membership: a trusted node must not announce, or remove, another
+ * node) and an interrupt (a trusted node must not cancel another caller's asks). Requests keep
+ * their caller as source when a node forwards them to the actor's owner, and replies, events and
+ * stream frames name the node they concern, so only these two are bound to the session.
+ */
+export const impersonates = (frame: Envelope, sealer: string): boolean =>
+  (frame._tag === "Heartbeat" || frame._tag === "Interrupt") && frame.source !== sealer
+
 const deliverGroup = (
   state: SecureState,
   frames: ReadonlyArray<Uint8Array>,
@@ -312,6 +323,10 @@ const deliverGroup = (
     // heartbeats in another node's name
     if (signed && decoded.source !== source) {
       reject(state, "signature", source, `signed by it, the frame names ${decoded.source} as its source`)
+      continue
+    }
+    if (impersonates(decoded, source)) {
+      reject(state, "impersonation", source, `a ${decoded._tag} frame in the name of ${decoded.source}`)
       continue
     }
     deliver(decoded)

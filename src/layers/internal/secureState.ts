@@ -48,6 +48,7 @@ export type RejectReason =
   | "plaintext"
   | "malformed"
   | "no-key"
+  | "impersonation"
 
 /** @internal */
 export const rejectedFrames = Metric.counter("troupe_secure_rejected", {
