@@ -160,7 +160,7 @@ const receiver = (state: SecureState, pattern: string, deliver: (frame: Envelope
         case "Sealed":
           return onSealed(state, frame, pattern, exact, windows, deliver)
         case "Handshake":
-          return exact && pattern === `node.${state.self}`
+          return exact && state.self !== undefined && pattern === Subjects.node(state.self)
             ? onHandshake(state, frame)
             : reject(state, "malformed", frame.source, "handshake on a shared subject")
         default:

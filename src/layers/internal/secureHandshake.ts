@@ -123,7 +123,8 @@ export const fail = (
 
 /** @internal "no responders" to a handshake hello at its reply slot: the peer is gone */
 export const onHelloUnanswered = (state: SecureState, slot: string): void => {
-  const peer = state.peers.get(slot.slice(`node.${state.self}.hs.`.length))
+  if (state.self === undefined) return
+  const peer = state.peers.get(slot.slice(Subjects.handshakeSlotsOf(state.self).length))
   if (peer?.initiating !== undefined) {
     fail(state, peer, new HandshakeError({ peer: peer.nodeId, reason: "no node answers on its subject" }), true)
   }

@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Stream from "effect/Stream"
+import * as Subjects from "../../layers/internal/subjects.ts"
 import { type AckFrame, type ItemsFrame, ProtocolVersion } from "../../schema/Envelope.ts"
 import { type NodeState, type OutgoingUpload, send } from "./nodeState.ts"
 import type { RpcCodec } from "./rpcCodec.ts"
@@ -43,7 +44,8 @@ export const uploadPump = (
     outbox: new Outbox(0, (seq, items) => {
       const encoded = upload.encode(items)
       if (Either.isLeft(encoded)) return encoded.left
-      const subject = `node.${sending.handler}`
+      // the outbox sends only once a grant named the handler
+      const subject = Subjects.node(sending.handler!)
       // our reply slot: a frame too large for the handler's node fails this call there
       return state.transport.unsafePublish(subject, itemsFrame(seq, encoded.right as ReadonlyArray<unknown>), {
         fragmentTo: subject,
@@ -54,14 +56,18 @@ export const uploadPump = (
   state.uploads.set(requestId, sending)
   return pump(source, sending.outbox).pipe(
     Effect.matchCauseEffect({
-      onSuccess: (frames) => Effect.sync(() => send(state, `node.${sending.handler}`, itemsFrame(frames, [], {}))),
+      onSuccess: (frames) =>
+        // an upload that ended before any grant sent nothing, and has no handler to tell
+        sending.handler === undefined
+          ? Effect.void
+          : Effect.sync(() => send(state, Subjects.node(sending.handler!), itemsFrame(frames, [], {}))),
       onFailure: (cause) =>
         Cause.isInterruptedOnly(cause) || sending.handler === undefined
           ? Effect.void
           : Effect.sync(() => {
             const error = Cause.squash(cause)
             const failure = error instanceof Error ? error.message : String(error)
-            send(state, `node.${sending.handler}`, itemsFrame(sending.outbox.sent, [], { failure }))
+            send(state, Subjects.node(sending.handler!), itemsFrame(sending.outbox.sent, [], { failure }))
           })
     }),
     Effect.ensuring(Effect.sync(() => state.uploads.delete(requestId)))
