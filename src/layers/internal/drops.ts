@@ -49,6 +49,28 @@ const oneLine = (text: string): string => {
 }
 
 /**
+ * @internal Something that happens often, said at most once per interval: each call counts one
+ * occurrence, and calls `write` with the number counted since the last line when a line is due
+ * (on `clock`, so TestClock drives it).
+ */
+export type RateLimited = (write: (count: number) => void) => void
+
+/** @internal */
+export const rateLimited = (clock: Clock.Clock, intervalMillis: number = REPORT_INTERVAL_MILLIS): RateLimited => {
+  let unreported = 0
+  let lastLine = -Infinity
+  return (write) => {
+    unreported++
+    const now = clock.unsafeCurrentTimeMillis()
+    if (now - lastLine < intervalMillis) return
+    const count = unreported
+    unreported = 0
+    lastLine = now
+    write(count)
+  }
+}
+
+/**
  * @internal A reporter for the subscription to `subject`; `log` runs a log Effect (the caller's
  * runtime, so its logger and its `Clock` apply).
  */
@@ -58,21 +80,16 @@ export const makeDrop = (
   log: (effect: Effect.Effect<void>) => unknown,
   intervalMillis: number = REPORT_INTERVAL_MILLIS
 ): Drop => {
-  let unreported = 0
-  let lastLine = -Infinity
+  const report = rateLimited(clock, intervalMillis)
   return (reason) => {
     malformedFrames.unsafeUpdate(1, [])
-    unreported++
-    const now = clock.unsafeCurrentTimeMillis()
-    if (now - lastLine < intervalMillis) return
-    const count = unreported
-    unreported = 0
-    lastLine = now
-    log(Effect.logWarning(
-      `dropped ${count} malformed frame${count === 1 ? "" : "s"} on ${subject} since the last report; the latest: ${
-        oneLine(describe(reason))
-      }`
-    ))
+    report((count) =>
+      log(Effect.logWarning(
+        `dropped ${count} malformed frame${count === 1 ? "" : "s"} on ${subject} since the last report; the latest: ${
+          oneLine(describe(reason))
+        }`
+      ))
+    )
   }
 }
 

@@ -23,6 +23,7 @@ import type { StreamError } from "../../schema/Errors.ts"
 import { type Deadline, Deadlines } from "./deadlines.ts"
 import type { EntityManager, Job } from "./entity.ts"
 import type { Inbox, Outbox } from "./streams.ts"
+import { type RateLimited, rateLimited } from "../../layers/internal/drops.ts"
 import * as Subjects from "../../layers/internal/subjects.ts"
 
 /** @internal */
@@ -138,9 +139,8 @@ export interface NodeState {
   readonly noRespondersPrefix: string
   /** `node.<nodeId>.fwd.`: where "no responders" for a forwarded request comes back */
   readonly forwardPrefix: string
-  /** failed tells not yet logged (they are logged at most once a second) */
-  failedTells: number
-  failedTellLoggedAt: number
+  /** failed tells are logged at most once a second (anyone on the broker can send tells) */
+  readonly failedTell: RateLimited
   closed: boolean
 }
 
@@ -198,8 +198,7 @@ export const make = (config: NodeConfig, transport: TransportShape, discovery: D
       nextRequestId: 0,
       noRespondersPrefix: replySlotsOf(nodeId),
       forwardPrefix: Subjects.forwardsOf(nodeId),
-      failedTells: 0,
-      failedTellLoggedAt: -Infinity,
+      failedTell: rateLimited(clock),
       closed: false
     }
     return state

@@ -63,20 +63,15 @@ export const exitFrame = (state: NodeState, requestId: number, exit: WireExit): 
 })
 
 /** failed tells are logged at most once a second (anyone on the broker can send tells) */
-const logFailedTell = (state: NodeState, frame: RequestFrame, exit: WireExit): void => {
-  state.failedTells++
-  const now = state.clock.unsafeCurrentTimeMillis()
-  if (now - state.failedTellLoggedAt < 1000) return
-  const more = state.failedTells - 1
-  state.failedTells = 0
-  state.failedTellLoggedAt = now
-  state.fork(Effect.logWarning(
-    `tell ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} from ${printable(frame.source)} failed${
-      more > 0 ? ` (and ${more} more since the last report)` : ""
-    }`,
-    exit
-  ))
-}
+const logFailedTell = (state: NodeState, frame: RequestFrame, exit: WireExit): void =>
+  state.failedTell((count) =>
+    state.fork(Effect.logWarning(
+      `tell ${frame.kind}/${printable(frame.id)}.${printable(frame.tag)} from ${printable(frame.source)} failed${
+        count > 1 ? ` (and ${count - 1} more since the last report)` : ""
+      }`,
+      exit
+    ))
+  )
 
 /**
  * Sends the outcome of `frame` to its caller (a tell's failure is only logged).
