@@ -9,14 +9,13 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
 import { PayloadTooLarge } from "../../schema/Errors.ts"
+import { isToken } from "../Subject.ts"
 import type { Change, Conflict, Entry, PersistenceShape } from "../Persistence.ts"
 import type { InMemoryNetwork } from "./inMemory.ts"
 
-const TOKEN = /^[A-Za-z0-9_-]+$/
-
-/** @internal */
+/** @internal a token stays as it is; anything else is `=` and base64url (a token never starts with `=`) */
 export const keyOf = (...parts: ReadonlyArray<string>): string =>
-  parts.map((part) => (TOKEN.test(part) ? part : `=${Buffer.from(part, "utf8").toString("base64url")}`)).join(".")
+  parts.map((part) => (isToken(part) ? part : `=${Buffer.from(part, "utf8").toString("base64url")}`)).join(".")
 
 /** @internal */
 export const partsOf = (key: string): ReadonlyArray<string> =>
