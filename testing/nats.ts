@@ -633,7 +633,7 @@ export const startNatsCluster = async (size = 3, options: NatsClusterOptions = {
     }))
     const started: Array<NatsServer> = []
     try {
-      for (const [i, member] of members.entries()) {
+      const plans = members.map((member, i) => {
         const routes = members
           .filter((_, j) => j !== i)
           .map((other) => `nats://127.0.0.1:${other.clusterPort}`)
@@ -645,7 +645,16 @@ export const startNatsCluster = async (size = 3, options: NatsClusterOptions = {
           "troupe-test",
           ...(routes === "" ? [] : ["--routes", routes])
         ]
-        started.push(await launch(planServer({ ...options, name: `troupe-test-${i}` }, member, clusterArgs)))
+        return planServer({ ...options, name: `troupe-test-${i}` }, member, clusterArgs)
+      })
+      if (options.jetstream === true) {
+        // a clustered JetStream server reports healthy only once it has peers: start them together
+        const launched = await Promise.allSettled(plans.map(launch))
+        for (const result of launched) if (result.status === "fulfilled") started.push(result.value)
+        const failed = launched.find((result) => result.status === "rejected")
+        if (failed !== undefined) throw failed.reason
+      } else {
+        for (const plan of plans) started.push(await launch(plan))
       }
       const cluster: NatsCluster = {
         servers: started,

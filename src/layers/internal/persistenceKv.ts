@@ -37,26 +37,50 @@ export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
   const { kv, maxValueBytes, timeoutMs } = bucket
   const timeout = Duration.millis(timeoutMs)
 
-  /** a nats.js call, bounded by the timeout on Effect's Clock; its failure mapped by `onError` */
-  const call = <A, E>(
-    operation: string,
-    run: (signal: AbortSignal) => Promise<A>,
-    onError: (error: unknown) => E
-  ): Effect.Effect<A, E | PersistenceError> =>
-    Effect.tryPromise({ try: run, catch: onError }).pipe(
-      Effect.timeoutFail({
-        duration: timeout,
-        onTimeout: () => new PersistenceError({ operation, reason: `no answer from JetStream within ${timeoutMs} ms` })
-      })
-    )
+  /** a nats.js call, its failure mapped by `onError` */
+  const call = <A, E>(run: (signal: AbortSignal) => Promise<A>, onError: (error: unknown) => E): Effect.Effect<A, E> =>
+    Effect.tryPromise({ try: run, catch: onError })
+
+  /** a whole operation, bounded by the timeout on Effect's Clock (nats.js bounds each request too) */
+  const bounded = <A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | PersistenceError> =>
+    Effect.timeoutFail(effect, {
+      duration: timeout,
+      onTimeout: () => new PersistenceError({ operation, reason: `no answer from JetStream within ${timeoutMs} ms` })
+    })
+
+  const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+  /**
+   * Writes of one key from this store go one at a time. Before nats-server 2.9.21 a replicated
+   * stream checks the expected revision against applied writes only, so two compare-and-sets of
+   * one key in flight together could both succeed (nats-io/nats-server#4320); one in flight per
+   * key and process keeps that from happening within a process.
+   */
+  const serialized = <A, E>(key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      let lock = locks.get(key)
+      if (lock === undefined) {
+        lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+        locks.set(key, lock)
+      }
+      const held = lock
+      held.users++
+      return held.semaphore.withPermits(1)(effect).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          if (--held.users === 0) locks.delete(key)
+        }))
+      )
+    })
 
   /** the key's last message: its value, or a delete marker, or nothing */
   const getRaw = (operation: string, key: string) =>
-    call(operation, () => kv.get(key), (error) => persistenceError(operation, error, timeoutMs))
+    call(() => kv.get(key), (error) => persistenceError(operation, error, timeoutMs))
 
   const get: PersistenceShape["get"] = (key) =>
     isValidKey(key)
-      ? Effect.map(getRaw(`get ${key}`, key), (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none()))
+      ? bounded(
+        `get ${key}`,
+        Effect.map(getRaw(`get ${key}`, key), (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none()))
+      )
       : Effect.fail(badKey("get", key))
 
   const put: PersistenceShape["put"] = (key, value, expected) => {
@@ -67,14 +91,13 @@ export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
     if (!isValidKey(key)) return Effect.fail(badKey("put", key))
     const write = (previous: number) =>
       call(
-        operation,
         () => kv.put(key, value, { previousSeq: previous }),
         (error) => writeError(operation, key, expected, value.byteLength, maxValueBytes, error, timeoutMs)
       )
-    if (expected !== 0) return write(expected)
+    if (expected !== 0) return bounded(operation, serialized(key, write(expected)))
     // "must not exist": a key removed before is a delete marker, so write over the marker's
     // revision instead (still a compare-and-set: a write in between is a conflict)
-    return write(0).pipe(
+    const create = write(0).pipe(
       Effect.catchIf(
         (error): error is Conflict => error._tag === "Conflict",
         (conflict) =>
@@ -85,6 +108,7 @@ export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
           )
       )
     )
+    return bounded(operation, serialized(key, create))
   }
 
   const remove: PersistenceShape["remove"] = (key, expected) => {
@@ -92,31 +116,40 @@ export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
     if (!isValidKey(key)) return Effect.fail(badKey("remove", key))
     if (expected === 0) {
       // nothing to write: the key must be absent, and then there is nothing to remove
-      return Effect.flatMap(
-        getRaw(operation, key),
-        (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
+      return bounded(
+        operation,
+        Effect.flatMap(
+          getRaw(operation, key),
+          (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
+        )
       )
     }
-    return call(
+    return bounded(
       operation,
-      () => kv.delete(key, { previousSeq: expected }),
-      (error): Conflict | PersistenceError =>
-        isWrongLastSequence(error) ? { _tag: "Conflict", key, expected } : persistenceError(operation, error, timeoutMs)
+      serialized(
+        key,
+        call(
+          () => kv.delete(key, { previousSeq: expected }),
+          (error): Conflict | PersistenceError =>
+            isWrongLastSequence(error)
+              ? { _tag: "Conflict", key, expected }
+              : persistenceError(operation, error, timeoutMs)
+        )
+      )
     )
   }
 
   const keys: PersistenceShape["keys"] = (prefix) => {
     const operation = `keys ${prefix}`
-    return call(
+    return bounded(
       operation,
-      async (signal) => {
+      call(async (signal) => {
         const iterator = await kv.keys(filterOf(prefix))
         signal.addEventListener("abort", () => iterator.stop(), { once: true })
         const found: Array<string> = []
         for await (const key of iterator) if (key.startsWith(prefix)) found.push(key)
         return found
-      },
-      (error) => persistenceError(operation, error, timeoutMs)
+      }, (error) => persistenceError(operation, error, timeoutMs))
     )
   }
 
@@ -129,7 +162,9 @@ export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
  * Every change after the watch started: the stream's last sequence is read first, then an
  * ordered consumer delivers from the next one. nats.js restarts an ordered consumer that missed
  * a message or lost its server (it may then replay from earlier), so only revisions above the
- * last one delivered pass: each change once, in revision order.
+ * last one delivered pass: each change once, in revision order. The iterator is read by a loop
+ * of its own and stopped when the stream ends (an async generator waiting for a value cannot be
+ * returned from).
  */
 const watchFrom = (
   bucket: OpenBucket,
@@ -138,7 +173,7 @@ const watchFrom = (
   Effect.gen(function*() {
     const operation = `watch ${prefix}`
     const { jsm, kv, stream, timeoutMs } = bucket
-    const iterator = yield* Effect.acquireRelease(
+    const { entries, from } = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
           const info = await jsm.streams.info(stream)
@@ -155,15 +190,22 @@ const watchFrom = (
       ),
       ({ entries }) => Effect.sync(() => entries.stop())
     )
-    let next = iterator.from
-    return Stream.fromAsyncIterable(iterator.entries, (error) => persistenceError(operation, error, timeoutMs)).pipe(
-      Stream.filter((entry) => {
-        if (entry.revision < next) return false
-        next = entry.revision + 1
-        return entry.key.startsWith(prefix)
-      }),
-      Stream.map((entry): Change => ({ key: entry.key, entry: isLive(entry) ? entryOf(entry) : undefined }))
-    )
+    return Stream.async<Change, PersistenceError>((emit) => {
+      let next = from
+      const read = async () => {
+        for await (const entry of entries) {
+          if (entry.revision < next) continue
+          next = entry.revision + 1
+          if (!entry.key.startsWith(prefix)) continue
+          await emit.single({ key: entry.key, entry: isLive(entry) ? entryOf(entry) : undefined })
+        }
+      }
+      read().then(
+        () => emit.fail(new PersistenceError({ operation, reason: "the watch was closed by the server" })),
+        (error) => emit.fail(persistenceError(operation, error, timeoutMs))
+      )
+      return Effect.sync(() => entries.stop())
+    }, 64)
   })
 
 /** @internal `Persistence.makeNatsKv` */

@@ -41,6 +41,16 @@ export interface OpenBucket {
 
 const BUCKET = /^[-\w]+$/
 
+/** the first nats-server whose replicated streams check an expected revision against writes in flight */
+const SERIALIZED_CAS = "2.9.21"
+
+const olderThan = (version: string, than: string): boolean => {
+  const parse = (text: string) => text.split("-")[0]!.split(".").map((part) => Number(part) || 0)
+  const [a, b] = [parse(version), parse(than)]
+  for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) < (b[i] ?? 0)
+  return false
+}
+
 const invalid = (reason: string) => new PersistenceError({ operation: "open", reason })
 
 const settingsOf = (options: NatsKvOptions) =>
@@ -160,6 +170,12 @@ export const open = (options: NatsKvOptions): Effect.Effect<OpenBucket, Persiste
     const bucketLimit = status.maxValueSize > 0 ? status.maxValueSize - HEADER_ROOM : largest
     if (settings.maxValueBytes !== undefined && bucketLimit !== settings.maxValueBytes) {
       return yield* Effect.fail(differ("maxValueBytes", settings.maxValueBytes, bucketLimit))
+    }
+    const version = nc.info?.version ?? "0.0.0"
+    if (status.replicas > 1 && olderThan(version, SERIALIZED_CAS)) {
+      yield* Effect.logWarning(
+        `nats-server ${version} does not serialize compare-and-set writes of one key on a replicated bucket (nats-io/nats-server#4320, fixed in ${SERIALIZED_CAS}): writes of one key from two processes at the same moment may both succeed. Upgrade nats-server for replicas > 1.`
+      )
     }
     if (bucketLimit < 1) {
       return yield* Effect.fail(
