@@ -1,7 +1,7 @@
 /**
  * The node's config file (`troupe.toml`, or the same shape as JSON): node name, NATS servers,
- * namespace, codec, identity and trust for secure sessions (`[secure]`), HTTP port and routes, and the
- * modules to load. Validated with Schema; every mistake is reported with its path in the file.
+ * namespace, codec, identity and trust for secure sessions (`[secure]`), the store of durable
+ * actors (`[persistence]`), HTTP port and routes, and the modules to load. Validated with Schema; every mistake is reported with its path in the file.
  *
  * @example
  * ```ts
@@ -112,6 +112,34 @@ export const SecureConfig = Schema.Struct({
 export type SecureConfig = Schema.Schema.Type<typeof SecureConfig>
 
 /**
+ * The `[persistence]` section: where durable actors keep their state. `store = "nats-kv"` (the
+ * default) is a JetStream key-value bucket on the `[nats]` servers; `store = "memory"` keeps it in
+ * this process only (lost when it exits, not shared with other nodes).
+ *
+ * @since 0.5.0
+ * @category schemas
+ */
+export const PersistenceConfig = Schema.Struct({
+  store: Schema.optional(Schema.Literal("nats-kv", "memory")),
+  /** the bucket (default "troupe"); nats-kv only */
+  bucket: Schema.optional(Name),
+  /** copies of each value on a JetStream cluster, 1 to 5 (default 1); nats-kv only */
+  replicas: Schema.optional(
+    Schema.Int.pipe(Schema.between(1, 5, { message: () => "expected a whole number from 1 to 5" }))
+  ),
+  /** the largest value, in bytes */
+  maxValueBytes: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** how long one store operation may take (default 5 seconds); nats-kv only */
+  timeout: Schema.optional(DurationString)
+}).annotations(strict)
+
+/**
+ * @since 0.5.0
+ * @category models
+ */
+export type PersistenceConfig = Schema.Schema.Type<typeof PersistenceConfig>
+
+/**
  * @since 0.1.0
  * @category schemas
  */
@@ -138,6 +166,7 @@ export const TroupeConfig = Schema.Struct({
     }).annotations(strict)
   ),
   secure: Schema.optional(SecureConfig),
+  persistence: Schema.optional(PersistenceConfig),
   http: Schema.optional(
     Schema.Struct({
       port: Port,

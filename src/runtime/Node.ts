@@ -18,13 +18,14 @@ import * as Option from "effect/Option"
 import { ActorSystem } from "../actors/ActorSystem.ts"
 import * as Topic from "../actors/Topic.ts"
 import * as Discovery from "../layers/Discovery.ts"
+import * as Persistence from "../layers/Persistence.ts"
 import type * as Secure from "../layers/Secure.ts"
 import * as Subject from "../layers/Subject.ts"
 import * as Transport from "../layers/Transport.ts"
-import type { TransportError } from "../schema/Errors.ts"
+import type { PersistenceError, TransportError } from "../schema/Errors.ts"
 import * as Metrics from "./internal/metrics.ts"
 import * as internal from "./internal/node.ts"
-import { natsStack } from "./internal/stack.ts"
+import { natsPersistence, natsStack } from "./internal/stack.ts"
 
 /**
  * @since 0.1.0
@@ -147,14 +148,24 @@ export const layer = (
   }))
 
 /**
- * The embedded default in one layer: a node on a private zero-copy in-memory transport and
- * in-process discovery.
+ * What `Node.layerInMemory` and `Node.inMemory` provide.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export type InMemoryNodeServices = Node | ActorSystem | Topic.TopicBus | Persistence.Persistence
+
+/**
+ * The embedded default in one layer: a node on a private zero-copy in-memory transport,
+ * in-process discovery, and a private in-memory `Persistence` store (provided too, since 0.5.0;
+ * like the transport, the nodes built in one layer graph share it).
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSystem | Topic.TopicBus> =>
+export const layerInMemory = (options?: NodeOptions): Layer.Layer<InMemoryNodeServices> =>
   layer(options).pipe(
+    Layer.provideMerge(Persistence.inMemory),
     Layer.provide(Layer.merge(Transport.inMemory, Discovery.inMemory)),
     Layer.orDie
   )
@@ -165,7 +176,7 @@ export const layerInMemory = (options?: NodeOptions): Layer.Layer<Node | ActorSy
  * @since 0.1.0
  * @category layers
  */
-export const inMemory: Layer.Layer<Node | ActorSystem | Topic.TopicBus> = layerInMemory()
+export const inMemory: Layer.Layer<InMemoryNodeServices> = layerInMemory()
 
 /**
  * The options of `Secure.layer` under `Node.layerNats` (its namespace is the node's).
@@ -198,6 +209,12 @@ export interface NatsNodeOptions extends NodeOptions {
   readonly reconnectWait?: Duration.DurationInput | undefined
   /** seal all traffic with `Secure.layer` (its namespace is the node's); the layer then provides `Secure` too */
   readonly secure?: NatsSecureOptions | undefined
+  /**
+   * keep durable state in a JetStream key-value bucket on the node's servers (`Persistence.natsKv`,
+   * on a connection of its own); the layer then provides `Persistence` too. The servers must run
+   * JetStream (`nats-server -js`). (@since 0.5.0)
+   */
+  readonly persistence?: Persistence.NatsKvSettings | undefined
 }
 
 /**
@@ -214,13 +231,18 @@ export type NatsNodeServices = Node | ActorSystem | Topic.TopicBus | Discovery.D
  * @since 0.3.0
  * @category models
  */
-export type NatsNodeError = TransportError | Discovery.DiscoveryConfigError | Secure.SecureConfigError
+export type NatsNodeError =
+  | TransportError
+  | Discovery.DiscoveryConfigError
+  | Secure.SecureConfigError
+  | PersistenceError
 
 /**
  * A node over NATS in one layer: `Transport.nats`, the codec and `Discovery.nats`, wired in the
  * order they need each other. Provides `Node`, `ActorSystem`, `TopicBus` and `Discovery`; with
  * `secure` (known to be set where the layer is built), also `Secure`: this node's public key,
- * its peer sessions and rejection counts.
+ * its peer sessions and rejection counts; with `persistence`, also `Persistence`: a JetStream
+ * key-value store on the same servers.
  *
  * @example
  * ```ts
@@ -228,22 +250,34 @@ export type NatsNodeError = TransportError | Discovery.DiscoveryConfigError | Se
  *
  * const Sealed = Node.layerNats({ servers, name: "b", secure: { identity, trust: [keyOfA] } })
  * const announce = Effect.flatMap(Secure.Secure, (secure) => Console.log(secure.publicKey))
+ *
+ * const Durable = Node.layerNats({ servers, name: "c", persistence: { replicas: 3 } })
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
 export function layerNats(
+  options: NatsNodeOptions & {
+    readonly secure: NatsSecureOptions
+    readonly persistence: Persistence.NatsKvSettings
+  }
+): Layer.Layer<NatsNodeServices | Secure.Secure | Persistence.Persistence, NatsNodeError>
+export function layerNats(
   options: NatsNodeOptions & { readonly secure: NatsSecureOptions }
 ): Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError>
-export function layerNats(options: NatsNodeOptions): Layer.Layer<NatsNodeServices, NatsNodeError>
 export function layerNats(
-  options: NatsNodeOptions
-): Layer.Layer<NatsNodeServices, NatsNodeError> | Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> {
-  if (options.secure === undefined) return layer(options).pipe(Layer.provideMerge(natsStack(options)))
-  // typed on its own, so the compiler checks the promise of the first overload
-  const sealed: Layer.Layer<NatsNodeServices | Secure.Secure, NatsNodeError> = layer(options).pipe(
-    Layer.provideMerge(natsStack({ ...options, secure: options.secure }))
-  )
-  return sealed
+  options: NatsNodeOptions & { readonly persistence: Persistence.NatsKvSettings }
+): Layer.Layer<NatsNodeServices | Persistence.Persistence, NatsNodeError>
+export function layerNats(options: NatsNodeOptions): Layer.Layer<NatsNodeServices, NatsNodeError>
+export function layerNats(options: NatsNodeOptions): Layer.Layer<NatsNodeServices, NatsNodeError> {
+  // with `secure`, the stack provides `Secure` as well (as the overloads promise)
+  const stack: Layer.Layer<Transport.Transport | Discovery.Discovery, NatsNodeError> = options.secure === undefined
+    ? natsStack(options)
+    : natsStack({ ...options, secure: options.secure })
+  // the store sits under the node, so the node's own pieces find it too
+  const under: Layer.Layer<Transport.Transport | Discovery.Discovery, NatsNodeError> = options.persistence === undefined
+    ? stack
+    : Layer.merge(stack, natsPersistence({ ...options, persistence: options.persistence }))
+  return layer(options).pipe(Layer.provideMerge(under))
 }

@@ -1,6 +1,7 @@
 /**
  * From a config file to a running node: the node layer (NATS, secured by `[secure]`, or a
- * serializing in-memory one), the modules it names, and the gateway of its `[http]` section.
+ * serializing in-memory one, with the store of `[persistence]`), the modules it names, and the
+ * gateway of its `[http]` section.
  *
  * @internal
  */
@@ -11,6 +12,7 @@ import { readFile } from "node:fs/promises"
 import type { ActorSystem } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
 import type * as Discovery from "../../layers/Discovery.ts"
+import * as Persistence from "../../layers/Persistence.ts"
 import * as Secure from "../../layers/Secure.ts"
 import { type Config, ConfigError, ConfigIssue, modulePaths, resolvePath } from "../Config.ts"
 import * as Gateway from "../../gateway/Gateway.ts"
@@ -74,8 +76,40 @@ export const secureOptions = (config: Config): Effect.Effect<SecureOptions | und
 
 /**
  * @internal
+ * The `[persistence]` section checked: `nats-kv` (the default) needs `[nats]`; `bucket`,
+ * `replicas` and `timeout` are settings of `nats-kv` only.
+ */
+export const checkPersistence = (config: Config): Either.Either<void, ConfigError> => {
+  const persistence = config.persistence
+  if (persistence === undefined) return Either.void
+  const store = persistence.store ?? "nats-kv"
+  if (store === "nats-kv" && config.nats === undefined) {
+    return Either.left(configError(
+      config,
+      "persistence.store",
+      `the "nats-kv" store is a JetStream bucket on the [nats] servers: add a [nats] section, or set store = "memory" (state kept in this process only)`
+    ))
+  }
+  if (store === "memory") {
+    const misplaced = (["bucket", "replicas", "timeout"] as const).find((field) => persistence[field] !== undefined)
+    if (misplaced !== undefined) {
+      return Either.left(configError(config, `persistence.${misplaced}`, `a setting of store = "nats-kv" only`))
+    }
+  }
+  return Either.void
+}
+
+/** the in-memory store of `[persistence] store = "memory"`, or nothing */
+const memoryPersistence = (config: Config): Layer.Layer<Persistence.Persistence> | undefined =>
+  config.persistence !== undefined && config.persistence.store === "memory"
+    ? Persistence.layerInMemory(Persistence.makeMemoryStore({ maxValueBytes: config.persistence.maxValueBytes }))
+    : undefined
+
+/**
+ * @internal
  * The node of a config file: over NATS (sealed by `[secure]`) when it has a `[nats]` section,
- * else in one process on a serializing in-memory stack.
+ * else in one process on a serializing in-memory stack; with the `Persistence` store of
+ * `[persistence]` when it has one (checked by `checkPersistence`).
  */
 export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): Layer.Layer<ModuleContext, unknown> => {
   const options = {
@@ -84,8 +118,10 @@ export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): L
     shutdownTimeout: config.node?.shutdownTimeout,
     tracing: config.node?.tracing
   }
+  const memory = memoryPersistence(config)
+  const persistence = config.persistence
   if (config.nats !== undefined) {
-    return Node.layerNats({
+    const node = Node.layerNats({
       ...options,
       servers: config.nats.servers,
       namespace: config.node?.namespace,
@@ -93,11 +129,19 @@ export const nodeLayer = (config: Config, secure?: SecureOptions | undefined): L
       heartbeat: config.nats.heartbeat,
       maxMessageBytes: config.nats.maxMessageBytes,
       reconnectWait: config.nats.reconnectWait,
-      secure
+      secure,
+      persistence: persistence === undefined || memory !== undefined ? undefined : {
+        bucket: persistence.bucket,
+        replicas: persistence.replicas,
+        maxValueBytes: persistence.maxValueBytes,
+        timeout: persistence.timeout
+      }
     })
+    return memory === undefined ? node : node.pipe(Layer.provideMerge(memory))
   }
   // no NATS: one process, frames still through the codec so routes by kind name decode
-  return Node.layer(options).pipe(Layer.provideMerge(serializingInMemoryStack(config.node?.codec)))
+  const stack = serializingInMemoryStack(config.node?.codec)
+  return Node.layer(options).pipe(Layer.provideMerge(memory === undefined ? stack : Layer.merge(stack, memory)))
 }
 
 /** @internal the gateway routes of the `[http]` section, by kind name; each bad one a `ConfigIssue` */
@@ -163,6 +207,7 @@ export const serveLayer = (
         configError(config, "secure", "secure sessions protect traffic between nodes over NATS: add a [nats] section")
       )
     }
+    yield* checkPersistence(config)
     const secure = yield* secureOptions(config)
     const modules = yield* loadModules(config)
     const gatewayRoutes = yield* routes(config)

@@ -8,7 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Stream from "effect/Stream"
-import { PayloadTooLarge } from "../../schema/Errors.ts"
+import { PayloadTooLarge, PersistenceError } from "../../schema/Errors.ts"
 import { isToken } from "../Subject.ts"
 import type { Change, Conflict, Entry, PersistenceShape } from "../Persistence.ts"
 import type { InMemoryNetwork } from "./inMemory.ts"
@@ -20,6 +20,18 @@ export const keyOf = (...parts: ReadonlyArray<string>): string =>
 /** @internal */
 export const partsOf = (key: string): ReadonlyArray<string> =>
   key.split(".").map((part) => (part.startsWith("=") ? Buffer.from(part.slice(1), "base64url").toString("utf8") : part))
+
+const KEY = /^[-/=\w]+(\.[-/=\w]+)*$/
+
+/**
+ * @internal
+ * Whether `key` is a key every store accepts (JetStream key-value's grammar: dot-separated
+ * non-empty tokens of `[-/=_A-Za-z0-9]`). Every `keyOf` key is.
+ */
+export const isValidKey = (key: string): boolean => KEY.test(key)
+
+const invalidKey = (operation: string, key: string) =>
+  new PersistenceError({ operation, reason: `invalid key "${key}" (build keys with Persistence.key)` })
 
 /** @internal */
 export const MemoryStoreTypeId: unique symbol = Symbol.for("troupe/Persistence/MemoryStore")
@@ -73,12 +85,19 @@ const publish = (store: Store, change: Change): void => {
 export const shapeOf = (store: Store): PersistenceShape => ({
   name: "memory",
   maxValueBytes: store.maxValueBytes,
-  get: (key) => Effect.sync(() => Option.fromNullable(store.entries.get(key))),
+  get: (key) =>
+    isValidKey(key)
+      ? Effect.sync(() =>
+        // a copy, so that a caller changing the bytes it got does not change the store
+        Option.map(Option.fromNullable(store.entries.get(key)), (entry) => ({ ...entry, value: entry.value.slice() }))
+      )
+      : Effect.fail(invalidKey("get", key)),
   put: (key, value, expected) =>
-    Effect.suspend((): Effect.Effect<number, Conflict | PayloadTooLarge> => {
+    Effect.suspend((): Effect.Effect<number, Conflict | PayloadTooLarge | PersistenceError> => {
       if (value.byteLength > store.maxValueBytes) {
         return Effect.fail(new PayloadTooLarge({ size: value.byteLength, limit: store.maxValueBytes }))
       }
+      if (!isValidKey(key)) return Effect.fail(invalidKey("put", key))
       const current = store.entries.get(key)?.revision ?? 0
       if (current !== expected) return Effect.fail(conflict(key, expected))
       const entry: Entry = { key, value: value.slice(), revision: ++store.revision }
@@ -87,7 +106,8 @@ export const shapeOf = (store: Store): PersistenceShape => ({
       return Effect.succeed(entry.revision)
     }),
   remove: (key, expected) =>
-    Effect.suspend((): Effect.Effect<void, Conflict> => {
+    Effect.suspend((): Effect.Effect<void, Conflict | PersistenceError> => {
+      if (!isValidKey(key)) return Effect.fail(invalidKey("remove", key))
       const current = store.entries.get(key)?.revision ?? 0
       if (current !== expected) return Effect.fail(conflict(key, expected))
       if (current === 0) return Effect.void

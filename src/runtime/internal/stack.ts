@@ -1,15 +1,18 @@
 /**
  * The one place where settings become the layers under a node: the codec chosen by name, the
  * transport (NATS, or a serializing in-memory one), `Secure` wrapped around it when asked, and
- * discovery. `Node.layerNats`, `troupe serve` and `troupe monitor` all build their stack here.
+ * discovery, and the JetStream key-value store when persistence is asked for. `Node.layerNats`,
+ * `troupe serve` and `troupe monitor` all build their stack here.
  *
  * @internal
  */
 import * as Layer from "effect/Layer"
 import * as Codec from "../../layers/Codec.ts"
 import * as Discovery from "../../layers/Discovery.ts"
+import * as Persistence from "../../layers/Persistence.ts"
 import * as Secure from "../../layers/Secure.ts"
 import * as Transport from "../../layers/Transport.ts"
+import type { PersistenceError } from "../../schema/Errors.ts"
 import type { NatsNodeError, NatsNodeOptions, NatsSecureOptions } from "../Node.ts"
 
 /** @internal the wire codecs a setting may name */
@@ -73,3 +76,17 @@ export const serializingInMemoryStack = (
     Transport.layerInMemory({ serialize: true }).pipe(Layer.provide(codecLayer(codec))),
     Discovery.inMemory
   )
+
+/**
+ * @internal
+ * `Persistence.natsKv` on the node's servers, on a connection of its own named after the node
+ * (`<name>-persistence`), with the settings of `Node.layerNats({ persistence })`.
+ */
+export const natsPersistence = (
+  options: Pick<NatsNodeOptions, "servers" | "name"> & { readonly persistence: Persistence.NatsKvSettings }
+): Layer.Layer<Persistence.Persistence, PersistenceError> =>
+  Persistence.layerNatsKv({
+    ...options.persistence,
+    servers: options.servers,
+    name: `${options.name ?? "node"}-persistence`
+  })

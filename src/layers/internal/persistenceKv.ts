@@ -1,0 +1,213 @@
+/**
+ * The JetStream key-value store behind `Persistence.natsKv`: `PersistenceShape` on a nats.js KV
+ * bucket. Revisions are the stream's sequence numbers; a compare-and-set is a publish with the
+ * expected last sequence of the key's subject; a removed key is a delete marker, read as absent.
+ * Every operation is bounded by the store's timeout (on Effect's Clock, and in nats.js), so an
+ * unreachable server fails it with `PersistenceError`, never a hang.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { KvEntry } from "nats"
+import { PayloadTooLarge, PersistenceError } from "../../schema/Errors.ts"
+import type { Change, Conflict, Entry, NatsKvOptions, PersistenceShape } from "../Persistence.ts"
+import { isValidKey } from "./persistenceMemory.ts"
+import { isWrongLastSequence, persistenceError, writeError } from "./persistenceKvErrors.ts"
+import { open, type OpenBucket } from "./persistenceKvOpen.ts"
+
+const isLive = (entry: KvEntry | null): entry is KvEntry => entry !== null && entry.operation === "PUT"
+
+const entryOf = (entry: KvEntry): Entry => ({ key: entry.key, value: entry.value, revision: entry.revision })
+
+/** the KV filter that covers `prefix`: its whole tokens, then `>` (the rest is filtered here) */
+const filterOf = (prefix: string): string => {
+  const cut = prefix.lastIndexOf(".")
+  return cut < 0 ? ">" : `${prefix.slice(0, cut + 1)}>`
+}
+
+const badKey = (operation: string, key: string) =>
+  new PersistenceError({ operation, reason: `invalid key "${key}" (build keys with Persistence.key)` })
+
+/** @internal the store on an open bucket */
+export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
+  const { kv, maxValueBytes, timeoutMs } = bucket
+  const timeout = Duration.millis(timeoutMs)
+
+  /** a nats.js call, its failure mapped by `onError` */
+  const call = <A, E>(run: (signal: AbortSignal) => Promise<A>, onError: (error: unknown) => E): Effect.Effect<A, E> =>
+    Effect.tryPromise({ try: run, catch: onError })
+
+  /** a whole operation, bounded by the timeout on Effect's Clock (nats.js bounds each request too) */
+  const bounded = <A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | PersistenceError> =>
+    Effect.timeoutFail(effect, {
+      duration: timeout,
+      onTimeout: () => new PersistenceError({ operation, reason: `no answer from JetStream within ${timeoutMs} ms` })
+    })
+
+  const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
+  /**
+   * Writes of one key from this store go one at a time. Before nats-server 2.9.21 a replicated
+   * stream checks the expected revision against applied writes only, so two compare-and-sets of
+   * one key in flight together could both succeed (nats-io/nats-server#4320); one in flight per
+   * key and process keeps that from happening within a process.
+   */
+  const serialized = <A, E>(key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      let lock = locks.get(key)
+      if (lock === undefined) {
+        lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+        locks.set(key, lock)
+      }
+      const held = lock
+      held.users++
+      return held.semaphore.withPermits(1)(effect).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          if (--held.users === 0) locks.delete(key)
+        }))
+      )
+    })
+
+  /** the key's last message: its value, or a delete marker, or nothing */
+  const getRaw = (operation: string, key: string) =>
+    call(() => kv.get(key), (error) => persistenceError(operation, error, timeoutMs))
+
+  const get: PersistenceShape["get"] = (key) =>
+    isValidKey(key)
+      ? bounded(
+        `get ${key}`,
+        Effect.map(getRaw(`get ${key}`, key), (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none()))
+      )
+      : Effect.fail(badKey("get", key))
+
+  const put: PersistenceShape["put"] = (key, value, expected) => {
+    const operation = `put ${key}`
+    if (value.byteLength > maxValueBytes) {
+      return Effect.fail(new PayloadTooLarge({ size: value.byteLength, limit: maxValueBytes }))
+    }
+    if (!isValidKey(key)) return Effect.fail(badKey("put", key))
+    const write = (previous: number) =>
+      call(
+        () => kv.put(key, value, { previousSeq: previous }),
+        (error) => writeError(operation, key, expected, value.byteLength, maxValueBytes, error, timeoutMs)
+      )
+    if (expected !== 0) return bounded(operation, serialized(key, write(expected)))
+    // "must not exist": a key removed before is a delete marker, so write over the marker's
+    // revision instead (still a compare-and-set: a write in between is a conflict)
+    const create = write(0).pipe(
+      Effect.catchIf(
+        (error): error is Conflict => error._tag === "Conflict",
+        (conflict) =>
+          Effect.flatMap(
+            getRaw(operation, key),
+            (entry): Effect.Effect<number, Conflict | PayloadTooLarge | PersistenceError> =>
+              entry !== null && entry.operation !== "PUT" ? write(entry.revision) : Effect.fail(conflict)
+          )
+      )
+    )
+    return bounded(operation, serialized(key, create))
+  }
+
+  const remove: PersistenceShape["remove"] = (key, expected) => {
+    const operation = `remove ${key}`
+    if (!isValidKey(key)) return Effect.fail(badKey("remove", key))
+    if (expected === 0) {
+      // nothing to write: the key must be absent, and then there is nothing to remove
+      return bounded(
+        operation,
+        Effect.flatMap(
+          getRaw(operation, key),
+          (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
+        )
+      )
+    }
+    return bounded(
+      operation,
+      serialized(
+        key,
+        call(
+          () => kv.delete(key, { previousSeq: expected }),
+          (error): Conflict | PersistenceError =>
+            isWrongLastSequence(error)
+              ? { _tag: "Conflict", key, expected }
+              : persistenceError(operation, error, timeoutMs)
+        )
+      )
+    )
+  }
+
+  const keys: PersistenceShape["keys"] = (prefix) => {
+    const operation = `keys ${prefix}`
+    return bounded(
+      operation,
+      call(async (signal) => {
+        const iterator = await kv.keys(filterOf(prefix))
+        signal.addEventListener("abort", () => iterator.stop(), { once: true })
+        const found: Array<string> = []
+        for await (const key of iterator) if (key.startsWith(prefix)) found.push(key)
+        return found
+      }, (error) => persistenceError(operation, error, timeoutMs))
+    )
+  }
+
+  const watch: PersistenceShape["watch"] = (prefix) => Stream.unwrapScoped(watchFrom(bucket, prefix))
+
+  return { name: "nats-kv", maxValueBytes, get, put, remove, keys, watch }
+}
+
+/**
+ * Every change after the watch started: the stream's last sequence is read first, then an
+ * ordered consumer delivers from the next one. nats.js restarts an ordered consumer that missed
+ * a message or lost its server (it may then replay from earlier), so only revisions above the
+ * last one delivered pass: each change once, in revision order. The iterator is read by a loop
+ * of its own and stopped when the stream ends (an async generator waiting for a value cannot be
+ * returned from).
+ */
+const watchFrom = (
+  bucket: OpenBucket,
+  prefix: string
+): Effect.Effect<Stream.Stream<Change, PersistenceError>, PersistenceError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const operation = `watch ${prefix}`
+    const { jsm, kv, stream, timeoutMs } = bucket
+    const { entries, from } = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          const info = await jsm.streams.info(stream)
+          const from = info.state.last_seq + 1
+          return { from, entries: await kv.watch({ key: filterOf(prefix), resumeFromRevision: from }) }
+        },
+        catch: (error) => persistenceError(operation, error, timeoutMs)
+      }).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(timeoutMs),
+          onTimeout: () =>
+            new PersistenceError({ operation, reason: `no answer from JetStream within ${timeoutMs} ms` })
+        })
+      ),
+      ({ entries }) => Effect.sync(() => entries.stop())
+    )
+    return Stream.async<Change, PersistenceError>((emit) => {
+      let next = from
+      const read = async () => {
+        for await (const entry of entries) {
+          if (entry.revision < next) continue
+          next = entry.revision + 1
+          if (!entry.key.startsWith(prefix)) continue
+          await emit.single({ key: entry.key, entry: isLive(entry) ? entryOf(entry) : undefined })
+        }
+      }
+      read().then(
+        () => emit.fail(new PersistenceError({ operation, reason: "the watch was closed by the server" })),
+        (error) => emit.fail(persistenceError(operation, error, timeoutMs))
+      )
+      return Effect.sync(() => entries.stop())
+    }, 64)
+  })
+
+/** @internal `Persistence.makeNatsKv` */
+export const make = (options: NatsKvOptions): Effect.Effect<PersistenceShape, PersistenceError, Scope.Scope> =>
+  Effect.map(open(options), shapeOf)
