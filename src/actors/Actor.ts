@@ -34,16 +34,21 @@ import type * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
 import type { ActorAddress, Headers } from "../schema/Envelope.ts"
-import type { AskError, StreamError, TellError } from "../schema/Errors.ts"
+import type { Persistence } from "../layers/Persistence.ts"
+import type { AskError, PersistenceError, StateDecodeError, StreamError, TellError } from "../schema/Errors.ts"
 import {
   type ActorSystemShape,
   type AnyHandler,
+  type DurableState,
   type Envelope,
   type HandlerContext,
   type KindDefinition,
+  type ReminderInfo,
+  type ReminderSchedule,
   ActorSystem
 } from "./ActorSystem.ts"
 import * as internalClient from "./internal/client.ts"
+import * as internalDurable from "./internal/durable.ts"
 import * as internalOptions from "./internal/entityOptions.ts"
 import * as internalKind from "./internal/kind.ts"
 import * as internalStreamOf from "./internal/streamOf.ts"
@@ -228,6 +233,12 @@ export interface ToLayerOptions {
    * 100 ms, at most 5 consecutive restarts.
    */
   readonly supervision?: Schedule.Schedule<unknown, unknown> | undefined
+  /**
+   * a durable actor's bound on each store operation (loading its record, saving it): past it the
+   * message fails with `PersistenceError`. Keep it below the ask timeout. Default 5 seconds.
+   * (@since 0.5.0)
+   */
+  readonly persistenceTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -351,3 +362,105 @@ export const tell = <A, E>(ask: Ask<A, E>): Effect.Effect<void, TellError> => {
   const { envelope, system } = ask[AskTypeId]
   return system.tell(envelope)
 }
+
+/**
+ * A durable actor's state: a working copy of the stored value, for the message being handled.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export type State<A> = DurableState<A>
+
+/**
+ * Makes the actor durable: used in the build effect of an actor kind, it loads the actor's stored
+ * value (decoded with `schema`; `initial()` when there is none) and returns a handle on a working
+ * copy of it. Each message is a transaction: when a handler that changed the value succeeds, the
+ * runtime stores the new value, with a compare-and-set on the revision this activation loaded or
+ * last wrote, and only then sends the reply. A handler that fails, dies or is interrupted leaves
+ * the stored value as it was; one that changed nothing writes nothing.
+ *
+ * The build fails with `StateDecodeError` when the stored value no longer decodes (it is never
+ * overwritten), and with `PersistenceError` when the store cannot be reached; the callers waiting
+ * for the activation get that error. Needs `Persistence` (a missing layer is a type error).
+ *
+ * @example
+ * ```ts
+ * const AccountLive = Actor.toLayer(Account, Effect.gen(function*() {
+ *   const state = yield* Actor.state(Schema.Struct({ balance: Schema.Number }), { initial: () => ({ balance: 0 }) })
+ *   return {
+ *     Deposit: ({ amount }) => state.modify((s) => [s.balance + amount, { balance: s.balance + amount }]),
+ *     Balance: () => Effect.map(state.get, (s) => s.balance)
+ *   }
+ * }))
+ * ```
+ *
+ * @since 0.5.0
+ * @category durable
+ */
+export const state: <A, I>(
+  schema: Schema.Schema<A, I>,
+  options: { readonly initial: () => A }
+) => Effect.Effect<State<A>, StateDecodeError | PersistenceError, Persistence> = internalDurable.state
+
+export type {
+  /**
+   * @since 0.5.0
+   * @category models
+   */
+  ReminderInfo,
+  /**
+   * @since 0.5.0
+   * @category models
+   */
+  ReminderSchedule
+}
+
+/**
+ * A durable actor's reminders, typed by its kind's Rpcs: a reminder fires a message of one of
+ * them, with its payload, when it is due.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface Reminders<R extends Rpc.Any> {
+  /**
+   * sets reminder `name` (replacing one of the same name) to send `tag` with `payload` when
+   * `schedule` says; part of the message's transaction, like a change of state
+   */
+  readonly set: <const Tag extends R["_tag"]>(
+    name: string,
+    schedule: ReminderSchedule,
+    tag: Tag,
+    payload: Rpc.Payload<Rpc.ExtractTag<R, Tag>>
+  ) => Effect.Effect<void>
+  /** removes reminder `name` (nothing if there is none) */
+  readonly cancel: (name: string) => Effect.Effect<void>
+  /** the reminders as this message sees them */
+  readonly list: Effect.Effect<ReadonlyArray<ReminderInfo>>
+}
+
+/**
+ * The reminders of the durable actor being built, for its own kind (pass the kind whose build
+ * this is). Reminders are stored with the actor's state, scheduled by the node that owns the id,
+ * and fire at least once, as messages of the kind's Rpcs, activating the actor if needed.
+ * Handlers they fire must be idempotent: a firing whose handler ran but was not recorded (the
+ * node crashed) fires again.
+ *
+ * @example
+ * ```ts
+ * const reminders = yield* Actor.reminders(Account)
+ * // in a handler:
+ * yield* reminders.set("bill", { every: "30 days" }, "Bill", { plan: "pro" })
+ * ```
+ *
+ * @since 0.5.0
+ * @category durable
+ */
+export const reminders = <K extends Any>(
+  kind: K
+): Effect.Effect<Reminders<Rpcs<K>>, StateDecodeError | PersistenceError, Persistence> =>
+  internalDurable.reminders(kind) as Effect.Effect<
+    Reminders<Rpcs<K>>,
+    StateDecodeError | PersistenceError,
+    Persistence
+  >

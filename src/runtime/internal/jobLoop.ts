@@ -14,11 +14,12 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import { ActorStopped, DecodeError, RemoteDefect } from "../../schema/Errors.ts"
+import { withCommit } from "./durable.ts"
 import type { Job, JobExit } from "./job.ts"
 import { type Instance, type KindState, now, publishGauges, settle } from "./kindState.ts"
 import { continueTrace } from "./metrics.ts"
 import { evictIfQuiescent } from "./passivation.ts"
-import { restart } from "./supervision.ts"
+import { restart, retire } from "./supervision.ts"
 
 /** A waiting job left its mailbox without running (its caller gave up). @internal */
 export const dropped = (state: KindState, job: Job): void => {
@@ -46,30 +47,44 @@ export const drain = (state: KindState, instance: Instance): void => {
   publishGauges(state)
 }
 
-const start = (state: KindState, instance: Instance, job: Job): void => {
+/** the handler's effect for `job`, or undefined when its payload is refused (the job is then over) */
+const handlerEffect = (
+  state: KindState,
+  instance: Instance,
+  job: Job
+): Effect.Effect<unknown, unknown, unknown> | undefined => {
+  if (job.run !== undefined) return job.run(instance)
   const handler = instance.handlers[job.tag]!
   const validated = job.validated ? undefined : state.validators.get(job.tag)!(job.payload)
   if (validated !== undefined && Either.isLeft(validated)) {
     job.state = "done"
     settle(state)
-    return job.onExit({
+    job.onExit({
       _tag: "Error",
       error: new DecodeError({
         what: `payload of ${state.kind}.${job.tag}`,
         issue: ParseResult.TreeFormatter.formatErrorSync(validated.left)
       })
     })
+    return undefined
   }
+  try {
+    return handler(job.payload, { headers: job.headers })
+  } catch (defect) {
+    return Exit.die(defect)
+  }
+}
+
+const start = (state: KindState, instance: Instance, job: Job): void => {
+  let effect = handlerEffect(state, instance, job)
+  if (effect === undefined) return
   job.state = "running"
   instance.active++
   instance.running.add(job)
-  let effect: Effect.Effect<unknown, unknown, unknown>
-  try {
-    effect = handler(job.payload, { headers: job.headers })
-  } catch (defect) {
-    effect = Exit.die(defect)
-  }
   if (job.consume !== undefined) effect = job.consume(effect)
+  // a durable actor's reply waits for the save of what the handler changed
+  const cell = instance.durable
+  if (cell !== undefined && !(Exit.isExit(effect) && !cell.dirty)) effect = withCommit(effect, cell, job)
   // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
   // Exit: nothing to run, nothing to interrupt, no fiber needed
   if (Exit.isExit(effect)) return finish(state, instance, job, effect as Exit.Exit<unknown, unknown>)
@@ -98,6 +113,8 @@ const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<
   instance.lastActivity = now(state)
   const cancelled = job.state === "cancelled"
   job.state = "done"
+  const cell = instance.durable
+  if (cell !== undefined && !Exit.isSuccess(exit)) cell.discard()
   let result: JobExit
   if (Exit.isSuccess(exit)) {
     result = { _tag: "Success", value: exit.value }
@@ -107,7 +124,9 @@ const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<
     }
   } else {
     const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure)) {
+    if (job.runtimeError !== undefined) {
+      result = { _tag: "Error", error: job.runtimeError }
+    } else if (Option.isSome(failure)) {
       result = { _tag: "Failure", error: failure.value }
     } else if (Cause.isInterruptedOnly(exit.cause)) {
       result = {
@@ -124,6 +143,10 @@ const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<
   settle(state)
   if (cancelled) job.onCancelled?.()
   else job.onExit(result)
+  // fencing: an activation whose save was lost (or may have been) serves nothing more
+  if (cell !== undefined && cell.stale && instance.durable === cell && instance.status === "ready") {
+    return retire(state, instance, () => drain(state, instance))
+  }
   drain(state, instance)
   if (instance.evicting) evictIfQuiescent(state, instance)
 }

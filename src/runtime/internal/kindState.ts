@@ -20,6 +20,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { AnyHandler, EntityDefinition } from "../../actors/ActorSystem.ts"
 import type { TroupeError } from "../../schema/Errors.ts"
+import type { DurableCell, ReminderSink } from "./durable.ts"
 import { Fifo } from "./fifo.ts"
 import type { Job } from "./job.ts"
 import { KindGauges } from "./metrics.ts"
@@ -42,6 +43,8 @@ export class Instance {
   draining = false
   /** no longer owned here: passivate as soon as quiescent */
   evicting = false
+  /** a durable actor's record, claimed by its build (`Actor.state`, `Actor.reminders`) */
+  durable: DurableCell | undefined
   constructor(readonly id: string, now: number) {
     this.lastActivity = now
   }
@@ -73,6 +76,8 @@ export interface KindState {
   /** jobs waiting in every instance's mailbox */
   queued: number
   readonly gauges: KindGauges
+  /** the reminder scheduler of this kind on this node, told of new due times saved here */
+  reminderSink: ReminderSink | undefined
   readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 }
 
@@ -95,6 +100,7 @@ export const makeKindState = (entity: EntityDefinition, options: ManagerOptions)
     drained: undefined,
     queued: 0,
     gauges: new KindGauges(entity.definition.kind),
+    reminderSink: undefined,
     fork: Runtime.runFork(options.runtime)
   }
 }
