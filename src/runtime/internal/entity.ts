@@ -85,7 +85,7 @@ export class EntityManager {
     if (instance.status === "stopped") {
       return job.onExit({
         _tag: "Error",
-        error: new ActorStopped({ kind: this.kind, id, reason: instance.stopReason })
+        error: instance.stopError?.(job) ?? new ActorStopped({ kind: this.kind, id, reason: instance.stopReason })
       })
     }
     const canRunNow = instance.status === "ready" && instance.active < this.entity.options.concurrency &&

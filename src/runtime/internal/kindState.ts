@@ -40,6 +40,8 @@ export class Instance {
   /** activation / restart / idle-timer fibers */
   readonly lifecycle = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   stopReason = ""
+  /** what a job given to the stopped instance fails with */
+  stopError: ((job: Job) => TroupeError) | undefined
   draining = false
   /** no longer owned here: passivate as soon as quiescent */
   evicting = false
@@ -157,5 +159,6 @@ export const stopInstance = (
 ): void => {
   instance.status = "stopped"
   instance.stopReason = reason
+  instance.stopError = error
   failQueued(state, instance, error)
 }
