@@ -44,6 +44,7 @@ import {
   type HandlerContext,
   type KindDefinition,
   type ReminderInfo,
+  type Reminders,
   type ReminderSchedule,
   ActorSystem
 } from "./ActorSystem.ts"
@@ -372,26 +373,17 @@ export const tell = <A, E>(ask: Ask<A, E>): Effect.Effect<void, TellError> => {
 export type State<A> = DurableState<A>
 
 /**
- * Makes the actor durable: used in the build effect of an actor kind, it loads the actor's stored
- * value (decoded with `schema`; `initial()` when there is none) and returns a handle on a working
- * copy of it. Each message is a transaction: when a handler that changed the value succeeds, the
- * runtime stores the new value, with a compare-and-set on the revision this activation loaded or
- * last wrote, and only then sends the reply. A handler that fails, dies or is interrupted leaves
- * the stored value as it was; one that changed nothing writes nothing.
- *
- * The build fails with `StateDecodeError` when the stored value no longer decodes (it is never
- * overwritten), and with `PersistenceError` when the store cannot be reached; the callers waiting
- * for the activation get that error. Needs `Persistence` (a missing layer is a type error).
+ * Makes the actor durable (in an actor kind's build): loads its stored value (decoded with
+ * `schema`, or `initial()`) and returns a handle on a working copy. Each message is a
+ * transaction: a handler's changes are stored (compare-and-set on the revision this activation
+ * loaded or last wrote) before its reply is sent, and discarded if it fails, dies or is
+ * interrupted. A value that no longer decodes fails the activation with `StateDecodeError` (and is
+ * kept); an unreachable store with `PersistenceError`. Needs `Persistence`. See docs/durable.md.
  *
  * @example
  * ```ts
- * const AccountLive = Actor.toLayer(Account, Effect.gen(function*() {
- *   const state = yield* Actor.state(Schema.Struct({ balance: Schema.Number }), { initial: () => ({ balance: 0 }) })
- *   return {
- *     Deposit: ({ amount }) => state.modify((s) => [s.balance + amount, { balance: s.balance + amount }]),
- *     Balance: () => Effect.map(state.get, (s) => s.balance)
- *   }
- * }))
+ * const state = yield* Actor.state(Schema.Struct({ balance: Schema.Number }), { initial: () => ({ balance: 0 }) })
+ * // Deposit: ({ amount }) => state.modify((s) => [s.balance + amount, { balance: s.balance + amount }])
  * ```
  *
  * @since 0.5.0
@@ -402,49 +394,13 @@ export const state: <A, I>(
   options: { readonly initial: () => A }
 ) => Effect.Effect<State<A>, StateDecodeError | PersistenceError, Persistence> = internalDurable.state
 
-export type {
-  /**
-   * @since 0.5.0
-   * @category models
-   */
-  ReminderInfo,
-  /**
-   * @since 0.5.0
-   * @category models
-   */
-  ReminderSchedule
-}
+/** Reminders: the typed handle, a schedule, one reminder as listed (@since 0.5.0) */
+export type { ReminderInfo, Reminders, ReminderSchedule }
 
 /**
- * A durable actor's reminders, typed by its kind's Rpcs: a reminder fires a message of one of
- * them, with its payload, when it is due.
- *
- * @since 0.5.0
- * @category models
- */
-export interface Reminders<R extends Rpc.Any> {
-  /**
-   * sets reminder `name` (replacing one of the same name) to send `tag` with `payload` when
-   * `schedule` says; part of the message's transaction, like a change of state
-   */
-  readonly set: <const Tag extends R["_tag"]>(
-    name: string,
-    schedule: ReminderSchedule,
-    tag: Tag,
-    payload: Rpc.Payload<Rpc.ExtractTag<R, Tag>>
-  ) => Effect.Effect<void>
-  /** removes reminder `name` (nothing if there is none) */
-  readonly cancel: (name: string) => Effect.Effect<void>
-  /** the reminders as this message sees them */
-  readonly list: Effect.Effect<ReadonlyArray<ReminderInfo>>
-}
-
-/**
- * The reminders of the durable actor being built, for its own kind (pass the kind whose build
- * this is). Reminders are stored with the actor's state, scheduled by the node that owns the id,
- * and fire at least once, as messages of the kind's Rpcs, activating the actor if needed.
- * Handlers they fire must be idempotent: a firing whose handler ran but was not recorded (the
- * node crashed) fires again.
+ * The reminders of the durable actor being built (pass its kind): stored with its state, fired
+ * at least once by the id's owner as messages of the kind's Rpcs, activating it if needed. The
+ * handlers they fire must be idempotent (a firing not recorded fires again).
  *
  * @example
  * ```ts

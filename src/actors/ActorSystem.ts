@@ -171,6 +171,30 @@ export interface AnyReminders {
 }
 
 /**
+ * A durable actor's reminders, typed by its kind's Rpcs: a reminder fires a message of one of
+ * them, with its payload, when it is due.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface Reminders<R extends Rpc.Any> {
+  /**
+   * sets reminder `name` (replacing one of the same name) to send `tag` with `payload` when
+   * `schedule` says; part of the message's transaction, like a change of state
+   */
+  readonly set: <const Tag extends R["_tag"]>(
+    name: string,
+    schedule: ReminderSchedule,
+    tag: Tag,
+    payload: Rpc.Payload<Rpc.ExtractTag<R, Tag>>
+  ) => Effect.Effect<void>
+  /** removes reminder `name` (nothing if there is none) */
+  readonly cancel: (name: string) => Effect.Effect<void>
+  /** the reminders as this message sees them */
+  readonly list: Effect.Effect<ReadonlyArray<ReminderInfo>>
+}
+
+/**
  * What the runtime gives the build of one instance so that it can be durable: its stored record
  * (state and reminders) is loaded from `store` by the first of `state` and `reminders`, and
  * saved by the runtime after each message that changed it.

@@ -40,7 +40,12 @@ const accountNode = (
     const log = makeAccountLog()
     const registry = yield* Discovery.makeRegistry
     const context = yield* Layer.build(
-      nodeLayer(mode, network, registry, accountLayer(log, options).pipe(Layer.provide(switchedStore(memory, switchboard))))
+      nodeLayer(
+        mode,
+        network,
+        registry,
+        accountLayer(log, options).pipe(Layer.provide(switchedStore(memory, switchboard)))
+      )
     )
     const account = yield* Effect.provide(Actor.client(Account), context)
     return { log, context, account, switchboard, node: nodeOf(context) }

@@ -147,7 +147,9 @@ describe("reminders across nodes", () => {
         })
       const n0 = yield* start("n0")
       const n1 = yield* start("n1")
-      yield* Effect.addFinalizer(() => Effect.zipRight(Scope.close(n1.scope, Exit.void), Scope.close(n0.scope, Exit.void)))
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(Scope.close(n1.scope, Exit.void), Scope.close(n0.scope, Exit.void))
+      )
       const ids = Array.from({ length: 40 }, (_, i) => `id-${i}`)
       const owners = yield* Effect.forEach(ids, (id) => n1.account(id).Whoami())
       const onN0 = ids.filter((_, i) => owners[i] === "n0")

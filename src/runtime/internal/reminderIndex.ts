@@ -108,8 +108,10 @@ export const lowerIndex = (cell: IndexedCell, due: number): Effect.Effect<void, 
       const written = yield* cell.bounded("put", cell.store.put(cell.indexKey, value, current.revision)).pipe(
         Effect.map((revision) => ({ revision })),
         Effect.catchTag("Conflict", () => Effect.succeed(undefined)),
-        Effect.catchTag("PayloadTooLarge", (error) =>
-          Effect.fail(new PersistenceError({ operation: "put", reason: error.message })))
+        Effect.catchTag(
+          "PayloadTooLarge",
+          (error) => Effect.fail(new PersistenceError({ operation: "put", reason: error.message }))
+        )
       )
       if (written !== undefined) return cell.sink?.(cell.id, due, written.revision)
     }

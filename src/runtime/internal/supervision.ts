@@ -31,22 +31,23 @@ import { type Instance, type KindState, now, remove, stopInstance, track } from 
 import { passivate } from "./passivation.ts"
 
 /** What the callers waiting for an activation that failed get: a durable actor's own error, or a defect. */
-const activationError = (state: KindState, instance: Instance, cause: Cause.Cause<unknown>) => (job: Job): TroupeError => {
-  const failure = Cause.failureOption(cause)
-  if (
-    Option.isSome(failure) && (failure.value instanceof StateDecodeError || failure.value instanceof PersistenceError)
-  ) return failure.value
-  const defect = Cause.squash(cause)
-  return new RemoteDefect({
-    kind: state.kind,
-    id: instance.id,
-    tag: job.tag,
-    node: state.options.nodeId,
-    defect: `activation failed (the build effect of the kind failed or died): ${
-      defect instanceof Error ? defect.message : String(defect)
-    }`
-  })
-}
+const activationError =
+  (state: KindState, instance: Instance, cause: Cause.Cause<unknown>) => (job: Job): TroupeError => {
+    const failure = Cause.failureOption(cause)
+    if (
+      Option.isSome(failure) && (failure.value instanceof StateDecodeError || failure.value instanceof PersistenceError)
+    ) return failure.value
+    const defect = Cause.squash(cause)
+    return new RemoteDefect({
+      kind: state.kind,
+      id: instance.id,
+      tag: job.tag,
+      node: state.options.nodeId,
+      defect: `activation failed (the build effect of the kind failed or died): ${
+        defect instanceof Error ? defect.message : String(defect)
+      }`
+    })
+  }
 
 /** Builds the handlers into `instance`: undefined on success, else the cause of the failure. */
 const build = (state: KindState, instance: Instance): Effect.Effect<Cause.Cause<unknown> | undefined> =>
