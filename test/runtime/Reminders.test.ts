@@ -163,4 +163,58 @@ describe("reminders across nodes", () => {
       expect([...n1.log.billed].sort()).toEqual([...ids].sort())
       for (const id of onN0) expect(yield* n1.account(id).Bills()).toBe(1)
     }))
+
+  it.scoped("a reminder of a node that dies without a goodbye is fired by the survivor once the node is suspect", () =>
+    Effect.gen(function*() {
+      const network = Transport.makeNetwork()
+      const memory = Persistence.makeMemoryStore()
+      const start = (name: string) =>
+        Effect.gen(function*() {
+          const log = makeAccountLog()
+          const inner = Transport.makeInMemory({ network })
+          const wire = { dead: false }
+          // a dead node's frames go nowhere, and it cannot reach the store either
+          const transport: Transport.TransportShape = {
+            ...inner,
+            publish: (subject, frame, options) => (wire.dead ? Effect.void : inner.publish(subject, frame, options)),
+            unsafePublish: (subject, frame, options) =>
+              wire.dead ? undefined : inner.unsafePublish(subject, frame, options),
+            subscribe: (subject, onFrame, options) =>
+              inner.subscribe(subject, (frame) => {
+                if (!wire.dead) onFrame(frame)
+              }, options)
+          }
+          const switchboard = makeSwitch()
+          const context = yield* Layer.build(
+            accountLayer(log, { label: name }).pipe(
+              Layer.provide(switchedStore(memory, switchboard)),
+              Layer.provideMerge(Node.layer({ name, askTimeout: "1 minute" })),
+              Layer.provideMerge(Discovery.layer({ heartbeat: "1 second" })),
+              Layer.provide(Layer.succeed(Transport.Transport, transport)),
+              Layer.orDie
+            )
+          )
+          const account = yield* Effect.provide(Actor.client(Account), context)
+          const serving = () =>
+            Discovery.servingMembers(Context.get(context, Discovery.Discovery).unsafeState(), "Account").length
+          return { log, account, wire, switchboard, serving }
+        })
+      const n0 = yield* start("n0")
+      const n1 = yield* start("n1")
+      yield* TestClock.adjust("1 second")
+      yield* eventually(() => n1.serving() === 2 && n0.serving() === 2, "both serve Account")
+      const ids = Array.from({ length: 40 }, (_, i) => `id-${i}`)
+      const owners = yield* Effect.forEach(ids, (id) => n1.account(id).Whoami())
+      expect(owners.filter((owner) => owner === "n0").length).toBeGreaterThan(5)
+      // (a short delay: TestClock runs every heartbeat of both nodes on its way)
+      for (const id of ids) yield* n1.account(id).Subscribe({ name: "bill", plan: id, after: "10 seconds" })
+      n0.wire.dead = true
+      n0.switchboard.mode = "fail"
+      for (let period = 0; period < 3; period++) yield* TestClock.adjust("1 second")
+      yield* eventually(() => n1.serving() === 1, "n0 is suspect after 3 silent periods")
+      expect(n1.log.billed).toEqual([])
+      yield* TestClock.adjust("10 seconds")
+      yield* eventually(() => new Set(n1.log.billed).size === ids.length, "every reminder fired on n1")
+      for (const id of ids) expect(yield* n1.account(id).Bills()).toBe(1)
+    }))
 })
