@@ -11,11 +11,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { Packr } from "msgpackr"
 import * as Actor from "../../src/actors/Actor.ts"
+import type { ActorSystem } from "../../src/actors/ActorSystem.ts"
 import * as Discovery from "../../src/layers/Discovery.ts"
 import * as Persistence from "../../src/layers/Persistence.ts"
 import * as Transport from "../../src/layers/Transport.ts"
@@ -213,6 +215,58 @@ describe.each(modes)("fencing (%s)", (mode) => {
       const store = yield* storeOf(memory)
       const stored = Option.getOrThrow(yield* store.get(stateKey("x")))
       expect((new Packr({ useRecords: false }).unpack(stored.value) as { s: { balance: number } }).s.balance).toBe(1016)
+    }))
+})
+
+describe("schema migration", () => {
+  const Wallet = Actor.make("Wallet", [Rpc.make("Cents", { success: Schema.Number }), Rpc.make("Add", {})])
+  const V1 = Schema.Struct({ balance: Schema.Number })
+  const V2 = Schema.Struct({ version: Schema.Literal(2), cents: Schema.Number })
+  const Migrated = Schema.transform(Schema.Union(V2, V1), V2, {
+    strict: true,
+    decode: (
+      stored
+    ) => ("version" in stored ? stored : { version: 2 as const, cents: Math.round(stored.balance * 100) }),
+    encode: (current) => current
+  })
+  const walletLayer = <A, I>(schema: Schema.Schema<A, I>, initial: A, add: (a: A) => A, cents: (a: A) => number) =>
+    Actor.toLayer(
+      Wallet,
+      Effect.gen(function*() {
+        const state = yield* Actor.state(schema, { initial: () => initial })
+        return { Cents: () => Effect.map(state.get, cents), Add: () => state.update(add) }
+      })
+    )
+
+  it.scoped("a Union of the versions plus a transform reads what the old schema stored, and writes the new one", () =>
+    Effect.gen(function*() {
+      const memory = Persistence.makeMemoryStore()
+      const host = (kinds: Layer.Layer<never, never, Persistence.Persistence | ActorSystem>) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const context = yield* Layer.buildWithScope(
+            nodeLayer(
+              "msgpack",
+              Transport.makeNetwork(),
+              yield* Discovery.makeRegistry,
+              kinds.pipe(Layer.provide(Persistence.layerInMemory(memory)))
+            ),
+            scope
+          )
+          return { scope, wallet: yield* Effect.provide(Actor.client(Wallet), context) }
+        })
+      const old = yield* host(walletLayer(V1, { balance: 0 }, (s) => ({ balance: s.balance + 1.25 }), (s) => s.balance))
+      yield* old.wallet("w").Add()
+      yield* Scope.close(old.scope, Exit.void)
+      const next = yield* host(
+        walletLayer(Migrated, { version: 2 as const, cents: 0 }, (s) => ({ ...s, cents: s.cents + 1 }), (s) => s.cents)
+      )
+      expect(yield* next.wallet("w").Cents()).toBe(125)
+      yield* next.wallet("w").Add()
+      const store = yield* storeOf(memory)
+      const stored = Option.getOrThrow(yield* store.get(Persistence.key("state", "Wallet", "w")))
+      expect(new Packr({ useRecords: false }).unpack(stored.value)).toEqual({ s: { version: 2, cents: 126 } })
+      yield* Scope.close(next.scope, Exit.void)
     }))
 })
 

@@ -25,7 +25,7 @@ import { type EntityManager, makeJob } from "./entity.ts"
 import type { NodeState } from "./nodeState.ts"
 import { decodeIndex } from "./reminderIndex.ts"
 import { fire, type Fired } from "./reminders.ts"
-import { ownerOf } from "./routing.ts"
+import { ownerOf, servingNodes } from "./routing.ts"
 
 /** a firing that failed (or whose outcome was not heard of) is sent again after this */
 export const RETRY_MILLIS = 5_000
@@ -168,6 +168,14 @@ export const schedule = (
         Effect.retry(Schedule.spaced("1 second"))
       )
     )
-    yield* Effect.forkScoped(Stream.runForEach(state.discovery.changes, () => rescan(scheduler)))
+    // only a change of the kind's serving nodes moves ids
+    let serving: string | undefined
+    yield* Effect.forkScoped(Stream.runForEach(state.discovery.changes, () =>
+      Effect.suspend(() => {
+        const now = servingNodes(state, manager.kind).join(",")
+        if (now === serving) return Effect.void
+        serving = now
+        return rescan(scheduler)
+      })))
     yield* Effect.forkScoped(timer(scheduler))
   })
