@@ -41,7 +41,8 @@ export const makeActivation = (state: KindState, instance: Instance): Activation
       instance.id,
       store,
       state.entity.options.persistenceTimeout,
-      (id, due, revision) => state.reminderSink?.(id, due, revision)
+      (id, due, revision) => state.reminderSink?.(id, due, revision),
+      state.options.deadlines
     )
     return Effect.as(Effect.tap(load(cell), () => (instance.durable = cell)), cell)
   }

@@ -19,6 +19,7 @@ import type { DurableState } from "../../actors/ActorSystem.ts"
 import * as Persistence from "../../layers/Persistence.ts"
 import { PersistenceError, StateConflict, StateDecodeError } from "../../schema/Errors.ts"
 import type { PayloadTooLarge, TroupeError } from "../../schema/Errors.ts"
+import type { Deadlines } from "./deadlines.ts"
 import { correctIndex, earliest, lowerIndex, type StoredReminder } from "./reminderIndex.ts"
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "number" })
@@ -62,22 +63,23 @@ export class DurableCell {
     readonly id: string,
     readonly store: Persistence.PersistenceShape,
     readonly timeout: Duration.Duration,
-    readonly sink: ReminderSink | undefined
+    readonly sink: ReminderSink | undefined,
+    readonly deadlines?: Deadlines | undefined
   ) {
     this.key = Persistence.key("state", kind, id)
     this.indexKey = Persistence.key("reminder", kind, id)
   }
 
+  timedOut(operation: string): PersistenceError {
+    return new PersistenceError({
+      operation,
+      reason: `no answer from the ${this.store.name} store within ${Duration.format(this.timeout)}`
+    })
+  }
+
   /** a store operation, bounded by the kind's `persistenceTimeout` */
   bounded<A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | PersistenceError> {
-    return Effect.timeoutFail(effect, {
-      duration: this.timeout,
-      onTimeout: () =>
-        new PersistenceError({
-          operation,
-          reason: `no answer from the ${this.store.name} store within ${Duration.format(this.timeout)}`
-        })
-    })
+    return Effect.timeoutFail(effect, { duration: this.timeout, onTimeout: () => this.timedOut(operation) })
   }
 
   /** the message failed: its changes are gone */
@@ -209,7 +211,13 @@ const encodeRecord = (cell: DurableCell): Effect.Effect<Uint8Array> => {
  *
  * @internal
  */
-export const commit = (cell: DurableCell): Effect.Effect<void, StateConflict | PayloadTooLarge | PersistenceError> =>
+export const commit = (
+  cell: DurableCell,
+  bound: <A, E>(operation: string, effect: Effect.Effect<A, E>) => Effect.Effect<A, E | PersistenceError> = (
+    operation,
+    effect
+  ) => cell.bounded(operation, effect)
+): Effect.Effect<void, StateConflict | PayloadTooLarge | PersistenceError> =>
   Effect.suspend(() => {
     if (!cell.dirty) return Effect.void
     return Effect.gen(function*() {
@@ -220,7 +228,7 @@ export const commit = (cell: DurableCell): Effect.Effect<void, StateConflict | P
       // the index is never later than what is stored: lowered before the save, raised after it
       if (after !== undefined && after !== before) yield* lowerIndex(cell, after)
       cell.stale = true
-      const revision = yield* cell.bounded("put", cell.store.put(cell.key, bytes, cell.revision)).pipe(
+      const revision = yield* bound("put", cell.store.put(cell.key, bytes, cell.revision)).pipe(
         Effect.catchTag(
           "Conflict",
           () => Effect.fail(new StateConflict({ kind: cell.kind, id: cell.id, expected: cell.revision }))
@@ -248,12 +256,26 @@ export const withCommit = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   cell: DurableCell,
   job: { runtimeError: TroupeError | undefined }
-): Effect.Effect<A, unknown, R> =>
-  Effect.flatMap(effect, (value) =>
+): Effect.Effect<A, unknown, R> => {
+  const deadlines = cell.deadlines
+  // on the node's timer, a save past its bound interrupts the job, which then fails with the
+  // error set here: no timer and no fiber per message
+  const bound = deadlines === undefined ?
+    undefined :
+    <B, F>(operation: string, save: Effect.Effect<B, F>) =>
+      Effect.withFiberRuntime<B, F>((fiber) => {
+        const deadline = deadlines.add(Duration.toMillis(cell.timeout), () => {
+          job.runtimeError ??= cell.timedOut(operation)
+          fiber.unsafeInterruptAsFork(fiber.id())
+        })
+        return Effect.ensuring(save, Effect.sync(() => deadlines.remove(deadline)))
+      })
+  return Effect.flatMap(effect, (value) =>
     Effect.as(
-      Effect.tapError(commit(cell), (error) =>
+      Effect.tapError(commit(cell, bound), (error) =>
         Effect.sync(() => {
           job.runtimeError = error
         })),
       value
     ))
+}

@@ -21,6 +21,7 @@ import type * as Scope from "effect/Scope"
 import type { AnyHandler, EntityDefinition } from "../../actors/ActorSystem.ts"
 import type { TroupeError } from "../../schema/Errors.ts"
 import type { DurableCell, ReminderSink } from "./durable.ts"
+import type { Deadlines } from "./deadlines.ts"
 import { Fifo } from "./fifo.ts"
 import type { Job } from "./job.ts"
 import { KindGauges } from "./metrics.ts"
@@ -60,6 +61,8 @@ export interface ManagerOptions {
   readonly nodeId: string
   readonly runtime: Runtime.Runtime<never>
   readonly clock: Clock.Clock
+  /** the node's timer: bounds the saves of durable actors without a timer per message */
+  readonly deadlines?: Deadlines | undefined
 }
 
 /** @internal */

@@ -102,7 +102,12 @@ const register = (state: NodeState.NodeState, handlers: Handlers) =>
     const { discovery, managers, nodeId, transport } = state
     const kind = entity.definition.kind
     if (managers.has(kind)) return yield* Effect.dieMessage(`kind "${kind}" is already hosted on node ${nodeId}`)
-    const manager = new EntityManager(entity, { nodeId, runtime: yield* Effect.runtime<never>(), clock: state.clock })
+    const manager = new EntityManager(entity, {
+      nodeId,
+      runtime: yield* Effect.runtime<never>(),
+      clock: state.clock,
+      deadlines: state.deadlines
+    })
     managers.set(kind, manager)
     yield* Effect.orDie(
       transport.subscribe(Subjects.actor(kind), handlers.onFrame, { queue: kind, onTooLarge: handlers.onTooLarge })
