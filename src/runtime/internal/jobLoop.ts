@@ -47,40 +47,39 @@ export const drain = (state: KindState, instance: Instance): void => {
   publishGauges(state)
 }
 
-/** the handler's effect for `job`, or undefined when its payload is refused (the job is then over) */
-const handlerEffect = (
-  state: KindState,
-  instance: Instance,
-  job: Job
-): Effect.Effect<unknown, unknown, unknown> | undefined => {
-  if (job.run !== undefined) return job.run(instance)
-  const handler = instance.handlers[job.tag]!
-  const validated = job.validated ? undefined : state.validators.get(job.tag)!(job.payload)
-  if (validated !== undefined && Either.isLeft(validated)) {
-    job.state = "done"
-    settle(state)
-    job.onExit({
-      _tag: "Error",
-      error: new DecodeError({
-        what: `payload of ${state.kind}.${job.tag}`,
-        issue: ParseResult.TreeFormatter.formatErrorSync(validated.left)
-      })
+/** A payload that does not match its schema ends the job with `DecodeError`; true if so. */
+const refused = (state: KindState, job: Job): boolean => {
+  if (job.validated || job.run !== undefined) return false
+  const validated = state.validators.get(job.tag)!(job.payload)
+  if (Either.isRight(validated)) return false
+  job.state = "done"
+  settle(state)
+  job.onExit({
+    _tag: "Error",
+    error: new DecodeError({
+      what: `payload of ${state.kind}.${job.tag}`,
+      issue: ParseResult.TreeFormatter.formatErrorSync(validated.left)
     })
-    return undefined
-  }
+  })
+  return true
+}
+
+/** the handler's effect for `job` (or the runtime's own job) */
+const handlerEffect = (instance: Instance, job: Job): Effect.Effect<unknown, unknown, unknown> => {
+  if (job.run !== undefined) return job.run(instance)
   try {
-    return handler(job.payload, { headers: job.headers })
+    return instance.handlers[job.tag]!(job.payload, { headers: job.headers })
   } catch (defect) {
     return Exit.die(defect)
   }
 }
 
 const start = (state: KindState, instance: Instance, job: Job): void => {
-  let effect = handlerEffect(state, instance, job)
-  if (effect === undefined) return
+  if (refused(state, job)) return
   job.state = "running"
   instance.active++
   instance.running.add(job)
+  let effect = handlerEffect(instance, job)
   if (job.consume !== undefined) effect = job.consume(effect)
   // a durable actor's reply waits for the save of what the handler changed
   const cell = instance.durable
