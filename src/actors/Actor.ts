@@ -34,16 +34,22 @@ import type * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
 import type { ActorAddress, Headers } from "../schema/Envelope.ts"
-import type { AskError, StreamError, TellError } from "../schema/Errors.ts"
+import type { Persistence } from "../layers/Persistence.ts"
+import type { AskError, PersistenceError, StateDecodeError, StreamError, TellError } from "../schema/Errors.ts"
 import {
   type ActorSystemShape,
   type AnyHandler,
+  type DurableState,
   type Envelope,
   type HandlerContext,
   type KindDefinition,
+  type ReminderInfo,
+  type Reminders,
+  type ReminderSchedule,
   ActorSystem
 } from "./ActorSystem.ts"
 import * as internalClient from "./internal/client.ts"
+import * as internalDurable from "./internal/durable.ts"
 import * as internalOptions from "./internal/entityOptions.ts"
 import * as internalKind from "./internal/kind.ts"
 import * as internalStreamOf from "./internal/streamOf.ts"
@@ -228,6 +234,12 @@ export interface ToLayerOptions {
    * 100 ms, at most 5 consecutive restarts.
    */
   readonly supervision?: Schedule.Schedule<unknown, unknown> | undefined
+  /**
+   * a durable actor's bound on each store operation (loading its record, saving it): past it the
+   * message fails with `PersistenceError`. Keep it below the ask timeout. Default 5 seconds.
+   * (@since 0.5.0)
+   */
+  readonly persistenceTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -351,3 +363,60 @@ export const tell = <A, E>(ask: Ask<A, E>): Effect.Effect<void, TellError> => {
   const { envelope, system } = ask[AskTypeId]
   return system.tell(envelope)
 }
+
+/**
+ * A durable actor's state: a working copy of the stored value, for the message being handled.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export type State<A> = DurableState<A>
+
+/**
+ * Makes the actor durable (in an actor kind's build): loads its stored value (decoded with
+ * `schema`, or `initial()`) and returns a handle on a working copy. Each message is a
+ * transaction: a handler's changes are stored (compare-and-set on the revision this activation
+ * loaded or last wrote) before its reply is sent, and discarded if it fails, dies or is
+ * interrupted. A value that no longer decodes fails the activation with `StateDecodeError` (and is
+ * kept); an unreachable store with `PersistenceError`. Needs `Persistence`. See docs/durable.md.
+ *
+ * @example
+ * ```ts
+ * const state = yield* Actor.state(Schema.Struct({ balance: Schema.Number }), { initial: () => ({ balance: 0 }) })
+ * // Deposit: ({ amount }) => state.modify((s) => [s.balance + amount, { balance: s.balance + amount }])
+ * ```
+ *
+ * @since 0.5.0
+ * @category durable
+ */
+export const state: <A, I>(
+  schema: Schema.Schema<A, I>,
+  options: { readonly initial: () => A }
+) => Effect.Effect<State<A>, StateDecodeError | PersistenceError, Persistence> = internalDurable.state
+
+/** Reminders: the typed handle, a schedule, one reminder as listed (@since 0.5.0) */
+export type { ReminderInfo, Reminders, ReminderSchedule }
+
+/**
+ * The reminders of the durable actor being built (pass its kind): stored with its state, fired
+ * at least once by the id's owner as messages of the kind's Rpcs, activating it if needed. The
+ * handlers they fire must be idempotent (a firing not recorded fires again).
+ *
+ * @example
+ * ```ts
+ * const reminders = yield* Actor.reminders(Account)
+ * // in a handler:
+ * yield* reminders.set("bill", { every: "30 days" }, "Bill", { plan: "pro" })
+ * ```
+ *
+ * @since 0.5.0
+ * @category durable
+ */
+export const reminders = <K extends Any>(
+  kind: K
+): Effect.Effect<Reminders<Rpcs<K>>, StateDecodeError | PersistenceError, Persistence> =>
+  internalDurable.reminders(kind) as Effect.Effect<
+    Reminders<Rpcs<K>>,
+    StateDecodeError | PersistenceError,
+    Persistence
+  >

@@ -26,7 +26,12 @@ export const resolveOptions = (
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new RangeError(`concurrency must be a whole number >= 1, got ${concurrency}`)
   }
+  const persistenceTimeout = Duration.decode(options?.persistenceTimeout ?? "5 seconds")
+  if (!Duration.greaterThan(persistenceTimeout, Duration.zero)) {
+    throw new RangeError(`persistenceTimeout must be longer than zero`)
+  }
   return {
+    persistenceTimeout,
     maxIdleTime: Duration.decode(options?.maxIdleTime ?? "5 minutes"),
     mailboxCapacity,
     concurrency,

@@ -15,6 +15,7 @@ import * as Scope from "effect/Scope"
 import * as Exit from "effect/Exit"
 import type { EntityDefinition } from "../../actors/ActorSystem.ts"
 import { ActorStopped, DecodeError, MailboxFull } from "../../schema/Errors.ts"
+import type { ReminderSink } from "./durable.ts"
 import type { Job } from "./job.ts"
 import { dropped, drain } from "./jobLoop.ts"
 import {
@@ -65,8 +66,8 @@ export class EntityManager {
     if (state.shuttingDown !== undefined) {
       return job.onExit({ _tag: "Error", error: new ActorStopped({ kind: this.kind, id, reason: state.shuttingDown }) })
     }
-    const rpc = this.entity.definition.rpcs.get(job.tag)
-    if (rpc === undefined) {
+    const rpc = job.run === undefined ? this.entity.definition.rpcs.get(job.tag) : undefined
+    if (job.run === undefined && rpc === undefined) {
       return job.onExit({
         _tag: "Error",
         error: new DecodeError({
@@ -84,7 +85,7 @@ export class EntityManager {
     if (instance.status === "stopped") {
       return job.onExit({
         _tag: "Error",
-        error: new ActorStopped({ kind: this.kind, id, reason: instance.stopReason })
+        error: instance.stopError?.(job) ?? new ActorStopped({ kind: this.kind, id, reason: instance.stopReason })
       })
     }
     const canRunNow = instance.status === "ready" && instance.active < this.entity.options.concurrency &&
@@ -141,6 +142,11 @@ export class EntityManager {
       return fiber.addObserver(() => then())
     }
     then()
+  }
+
+  /** Where this kind's durable actors report a new next due time of their reminders. */
+  set reminderSink(sink: ReminderSink | undefined) {
+    this.state.reminderSink = sink
   }
 
   /**

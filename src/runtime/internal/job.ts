@@ -40,6 +40,10 @@ export interface Job {
   validated: boolean
   /** turns what the handler returned into the job's effect (streamed replies) */
   consume: ((result: unknown) => Effect.Effect<unknown, unknown, unknown>) | undefined
+  /** a job of the runtime's own (a reminder's firing): runs this instead of a handler */
+  run: ((instance: Instance) => Effect.Effect<unknown, unknown, unknown>) | undefined
+  /** the runtime's error that failed the job after its handler succeeded (saving a durable actor) */
+  runtimeError: TroupeError | undefined
 }
 
 /** @internal */
@@ -60,5 +64,7 @@ export const makeJob = (
   stoppedBy: undefined,
   validated,
   consume: undefined,
-  onCancelled: undefined
+  onCancelled: undefined,
+  run: undefined,
+  runtimeError: undefined
 })

@@ -14,11 +14,12 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import { ActorStopped, DecodeError, RemoteDefect } from "../../schema/Errors.ts"
+import { withCommit } from "./durable.ts"
 import type { Job, JobExit } from "./job.ts"
 import { type Instance, type KindState, now, publishGauges, settle } from "./kindState.ts"
 import { continueTrace } from "./metrics.ts"
 import { evictIfQuiescent } from "./passivation.ts"
-import { restart } from "./supervision.ts"
+import { restart, retire } from "./supervision.ts"
 
 /** A waiting job left its mailbox without running (its caller gave up). @internal */
 export const dropped = (state: KindState, job: Job): void => {
@@ -46,30 +47,43 @@ export const drain = (state: KindState, instance: Instance): void => {
   publishGauges(state)
 }
 
-const start = (state: KindState, instance: Instance, job: Job): void => {
-  const handler = instance.handlers[job.tag]!
-  const validated = job.validated ? undefined : state.validators.get(job.tag)!(job.payload)
-  if (validated !== undefined && Either.isLeft(validated)) {
-    job.state = "done"
-    settle(state)
-    return job.onExit({
-      _tag: "Error",
-      error: new DecodeError({
-        what: `payload of ${state.kind}.${job.tag}`,
-        issue: ParseResult.TreeFormatter.formatErrorSync(validated.left)
-      })
+/** A payload that does not match its schema ends the job with `DecodeError`; true if so. */
+const refused = (state: KindState, job: Job): boolean => {
+  if (job.validated || job.run !== undefined) return false
+  const validated = state.validators.get(job.tag)!(job.payload)
+  if (Either.isRight(validated)) return false
+  job.state = "done"
+  settle(state)
+  job.onExit({
+    _tag: "Error",
+    error: new DecodeError({
+      what: `payload of ${state.kind}.${job.tag}`,
+      issue: ParseResult.TreeFormatter.formatErrorSync(validated.left)
     })
+  })
+  return true
+}
+
+/** the handler's effect for `job` (or the runtime's own job) */
+const handlerEffect = (instance: Instance, job: Job): Effect.Effect<unknown, unknown, unknown> => {
+  if (job.run !== undefined) return job.run(instance)
+  try {
+    return instance.handlers[job.tag]!(job.payload, { headers: job.headers })
+  } catch (defect) {
+    return Exit.die(defect)
   }
+}
+
+const start = (state: KindState, instance: Instance, job: Job): void => {
+  if (refused(state, job)) return
   job.state = "running"
   instance.active++
   instance.running.add(job)
-  let effect: Effect.Effect<unknown, unknown, unknown>
-  try {
-    effect = handler(job.payload, { headers: job.headers })
-  } catch (defect) {
-    effect = Exit.die(defect)
-  }
+  let effect = handlerEffect(instance, job)
   if (job.consume !== undefined) effect = job.consume(effect)
+  // a durable actor's reply waits for the save of what the handler changed
+  const cell = instance.durable
+  if (cell !== undefined && !(Exit.isExit(effect) && !cell.dirty)) effect = withCommit(effect, cell, job)
   // a handler that answers with a value it already has (`Effect.succeed`, `Effect.fail`) is an
   // Exit: nothing to run, nothing to interrupt, no fiber needed
   if (Exit.isExit(effect)) return finish(state, instance, job, effect as Exit.Exit<unknown, unknown>)
@@ -98,6 +112,8 @@ const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<
   instance.lastActivity = now(state)
   const cancelled = job.state === "cancelled"
   job.state = "done"
+  const cell = instance.durable
+  if (cell !== undefined && !Exit.isSuccess(exit)) cell.discard()
   let result: JobExit
   if (Exit.isSuccess(exit)) {
     result = { _tag: "Success", value: exit.value }
@@ -107,7 +123,9 @@ const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<
     }
   } else {
     const failure = Cause.failureOption(exit.cause)
-    if (Option.isSome(failure)) {
+    if (job.runtimeError !== undefined) {
+      result = { _tag: "Error", error: job.runtimeError }
+    } else if (Option.isSome(failure)) {
       result = { _tag: "Failure", error: failure.value }
     } else if (Cause.isInterruptedOnly(exit.cause)) {
       result = {
@@ -124,6 +142,10 @@ const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<
   settle(state)
   if (cancelled) job.onCancelled?.()
   else job.onExit(result)
+  // fencing: an activation whose save was lost (or may have been) serves nothing more
+  if (cell !== undefined && cell.stale && instance.durable === cell && instance.status === "ready") {
+    return retire(state, instance, () => drain(state, instance))
+  }
   drain(state, instance)
   if (instance.evicting) evictIfQuiescent(state, instance)
 }

@@ -20,6 +20,8 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { AnyHandler, EntityDefinition } from "../../actors/ActorSystem.ts"
 import type { TroupeError } from "../../schema/Errors.ts"
+import type { DurableCell, ReminderSink } from "./durable.ts"
+import type { Deadlines } from "./deadlines.ts"
 import { Fifo } from "./fifo.ts"
 import type { Job } from "./job.ts"
 import { KindGauges } from "./metrics.ts"
@@ -39,9 +41,13 @@ export class Instance {
   /** activation / restart / idle-timer fibers */
   readonly lifecycle = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   stopReason = ""
+  /** what a job given to the stopped instance fails with */
+  stopError: ((job: Job) => TroupeError) | undefined
   draining = false
   /** no longer owned here: passivate as soon as quiescent */
   evicting = false
+  /** a durable actor's record, claimed by its build (`Actor.state`, `Actor.reminders`) */
+  durable: DurableCell | undefined
   constructor(readonly id: string, now: number) {
     this.lastActivity = now
   }
@@ -55,6 +61,8 @@ export interface ManagerOptions {
   readonly nodeId: string
   readonly runtime: Runtime.Runtime<never>
   readonly clock: Clock.Clock
+  /** the node's timer: bounds the saves of durable actors without a timer per message */
+  readonly deadlines?: Deadlines | undefined
 }
 
 /** @internal */
@@ -73,6 +81,8 @@ export interface KindState {
   /** jobs waiting in every instance's mailbox */
   queued: number
   readonly gauges: KindGauges
+  /** the reminder scheduler of this kind on this node, told of new due times saved here */
+  reminderSink: ReminderSink | undefined
   readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 }
 
@@ -95,6 +105,7 @@ export const makeKindState = (entity: EntityDefinition, options: ManagerOptions)
     drained: undefined,
     queued: 0,
     gauges: new KindGauges(entity.definition.kind),
+    reminderSink: undefined,
     fork: Runtime.runFork(options.runtime)
   }
 }
@@ -151,5 +162,6 @@ export const stopInstance = (
 ): void => {
   instance.status = "stopped"
   instance.stopReason = reason
+  instance.stopError = error
   failQueued(state, instance, error)
 }

@@ -7,11 +7,14 @@
  *
  * @internal
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { ActorSystemShape, EntityDefinition } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
 import type { DiscoveryShape } from "../../layers/Discovery.ts"
+import { Persistence } from "../../layers/Persistence.ts"
 import * as Subject from "../../layers/Subject.ts"
 import { malformedFrames, type TransportShape } from "../../layers/Transport.ts"
 import type { AckFrame, Envelope as Frame, ItemsFrame } from "../../schema/Envelope.ts"
@@ -24,6 +27,7 @@ import { EntityManager } from "./entity.ts"
 import * as Liveness from "./liveness.ts"
 import * as NodeState from "./nodeState.ts"
 import * as Receiver from "./receiver.ts"
+import * as Reminders from "./reminderScheduler.ts"
 import { onUploadItems } from "./receiverUpload.ts"
 import * as Topics from "./topics.ts"
 import * as Subjects from "../../layers/internal/subjects.ts"
@@ -98,7 +102,12 @@ const register = (state: NodeState.NodeState, handlers: Handlers) =>
     const { discovery, managers, nodeId, transport } = state
     const kind = entity.definition.kind
     if (managers.has(kind)) return yield* Effect.dieMessage(`kind "${kind}" is already hosted on node ${nodeId}`)
-    const manager = new EntityManager(entity, { nodeId, runtime: yield* Effect.runtime<never>(), clock: state.clock })
+    const manager = new EntityManager(entity, {
+      nodeId,
+      runtime: yield* Effect.runtime<never>(),
+      clock: state.clock,
+      deadlines: state.deadlines
+    })
     managers.set(kind, manager)
     yield* Effect.orDie(
       transport.subscribe(Subjects.actor(kind), handlers.onFrame, { queue: kind, onTooLarge: handlers.onTooLarge })
@@ -113,6 +122,9 @@ const register = (state: NodeState.NodeState, handlers: Handlers) =>
         managers.delete(kind)
       })
     )
+    // an actor kind with a store may have reminders: this node fires those of the ids it owns
+    const store = Context.getOption(entity.context, Persistence)
+    if (manager.isActor && Option.isSome(store)) yield* Reminders.schedule(state, manager, store.value)
   })
 
 /** @internal */

@@ -12,7 +12,8 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { type Instance, type KindState, now, remove, track } from "./kindState.ts"
 
-const passivate = (state: KindState, instance: Instance): Effect.Effect<void> =>
+/** Closes `instance`'s scope; a re-activation of its id waits for that. @internal */
+export const passivate = (state: KindState, instance: Instance): Effect.Effect<void> =>
   Effect.uninterruptible(Effect.gen(function*() {
     remove(state, instance)
     instance.status = "stopped"

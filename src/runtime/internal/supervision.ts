@@ -5,38 +5,73 @@
  *
  * @internal
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { CurrentAddress } from "../../actors/Actor.ts"
-import type { AnyHandler } from "../../actors/ActorSystem.ts"
-import { ActorStopped, RemoteDefect } from "../../schema/Errors.ts"
+import { type AnyHandler, CurrentActivation } from "../../actors/ActorSystem.ts"
+import {
+  ActorStopped,
+  PersistenceError,
+  RemoteDefect,
+  StateDecodeError,
+  type TroupeError
+} from "../../schema/Errors.ts"
+import { makeActivation } from "./activation.ts"
+import type { Job } from "./job.ts"
 import { type Instance, type KindState, now, remove, stopInstance, track } from "./kindState.ts"
+import { passivate } from "./passivation.ts"
 
-/** Builds the handlers into `instance`; true on success. */
-const build = (state: KindState, instance: Instance): Effect.Effect<boolean> =>
+/** What the callers waiting for an activation that failed get: a durable actor's own error, or a defect. */
+const activationError =
+  (state: KindState, instance: Instance, cause: Cause.Cause<unknown>) => (job: Job): TroupeError => {
+    const failure = Cause.failureOption(cause)
+    if (
+      Option.isSome(failure) && (failure.value instanceof StateDecodeError || failure.value instanceof PersistenceError)
+    ) return failure.value
+    const defect = Cause.squash(cause)
+    return new RemoteDefect({
+      kind: state.kind,
+      id: instance.id,
+      tag: job.tag,
+      node: state.options.nodeId,
+      defect: `activation failed (the build effect of the kind failed or died): ${
+        defect instanceof Error ? defect.message : String(defect)
+      }`
+    })
+  }
+
+/** Builds the handlers into `instance`: undefined on success, else the cause of the failure. */
+const build = (state: KindState, instance: Instance): Effect.Effect<Cause.Cause<unknown> | undefined> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
+    instance.durable = undefined
     const context = Context.add(
-      Context.add(state.entity.context, CurrentAddress, { kind: state.kind, id: instance.id }),
-      Scope.Scope,
-      scope
+      Context.add(
+        Context.add(state.entity.context, CurrentAddress, { kind: state.kind, id: instance.id }),
+        Scope.Scope,
+        scope
+      ),
+      CurrentActivation,
+      makeActivation(state, instance)
     )
     const exit = yield* Effect.exit(Effect.provide(state.entity.build, context) as Effect.Effect<
       Readonly<Record<string, AnyHandler>>,
       unknown
     >)
     if (Exit.isFailure(exit)) {
+      instance.durable = undefined
       yield* Scope.close(scope, exit)
       yield* Effect.logWarning(`activation of ${state.kind}/${instance.id} failed`, exit.cause)
-      return false
+      return exit.cause
     }
     instance.handlers = exit.value
     instance.scope = scope
@@ -48,7 +83,7 @@ const build = (state: KindState, instance: Instance): Effect.Effect<boolean> =>
     }))
     instance.lastActivity = now(state)
     instance.status = "ready"
-    return true
+    return undefined
   })
 
 /**
@@ -61,18 +96,39 @@ export const activate = (state: KindState, instance: Instance): Effect.Effect<bo
   Effect.gen(function*() {
     const previous = state.closing.get(instance.id)
     if (previous !== undefined) yield* Deferred.await(previous)
-    if (yield* build(state, instance)) return true
+    const failed = yield* build(state, instance)
+    if (failed === undefined) return true
     remove(state, instance)
-    stopInstance(state, instance, "activation failed", (job) =>
-      new RemoteDefect({
-        kind: state.kind,
-        id: instance.id,
-        tag: job.tag,
-        node: state.options.nodeId,
-        defect: "activation failed (the build effect of the kind failed or died)"
-      }))
+    stopInstance(state, instance, "activation failed", activationError(state, instance, failed))
     return false
   })
+
+/**
+ * A durable actor whose save was lost (another activation wrote first) or whose outcome is
+ * unknown must not serve again from what it holds: it is passivated, or, if messages wait for
+ * it, built again at once (its state loaded again from the store). `reloaded` runs once it is
+ * ready again; if the build fails, the waiting messages get the error and the actor is removed.
+ *
+ * @internal
+ */
+export const retire = (state: KindState, instance: Instance, reloaded: () => void): void => {
+  if (instance.status !== "ready") return
+  if (instance.queue.length === 0) return track(state, instance, passivate(state, instance))
+  instance.status = "restarting"
+  const scope = instance.scope
+  instance.scope = undefined
+  track(
+    state,
+    instance,
+    Effect.gen(function*() {
+      if (scope !== undefined) yield* Scope.close(scope, Exit.void)
+      const failed = yield* build(state, instance)
+      if (failed === undefined) return reloaded()
+      remove(state, instance)
+      stopInstance(state, instance, "activation failed", activationError(state, instance, failed))
+    })
+  )
+}
 
 /**
  * An actor's handler died: close its scope with the cause and rebuild it on the supervision
@@ -110,7 +166,7 @@ export const restart = (
             () => new ActorStopped({ kind: state.kind, id: instance.id, reason })
           )
         }
-        if (yield* build(state, instance)) {
+        if ((yield* build(state, instance)) === undefined) {
           yield* Effect.logInfo(`${state.kind}/${instance.id} restarted (${instance.failures} consecutive failures)`)
           return restarted()
         }
