@@ -50,19 +50,27 @@ const checkProbability = (name: string, value: number | undefined): number => {
 }
 
 /** what keeps the cluster from being settled, one reason per node; empty when settled */
-const unsettled = (faulty: FaultyNetwork, incarnations: ReadonlyArray<Nodes.Incarnation>): Array<string> => {
+const unsettled = (
+  faulty: FaultyNetwork,
+  incarnations: ReadonlyArray<Nodes.Incarnation>,
+  heardSince: number | undefined
+): Array<string> => {
   const running = incarnations.filter((i) => i.status === "running")
   const reasons: Array<string> = []
   for (const viewer of running) {
     if (!viewer.endpoint.connected) continue
     const expected = running.filter((other) => faulty.canTalk(viewer.endpoint, other.endpoint))
-    const members = Nodes.discoveryOf(viewer).unsafeState().members
+    const discovery = Nodes.discoveryOf(viewer)
+    const members = (discovery.snapshot?.() ?? discovery.unsafeState()).members
     const wrong: Array<string> = []
     for (const other of expected) {
       const node = Nodes.nodeOf(other)
       const member = members.find((m) => m.nodeId === node.nodeId)
       if (member === undefined) wrong.push(`misses ${other.endpoint.label}`)
       else if (member.status !== "alive") wrong.push(`suspects ${other.endpoint.label}`)
+      else if (heardSince !== undefined && other !== viewer && member.lastSeen <= heardSince) {
+        wrong.push(`has not heard ${other.endpoint.label}`)
+      }
       else if ([...member.kinds].sort().join() !== [...node.kinds()].sort().join()) {
         wrong.push(`has old kinds of ${other.endpoint.label}`)
       }
@@ -100,7 +108,8 @@ export const make = <const Name extends string>(
       kinds: options.layer
     }
     const settleMillis = millis(options.settleTimeout ?? "2 minutes")
-    const stepMillis = Math.max(1, Math.floor(millis(settings.heartbeat) / 4))
+    const periodMillis = millis(settings.heartbeat)
+    const stepMillis = Math.max(1, Math.floor(periodMillis / 4))
     // from here on, this fiber (the test) and every node run in the simulation
     yield* Effect.addFinalizer(() => Effect.sync(() => sim.close()))
     yield* Effect.locallyScoped(FiberRef.currentScheduler, sim.makeScheduler())
@@ -128,9 +137,16 @@ export const make = <const Name extends string>(
     const settle = Effect.gen(function*() {
       const startedAt = sim.unsafeCurrentTimeMillis()
       yield* sim.advance(0)
+      // settled: the views are right, and stay right for a heartbeat period in which every
+      // node heard from every node it should see
+      let since: number | undefined = undefined
       for (;;) {
-        const reasons = unsettled(faulty, [...current.values()])
-        if (reasons.length === 0) return
+        const now = sim.unsafeCurrentTimeMillis()
+        const windowDone = since !== undefined && now - since >= periodMillis
+        const reasons = unsettled(faulty, [...current.values()], windowDone ? since : undefined)
+        if (reasons.length === 0 && windowDone) return
+        if (reasons.length === 0) since ??= now
+        else since = undefined
         const elapsed = sim.unsafeCurrentTimeMillis() - startedAt
         if (elapsed >= settleMillis) {
           faulty.record(`settle gave up: ${reasons.join("; ")}`)
