@@ -76,6 +76,11 @@ export interface TestClusterOptions<Name extends string> {
   /** how much virtual time `settle` may take before it fails with `SettleTimeout`; default 2 minutes */
   readonly settleTimeout?: Duration.DurationInput | undefined
   /**
+   * what happens to the running nodes when the scope closes: `"stop"` (default) stops each
+   * gracefully; `"abandon"` freezes them as a crash does, which is faster (property tests)
+   */
+  readonly onClose?: "stop" | "abandon" | undefined
+  /**
    * how far virtual time may move on its own (everything waiting) past the last `advance`:
    * a test blocked on something outside the cluster stops here instead of running forever;
    * default 10 minutes
@@ -137,6 +142,8 @@ export interface Stats {
   readonly lost: number
   /** delayed frames not yet delivered */
   readonly inFlight: number
+  /** timers of the simulation not yet fired (every node's sleeps, and the frames in flight) */
+  readonly timers: number
 }
 
 /**
@@ -188,7 +195,7 @@ export interface TestCluster<Name extends string = string> {
 /**
  * Builds the cluster in the current scope and moves the calling fiber into its simulation: from
  * here until the scope closes, its clock (and `TestClock`) is the cluster's virtual clock. The
- * nodes stop gracefully when the scope closes.
+ * nodes stop gracefully when the scope closes (see `onClose`).
  *
  * @since 0.5.0
  * @category constructors

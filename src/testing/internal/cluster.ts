@@ -125,7 +125,9 @@ export const make = <const Name extends string>(
         all.push(incarnation)
       })
     yield* Effect.addFinalizer(() =>
-      Effect.forEach([...current.values()], (incarnation) => Nodes.stop(settings, incarnation), { discard: true })
+      options.onClose === "abandon"
+        ? Effect.sync(() => current.forEach((incarnation) => Nodes.crash(settings, incarnation)))
+        : Effect.forEach([...current.values()], (incarnation) => Nodes.stop(settings, incarnation), { discard: true })
     )
     for (const name of names) yield* launch(name, 1)
     const incarnationOf = (name: string): Nodes.Incarnation => {
@@ -210,7 +212,7 @@ export const make = <const Name extends string>(
       settle,
       advance: (duration) => Effect.suspend(() => sim.advance(millis(duration))),
       trace: () => faulty.trace(),
-      stats: () => ({ ...faulty.stats, inFlight: faulty.inFlight }),
+      stats: () => ({ ...faulty.stats, inFlight: faulty.inFlight, timers: sim.pendingTimers }),
       report: () =>
         [`TestCluster seed ${seed}: the last ${faulty.trace().length} frames (virtual time, from→to, frame, fate)`]
           .concat(faulty.trace().map((line) => `  ${line}`)).join("\n")
