@@ -195,13 +195,17 @@ describe("TestCluster", () => {
   it.effect("withReport prints the seed and the trace when the test fails", () =>
     Effect.gen(function*() {
       const printed: Array<string> = []
-      const console = { ...Console.defaultConsole, error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void printed.push(args.join(" "))) }
+      const base = yield* Console.consoleWith(Effect.succeed)
+      const console: Console.Console = {
+        ...base,
+        error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void printed.push(args.join(" ")))
+      }
       const exit = yield* Effect.exit(
         Effect.scoped(Effect.gen(function*() {
           const cluster = yield* three(11)
           yield* cluster.settle
           return yield* Effect.fail("boom")
-        })).pipe(TestCluster.withReport, Effect.withConsole(console as Console.Console))
+        })).pipe(TestCluster.withReport, Effect.withConsole(console))
       )
       expect(Exit.isFailure(exit)).toBe(true)
       expect(printed).toHaveLength(1)

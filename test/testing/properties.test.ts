@@ -20,7 +20,11 @@ const names: ReadonlyArray<Name> = ["a", "b", "c"]
 const ASK_TIMEOUT = 2000
 const MAX_IDLE = 5000
 const RUNS = Number(process.env["TROUPE_PROPERTY_RUNS"] ?? 100)
-const SEED = process.env["TROUPE_PROPERTY_SEED"] === undefined ? undefined : Number(process.env["TROUPE_PROPERTY_SEED"])
+/** `TROUPE_PROPERTY_SEED` replays the runs of a printed fast-check seed */
+const params = {
+  numRuns: RUNS,
+  ...(process.env["TROUPE_PROPERTY_SEED"] === undefined ? {} : { seed: Number(process.env["TROUPE_PROPERTY_SEED"]) })
+}
 
 type Step =
   | { readonly op: "ask"; readonly from: Name; readonly id: number; readonly sleep: number }
@@ -209,7 +213,7 @@ describe("TestCluster properties", () => {
         oneActivation(outcome)
         tablesEmpty(outcome)
       }),
-      { numRuns: RUNS, seed: SEED }
+      params
     )
   }, 120_000)
 })
@@ -309,7 +313,7 @@ describe("TestCluster topic properties", () => {
           }
         }
       ),
-      { numRuns: RUNS, seed: SEED }
+      params
     )
   }, 120_000)
 })
