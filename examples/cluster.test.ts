@@ -16,13 +16,16 @@ export const Account = Actor.make("Account", [
   Rpc.make("Balance", { success: Schema.Number })
 ])
 
-export const AccountLive = Actor.toLayer(Account, Effect.gen(function*() {
-  const balance = yield* Ref.make(0)
-  return {
-    Deposit: ({ amount }) => Ref.updateAndGet(balance, (n) => n + amount),
-    Balance: () => Ref.get(balance)
-  }
-}))
+export const AccountLive = Actor.toLayer(
+  Account,
+  Effect.gen(function*() {
+    const balance = yield* Ref.make(0)
+    return {
+      Deposit: ({ amount }) => Ref.updateAndGet(balance, (n) => n + amount),
+      Balance: () => Ref.get(balance)
+    }
+  })
+)
 
 describe("accounts on a faulty cluster", () => {
   it.scoped("a partition heals and every account answers from exactly one node", () =>

@@ -32,7 +32,7 @@
  * @since 0.5.0
  */
 import type * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Actor from "../actors/Actor.ts"
@@ -154,7 +154,9 @@ export interface TestCluster<Name extends string = string> {
   readonly seed: number
   readonly nodes: ReadonlyArray<Name>
   /** runs `effect` on the node's current incarnation (its `ActorSystem`, `Node`, `Discovery`, ...) */
-  readonly on: (node: Name) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, NodeServices>>
+  readonly on: (
+    node: Name
+  ) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, NodeServices>>
   /** the typed client of `kind` on the node's current incarnation (`Actor.client`) */
   readonly client: <K extends Actor.Any>(node: Name, kind: K) => Effect.Effect<ClientOf<K>>
   /** the node's current incarnation (`pendingAsks()`, `openStreams()`, `activeInstances(kind)`, ...) */

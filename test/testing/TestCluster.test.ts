@@ -15,8 +15,10 @@ const three = (seed: number, journal?: Journal) =>
 
 /** the node names a node's discovery lists, alive ones only, sorted */
 const view = (cluster: TestCluster.TestCluster<"a" | "b" | "c">, node: "a" | "b" | "c") =>
-  cluster.on(node)(Effect.map(Discovery.Discovery, (discovery) =>
-    discovery.unsafeState().members.filter((m) => m.status === "alive").map((m) => m.name).sort()))
+  cluster.on(node)(
+    Effect.map(Discovery.Discovery, (discovery) =>
+      discovery.unsafeState().members.filter((m) => m.status === "alive").map((m) => m.name).sort())
+  )
 
 /** one scenario under faults: its trace and node ids */
 const scenario = (seed: number) =>

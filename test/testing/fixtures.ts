@@ -22,17 +22,20 @@ export interface Journal {
 }
 
 export const counterLive = (journal: Journal, maxIdleTime: `${number} seconds` = "30 seconds") =>
-  Actor.toLayer(Counter, Effect.gen(function*() {
-    journal.activations++
-    yield* Effect.addFinalizer(() => Effect.sync(() => void journal.finalized++))
-    const count = yield* Ref.make(0)
-    return {
-      Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by),
-      Sleep: ({ millis }) => Effect.as(Effect.sleep(millis), millis)
-    }
-  }), { maxIdleTime })
+  Actor.toLayer(
+    Counter,
+    Effect.gen(function*() {
+      journal.activations++
+      yield* Effect.addFinalizer(() => Effect.sync(() => void journal.finalized++))
+      const count = yield* Ref.make(0)
+      return {
+        Increment: ({ by }) => Ref.updateAndGet(count, (n) => n + by),
+        Sleep: ({ millis }) => Effect.as(Effect.sleep(millis), millis)
+      }
+    }),
+    { maxIdleTime }
+  )
 
 export const Ticks = Topic.make("ticks.>", Schema.Struct({ n: Schema.Number }))
 
-export const kinds = (journal: Journal = { activations: 0, finalized: 0 }) =>
-  Layer.mergeAll(counterLive(journal))
+export const kinds = (journal: Journal = { activations: 0, finalized: 0 }) => Layer.mergeAll(counterLive(journal))

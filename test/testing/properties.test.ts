@@ -36,11 +36,44 @@ type Step =
 
 const node = FastCheck.constantFrom<Name>(...names)
 const step: FastCheck.Arbitrary<Step> = FastCheck.oneof(
-  { weight: 4, arbitrary: FastCheck.record({ op: FastCheck.constant("ask" as const), from: node, id: FastCheck.integer({ min: 0, max: 5 }), sleep: FastCheck.constantFrom(0, 0, 100, 1500, 2500) }) },
-  { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("faults" as const), drop: FastCheck.constantFrom(0, 0.05, 0.3), delay: FastCheck.constantFrom(0, 20, 300) }) },
-  { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("partition" as const), side: FastCheck.subarray([...names], { minLength: 1, maxLength: 2 }) }) },
-  { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constantFrom("crash" as const, "restart" as const, "disconnect" as const, "reconnect" as const), node }) },
-  { weight: 2, arbitrary: FastCheck.record({ op: FastCheck.constant("advance" as const), millis: FastCheck.constantFrom(1, 50, 700, 3000) }) },
+  {
+    weight: 4,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("ask" as const),
+      from: node,
+      id: FastCheck.integer({ min: 0, max: 5 }),
+      sleep: FastCheck.constantFrom(0, 0, 100, 1500, 2500)
+    })
+  },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("faults" as const),
+      drop: FastCheck.constantFrom(0, 0.05, 0.3),
+      delay: FastCheck.constantFrom(0, 20, 300)
+    })
+  },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("partition" as const),
+      side: FastCheck.subarray([...names], { minLength: 1, maxLength: 2 })
+    })
+  },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constantFrom("crash" as const, "restart" as const, "disconnect" as const, "reconnect" as const),
+      node
+    })
+  },
+  {
+    weight: 2,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("advance" as const),
+      millis: FastCheck.constantFrom(1, 50, 700, 3000)
+    })
+  },
   { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("heal" as const) }) }
 )
 const schedule = FastCheck.record({
@@ -133,7 +166,8 @@ const runSchedule = (seed: number, steps: ReadonlyArray<Step>): Promise<Outcome>
     yield* cluster.settle
     // every ask made from a node that did not crash meanwhile ends, within its timeout
     yield* cluster.advance(ASK_TIMEOUT)
-    const activeOf = (id: number) => names.filter((n) => cluster.status(n) === "running" && cluster.node(n).isActive("Counter", `id-${id}`)).length
+    const activeOf = (id: number) =>
+      names.filter((n) => cluster.status(n) === "running" && cluster.node(n).isActive("Counter", `id-${id}`)).length
     const ids = [0, 1, 2, 3, 4, 5]
     const activeAfterSettle = ids.map(activeOf)
     const asker = names.find((n) => cluster.status(n) === "running")
@@ -192,13 +226,17 @@ const asksEnd = (outcome: Outcome) => {
 
 /** after settle, each id is active on at most one node, and on exactly one once asked */
 const oneActivation = (outcome: Outcome) => {
-  for (const count of outcome.activeAfterSettle) expect(count, "an id active on two nodes after settle").toBeLessThanOrEqual(1)
+  for (const count of outcome.activeAfterSettle) {
+    expect(count, "an id active on two nodes after settle").toBeLessThanOrEqual(1)
+  }
   for (const count of outcome.activeAfterAsk) expect(count, "an id not active on exactly one node once asked").toBe(1)
 }
 
 /** pending asks and streams are 0 after settle, instances passivate, the timers are few */
 const tablesEmpty = (outcome: Outcome) => {
-  for (const table of outcome.tables) expect(table, "a node's tables after settle").toEqual({ node: table.node, pending: 0, streams: 0 })
+  for (const table of outcome.tables) {
+    expect(table, "a node's tables after settle").toEqual({ node: table.node, pending: 0, streams: 0 })
+  }
   expect(outcome.instancesAfterIdle, "instances left after maxIdleTime").toBe(0)
   // heartbeat, membership check and deadline timers per node, and little else
   expect(outcome.timers, "timers left after settle").toBeLessThanOrEqual(30)
@@ -206,16 +244,20 @@ const tablesEmpty = (outcome: Outcome) => {
 
 describe("TestCluster properties", () => {
   // one run of each schedule checks the three properties: each is checked on every schedule
-  it(`asks end within their timeout, typed; one activation per id after settle; tables return to 0 (${RUNS} schedules)`, async () => {
-    await FastCheck.assert(
-      check((outcome) => {
-        asksEnd(outcome)
-        oneActivation(outcome)
-        tablesEmpty(outcome)
-      }),
-      params
-    )
-  }, 120_000)
+  it(
+    `asks end within their timeout, typed; one activation per id after settle; tables return to 0 (${RUNS} schedules)`,
+    async () => {
+      await FastCheck.assert(
+        check((outcome) => {
+          asksEnd(outcome)
+          oneActivation(outcome)
+          tablesEmpty(outcome)
+        }),
+        params
+      )
+    },
+    120_000
+  )
 })
 
 type TopicStep =
@@ -228,10 +270,36 @@ type TopicStep =
 // faults that spare the path from the publisher (a) to the plain subscriber (b): delays, and
 // anything done to c, a member of the queue group with b
 const topicStep: FastCheck.Arbitrary<TopicStep> = FastCheck.oneof(
-  { weight: 3, arbitrary: FastCheck.record({ op: FastCheck.constant("publish" as const), count: FastCheck.integer({ min: 1, max: 5 }) }) },
-  { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("delay" as const), max: FastCheck.constantFrom(0, 10, 200) }) },
-  { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constantFrom("isolate" as const, "crash" as const, "restart" as const, "disconnect" as const, "reconnect" as const) }) },
-  { weight: 2, arbitrary: FastCheck.record({ op: FastCheck.constant("advance" as const), millis: FastCheck.constantFrom(1, 100, 2000) }) },
+  {
+    weight: 3,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("publish" as const),
+      count: FastCheck.integer({ min: 1, max: 5 })
+    })
+  },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({ op: FastCheck.constant("delay" as const), max: FastCheck.constantFrom(0, 10, 200) })
+  },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constantFrom(
+        "isolate" as const,
+        "crash" as const,
+        "restart" as const,
+        "disconnect" as const,
+        "reconnect" as const
+      )
+    })
+  },
+  {
+    weight: 2,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("advance" as const),
+      millis: FastCheck.constantFrom(1, 100, 2000)
+    })
+  },
   { weight: 1, arbitrary: FastCheck.record({ op: FastCheck.constant("heal" as const) }) }
 )
 
@@ -250,7 +318,9 @@ const runTopics = (seed: number, steps: ReadonlyArray<TopicStep>): Promise<Topic
     const group: Array<number> = []
     const subscribe = (name: Name, into: Array<number>, options?: Topic.SubscribeOptions) =>
       cluster.on(name)(
-        Topic.subscribe(Ticks, options).pipe(Stream.runForEach((event) => Effect.sync(() => void into.push(event.value.n))))
+        Topic.subscribe(Ticks, options).pipe(
+          Stream.runForEach((event) => Effect.sync(() => void into.push(event.value.n)))
+        )
       ).pipe(Effect.forkScoped)
     yield* subscribe("b", plain)
     yield* subscribe("b", group, { group: "g" })
@@ -294,26 +364,33 @@ const runTopics = (seed: number, steps: ReadonlyArray<TopicStep>): Promise<Topic
   }).pipe(Effect.scoped, Effect.runPromise)
 
 describe("TestCluster topic properties", () => {
-  it(`a subscriber not partitioned gets every event, in order; a queue group delivers each at most once (${RUNS} schedules)`, async () => {
-    await FastCheck.assert(
-      FastCheck.asyncProperty(
-        FastCheck.record({ seed: FastCheck.integer({ min: 0, max: 0x7fffffff }), steps: FastCheck.array(topicStep, { maxLength: 12 }) }),
-        async ({ seed, steps }) => {
-          const outcome = await runTopics(seed, steps)
-          try {
-            expect(outcome.plain, "the plain subscriber's events").toEqual(outcome.published)
-            const seen = new Set<number>()
-            for (const n of outcome.group) {
-              expect(seen.has(n), `event ${n} reached two members of the group`).toBe(false)
-              seen.add(n)
+  it(
+    `a subscriber not partitioned gets every event, in order; a queue group delivers each at most once (${RUNS} schedules)`,
+    async () => {
+      await FastCheck.assert(
+        FastCheck.asyncProperty(
+          FastCheck.record({
+            seed: FastCheck.integer({ min: 0, max: 0x7fffffff }),
+            steps: FastCheck.array(topicStep, { maxLength: 12 })
+          }),
+          async ({ seed, steps }) => {
+            const outcome = await runTopics(seed, steps)
+            try {
+              expect(outcome.plain, "the plain subscriber's events").toEqual(outcome.published)
+              const seen = new Set<number>()
+              for (const n of outcome.group) {
+                expect(seen.has(n), `event ${n} reached two members of the group`).toBe(false)
+                seen.add(n)
+              }
+            } catch (error) {
+              console.error(outcome.report)
+              throw error
             }
-          } catch (error) {
-            console.error(outcome.report)
-            throw error
           }
-        }
-      ),
-      params
-    )
-  }, 120_000)
+        ),
+        params
+      )
+    },
+    120_000
+  )
 })

@@ -292,11 +292,18 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryEndpo
       const reassembler = new Reassembler(limits.maxMessageBytes)
       return Effect.zipRight(
         expireIn(reassembler),
-        subscribeWith(network, prefix, subject, (drop) => {
-          const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, drop, reassembler)
-          return (bytes, replyTo) =>
-            receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo })
-        }, subscribeOptions, endpoint)
+        subscribeWith(
+          network,
+          prefix,
+          subject,
+          (drop) => {
+            const receive = makeReceiver(codec, limits, onFrame, subscribeOptions?.onTooLarge, drop, reassembler)
+            return (bytes, replyTo) =>
+              receive(bytes as Uint8Array, replyTo === undefined ? undefined : { reply: replyTo })
+          },
+          subscribeOptions,
+          endpoint
+        )
       )
     },
     watch: () => Effect.void

@@ -70,8 +70,7 @@ const unsettled = (
       else if (member.status !== "alive") wrong.push(`suspects ${other.endpoint.label}`)
       else if (heardSince !== undefined && other !== viewer && member.lastSeen <= heardSince) {
         wrong.push(`has not heard ${other.endpoint.label}`)
-      }
-      else if ([...member.kinds].sort().join() !== [...node.kinds()].sort().join()) {
+      } else if ([...member.kinds].sort().join() !== [...node.kinds()].sort().join()) {
         wrong.push(`has old kinds of ${other.endpoint.label}`)
       }
     }
