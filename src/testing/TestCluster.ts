@@ -157,7 +157,7 @@ export interface TestCluster<Name extends string = string> {
   readonly on: (
     node: Name
   ) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, NodeServices>>
-  /** the typed client of `kind` on the node's current incarnation (`Actor.client`) */
+  /** the typed client of `kind` on the node's current incarnation (`Actor.client`); after a restart, take a new one */
   readonly client: <K extends Actor.Any>(node: Name, kind: K) => Effect.Effect<ClientOf<K>>
   /** the node's current incarnation (`pendingAsks()`, `openStreams()`, `activeInstances(kind)`, ...) */
   readonly node: (node: Name) => Node.NodeShape
