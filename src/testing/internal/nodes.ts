@@ -74,7 +74,8 @@ const connectable = (inner: TransportShape, endpoint: Endpoint) =>
       awaitConnected: connection.awaitConnected
     }
     const setConnected = (connected: boolean): void => {
-      if (endpoint.connected === connected) return
+      // a crashed or stopped node's code never runs again, not even its connection listeners
+      if (!endpoint.alive || endpoint.connected === connected) return
       endpoint.connected = connected
       if (connected) connection.onReconnected()
       else connection.onDisconnected()
