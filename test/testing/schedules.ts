@@ -167,7 +167,8 @@ export const runSchedule = (seed: number, steps: ReadonlyArray<Step>): Promise<O
       const counter = yield* cluster.client(asker, Counter)
       for (const id of ids) yield* Effect.exit(counter(`id-${id}`).Increment({ by: 0 }))
     }
-    const activeAfterAsk = ids.map(activeOf)
+    // every node may have crashed: then nothing is asked, and nothing can be active
+    const activeAfterAsk = asker === undefined ? [] : ids.map(activeOf)
     const running = names.filter((n) => cluster.status(n) === "running")
     const tables = running.map((n) => ({
       node: n,
