@@ -160,7 +160,7 @@ describe("the packed tarball", () => {
       if (existsSync(Path.join(root, file))) expect(paths).toContain(file)
     }
     expect(paths).toContain("LICENSE")
-    for (const entry of ["index", "runtime/Telemetry", "app/cli"]) {
+    for (const entry of ["index", "runtime/Telemetry", "app/cli", "testing/index", "testing/TestCluster"]) {
       for (const ext of [".js", ".js.map", ".d.ts", ".d.ts.map"]) expect(paths).toContain(`dist/${entry}${ext}`)
     }
     console.log(
@@ -206,6 +206,36 @@ await import("troupe/internal/node.js").then(() => console.log("internal: open")
       "internal: ERR_PACKAGE_PATH_NOT_EXPORTED"
     ])
   })
+})
+
+describe("troupe/testing, installed", () => {
+  it("a plain Node app runs a two-node TestCluster from the tarball: asks across nodes, replays by seed", async () => {
+    writeFileSync(
+      Path.join(app, "cluster.mjs"),
+      `import { Rpc } from "@effect/rpc"
+import { Effect, Schema } from "effect"
+import { Actor } from "troupe"
+import { TestCluster } from "troupe/testing"
+
+const Echo = Actor.make("Echo", [Rpc.make("Say", { payload: { text: Schema.String }, success: Schema.String })])
+const EchoLive = Actor.toLayer(Echo, { Say: ({ text }) => Effect.succeed(text) })
+const run = (seed) => Effect.gen(function*() {
+  const cluster = yield* TestCluster.make({ nodes: ["a", "b"], seed, layer: EchoLive })
+  yield* cluster.settle
+  yield* cluster.faults({ delay: ["1 millis", "20 millis"] })
+  const echo = yield* cluster.client("a", Echo)
+  const replies = yield* Effect.forEach(["x", "y", "z"], (text) => echo(text).Say({ text }))
+  return { replies: replies.join(""), trace: cluster.trace().join("\\n") }
+}).pipe(Effect.scoped, Effect.runPromise)
+const first = await run(3)
+const again = await run(3)
+console.log(first.replies, first.trace === again.trace, first.trace.includes("Request"))
+console.log(import.meta.resolve("troupe/testing").endsWith("/node_modules/troupe/dist/testing/index.js"))
+`
+    )
+    const ran = ok(await run(process.execPath, ["cluster.mjs"], app, 60_000), "node cluster.mjs")
+    expect(ran.stdout.trim().split("\n")).toEqual(["xyz true true", "true"])
+  }, 90_000)
 })
 
 describe("a TypeScript consumer (NodeNext, strict)", () => {

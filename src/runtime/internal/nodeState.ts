@@ -7,6 +7,7 @@
  * @internal
  */
 import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
@@ -162,6 +163,17 @@ export const UNREACHABLE_HEADER = "troupe-unreachable"
 const randomId = () => Math.random().toString(36).slice(2, 10)
 
 /**
+ * Where the 8 characters after a node's name come from: `Math.random` by default; the test kit
+ * (`troupe/testing`) provides a seeded source, so node ids, and the placement that hashes them,
+ * repeat from one run to the next.
+ *
+ * @internal
+ */
+export class NodeIdSuffix extends Context.Reference<NodeIdSuffix>()("troupe/NodeIdSuffix", {
+  defaultValue: (): () => string => randomId
+}) {}
+
+/**
  * A fresh node's state, its deadline timer running in the scope.
  *
  * @internal
@@ -170,7 +182,7 @@ export const make = (config: NodeConfig, transport: TransportShape, discovery: D
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<never>()
     const clock = yield* Effect.clock
-    const nodeId = `${config.name}-${randomId()}`
+    const nodeId = `${config.name}-${(yield* NodeIdSuffix)()}`
     const deadlines = new Deadlines(clock)
     yield* Effect.forkScoped(deadlines.run)
     const state: NodeState = {

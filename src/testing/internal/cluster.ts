@@ -1,0 +1,222 @@
+/**
+ * A test cluster: the simulation, the faulty network, the nodes by name, and the operations of
+ * `TestCluster` on them.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import type * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as Actor from "../../actors/Actor.ts"
+import * as Codec from "../../layers/Codec.ts"
+import { makeNetwork } from "../../layers/internal/inMemory.ts"
+import type { Faults, TestCluster, TestClusterOptions } from "../TestCluster.ts"
+import { SettleTimeout } from "./errors.ts"
+import { FaultyNetwork, noFaults } from "./network.ts"
+import * as Nodes from "./nodes.ts"
+import { derive, Prng } from "./prng.ts"
+import { Simulation } from "./simulation.ts"
+
+/** the reports of the clusters made under `withReport` */
+const currentReports = FiberRef.unsafeMake<Array<() => string> | undefined>(undefined)
+
+/** @internal */
+export const withReport = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    const reports: Array<() => string> = []
+    return effect.pipe(
+      Effect.locally(currentReports, reports),
+      Effect.tapErrorCause((cause) =>
+        Cause.isInterruptedOnly(cause) || reports.length === 0
+          ? Effect.void
+          : Console.error(reports.map((report) => report()).join("\n"))
+      )
+    )
+  })
+
+const millis = (input: Duration.DurationInput): number => Duration.toMillis(Duration.decode(input))
+
+const checkProbability = (name: string, value: number | undefined): number => {
+  const p = value ?? 0
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`TestCluster: ${name} must be a probability in [0, 1], got ${p}`)
+  return p
+}
+
+/** what keeps the cluster from being settled, one reason per node; empty when settled */
+const unsettled = (
+  faulty: FaultyNetwork,
+  incarnations: ReadonlyArray<Nodes.Incarnation>,
+  heardSince: number | undefined
+): Array<string> => {
+  const running = incarnations.filter((i) => i.status === "running")
+  const reasons: Array<string> = []
+  for (const viewer of running) {
+    if (!viewer.endpoint.connected) continue
+    const expected = running.filter((other) => faulty.canTalk(viewer.endpoint, other.endpoint))
+    const discovery = Nodes.discoveryOf(viewer)
+    const members = (discovery.snapshot?.() ?? discovery.unsafeState()).members
+    const wrong: Array<string> = []
+    for (const other of expected) {
+      const node = Nodes.nodeOf(other)
+      const member = members.find((m) => m.nodeId === node.nodeId)
+      if (member === undefined) wrong.push(`misses ${other.endpoint.label}`)
+      else if (member.status !== "alive") wrong.push(`suspects ${other.endpoint.label}`)
+      else if (heardSince !== undefined && other !== viewer && member.lastSeen <= heardSince) {
+        wrong.push(`has not heard ${other.endpoint.label}`)
+      } else if ([...member.kinds].sort().join() !== [...node.kinds()].sort().join()) {
+        wrong.push(`has old kinds of ${other.endpoint.label}`)
+      }
+    }
+    const known = new Set(expected.map((other) => Nodes.nodeOf(other).nodeId))
+    for (const member of members) if (!known.has(member.nodeId)) wrong.push(`still lists ${member.nodeId}`)
+    if (wrong.length > 0) reasons.push(`${viewer.endpoint.label} ${wrong.join(", ")}`)
+  }
+  if (faulty.inFlight > 0) reasons.push(`${faulty.inFlight} frames in flight`)
+  return reasons
+}
+
+/** @internal */
+export const make = <const Name extends string>(
+  options: TestClusterOptions<Name>
+): Effect.Effect<TestCluster<Name>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const names = [...options.nodes]
+    if (names.length === 0 || new Set(names).size !== names.length) {
+      return yield* Effect.dieMessage(`TestCluster: nodes must be distinct names, got ${JSON.stringify(names)}`)
+    }
+    const seed = options.seed >>> 0
+    const sim = new Simulation({ start: 0, autoAdvanceMillis: millis(options.autoAdvance ?? "10 minutes") })
+    const network = makeNetwork()
+    const faulty = new FaultyNetwork(sim, new Prng(derive(seed, "faults")), options.traceSize ?? 1000)
+    network.hook = faulty
+    const settings: Nodes.NodeSettings = {
+      seed,
+      network,
+      faulty,
+      sim,
+      codec: options.codec === "json" ? Codec.jsonCodec : Codec.msgpackCodec,
+      heartbeat: options.heartbeat ?? "1 second",
+      options: options.node ?? {},
+      kinds: options.layer
+    }
+    const settleMillis = millis(options.settleTimeout ?? "2 minutes")
+    const periodMillis = millis(settings.heartbeat)
+    const stepMillis = Math.max(1, Math.floor(periodMillis / 4))
+    // from here on, this fiber (the test) and every node run in the simulation
+    yield* Effect.addFinalizer(() => Effect.sync(() => sim.close()))
+    yield* Effect.locallyScoped(FiberRef.currentScheduler, sim.makeScheduler())
+    yield* Effect.locallyScopedWith(
+      DefaultServices.currentServices,
+      (services) => Context.add(Context.add(services, Clock.Clock, sim), TestClock.TestClock, sim)
+    )
+    const current = new Map<string, Nodes.Incarnation>()
+    const all: Array<Nodes.Incarnation> = []
+    const launch = (name: string, number: number) =>
+      Effect.map(Nodes.start(settings, name, number), (incarnation) => {
+        current.set(name, incarnation)
+        all.push(incarnation)
+      })
+    yield* Effect.addFinalizer(() =>
+      options.onClose === "abandon"
+        ? Effect.sync(() => current.forEach((incarnation) => Nodes.crash(settings, incarnation)))
+        : Effect.forEach([...current.values()], (incarnation) => Nodes.stop(settings, incarnation), { discard: true })
+    )
+    for (const name of names) yield* launch(name, 1)
+    const incarnationOf = (name: string): Nodes.Incarnation => {
+      const incarnation = current.get(name)
+      if (incarnation === undefined) throw new RangeError(`TestCluster: no node "${name}" (nodes: ${names.join(", ")})`)
+      return incarnation
+    }
+    const op = (f: () => void): Effect.Effect<void> => Effect.sync(f)
+    const settle = Effect.gen(function*() {
+      const startedAt = sim.unsafeCurrentTimeMillis()
+      yield* sim.advance(0)
+      // settled: the views are right, and stay right for a heartbeat period in which every
+      // node heard from every node it should see
+      let since: number | undefined = undefined
+      for (;;) {
+        const now = sim.unsafeCurrentTimeMillis()
+        const windowDone = since !== undefined && now - since >= periodMillis
+        const reasons = unsettled(faulty, [...current.values()], windowDone ? since : undefined)
+        if (reasons.length === 0 && windowDone) return
+        if (reasons.length === 0) since ??= now
+        else since = undefined
+        const elapsed = sim.unsafeCurrentTimeMillis() - startedAt
+        if (elapsed >= settleMillis) {
+          faulty.record(`settle gave up: ${reasons.join("; ")}`)
+          return yield* new SettleTimeout({ seed, afterMillis: elapsed, reasons })
+        }
+        yield* sim.advance(stepMillis)
+      }
+    })
+    const cluster: TestCluster<Name> = {
+      seed,
+      nodes: names as ReadonlyArray<Name>,
+      on: (name) => (effect) => Effect.suspend(() => Effect.provide(effect, incarnationOf(name).context)),
+      client: (name, kind) =>
+        Effect.suspend(() => Effect.provide(Actor.client(kind), incarnationOf(name).context)) as never,
+      node: (name) => Nodes.nodeOf(incarnationOf(name)),
+      status: (name) => incarnationOf(name).status,
+      faults: (faults: Faults) =>
+        op(() => {
+          const [low, high] = faults.delay === undefined ? [0, 0] : faults.delay.map(millis)
+          if (!(low! >= 0 && high! >= low!)) throw new RangeError(`TestCluster: delay must be [min, max], min <= max`)
+          faulty.faults = {
+            drop: checkProbability("drop", faults.drop),
+            delayMin: Math.round(low!),
+            delayMax: Math.round(high!),
+            duplicate: checkProbability("duplicate", faults.duplicate)
+          }
+          faulty.record(`faults ${JSON.stringify(faults)}`)
+        }),
+      partition: (...sides) =>
+        op(() => {
+          const map = new Map<string, number>()
+          sides.forEach((side, i) => side.forEach((name) => map.set(incarnationOf(name).name, i)))
+          faulty.sides = map
+          faulty.record(`partition ${sides.map((side) => `[${side.join(",")}]`).join(" ")}`)
+        }),
+      disconnect: (name) =>
+        op(() => {
+          faulty.record(`${incarnationOf(name).endpoint.label} disconnects`)
+          incarnationOf(name).setConnected(false)
+        }),
+      reconnect: (name) =>
+        op(() => {
+          faulty.record(`${incarnationOf(name).endpoint.label} reconnects`)
+          incarnationOf(name).setConnected(true)
+        }),
+      crash: (name) => op(() => Nodes.crash(settings, incarnationOf(name))),
+      stop: (name) => Effect.suspend(() => Nodes.stop(settings, incarnationOf(name))),
+      restart: (name) =>
+        Effect.suspend(() => {
+          const previous = incarnationOf(name)
+          return Effect.zipRight(Nodes.stop(settings, previous), launch(name, previous.number + 1))
+        }),
+      heal: op(() => {
+        faulty.faults = noFaults
+        faulty.sides = undefined
+        faulty.record("heal")
+        for (const incarnation of current.values()) {
+          if (incarnation.status === "running") incarnation.setConnected(true)
+        }
+      }),
+      settle,
+      advance: (duration) => Effect.suspend(() => sim.advance(millis(duration))),
+      trace: () => faulty.trace(),
+      stats: () => ({ ...faulty.stats, inFlight: faulty.inFlight, timers: sim.pendingTimers }),
+      report: () =>
+        [`TestCluster seed ${seed}: the last ${faulty.trace().length} frames (virtual time, from→to, frame, fate)`]
+          .concat(faulty.trace().map((line) => `  ${line}`)).join("\n")
+    }
+    ;(yield* FiberRef.get(currentReports))?.push(cluster.report)
+    yield* sim.advance(0)
+    return cluster
+  })
