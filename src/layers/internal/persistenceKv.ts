@@ -32,130 +32,158 @@ const filterOf = (prefix: string): string => {
 const badKey = (operation: string, key: string) =>
   new PersistenceError({ operation, reason: `invalid key "${key}" (build keys with Persistence.key)` })
 
+/** what the operations of one store share */
+interface KvStore {
+  readonly bucket: OpenBucket
+  readonly locks: Map<string, { readonly semaphore: Effect.Semaphore; users: number }>
+}
+
 /** @internal the store on an open bucket */
 export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
-  const { kv, maxValueBytes, timeoutMs } = bucket
-  const timeout = Duration.millis(timeoutMs)
+  const store: KvStore = { bucket, locks: new Map() }
+  return {
+    name: "nats-kv",
+    maxValueBytes: bucket.maxValueBytes,
+    get: (key) => get(store, key),
+    put: (key, value, expected) => put(store, key, value, expected),
+    remove: (key, expected) => remove(store, key, expected),
+    keys: (prefix) => keys(store, prefix),
+    watch: (prefix) => Stream.unwrapScoped(watchFrom(bucket, prefix))
+  }
+}
 
-  /** a nats.js call, its failure mapped by `onError` */
-  const call = <A, E>(run: (signal: AbortSignal) => Promise<A>, onError: (error: unknown) => E): Effect.Effect<A, E> =>
-    Effect.tryPromise({ try: run, catch: onError })
+/** a nats.js call, its failure mapped by `onError` */
+const call = <A, E>(run: (signal: AbortSignal) => Promise<A>, onError: (error: unknown) => E): Effect.Effect<A, E> =>
+  Effect.tryPromise({ try: run, catch: onError })
 
-  /** a whole operation, bounded by the timeout on Effect's Clock (nats.js bounds each request too) */
-  const bounded = <A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | PersistenceError> =>
-    Effect.timeoutFail(effect, {
-      duration: timeout,
-      onTimeout: () => new PersistenceError({ operation, reason: `no answer from JetStream within ${timeoutMs} ms` })
-    })
+/** a whole operation, bounded by the timeout on Effect's Clock (nats.js bounds each request too) */
+const bounded = <A, E>(
+  store: KvStore,
+  operation: string,
+  effect: Effect.Effect<A, E>
+): Effect.Effect<A, E | PersistenceError> =>
+  Effect.timeoutFail(effect, {
+    duration: Duration.millis(store.bucket.timeoutMs),
+    onTimeout: () =>
+      new PersistenceError({ operation, reason: `no answer from JetStream within ${store.bucket.timeoutMs} ms` })
+  })
 
-  const locks = new Map<string, { readonly semaphore: Effect.Semaphore; users: number }>()
-  /**
-   * Writes of one key from this store go one at a time. Before nats-server 2.9.21 a replicated
-   * stream checks the expected revision against applied writes only, so two compare-and-sets of
-   * one key in flight together could both succeed (nats-io/nats-server#4320); one in flight per
-   * key and process keeps that from happening within a process.
-   */
-  const serialized = <A, E>(key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.suspend(() => {
-      let lock = locks.get(key)
-      if (lock === undefined) {
-        lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
-        locks.set(key, lock)
-      }
-      const held = lock
-      held.users++
-      return held.semaphore.withPermits(1)(effect).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          if (--held.users === 0) locks.delete(key)
-        }))
-      )
-    })
-
-  /** the key's last message: its value, or a delete marker, or nothing */
-  const getRaw = (operation: string, key: string) =>
-    call(() => kv.get(key), (error) => persistenceError(operation, error, timeoutMs))
-
-  const get: PersistenceShape["get"] = (key) =>
-    isValidKey(key)
-      ? bounded(
-        `get ${key}`,
-        Effect.map(getRaw(`get ${key}`, key), (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none()))
-      )
-      : Effect.fail(badKey("get", key))
-
-  const put: PersistenceShape["put"] = (key, value, expected) => {
-    const operation = `put ${key}`
-    if (value.byteLength > maxValueBytes) {
-      return Effect.fail(new PayloadTooLarge({ size: value.byteLength, limit: maxValueBytes }))
+/**
+ * Writes of one key from this store go one at a time. Before nats-server 2.9.21 a replicated
+ * stream checks the expected revision against applied writes only, so two compare-and-sets of
+ * one key in flight together could both succeed (nats-io/nats-server#4320); one in flight per
+ * key and process keeps that from happening within a process.
+ */
+const serialized = <A, E>(store: KvStore, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    let lock = store.locks.get(key)
+    if (lock === undefined) {
+      lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+      store.locks.set(key, lock)
     }
-    if (!isValidKey(key)) return Effect.fail(badKey("put", key))
-    const write = (previous: number) =>
-      call(
-        () => kv.put(key, value, { previousSeq: previous }),
-        (error) => writeError(operation, key, expected, value.byteLength, maxValueBytes, error, timeoutMs)
-      )
-    if (expected !== 0) return bounded(operation, serialized(key, write(expected)))
-    // "must not exist": a key removed before is a delete marker, so write over the marker's
-    // revision instead (still a compare-and-set: a write in between is a conflict)
-    const create = write(0).pipe(
-      Effect.catchIf(
-        (error): error is Conflict => error._tag === "Conflict",
-        (conflict) =>
-          Effect.flatMap(
-            getRaw(operation, key),
-            (entry): Effect.Effect<number, Conflict | PayloadTooLarge | PersistenceError> =>
-              entry !== null && entry.operation !== "PUT" ? write(entry.revision) : Effect.fail(conflict)
-          )
+    const held = lock
+    held.users++
+    return held.semaphore.withPermits(1)(effect).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        if (--held.users === 0) store.locks.delete(key)
+      }))
+    )
+  })
+
+/** the key's last message: its value, or a delete marker, or nothing */
+const getRaw = (store: KvStore, operation: string, key: string) =>
+  call(() => store.bucket.kv.get(key), (error) => persistenceError(operation, error, store.bucket.timeoutMs))
+
+const get = (store: KvStore, key: string): ReturnType<PersistenceShape["get"]> =>
+  isValidKey(key)
+    ? bounded(
+      store,
+      `get ${key}`,
+      Effect.map(
+        getRaw(store, `get ${key}`, key),
+        (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none())
       )
     )
-    return bounded(operation, serialized(key, create))
-  }
+    : Effect.fail(badKey("get", key))
 
-  const remove: PersistenceShape["remove"] = (key, expected) => {
-    const operation = `remove ${key}`
-    if (!isValidKey(key)) return Effect.fail(badKey("remove", key))
-    if (expected === 0) {
-      // nothing to write: the key must be absent, and then there is nothing to remove
-      return bounded(
-        operation,
+const put = (
+  store: KvStore,
+  key: string,
+  value: Uint8Array,
+  expected: number
+): ReturnType<PersistenceShape["put"]> => {
+  const { kv, maxValueBytes, timeoutMs } = store.bucket
+  const operation = `put ${key}`
+  if (value.byteLength > maxValueBytes) {
+    return Effect.fail(new PayloadTooLarge({ size: value.byteLength, limit: maxValueBytes }))
+  }
+  if (!isValidKey(key)) return Effect.fail(badKey("put", key))
+  const write = (previous: number) =>
+    call(
+      () => kv.put(key, value, { previousSeq: previous }),
+      (error) => writeError(operation, key, expected, value.byteLength, maxValueBytes, error, timeoutMs)
+    )
+  if (expected !== 0) return bounded(store, operation, serialized(store, key, write(expected)))
+  // "must not exist": a key removed before is a delete marker, so write over the marker's
+  // revision instead (still a compare-and-set: a write in between is a conflict)
+  const create = write(0).pipe(
+    Effect.catchIf(
+      (error): error is Conflict => error._tag === "Conflict",
+      (conflict) =>
         Effect.flatMap(
-          getRaw(operation, key),
-          (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
+          getRaw(store, operation, key),
+          (entry): Effect.Effect<number, Conflict | PayloadTooLarge | PersistenceError> =>
+            entry !== null && entry.operation !== "PUT" ? write(entry.revision) : Effect.fail(conflict)
         )
-      )
-    }
+    )
+  )
+  return bounded(store, operation, serialized(store, key, create))
+}
+
+const remove = (store: KvStore, key: string, expected: number): ReturnType<PersistenceShape["remove"]> => {
+  const operation = `remove ${key}`
+  if (!isValidKey(key)) return Effect.fail(badKey("remove", key))
+  if (expected === 0) {
+    // nothing to write: the key must be absent, and then there is nothing to remove
     return bounded(
+      store,
       operation,
-      serialized(
-        key,
-        call(
-          () => kv.delete(key, { previousSeq: expected }),
-          (error): Conflict | PersistenceError =>
-            isWrongLastSequence(error)
-              ? { _tag: "Conflict", key, expected }
-              : persistenceError(operation, error, timeoutMs)
-        )
+      Effect.flatMap(
+        getRaw(store, operation, key),
+        (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
       )
     )
   }
-
-  const keys: PersistenceShape["keys"] = (prefix) => {
-    const operation = `keys ${prefix}`
-    return bounded(
-      operation,
-      call(async (signal) => {
-        const iterator = await kv.keys(filterOf(prefix))
-        signal.addEventListener("abort", () => iterator.stop(), { once: true })
-        const found: Array<string> = []
-        for await (const key of iterator) if (key.startsWith(prefix)) found.push(key)
-        return found
-      }, (error) => persistenceError(operation, error, timeoutMs))
+  return bounded(
+    store,
+    operation,
+    serialized(
+      store,
+      key,
+      call(
+        () => store.bucket.kv.delete(key, { previousSeq: expected }),
+        (error): Conflict | PersistenceError =>
+          isWrongLastSequence(error)
+            ? { _tag: "Conflict", key, expected }
+            : persistenceError(operation, error, store.bucket.timeoutMs)
+      )
     )
-  }
+  )
+}
 
-  const watch: PersistenceShape["watch"] = (prefix) => Stream.unwrapScoped(watchFrom(bucket, prefix))
-
-  return { name: "nats-kv", maxValueBytes, get, put, remove, keys, watch }
+const keys = (store: KvStore, prefix: string): ReturnType<PersistenceShape["keys"]> => {
+  const operation = `keys ${prefix}`
+  return bounded(
+    store,
+    operation,
+    call(async (signal) => {
+      const iterator = await store.bucket.kv.keys(filterOf(prefix))
+      signal.addEventListener("abort", () => iterator.stop(), { once: true })
+      const found: Array<string> = []
+      for await (const key of iterator) if (key.startsWith(prefix)) found.push(key)
+      return found
+    }, (error) => persistenceError(operation, error, store.bucket.timeoutMs))
+  )
 }
 
 /**
