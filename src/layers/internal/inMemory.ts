@@ -16,7 +16,7 @@ import * as Drops from "./drops.ts"
 import { makeEncoder } from "./fragments.ts"
 import { expireIn, Reassembler } from "./reassembly.ts"
 import { makeReceiver, resolveLimits } from "./receive.ts"
-import { fromResult } from "./publish.ts"
+import { publishOf } from "./publish.ts"
 import { prefixOf } from "./subjects.ts"
 
 /** @internal one subscription on an in-memory network */
@@ -230,17 +230,15 @@ export const makeInMemory = (options: InMemoryEndpointOptions = {}): TransportSh
   const network = options.network ?? makeNetwork()
   const prefix = prefixOf(options.namespace)
   const endpoint = options.endpoint
+  const unsafePublish: TransportShape["unsafePublish"] = (subject, frame, publishOptions) => {
+    network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix, endpoint, frame)
+    return undefined
+  }
   return {
     name: "in-memory",
     zeroCopy: true,
-    publish: (subject, frame, publishOptions) =>
-      Effect.sync(() =>
-        network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix, endpoint, frame)
-      ),
-    unsafePublish: (subject, frame, publishOptions) => {
-      network.routeWithReply(prefix + subject, frame, publishOptions?.replyTo, prefix, endpoint, frame)
-      return undefined
-    },
+    publish: publishOf(unsafePublish),
+    unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) =>
       subscribeWith(
         network,
@@ -285,8 +283,7 @@ export const makeInMemorySerialized = (codec: CodecShape, options: InMemoryEndpo
   return {
     name: `in-memory+${codec.name}`,
     zeroCopy: false,
-    publish: (subject, frame, publishOptions) =>
-      Effect.suspend(() => fromResult(unsafePublish(subject, frame, publishOptions))),
+    publish: publishOf(unsafePublish),
     unsafePublish,
     subscribe: (subject, onFrame, subscribeOptions) => {
       const reassembler = new Reassembler(limits.maxMessageBytes)
