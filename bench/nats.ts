@@ -125,8 +125,8 @@ export const child = (name: string, args: ReadonlyArray<string>, env: Record<str
 const childProfiling = (name: string, env: Record<string, string>): Record<string, string> => {
   const dir = process.env["BENCH_PROFILE_DIR"]
   if (dir === undefined || dir.length === 0) return {}
-  const file = name === "troupe-responder.ts"
-    ? `troupe-responder-${env["BENCH_CODEC"] ?? "msgpack"}`
+  const file = name === "troupe-responder.ts" || name === "peers-troupe-responder.ts"
+    ? `${name.replace(/\.ts$/, "")}-${env["BENCH_CODEC"] ?? "msgpack"}`
     : name.replace(/\.ts$/, "")
   return { BENCH_CPU_PROFILE: join(dir, `${file}.cpuprofile`) }
 }

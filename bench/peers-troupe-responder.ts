@@ -11,7 +11,8 @@
  * `troupe_topic_dropped`).
  *
  * Prints `ready` once both topic subscriptions are live; SIGTERM interrupts the program, which
- * closes the node and exits.
+ * closes the node and exits. `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the process
+ * there when it is stopped.
  *
  * @since 0.5.0
  */
@@ -26,6 +27,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Node, Topic } from "../src/index.ts"
 import { droppedEvents } from "../src/runtime/internal/topics.ts"
+import { cpuProfile } from "./cpu-profile.ts"
 import { EVENTS, PeerControl, PeerEvent, PeerLive, TROUPE_NAMESPACE } from "./peers-kinds.ts"
 import { type Control, doneLine, roundLine } from "./topics-events.ts"
 
@@ -43,6 +45,9 @@ const program = Effect.gen(function*() {
     Node.layerNats({ servers: url, name: `peers-troupe-${codec}`, namespace: TROUPE_NAMESPACE[codec], codec })
   )))
   const bus = Context.get(node, Topic.TopicBus)
+  // `BENCH_CPU_PROFILE=file.cpuprofile`: profile this process from now until it is stopped
+  const profilePath = process.env["BENCH_CPU_PROFILE"]
+  if (profilePath !== undefined && profilePath.length > 0) yield* cpuProfile(profilePath)
 
   let round = -1
   let expect = Number.POSITIVE_INFINITY

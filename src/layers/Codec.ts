@@ -182,6 +182,30 @@ const jsonReplacer = function(this: unknown, key: string, value: unknown): unkno
   return value
 }
 
+/**
+ * Whether `value` is written the same with and without `jsonReplacer`: no bytes, no bigint, no
+ * `toJSON` (whose result the replacer would see), at most `MAX_DEPTH` levels (deeper, or a
+ * cycle, goes through the replacer and fails as before). A replacer is a call from
+ * `JSON.stringify` into JavaScript for every key; the frames of the hot path have none of these
+ * values, and this look at them costs a fraction of those calls.
+ */
+const plainJson = (value: unknown, depth: number): boolean => {
+  if (typeof value !== "object" || value === null) return typeof value !== "bigint"
+  if (
+    depth >= MAX_DEPTH || value instanceof Uint8Array || typeof (value as { toJSON?: unknown }).toJSON === "function"
+  ) {
+    return false
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!plainJson(value[i], depth + 1)) return false
+    return true
+  }
+  for (const key of Object.keys(value)) {
+    if (!plainJson((value as Record<string, unknown>)[key], depth + 1)) return false
+  }
+  return true
+}
+
 const jsonReviver = (_key: string, value: unknown): unknown => {
   if (typeof value === "object" && value !== null && BINARY in value) {
     const b64 = (value as Record<string, unknown>)[BINARY]
@@ -234,7 +258,9 @@ const deserializeAny = (bytes: Uint8Array): unknown =>
  * @category codecs
  */
 export const jsonCodec: CodecShape = makeChecked("json", (value) => {
-  const bytes = textEncoder.encode(JSON.stringify(value, jsonReplacer))
+  const bytes = textEncoder.encode(
+    plainJson(value, 0) ? JSON.stringify(value) : JSON.stringify(value, jsonReplacer)
+  )
   // what the receiver would refuse fails here, typed, rather than as a timeout there
   return jsonTooDeep(bytes) ? new Malformed(TOO_DEEP) : bytes
 }, deserializeAny)

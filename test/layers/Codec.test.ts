@@ -355,3 +355,51 @@ describe("decoding is total: any bytes give a frame or a typed failure", () => {
     rejects(garbage, new Uint8Array([1]))
   })
 })
+
+describe("JSON codec: a frame with nothing special skips the replacer", () => {
+  const request = (body: unknown): Envelope => ({
+    _tag: "Request",
+    v: ProtocolVersion,
+    source: "a",
+    requestId: 1,
+    kind: "K",
+    id: "i",
+    tag: "T",
+    headers: {},
+    body
+  })
+  const bodyOf = (frame: Envelope): unknown => {
+    const back = Either.getOrThrow(Codec.jsonCodec.decode(Either.getOrThrow(Codec.jsonCodec.encode(frame))))
+    return back._tag === "Request" ? back.body : undefined
+  }
+
+  it("bytes deep in arrays, bytes a toJSON returns and a Date travel as they did; a bigint is an EncodeError", () => {
+    expect(bodyOf(request({ a: 1, b: [2, "three", null, { c: true }] }))).toEqual({
+      a: 1,
+      b: [2, "three", null, { c: true }]
+    })
+    const deep = bodyOf(request({ list: [[{ bytes: new Uint8Array([1, 2, 3]) }]] })) as {
+      list: Array<Array<{ bytes: unknown }>>
+    }
+    expect(deep.list[0]![0]!.bytes).toBeInstanceOf(Uint8Array)
+    expect([...(deep.list[0]![0]!.bytes as Uint8Array)]).toEqual([1, 2, 3])
+    const viaToJSON = bodyOf(request({ wrapped: { toJSON: () => ({ bytes: new Uint8Array([7]) }) } })) as {
+      wrapped: { bytes: unknown }
+    }
+    expect(viaToJSON.wrapped.bytes).toBeInstanceOf(Uint8Array)
+    expect(bodyOf(request({ at: new Date(0) }))).toEqual({ at: "1970-01-01T00:00:00.000Z" })
+    const bigint = Codec.jsonCodec.encode(request({ n: 1n }))
+    expect(Either.isLeft(bigint) && bigint.left._tag).toBe("EncodeError")
+  })
+
+  it("a value nested deeper than the limit, or a cycle, fails as an EncodeError as before", () => {
+    let deep: unknown = 1
+    for (let i = 0; i < 100; i++) deep = [deep]
+    const tooDeep = Codec.jsonCodec.encode(request(deep))
+    expect(Either.isLeft(tooDeep) && tooDeep.left._tag).toBe("EncodeError")
+    const cycle: Record<string, unknown> = {}
+    cycle["self"] = cycle
+    const cyclic = Codec.jsonCodec.encode(request(cycle))
+    expect(Either.isLeft(cyclic) && cyclic.left._tag).toBe("EncodeError")
+  })
+})

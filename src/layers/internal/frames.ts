@@ -99,28 +99,43 @@ export const toPositional = (frame: Frame): ReadonlyArray<unknown> | undefined =
       const headers = headersOrZero(frame.headers)
       const flags = (frame.oneWay === true ? ONE_WAY : 0) | (frame.body === undefined ? NO_BODY : 0) |
         (frame.stream === true ? STREAM : 0)
-      const head = [
-        REQUEST,
-        frame.v,
-        frame.source,
-        frame.requestId,
-        frame.kind,
-        frame.id,
-        frame.tag,
-        headers,
-        flags,
-        frame.hops ?? 0
-      ]
-      if (frame.body !== undefined) head.push(frame.body)
-      return head
+      // each form written whole: a `push` onto a literal would grow its backing store to three
+      // times its length, on every request
+      return frame.body === undefined
+        ? [
+          REQUEST,
+          frame.v,
+          frame.source,
+          frame.requestId,
+          frame.kind,
+          frame.id,
+          frame.tag,
+          headers,
+          flags,
+          frame.hops ?? 0
+        ]
+        : [
+          REQUEST,
+          frame.v,
+          frame.source,
+          frame.requestId,
+          frame.kind,
+          frame.id,
+          frame.tag,
+          headers,
+          flags,
+          frame.hops ?? 0,
+          frame.body
+        ]
     }
     case "Exit": {
       const exit = frame.exit
       if (exit._tag === "Error") return undefined
       const value = exit._tag === "Success" ? exit.value : exit.error
-      const head: Array<unknown> = [REPLY, frame.v, frame.source, frame.requestId, exit._tag === "Success" ? 0 : 1]
-      if (value !== undefined) head.push(value)
-      return head
+      const outcome = exit._tag === "Success" ? 0 : 1
+      return value === undefined
+        ? [REPLY, frame.v, frame.source, frame.requestId, outcome]
+        : [REPLY, frame.v, frame.source, frame.requestId, outcome, value]
     }
     case "Interrupt":
       return [INTERRUPT, frame.v, frame.source, frame.requestId]

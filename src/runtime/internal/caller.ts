@@ -193,6 +193,9 @@ export const askLocal = (
     })
   })
 
+/** the headers of a request sent without any (shared: nothing writes to a frame's headers) */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+
 /**
  * The `Request` frame of `envelope` (its payload encoded unless the transport is zero-copy).
  *
@@ -215,7 +218,7 @@ export const requestFrame = (
     // a streamed field travels in `Items` frames after the request
     if (codec.upload !== undefined) body = { ...(body as object), [codec.upload.field]: null }
   }
-  return Either.right({
+  const frame: { -readonly [K in keyof RequestFrame]: RequestFrame[K] } = {
     _tag: "Request",
     v: ProtocolVersion,
     source: state.nodeId,
@@ -223,11 +226,12 @@ export const requestFrame = (
     kind: envelope.definition.kind,
     id: envelope.id,
     tag: envelope.tag,
-    headers: envelope.headers ?? {},
-    body,
-    ...(oneWay ? { oneWay } : {}),
-    ...(stream ? { stream } : {})
-  })
+    headers: envelope.headers ?? NO_HEADERS,
+    body
+  }
+  if (oneWay) frame.oneWay = true
+  if (stream) frame.stream = true
+  return Either.right(frame)
 }
 
 /**

@@ -69,8 +69,9 @@ export const decodeWith = <A, I>(schema: Schema.Schema<A, I, never>, what: strin
   return (value: unknown): Either.Either<A, DecodeError> => {
     try {
       const decoded = decode(value)
+      // the success as it is: no second Either on every request and reply
       return Either.isRight(decoded)
-        ? Either.right(decoded.right)
+        ? decoded as Either.Either<A, never>
         : Either.left(lazyDecodeError(what, () => issueOf(decoded.left)))
     } catch (error) {
       return Either.left(lazyDecodeError(what, () => describe(error)))
