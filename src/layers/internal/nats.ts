@@ -12,18 +12,18 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { connect, DebugEvents, Events, type Msg, type NatsConnection } from "nats"
+import { connect, DebugEvents, Events, type NatsConnection } from "nats"
 import type { Frame } from "../../schema/Envelope.ts"
 import { type EncodeError, type PayloadTooLarge, TransportError } from "../../schema/Errors.ts"
 import type { CodecShape } from "../Codec.ts"
-import type { NatsOptions, PublishOptions, SubscribeOptions, TransportEvent, TransportShape } from "../Transport.ts"
+import type { NatsOptions, PublishOptions, TransportEvent, TransportShape } from "../Transport.ts"
 import { Coalescer } from "./coalesce.ts"
 import { type Drop, makeDrop } from "./drops.ts"
 import { encodeBatch } from "./batches.ts"
 import { type FragmentLimits, makeEncoder } from "./fragments.ts"
 import { publishOf } from "./publish.ts"
-import { expireIn, Reassembler } from "./reassembly.ts"
-import { makeReceiver as sharedReceiver, type ReplySource, resolveLimits } from "./receive.ts"
+import { type MakeReceiver, type Subscriber, subscribe } from "./natsSubscribe.ts"
+import { makeReceiver as sharedReceiver, resolveLimits } from "./receive.ts"
 import { Backoff, type Connection, disconnected, makeConnection } from "./reconnect.ts"
 import * as Subject from "../Subject.ts"
 import * as Subjects from "./subjects.ts"
@@ -47,165 +47,27 @@ export const make = (
   codec: CodecShape,
   options: NatsOptions,
   limitsOf: (wireLimit: number) => FragmentLimits = (wireLimit) => resolveLimits(options, wireLimit),
-  makeReceiver: (
-    codec: CodecShape,
-    limits: FragmentLimits,
-    onFrame: (frame: Frame) => void,
-    onTooLarge: ((error: PayloadTooLarge, replyTo: string) => void) | undefined,
-    drop: Drop,
-    reassembler: Reassembler
-  ) => (bytes: Uint8Array, source?: ReplySource) => void = sharedReceiver
+  makeReceiver: MakeReceiver = sharedReceiver
 ): Effect.Effect<TransportShape, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const namespace = options.namespace ?? Subjects.DEFAULT_NAMESPACE
-    if (!Subjects.isNamespace(namespace)) {
-      return yield* Effect.fail(new TransportError({ reason: `invalid namespace "${namespace}" (one subject token)` }))
-    }
-    const prefix = Subjects.prefixOf(namespace)
-    const initial = Duration.toMillis(options.reconnectBackoff?.initial ?? "100 millis")
-    const max = Duration.toMillis(options.reconnectBackoff?.max ?? "5 seconds")
-    if (!(initial > 0) || !(max >= initial) || !Number.isFinite(max)) {
-      return yield* Effect.fail(
-        new TransportError({
-          reason: `reconnectBackoff must have 0 < initial <= max (finite), got ${initial} ms and ${max} ms`
-        })
-      )
-    }
-    const reconnectWait = Duration.decodeUnknown(options.reconnectWait ?? "2 seconds")
-    if (Option.isNone(reconnectWait) || !Duration.isFinite(reconnectWait.value)) {
-      return yield* Effect.fail(
-        new TransportError({
-          reason: `reconnectWait must be a finite duration, got ${String(options.reconnectWait)}`
-        })
-      )
-    }
-    const backoff = new Backoff(initial, max)
-    const connection = yield* makeConnection(Duration.toMillis(reconnectWait.value))
-    const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
-    const nc: NatsConnection = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () =>
-          connect({
-            servers,
-            ...(options.name !== undefined ? { name: options.name } : {}),
-            reconnect: true,
-            maxReconnectAttempts: -1,
-            // exponential backoff with jitter, in dial attempts; reset once connected again
-            reconnectDelayHandler: () => backoff.delay(),
-            timeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
-            pingInterval: 10_000,
-            ...WRITE_BATCHING
-          }),
-        catch: (error) => new TransportError({ reason: `cannot connect to ${servers.join(", ")}: ${causeOf(error)}` })
-      }),
-      (connection) =>
-        Effect.promise(() => connection.drain().catch(() => connection.close())).pipe(
-          Effect.timeoutOption(options.drainTimeout ?? "5 seconds"),
-          Effect.zipRight(Effect.promise(() => connection.close().catch(() => undefined)))
-        )
-    )
+    const settings = yield* settingsOf(options)
+    const backoff = new Backoff(settings.initialBackoffMillis, settings.maxBackoffMillis)
+    const connection = yield* makeConnection(settings.reconnectWaitMillis)
+    const nc = yield* connectTo(options, backoff)
     const limits = limitsOf(nc.info?.max_payload ?? 1024 * 1024)
-
     const listeners = new Set<(event: TransportEvent) => void>()
     const log = Runtime.runFork(yield* Effect.runtime<never>())
     const clock = yield* Effect.clock
-    yield* Effect.forkScoped(Effect.promise(async () => {
-      for await (const status of nc.status()) {
-        // nats.js reports each dial of its reconnect loop as `reconnecting`
-        if (status.type === DebugEvents.Reconnecting) backoff.onDial()
-        const event: TransportEvent | undefined = status.type === Events.Disconnect
-          ? "disconnected"
-          : status.type === Events.Reconnect
-          ? "reconnected"
-          : undefined
-        if (event === undefined) continue
-        if (event === "reconnected") {
-          backoff.reset()
-          connection.onReconnected()
-        } else {
-          connection.onDisconnected()
-        }
-        for (const listener of listeners) listener(event)
-      }
-    }))
-
+    yield* Effect.forkScoped(watchStatus(nc, backoff, connection, listeners))
+    const { prefix } = settings
     const sender = yield* makeSender(nc, prefix, connection, codec, limits, options.coalesce ?? true, log, clock)
-
-    const subscribe = (
-      subject: string,
-      onFrame: (frame: Frame) => void,
-      subscribeOptions?: SubscribeOptions
-    ): Effect.Effect<void, TransportError, Scope.Scope> => {
-      if (!Subject.isValidSubject(subject, true)) {
-        return Effect.fail(new TransportError({ reason: `invalid subject "${subject}"` }))
-      }
-      const onNoResponders = subscribeOptions?.onNoResponders
-      const onTooLarge = subscribeOptions?.onTooLarge
-      const reassembler = new Reassembler(limits.maxMessageBytes)
-      const drop = makeDrop(prefix + subject, clock, log)
-      // the reply subject as the node knows it (without the namespace prefix)
-      const receive = makeReceiver(
-        codec,
-        limits,
-        onFrame,
-        onTooLarge === undefined ? undefined : (error, reply) => {
-          if (reply.startsWith(prefix)) onTooLarge(error, reply.slice(prefix.length))
-        },
-        drop,
-        reassembler
-      )
-      let stopListening: (() => void) | undefined
-      const callback = (error: Error | null, msg: Msg) => {
-        // a callback that throws stops nats.js's reader (the whole connection goes deaf): the
-        // receiver never throws, and this is the last resort for the rest
-        try {
-          if (error !== null) {
-            // e.g. a permissions violation: the server closed this subscription
-            log(Effect.logWarning(`NATS subscription to ${subject} failed: ${error.message}`))
-            return
-          }
-          const data = msg.data
-          if (data.length === 0) {
-            if (onNoResponders !== undefined && msg.headers?.code === 503) {
-              onNoResponders(msg.subject.slice(prefix.length))
-            }
-            return
-          }
-          receive(data, msg)
-        } catch (defect) {
-          drop(defect)
-        }
-      }
-      // partial messages expire on the subscribing fiber's Clock, from the subscription's scope
-      return Effect.zipRight(
-        expireIn(reassembler),
-        Effect.acquireRelease(
-          Effect.try({
-            try: () => {
-              const subscription = nc.subscribe(prefix + subject, {
-                callback,
-                ...(subscribeOptions?.queue !== undefined ? { queue: subscribeOptions.queue } : {})
-              })
-              if (onNoResponders !== undefined) stopListening = sender.coalescer.listen(subject, onNoResponders)
-              return subscription
-            },
-            catch: (error) => new TransportError({ reason: `subscribe to ${subject} failed: ${causeOf(error)}` })
-          }),
-          (subscription) =>
-            Effect.sync(() => {
-              stopListening?.()
-              subscription.unsubscribe()
-            })
-        )
-      )
-    }
-
+    const subscriber: Subscriber = { nc, prefix, codec, limits, clock, log, coalescer: sender.coalescer, makeReceiver }
     const transport: TransportShape = {
       name: `nats+${codec.name}`,
       zeroCopy: false,
       publish: publishOf(sender.publish),
       unsafePublish: sender.publish,
-      subscribe,
+      subscribe: (subject, onFrame, subscribeOptions) => subscribe(subscriber, subject, onFrame, subscribeOptions),
       watch: (listener) =>
         Effect.acquireRelease(
           Effect.sync(() => listeners.add(listener)),
@@ -215,6 +77,99 @@ export const make = (
       awaitConnected: connection.awaitConnected
     }
     return transport
+  })
+
+interface Settings {
+  readonly prefix: string
+  readonly initialBackoffMillis: number
+  readonly maxBackoffMillis: number
+  readonly reconnectWaitMillis: number
+}
+
+/** the options checked: the namespace, the reconnect backoff and wait */
+const settingsOf = (options: NatsOptions): Effect.Effect<Settings, TransportError> => {
+  const namespace = options.namespace ?? Subjects.DEFAULT_NAMESPACE
+  if (!Subjects.isNamespace(namespace)) {
+    return Effect.fail(new TransportError({ reason: `invalid namespace "${namespace}" (one subject token)` }))
+  }
+  const initial = Duration.toMillis(options.reconnectBackoff?.initial ?? "100 millis")
+  const max = Duration.toMillis(options.reconnectBackoff?.max ?? "5 seconds")
+  if (!(initial > 0) || !(max >= initial) || !Number.isFinite(max)) {
+    return Effect.fail(
+      new TransportError({
+        reason: `reconnectBackoff must have 0 < initial <= max (finite), got ${initial} ms and ${max} ms`
+      })
+    )
+  }
+  const reconnectWait = Duration.decodeUnknown(options.reconnectWait ?? "2 seconds")
+  if (Option.isNone(reconnectWait) || !Duration.isFinite(reconnectWait.value)) {
+    return Effect.fail(
+      new TransportError({ reason: `reconnectWait must be a finite duration, got ${String(options.reconnectWait)}` })
+    )
+  }
+  return Effect.succeed({
+    prefix: Subjects.prefixOf(namespace),
+    initialBackoffMillis: initial,
+    maxBackoffMillis: max,
+    reconnectWaitMillis: Duration.toMillis(reconnectWait.value)
+  })
+}
+
+/** the connection, in the scope: drained (bounded) and closed on release */
+const connectTo = (
+  options: NatsOptions,
+  backoff: Backoff
+): Effect.Effect<NatsConnection, TransportError, Scope.Scope> => {
+  const servers = typeof options.servers === "string" ? [options.servers] : [...options.servers]
+  return Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        connect({
+          servers,
+          ...(options.name !== undefined ? { name: options.name } : {}),
+          reconnect: true,
+          maxReconnectAttempts: -1,
+          // exponential backoff with jitter, in dial attempts; reset once connected again
+          reconnectDelayHandler: () => backoff.delay(),
+          timeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
+          pingInterval: 10_000,
+          ...WRITE_BATCHING
+        }),
+      catch: (error) => new TransportError({ reason: `cannot connect to ${servers.join(", ")}: ${causeOf(error)}` })
+    }),
+    (connection) =>
+      Effect.promise(() => connection.drain().catch(() => connection.close())).pipe(
+        Effect.timeoutOption(options.drainTimeout ?? "5 seconds"),
+        Effect.zipRight(Effect.promise(() => connection.close().catch(() => undefined)))
+      )
+  )
+}
+
+/** the connection's status events: the backoff's dial count, the connection state, the node's listeners */
+const watchStatus = (
+  nc: NatsConnection,
+  backoff: Backoff,
+  connection: Connection,
+  listeners: ReadonlySet<(event: TransportEvent) => void>
+): Effect.Effect<void> =>
+  Effect.promise(async () => {
+    for await (const status of nc.status()) {
+      // nats.js reports each dial of its reconnect loop as `reconnecting`
+      if (status.type === DebugEvents.Reconnecting) backoff.onDial()
+      const event: TransportEvent | undefined = status.type === Events.Disconnect
+        ? "disconnected"
+        : status.type === Events.Reconnect
+        ? "reconnected"
+        : undefined
+      if (event === undefined) continue
+      if (event === "reconnected") {
+        backoff.reset()
+        connection.onReconnected()
+      } else {
+        connection.onDisconnected()
+      }
+      for (const listener of listeners) listener(event)
+    }
   })
 
 /** writes an encoded frame to the connection, under the namespace prefix */
