@@ -116,6 +116,23 @@ export interface Faults {
 }
 
 /**
+ * Faults of the cluster's store, drawn from the seed for each operation of a node, until changed
+ * or healed.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface StoreFaults {
+  /** the probability that an operation fails with `PersistenceError` before it is done; default 0 */
+  readonly fail?: number | undefined
+  /**
+   * the probability that a write (`put`, `remove`) is done but its caller gets `PersistenceError`,
+   * as when a JetStream answer times out; default 0
+   */
+  readonly lostReply?: number | undefined
+}
+
+/**
  * What a node of the cluster provides to an effect run `on` it.
  *
  * @since 0.5.0
@@ -154,7 +171,7 @@ export interface Stats {
   readonly inFlight: number
   /** timers of the simulation not yet fired (every node's sleeps, and the frames in flight) */
   readonly timers: number
-  /** store operations that failed because the store was down (`storeDown`) */
+  /** store operations of the nodes that failed (the store down, or `storeFaults`) */
   readonly storeFailures: number
 }
 
@@ -198,7 +215,9 @@ export interface TestCluster<Name extends string = string> {
   readonly storeDown: Effect.Effect<void>
   /** the store is back */
   readonly storeUp: Effect.Effect<void>
-  /** no more faults, partitions, dropped connections or store outage (crashed nodes stay crashed) */
+  /** sets the store's faults (replacing the previous ones) */
+  readonly storeFaults: (faults: StoreFaults) => Effect.Effect<void>
+  /** no more faults, partitions, dropped connections, store outage or store faults (crashed nodes stay crashed) */
   readonly heal: Effect.Effect<void>
   /**
    * moves time until every running, connected node sees exactly the nodes it can reach (alive,

@@ -9,6 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import { Packr } from "msgpackr"
 import * as Persistence from "../../src/layers/Persistence.ts"
@@ -29,6 +31,7 @@ export type DurableStep =
   | { readonly op: "partition"; readonly side: ReadonlyArray<Name> }
   | { readonly op: "crash" | "restart" | "disconnect" | "reconnect"; readonly node: Name }
   | { readonly op: "storeDown" | "storeUp" | "heal" }
+  | { readonly op: "storeFaults"; readonly fail: number; readonly lostReply: number }
   | { readonly op: "advance"; readonly millis: number }
 
 const node = FastCheck.constantFrom<Name>(...names)
@@ -79,6 +82,14 @@ export const durableStep: FastCheck.Arbitrary<DurableStep> = FastCheck.oneof(
     arbitrary: FastCheck.record({ op: FastCheck.constantFrom("storeDown" as const, "storeUp" as const, "heal" as const) })
   },
   {
+    weight: 1,
+    arbitrary: FastCheck.record({
+      op: FastCheck.constant("storeFaults" as const),
+      fail: FastCheck.constantFrom(0, 0.1, 0.5),
+      lostReply: FastCheck.constantFrom(0, 0.1, 0.5)
+    })
+  },
+  {
     weight: 2,
     arbitrary: FastCheck.record({
       op: FastCheck.constant("advance" as const),
@@ -102,6 +113,8 @@ export interface Write {
   acknowledged: boolean
   failed: boolean
   ended: boolean
+  /** how it ended */
+  exit?: Exit.Exit<unknown, unknown>
   fiber?: Fiber.RuntimeFiber<void>
 }
 
@@ -125,6 +138,7 @@ export interface DurableOutcome {
   readonly accounts: ReadonlyArray<AccountOutcome>
   /** the plans whose Bill handler ran (committed or not) */
   readonly billed: ReadonlyArray<string>
+  readonly writes: ReadonlyArray<Write>
   readonly report: string
 }
 
@@ -174,6 +188,7 @@ export const runDurable = (seed: number, steps: ReadonlyArray<DurableStep>): Pro
           write.fiber = yield* Effect.fork(Effect.gen(function*() {
             const exit = yield* Effect.exit(call)
             write.ended = true
+            write.exit = exit
             if (Exit.isSuccess(exit)) write.acknowledged = true
             else write.failed = true
           }))
@@ -197,6 +212,9 @@ export const runDurable = (seed: number, steps: ReadonlyArray<DurableStep>): Pro
           break
         case "storeUp":
           yield* cluster.storeUp
+          break
+        case "storeFaults":
+          yield* cluster.storeFaults({ fail: s.fail, lostReply: s.lostReply })
           break
         case "heal":
           yield* cluster.heal
@@ -242,5 +260,5 @@ export const runDurable = (seed: number, steps: ReadonlyArray<DurableStep>): Pro
         })
       })
     }
-    return { accounts, billed: [...log.billed], report: cluster.report() } satisfies DurableOutcome
-  }).pipe(Effect.scoped, Effect.runPromise)
+    return { accounts, billed: [...log.billed], writes, report: cluster.report() } satisfies DurableOutcome
+  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(process.env["TROUPE_LOGS"] ? LogLevel.Debug : LogLevel.None), Effect.runPromise)

@@ -17,7 +17,7 @@ import * as TestClock from "effect/TestClock"
 import * as Actor from "../../actors/Actor.ts"
 import * as Codec from "../../layers/Codec.ts"
 import { makeNetwork } from "../../layers/internal/inMemory.ts"
-import type { Faults, TestCluster, TestClusterOptions } from "../TestCluster.ts"
+import type { Faults, StoreFaults, TestCluster, TestClusterOptions } from "../TestCluster.ts"
 import { SettleTimeout } from "./errors.ts"
 import { FaultyNetwork, noFaults } from "./network.ts"
 import * as Nodes from "./nodes.ts"
@@ -106,7 +106,7 @@ export const make = <const Name extends string>(
       heartbeat: options.heartbeat ?? "1 second",
       options: options.node ?? {},
       kinds: options.layer,
-      store: makeClusterStore()
+      store: makeClusterStore(new Prng(derive(seed, "store")), (line) => faulty.record(line))
     }
     const store = settings.store
     const settleMillis = millis(options.settleTimeout ?? "2 minutes")
@@ -212,8 +212,17 @@ export const make = <const Name extends string>(
         store.up = true
         faulty.record("the store is back")
       }),
+      storeFaults: (faults: StoreFaults) =>
+        op(() => {
+          store.faults = {
+            fail: checkProbability("fail", faults.fail),
+            lostReply: checkProbability("lostReply", faults.lostReply)
+          }
+          faulty.record(`store faults ${JSON.stringify(faults)}`)
+        }),
       heal: op(() => {
         store.up = true
+        store.faults = { fail: 0, lostReply: 0 }
         faulty.faults = noFaults
         faulty.sides = undefined
         faulty.record("heal")
