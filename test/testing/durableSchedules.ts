@@ -79,7 +79,9 @@ export const durableStep: FastCheck.Arbitrary<DurableStep> = FastCheck.oneof(
   },
   {
     weight: 1,
-    arbitrary: FastCheck.record({ op: FastCheck.constantFrom("storeDown" as const, "storeUp" as const, "heal" as const) })
+    arbitrary: FastCheck.record({
+      op: FastCheck.constantFrom("storeDown" as const, "storeUp" as const, "heal" as const)
+    })
   },
   {
     weight: 1,
@@ -261,4 +263,8 @@ export const runDurable = (seed: number, steps: ReadonlyArray<DurableStep>): Pro
       })
     }
     return { accounts, billed: [...log.billed], writes, report: cluster.report() } satisfies DurableOutcome
-  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(process.env["TROUPE_LOGS"] ? LogLevel.Debug : LogLevel.None), Effect.runPromise)
+  }).pipe(
+    Effect.scoped,
+    Logger.withMinimumLogLevel(process.env["TROUPE_LOGS"] ? LogLevel.Debug : LogLevel.None),
+    Effect.runPromise
+  )
