@@ -30,6 +30,7 @@ export type DurableStep =
   | { readonly op: "faults"; readonly drop: number; readonly delay: number }
   | { readonly op: "partition"; readonly side: ReadonlyArray<Name> }
   | { readonly op: "crash" | "restart" | "disconnect" | "reconnect"; readonly node: Name }
+  | { readonly op: "crashOwner"; readonly account: number }
   | { readonly op: "storeDown" | "storeUp" | "heal" }
   | { readonly op: "storeFaults"; readonly fail: number; readonly lostReply: number }
   | { readonly op: "advance"; readonly millis: number }
@@ -209,6 +210,14 @@ export const runDurable = (seed: number, steps: ReadonlyArray<DurableStep>): Pro
         case "reconnect":
           yield* cluster[s.op](s.node)
           break
+        case "crashOwner": {
+          // the node where the account is active (the owner of its reminders), if any
+          const owner = names.find((n) =>
+            cluster.status(n) === "running" && cluster.node(n).isActive("Account", idOf(s.account))
+          )
+          if (owner !== undefined) yield* cluster.crash(owner)
+          break
+        }
         case "storeDown":
           yield* cluster.storeDown
           break
