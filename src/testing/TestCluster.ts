@@ -39,6 +39,7 @@ import type * as Actor from "../actors/Actor.ts"
 import type { ActorSystem } from "../actors/ActorSystem.ts"
 import type * as Topic from "../actors/Topic.ts"
 import type * as Discovery from "../layers/Discovery.ts"
+import type * as Persistence from "../layers/Persistence.ts"
 import type * as Transport from "../layers/Transport.ts"
 import type * as Node from "../runtime/Node.ts"
 import * as internal from "./internal/cluster.ts"
@@ -63,8 +64,11 @@ export interface TestClusterOptions<Name extends string> {
   readonly nodes: ReadonlyArray<Name>
   /** the seed of every fault and node id: the same seed replays the same run */
   readonly seed: number
-  /** the kinds every node hosts (`Actor.toLayer(...)`, merged) */
-  readonly layer: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>
+  /**
+   * the kinds every node hosts (`Actor.toLayer(...)`, merged); durable kinds get the cluster's
+   * `Persistence` store, one for every node and incarnation (since 0.5.0)
+   */
+  readonly layer: Layer.Layer<never, never, ActorSystem | Topic.TopicBus | Persistence.Persistence>
   /** the wire encoding; default `"msgpack"` */
   readonly codec?: "msgpack" | "json" | undefined
   /** the discovery heartbeat period; default 1 second */
@@ -112,12 +116,35 @@ export interface Faults {
 }
 
 /**
+ * Faults of the cluster's store, drawn from the seed for each operation of a node, until changed
+ * or healed.
+ *
+ * @since 0.5.0
+ * @category models
+ */
+export interface StoreFaults {
+  /** the probability that an operation fails with `PersistenceError` before it is done; default 0 */
+  readonly fail?: number | undefined
+  /**
+   * the probability that a write (`put`, `remove`) is done but its caller gets `PersistenceError`,
+   * as when a JetStream answer times out; default 0
+   */
+  readonly lostReply?: number | undefined
+}
+
+/**
  * What a node of the cluster provides to an effect run `on` it.
  *
  * @since 0.5.0
  * @category models
  */
-export type NodeServices = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery | Transport.Transport
+export type NodeServices =
+  | Node.Node
+  | ActorSystem
+  | Topic.TopicBus
+  | Discovery.Discovery
+  | Transport.Transport
+  | Persistence.Persistence
 
 /**
  * The typed client `Actor.client(kind)` gives.
@@ -144,6 +171,8 @@ export interface Stats {
   readonly inFlight: number
   /** timers of the simulation not yet fired (every node's sleeps, and the frames in flight) */
   readonly timers: number
+  /** store operations of the nodes that failed (the store down, or `storeFaults`) */
+  readonly storeFailures: number
 }
 
 /**
@@ -177,7 +206,18 @@ export interface TestCluster<Name extends string = string> {
   readonly stop: (node: Name) => Effect.Effect<void>
   /** starts a new incarnation of the node (a new node id), after stopping a running one gracefully */
   readonly restart: (node: Name) => Effect.Effect<void>
-  /** no more faults, partitions or dropped connections (crashed nodes stay crashed) */
+  /**
+   * the cluster's store, as the nodes share it (one in-memory store outside the nodes: it
+   * survives crashes and restarts), read directly: never down, for a test to check what is stored
+   */
+  readonly store: Persistence.PersistenceShape
+  /** the store goes down: every node's `get`, `put`, `remove` and `keys` fails with `PersistenceError` */
+  readonly storeDown: Effect.Effect<void>
+  /** the store is back */
+  readonly storeUp: Effect.Effect<void>
+  /** sets the store's faults (replacing the previous ones) */
+  readonly storeFaults: (faults: StoreFaults) => Effect.Effect<void>
+  /** no more faults, partitions, dropped connections, store outage or store faults (crashed nodes stay crashed) */
   readonly heal: Effect.Effect<void>
   /**
    * moves time until every running, connected node sees exactly the nodes it can reach (alive,

@@ -2,6 +2,7 @@
  * Schedules a property once failed on, kept as they were printed (seed and shrunk steps).
  */
 import { describe, expect, it } from "@effect/vitest"
+import { type DurableStep, runDurable } from "./durableSchedules.ts"
 import { runSchedule, type Step } from "./schedules.ts"
 
 describe("TestCluster regressions", () => {
@@ -29,5 +30,25 @@ describe("TestCluster regressions", () => {
     expect(fromB!.exit).toBeUndefined()
     expect(fromA).toMatchObject({ from: "a", lost: false, exit: { _tag: "Success" } })
     expect(outcome.asks).toHaveLength(2)
+  })
+
+  // reminders fire at least once, seed 0 (fast-check seed -1216869603): b#2, restarted and alone
+  // in its view, activated acct-1 as c did; c's deposit won the first write, b#2 then stored
+  // reminder p1. c's scheduler saw p1 in the index and fired it on its own activation, loaded
+  // before p1 was written: it found nothing due, and the scheduler forgot the reminder. A firing
+  // that finds nothing due now checks that its activation is not behind the store.
+  it("a reminder written by another activation fires, though the owner's activation is behind the store", async () => {
+    const steps: ReadonlyArray<DurableStep> = [
+      { op: "restart", node: "b" },
+      { op: "subscribe", from: "b", account: 1, after: 1 },
+      { op: "subscribe", from: "b", account: 1, after: 3000 },
+      { op: "deposit", from: "a", account: 1, amount: 1 }
+    ]
+    const outcome = await runDurable(0, steps)
+    const account = outcome.accounts[1]!
+    expect(account.acknowledgedPlans).toEqual(["p1"])
+    expect(outcome.billed).toContain("p1")
+    expect(account.stored).toEqual({ balance: 1, bills: 1, reminders: 0 })
+    expect(account.overdue).toEqual([])
   })
 })

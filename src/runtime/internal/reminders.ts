@@ -24,6 +24,7 @@ import type {
   ReminderInfo,
   ReminderSchedule
 } from "../../actors/ActorSystem.ts"
+import { StateConflict } from "../../schema/Errors.ts"
 import type { DurableCell } from "./durable.ts"
 import { earliest, firstDue, nextDue, type StoredReminder } from "./reminderIndex.ts"
 import { toStream } from "./streams.ts"
@@ -124,7 +125,17 @@ export const fire = (
     if (cell === undefined) return { next: undefined }
     const now = yield* Clock.currentTimeMillis
     const due = firstDue(cell.reminders)
-    if (due === undefined || due[1].due > now) return { next: earliest(cell.reminders) }
+    if (due === undefined || due[1].due > now) {
+      // the index said a reminder may be due and this activation's record says not: it may be
+      // behind the store (another activation wrote after it loaded, during a membership change).
+      // Then it serves no more, and the firing fails, to be tried again on a fresh activation.
+      const found = yield* cell.bounded("get", cell.store.get(cell.key))
+      if ((Option.isSome(found) ? found.value.revision : 0) !== cell.revision) {
+        cell.stale = true
+        return yield* Effect.fail(new StateConflict({ kind: cell.kind, id: cell.id, expected: cell.revision }))
+      }
+      return { next: earliest(cell.reminders) }
+    }
     const [name, reminder] = due
     const rpc = definition.rpcs.get(reminder.tag)
     const handler = handlers[reminder.tag]

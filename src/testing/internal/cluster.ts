@@ -17,12 +17,13 @@ import * as TestClock from "effect/TestClock"
 import * as Actor from "../../actors/Actor.ts"
 import * as Codec from "../../layers/Codec.ts"
 import { makeNetwork } from "../../layers/internal/inMemory.ts"
-import type { Faults, TestCluster, TestClusterOptions } from "../TestCluster.ts"
+import type { Faults, StoreFaults, TestCluster, TestClusterOptions } from "../TestCluster.ts"
 import { SettleTimeout } from "./errors.ts"
 import { FaultyNetwork, noFaults } from "./network.ts"
 import * as Nodes from "./nodes.ts"
 import { derive, Prng } from "./prng.ts"
 import { Simulation } from "./simulation.ts"
+import { makeClusterStore } from "./store.ts"
 
 /** the reports of the clusters made under `withReport` */
 const currentReports = FiberRef.unsafeMake<Array<() => string> | undefined>(undefined)
@@ -104,8 +105,10 @@ export const make = <const Name extends string>(
       codec: options.codec === "json" ? Codec.jsonCodec : Codec.msgpackCodec,
       heartbeat: options.heartbeat ?? "1 second",
       options: options.node ?? {},
-      kinds: options.layer
+      kinds: options.layer,
+      store: makeClusterStore(new Prng(derive(seed, "store")), (line) => faulty.record(line))
     }
+    const store = settings.store
     const settleMillis = millis(options.settleTimeout ?? "2 minutes")
     const periodMillis = millis(settings.heartbeat)
     const stepMillis = Math.max(1, Math.floor(periodMillis / 4))
@@ -200,7 +203,26 @@ export const make = <const Name extends string>(
           const previous = incarnationOf(name)
           return Effect.zipRight(Nodes.stop(settings, previous), launch(name, previous.number + 1))
         }),
+      store: store.direct,
+      storeDown: op(() => {
+        store.up = false
+        faulty.record("the store goes down")
+      }),
+      storeUp: op(() => {
+        store.up = true
+        faulty.record("the store is back")
+      }),
+      storeFaults: (faults: StoreFaults) =>
+        op(() => {
+          store.faults = {
+            fail: checkProbability("fail", faults.fail),
+            lostReply: checkProbability("lostReply", faults.lostReply)
+          }
+          faulty.record(`store faults ${JSON.stringify(faults)}`)
+        }),
       heal: op(() => {
+        store.up = true
+        store.faults = { fail: 0, lostReply: 0 }
         faulty.faults = noFaults
         faulty.sides = undefined
         faulty.record("heal")
@@ -211,7 +233,12 @@ export const make = <const Name extends string>(
       settle,
       advance: (duration) => Effect.suspend(() => sim.advance(millis(duration))),
       trace: () => faulty.trace(),
-      stats: () => ({ ...faulty.stats, inFlight: faulty.inFlight, timers: sim.pendingTimers }),
+      stats: () => ({
+        ...faulty.stats,
+        inFlight: faulty.inFlight,
+        timers: sim.pendingTimers,
+        storeFailures: store.failed
+      }),
       report: () =>
         [`TestCluster seed ${seed}: the last ${faulty.trace().length} frames (virtual time, from→to, frame, fate)`]
           .concat(faulty.trace().map((line) => `  ${line}`)).join("\n")

@@ -20,17 +20,25 @@ import type { ActorSystem } from "../../actors/ActorSystem.ts"
 import type * as Topic from "../../actors/Topic.ts"
 import type { CodecShape } from "../../layers/Codec.ts"
 import * as Discovery from "../../layers/Discovery.ts"
+import { Persistence } from "../../layers/Persistence.ts"
 import { type InMemoryNetwork, makeInMemorySerialized } from "../../layers/internal/inMemory.ts"
 import { disconnected, makeConnection } from "../../layers/internal/reconnect.ts"
 import { Transport, type TransportEvent, type TransportShape } from "../../layers/Transport.ts"
 import { NodeIdSuffix } from "../../runtime/internal/nodeState.ts"
 import * as Node from "../../runtime/Node.ts"
 import type { Endpoint, FaultyNetwork } from "./network.ts"
+import type { ClusterStore } from "./store.ts"
 import { derive, Prng } from "./prng.ts"
 import type { Simulation } from "./simulation.ts"
 
 /** @internal what a node of a test cluster provides */
-export type NodeServices = Node.Node | ActorSystem | Topic.TopicBus | Discovery.Discovery | Transport
+export type NodeServices =
+  | Node.Node
+  | ActorSystem
+  | Topic.TopicBus
+  | Discovery.Discovery
+  | Transport
+  | Persistence
 
 /** @internal */
 export interface NodeSettings {
@@ -41,7 +49,9 @@ export interface NodeSettings {
   readonly codec: CodecShape
   readonly heartbeat: Duration.DurationInput
   readonly options: Omit<Node.NodeOptions, "name">
-  readonly kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus>
+  readonly kinds: Layer.Layer<never, never, ActorSystem | Topic.TopicBus | Persistence>
+  /** the cluster's store, shared by every node and incarnation (it lives outside the nodes) */
+  readonly store: ClusterStore
 }
 
 /** @internal one incarnation of a node */
@@ -96,6 +106,7 @@ export const start = (settings: NodeSettings, name: string, number: number): Eff
       Layer.provideMerge(Node.layer({ ...settings.options, name })),
       Layer.provideMerge(Discovery.layer({ heartbeat: settings.heartbeat, remap: {} })),
       Layer.provideMerge(Layer.succeed(Transport, transport)),
+      Layer.provideMerge(Layer.succeed(Persistence, settings.store.shape)),
       Layer.orDie
     )
     const scope = yield* Scope.make()
