@@ -10,12 +10,17 @@
  * activate her, and the one whose save comes second gets `StateConflict` instead of overwriting
  * the other's deposit.
  *
- * With `NATS_URL` set (a `nats-server -js`), the accounts live in the NATS JetStream key-value
- * store through `Node.layerNats({ servers, persistence: {} })`: running it twice shows the first
- * run's balances.
+ * With `NATS_URL` set (a `nats-server -js`), one node, `bank`, keeps the accounts in the NATS
+ * JetStream key-value store through `Node.layerNats({ servers, name: "bank", persistence: {} })`:
+ * it prints alice's and bob's stored balances and deposits to each, so running it twice shows
+ * the first run's balances.
+ *
+ *   nats-server -js -sd /tmp/bank &
+ *   NATS_URL=nats://127.0.0.1:4222 npx tsx examples/bank.ts   # stored: 0 and 0
+ *   NATS_URL=nats://127.0.0.1:4222 npx tsx examples/bank.ts   # stored: 100 and 5
  */
 import { Rpc } from "@effect/rpc"
-import { Console, Effect, Layer, Logger, LogLevel, Schema } from "effect"
+import { Console, Effect, Layer, Logger, LogLevel, Schema, type Scope } from "effect"
 import { Actor, Codec, Discovery, Node, Persistence, Transport } from "../src/index.ts"
 
 export class Refused extends Schema.TaggedError<Refused>()("Refused", { balance: Schema.Number }) {}
@@ -95,15 +100,24 @@ const inMemory = Effect.gen(function*() {
   yield* show("alice's balance on node b", yield* b("alice").Balance())
 })
 
+/** one node on NATS, its accounts in the JetStream key-value store: they outlive the process */
 const onNats = (url: string) =>
   Effect.gen(function*() {
-    // the NATS KV store: `Node.layerNats({ servers: url, name: "bank", persistence: {} })`
-    yield* Console.log(`NATS_URL=${url}: the JetStream key-value store is wired by Node.layerNats({ persistence })`)
+    const node = yield* Layer.build(
+      AccountLive.pipe(Layer.provideMerge(Node.layerNats({ servers: url, name: "bank", persistence: {} })))
+    )
+    const account = yield* Effect.provide(Actor.client(Account), node)
+    // 0 on the first run; on the next runs, what the previous runs left
+    yield* show("alice's balance, as stored", yield* account("alice").Balance())
+    yield* show("bob's balance, as stored", yield* account("bob").Balance())
+    yield* show("alice deposits 100", yield* account("alice").Deposit({ amount: 100 }))
+    yield* show("bob deposits 5", yield* account("bob").Deposit({ amount: 5 }))
   })
 
 const url = process.env["NATS_URL"]
+const main: Effect.Effect<void, unknown, Scope.Scope> = url === undefined || url === "" ? inMemory : onNats(url)
 Effect.runPromise(
-  (url === undefined || url === "" ? inMemory : onNats(url)).pipe(
+  main.pipe(
     Effect.zipRight(Console.log("done")),
     Effect.scoped,
     Logger.withMinimumLogLevel(LogLevel.Error)
