@@ -276,7 +276,8 @@ export const concurrent = <E, R>(
 
 /**
  * `concurrent` for raw baselines: `callers` promise loops sharing the budget, no Effect inside
- * the measured loop. An operation that rejects counts as a failure.
+ * the measured loop. An operation that rejects counts as a failure. `op` is given its caller's
+ * index (0 to `callers - 1`).
  *
  * @since 0.1.0
  * @category measuring
@@ -284,7 +285,7 @@ export const concurrent = <E, R>(
 export const concurrentPromises = async (
   budget: Budget,
   callers: number,
-  op: () => Promise<unknown>
+  op: (caller: number) => Promise<unknown>
 ): Promise<Round> => {
   let claimed = 0
   let ops = 0
@@ -292,11 +293,11 @@ export const concurrentPromises = async (
   let firstFailure: unknown = undefined
   const start = performance.now()
   const deadline = start + budget.maxMillis
-  const caller = async () => {
+  const caller = async (_: unknown, index: number) => {
     while (claimed < budget.maxOps) {
       const i = claimed++
       try {
-        await op()
+        await op(index)
         ops++
       } catch (error) {
         failures++

@@ -22,6 +22,7 @@ const suites: ReadonlyArray<{ readonly name: string; readonly load: () => Promis
   { name: "streams", load: () => import("./streams.ts") },
   { name: "secure", load: () => import("./secure.ts") },
   { name: "gateway", load: () => import("./gateway.ts") },
+  { name: "durable", load: () => import("./durable.ts") },
   { name: "peers", load: () => import("./peers.ts") }
 ]
 

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
@@ -80,6 +81,45 @@ const timed = <A, E>(effect: Effect.Effect<A, E>) =>
   })
 
 describe("Persistence.natsKv", () => {
+  it.scopedLive("writes of one key wait their turn: 20 at one revision, exactly one wins, then the key serves on", () =>
+    Effect.gen(function*() {
+      const store = yield* freshStore()
+      const key = Persistence.key("state", "Counter", "hot")
+      const first = yield* store.put(key, new Uint8Array([0]), 0)
+      const outcomes = yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => i),
+        (i) => Effect.either(store.put(key, new Uint8Array([i + 1]), first)),
+        { concurrency: "unbounded" }
+      )
+      const won = outcomes.filter(Either.isRight)
+      expect(won.length).toBe(1)
+      expect(outcomes.filter((o) => Either.isLeft(o) && o.left._tag === "Conflict").length).toBe(19)
+      const stored = Option.getOrThrow(yield* store.get(key))
+      expect(stored.revision).toBe(won[0]!.right)
+      // no lock is left held: the next write goes through
+      expect(yield* store.put(key, new Uint8Array([99]), stored.revision)).toBeGreaterThan(stored.revision)
+    }))
+
+  it.scopedLive("a write interrupted while it waits for its key neither writes nor keeps the key locked", () =>
+    Effect.gen(function*() {
+      const store = yield* freshStore()
+      const key = Persistence.key("state", "Counter", "waiter")
+      const revision = yield* store.put(key, new Uint8Array([0]), 0)
+      // three writes at once: the first holds the key, the other two wait; the second is interrupted
+      const holder = yield* Effect.fork(store.put(key, new Uint8Array([1]), revision))
+      const waiter = yield* Effect.fork(store.put(key, new Uint8Array([2]), revision + 100))
+      const last = yield* Effect.fork(Effect.either(store.put(key, new Uint8Array([3]), revision)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(waiter)
+      const written = yield* Fiber.join(holder)
+      // the third write ran after the holder: it lost on its stale revision, and nothing hung
+      const third = yield* Fiber.join(last)
+      expect(Either.isLeft(third) && third.left._tag).toBe("Conflict")
+      const stored = Option.getOrThrow(yield* store.get(key))
+      expect([stored.revision, [...stored.value]]).toEqual([written, [1]])
+      expect(yield* store.put(key, new Uint8Array([4]), written)).toBeGreaterThan(written)
+    }))
+
   it.scopedLive("creates a missing bucket with the settings asked for; reopened, it keeps them", () =>
     Effect.gen(function*() {
       const nc = yield* connection

@@ -2,13 +2,20 @@
  * The JetStream key-value store behind `Persistence.natsKv`: `PersistenceShape` on a nats.js KV
  * bucket. Revisions are the stream's sequence numbers; a compare-and-set is a publish with the
  * expected last sequence of the key's subject; a removed key is a delete marker, read as absent.
- * Every operation is bounded by the store's timeout (on Effect's Clock, and in nats.js), so an
- * unreachable server fails it with `PersistenceError`, never a hang.
+ * Every operation is bounded by the store's timeout, so an unreachable server fails it with
+ * `PersistenceError`, never a hang: `get`, `put` and `remove` are single JetStream requests, which
+ * nats.js bounds (the bucket is opened with the timeout); `keys` and `watch` take several steps
+ * and are bounded on Effect's Clock as a whole. The single requests carry no bound of their own
+ * on Effect's Clock because one (`Effect.timeoutFail`: a fiber and a timer per call) cost about
+ * 100 µs of CPU a write here, as much as the JetStream write itself; callers on Effect's Clock
+ * (the durable job loop) bound them with the node's own timer.
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -35,7 +42,8 @@ const badKey = (operation: string, key: string) =>
 /** what the operations of one store share */
 interface KvStore {
   readonly bucket: OpenBucket
-  readonly locks: Map<string, { readonly semaphore: Effect.Semaphore; users: number }>
+  /** the keys being written, each with the writes waiting for it */
+  readonly locks: Map<string, Array<Deferred.Deferred<void>>>
 }
 
 /** @internal the store on an open bucket */
@@ -56,7 +64,7 @@ export const shapeOf = (bucket: OpenBucket): PersistenceShape => {
 const call = <A, E>(run: (signal: AbortSignal) => Promise<A>, onError: (error: unknown) => E): Effect.Effect<A, E> =>
   Effect.tryPromise({ try: run, catch: onError })
 
-/** a whole operation, bounded by the timeout on Effect's Clock (nats.js bounds each request too) */
+/** an operation of several requests (`keys`), bounded as a whole on Effect's Clock */
 const bounded = <A, E>(
   store: KvStore,
   operation: string,
@@ -73,22 +81,45 @@ const bounded = <A, E>(
  * stream checks the expected revision against applied writes only, so two compare-and-sets of
  * one key in flight together could both succeed (nats-io/nats-server#4320); one in flight per
  * key and process keeps that from happening within a process.
+ *
+ * The lock of a key is its queue of waiters, present while a write holds it. A write to a key
+ * nobody holds (the durable actors' case: one message at a time per actor) takes it with one map
+ * lookup, with no semaphore (`Semaphore.withPermits` cost about 20 µs of CPU a write here). A
+ * waiter is handed the lock when the holder ends; a waiter interrupted after it was handed the
+ * lock passes it on.
  */
 const serialized = <A, E>(store: KvStore, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.suspend(() => {
-    let lock = store.locks.get(key)
-    if (lock === undefined) {
-      lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
-      store.locks.set(key, lock)
-    }
-    const held = lock
-    held.users++
-    return held.semaphore.withPermits(1)(effect).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        if (--held.users === 0) store.locks.delete(key)
-      }))
-    )
-  })
+  Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      const release = Effect.sync(() => handOver(store, key))
+      const waiters = store.locks.get(key)
+      if (waiters === undefined) {
+        store.locks.set(key, [])
+        return Effect.ensuring(restore(effect), release)
+      }
+      const turn = Deferred.unsafeMake<void>(FiberId.none)
+      waiters.push(turn)
+      return restore(Deferred.await(turn)).pipe(
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            const at = waiters.indexOf(turn)
+            if (at >= 0) waiters.splice(at, 1)
+            else handOver(store, key) // handed the lock as it was interrupted: pass it on
+          })
+        ),
+        Effect.zipRight(Effect.ensuring(restore(effect), release))
+      )
+    })
+  )
+
+/** the holder of `key`'s lock is done: the next waiter holds it, or nobody */
+const handOver = (store: KvStore, key: string): void => {
+  const waiters = store.locks.get(key)
+  if (waiters === undefined) return
+  const next = waiters.shift()
+  if (next === undefined) store.locks.delete(key)
+  else Deferred.unsafeDone(next, Effect.void)
+}
 
 /** the key's last message: its value, or a delete marker, or nothing */
 const getRaw = (store: KvStore, operation: string, key: string) =>
@@ -96,13 +127,9 @@ const getRaw = (store: KvStore, operation: string, key: string) =>
 
 const get = (store: KvStore, key: string): ReturnType<PersistenceShape["get"]> =>
   isValidKey(key)
-    ? bounded(
-      store,
-      `get ${key}`,
-      Effect.map(
-        getRaw(store, `get ${key}`, key),
-        (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none())
-      )
+    ? Effect.map(
+      getRaw(store, `get ${key}`, key),
+      (entry) => (isLive(entry) ? Option.some(entryOf(entry)) : Option.none())
     )
     : Effect.fail(badKey("get", key))
 
@@ -123,7 +150,7 @@ const put = (
       () => kv.put(key, value, { previousSeq: previous }),
       (error) => writeError(operation, key, expected, value.byteLength, maxValueBytes, error, timeoutMs)
     )
-  if (expected !== 0) return bounded(store, operation, serialized(store, key, write(expected)))
+  if (expected !== 0) return serialized(store, key, write(expected))
   // "must not exist": a key removed before is a delete marker, so write over the marker's
   // revision instead (still a compare-and-set: a write in between is a conflict)
   const create = write(0).pipe(
@@ -137,7 +164,7 @@ const put = (
         )
     )
   )
-  return bounded(store, operation, serialized(store, key, create))
+  return serialized(store, key, create)
 }
 
 const remove = (store: KvStore, key: string, expected: number): ReturnType<PersistenceShape["remove"]> => {
@@ -145,28 +172,20 @@ const remove = (store: KvStore, key: string, expected: number): ReturnType<Persi
   if (!isValidKey(key)) return Effect.fail(badKey("remove", key))
   if (expected === 0) {
     // nothing to write: the key must be absent, and then there is nothing to remove
-    return bounded(
-      store,
-      operation,
-      Effect.flatMap(
-        getRaw(store, operation, key),
-        (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
-      )
+    return Effect.flatMap(
+      getRaw(store, operation, key),
+      (entry) => isLive(entry) ? Effect.fail<Conflict>({ _tag: "Conflict", key, expected }) : Effect.void
     )
   }
-  return bounded(
+  return serialized(
     store,
-    operation,
-    serialized(
-      store,
-      key,
-      call(
-        () => store.bucket.kv.delete(key, { previousSeq: expected }),
-        (error): Conflict | PersistenceError =>
-          isWrongLastSequence(error)
-            ? { _tag: "Conflict", key, expected }
-            : persistenceError(operation, error, store.bucket.timeoutMs)
-      )
+    key,
+    call(
+      () => store.bucket.kv.delete(key, { previousSeq: expected }),
+      (error): Conflict | PersistenceError =>
+        isWrongLastSequence(error)
+          ? { _tag: "Conflict", key, expected }
+          : persistenceError(operation, error, store.bucket.timeoutMs)
     )
   )
 }

@@ -91,7 +91,10 @@ const connectionOf = (
           reconnect: true,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
-          timeout: timeoutMs
+          timeout: timeoutMs,
+          // every store operation is a request; an async trace is an `Error` (a stack) built per
+          // request, 12% of the CPU of a durable ask here, and the errors are mapped to ours anyway
+          noAsyncTraces: true
         }),
       catch: (error) =>
         new PersistenceError({
