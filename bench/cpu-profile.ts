@@ -11,6 +11,9 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { readFileSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector"
 import { findSourceMap } from "node:module"
@@ -87,6 +90,23 @@ export const cpuProfile = (path: string) =>
     Effect.promise(() => startCpuProfile(path)),
     (stop) => Effect.ignoreLogged(Effect.tryPromise(stop))
   )
+
+/**
+ * The program of a Troupe bench child: builds `layer`, profiles the process from then on when
+ * `BENCH_CPU_PROFILE=file` is set, prints `ready` and serves until interrupted (SIGTERM under
+ * `NodeRuntime.runMain`), when the scope closes the layer and writes the profile. Logs below
+ * WARNING are silenced.
+ *
+ * @since 0.5.0
+ */
+export const serveLayer = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+  Effect.gen(function*() {
+    yield* Layer.build(layer)
+    const profilePath = process.env["BENCH_CPU_PROFILE"]
+    if (profilePath !== undefined && profilePath.length > 0) yield* cpuProfile(profilePath)
+    yield* Effect.sync(() => console.log("ready"))
+    return yield* Effect.never
+  }).pipe(Effect.scoped, Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)))
 
 /**
  * User + system CPU time of a process in microseconds (Linux `/proc`), or NaN.

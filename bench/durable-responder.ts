@@ -12,12 +12,9 @@
  * @since 0.5.0
  */
 import { NodeRuntime } from "@effect/platform-node"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import { Node } from "../src/index.ts"
-import { cpuProfile } from "./cpu-profile.ts"
+import { serveLayer } from "./cpu-profile.ts"
 import { LedgerLive, TallyLive, tickerLayers } from "./durable-actors.ts"
 
 const [url, namespace, bucket] = process.argv.slice(2)
@@ -38,12 +35,4 @@ const responder = Layer.mergeAll(TallyLive, LedgerLive, tickerLayers(counter)).p
   }))
 )
 
-const program = Effect.gen(function*() {
-  yield* Layer.build(responder)
-  const profilePath = process.env["BENCH_CPU_PROFILE"]
-  if (profilePath !== undefined && profilePath.length > 0) yield* cpuProfile(profilePath)
-  yield* Effect.sync(() => console.log("ready"))
-  return yield* Effect.never
-}).pipe(Effect.scoped, Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)))
-
-NodeRuntime.runMain(program)
+NodeRuntime.runMain(serveLayer(responder))

@@ -31,7 +31,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Schedule from "effect/Schedule"
 import { connect, type KV } from "nats"
 import { Actor, Discovery, Node } from "../src/index.ts"
 import { natsServerResource } from "../testing/nats.ts"
@@ -47,7 +46,7 @@ import {
   type Result,
   type Spec
 } from "./harness.ts"
-import { child, ready } from "./nats.ts"
+import { child, firstAnswer, ready } from "./nats.ts"
 
 const SUITE = "durable"
 const NAMESPACE = "bench-durable"
@@ -89,10 +88,6 @@ const rawStoreSpec = (kv: KV, budget: Budget): Spec => {
       )
   }
 }
-
-/** `ask` retried until the responder answers, so that measuring starts on a serving node */
-const firstAnswer = <A, E, R>(ask: Effect.Effect<A, E, R>) =>
-  Effect.retry(ask, Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(100)))
 
 const program = Effect.gen(function*() {
   const server = yield* natsServerResource({ jetstream: true })
@@ -151,18 +146,8 @@ const program = Effect.gen(function*() {
     note: consistent ? `Ledger a-0 stored ${stored}` : `inconsistent totals: stored ${stored}, counted ${counted}`
   })
   return [
-    {
-      ...baselineResult(SUITE, rawStore!, "req/s"),
-      note: rawStore!.failures > 0 ? `first failure: ${String(rawStore!.firstFailure)}` : "raw baseline"
-    },
-    {
-      suite: SUITE,
-      name: plain!.name,
-      value: plain!.rate,
-      unit: "req/s",
-      failures: plain!.failures,
-      note: "baseline: the same ask with the count in the fiber"
-    },
+    baselineResult(SUITE, rawStore!, "req/s"),
+    baselineResult(SUITE, plain!, "req/s", "baseline: the same ask with the count in the fiber"),
     { ...ratio, pass: ratio.pass === true && consistent },
     {
       ...compare(SUITE, durable!, rawStore!, {

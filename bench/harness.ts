@@ -339,18 +339,23 @@ export const compare = (
 }
 
 /**
- * A result line for a raw baseline (no comparison).
+ * A result line for a baseline (no comparison), with the first failure when any failed.
  *
  * @since 0.1.0
  * @category results
  */
-export const baselineResult = (suite: string, measured: Measurement, unit = "ops/s"): Result => ({
+export const baselineResult = (
+  suite: string,
+  measured: Measurement,
+  unit = "ops/s",
+  note = "raw baseline"
+): Result => ({
   suite,
   name: measured.name,
   value: measured.rate,
   unit,
   failures: measured.failures,
-  note: "raw baseline"
+  note: measured.failures > 0 ? `${note}; first failure: ${describe(measured.firstFailure)}` : note
 })
 
 /**

@@ -325,6 +325,16 @@ export const callerNode = (url: string, codec: CodecName) =>
   })
 
 /**
+ * `ask` retried every 100 ms (at most 100 times) until the responder answers, so that measuring
+ * starts on a serving node.
+ *
+ * @since 0.5.0
+ * @category processes
+ */
+export const firstAnswer = <A, E, R>(ask: Effect.Effect<A, E, R>) =>
+  Effect.retry(ask, Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(100)))
+
+/**
  * The Adder client of `node`, once the responder serves and answers `{ by: 1 }` correctly.
  *
  * @since 0.1.0
@@ -334,9 +344,7 @@ export const adderOf = (node: Context.Context<ActorSystem.ActorSystem | Discover
   Effect.gen(function*() {
     yield* Effect.provide(Discovery.awaitServing(Adder.kind, { timeout: "20 seconds" }), node)
     const adder: AdderClient = yield* Effect.provide(Actor.client(Adder), node)
-    const answer = yield* adder.Increment({ by: 1 }, { timeout: "1 second" }).pipe(
-      Effect.retry(Schedule.intersect(Schedule.spaced("100 millis"), Schedule.recurs(100)))
-    )
+    const answer = yield* firstAnswer(adder.Increment({ by: 1 }, { timeout: "1 second" }))
     if (answer !== 2) return yield* Effect.dieMessage(`the ${label} responder answered ${answer} to { by: 1 }`)
     return adder
   })

@@ -13,13 +13,10 @@
  * @since 0.1.0
  */
 import { NodeRuntime } from "@effect/platform-node"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import { Codec, Discovery, Node, Secure, Transport } from "../src/index.ts"
 import { AdderLive } from "./actors.ts"
-import { cpuProfile } from "./cpu-profile.ts"
+import { serveLayer } from "./cpu-profile.ts"
 
 const [url, namespace] = process.argv.slice(2)
 if (url === undefined || namespace === undefined) {
@@ -40,13 +37,4 @@ const responder = AdderLive.pipe(
   Layer.provide(Layer.provideMerge(Discovery.nats(), transport))
 )
 
-const program = Effect.gen(function*() {
-  yield* Layer.build(responder)
-  // `BENCH_CPU_PROFILE=file.cpuprofile`: profile this process from now until it is stopped
-  const profilePath = process.env["BENCH_CPU_PROFILE"]
-  if (profilePath !== undefined && profilePath.length > 0) yield* cpuProfile(profilePath)
-  yield* Effect.sync(() => console.log("ready"))
-  return yield* Effect.never
-}).pipe(Effect.scoped, Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)))
-
-NodeRuntime.runMain(program)
+NodeRuntime.runMain(serveLayer(responder))
