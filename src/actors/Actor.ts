@@ -31,11 +31,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as Schema from "effect/Schema"
+import type * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
 import type { ActorAddress, Headers } from "../schema/Envelope.ts"
 import type { Persistence } from "../layers/Persistence.ts"
-import type { AskError, PersistenceError, StateDecodeError, StreamError, TellError } from "../schema/Errors.ts"
+import type { AskError, PersistenceError, StateDecodeError, TellError } from "../schema/Errors.ts"
 import {
   type ActorSystemShape,
   type AnyHandler,
@@ -52,7 +52,6 @@ import * as internalClient from "./internal/client.ts"
 import * as internalDurable from "./internal/durable.ts"
 import * as internalOptions from "./internal/entityOptions.ts"
 import * as internalKind from "./internal/kind.ts"
-import * as internalStreamOf from "./internal/streamOf.ts"
 
 /**
  * @since 0.1.0
@@ -139,63 +138,12 @@ export const service = <const Name extends string, const R extends ReadonlyArray
 ): Service<Name, R[number]> => internalKind.makeKind("Service", kind, rpcs) as Service<Name, R[number]>
 
 /**
- * The annotation that marks a payload field as a streamed request body.
- *
- * @since 0.1.0
- * @category annotations
- */
-export const StreamOfAnnotationId: unique symbol = internalStreamOf.StreamOfAnnotationId
-
-/**
- * The schema of a payload field that carries a `Stream` (a streamed request, e.g. an upload).
- *
- * @since 0.1.0
- * @category models
- */
-export interface StreamOf<Item extends Schema.Schema.Any>
-  extends Schema.Schema<Stream.Stream<Schema.Schema.Type<Item>, StreamError>>
-{
-  readonly item: Item
-}
-
-/**
- * A payload field that carries a stream of `item`s from the caller to the handler. The caller
- * passes any `Stream`; the handler receives a `Stream` that pulls the elements across the wire
- * with credit-based flow control (memory stays bounded whatever the length) and fails with
- * `StreamError` if the caller's stream fails or the caller goes away. One such field per
- * payload, at its top level.
- *
- * @example
- * ```ts
- * const Store = Actor.make("Store", [
- *   Rpc.make("Put", { payload: { name: Schema.String, data: Actor.Upload }, success: Schema.Number })
- * ])
- * yield* store("files").Put({ name: "a.bin", data: Stream.fromIterable(chunks) })
- * ```
+ * Streamed request bodies (`streamOf`, `Upload`), defined in `StreamOf.ts`.
  *
  * @since 0.1.0
  * @category schemas
  */
-export const streamOf: <Item extends Schema.Schema.Any>(item: Item) => StreamOf<Item> = internalStreamOf.streamOf
-
-/**
- * A payload field carrying a stream of bytes: `Actor.streamOf(Schema.Uint8ArrayFromSelf)`.
- *
- * @since 0.1.0
- * @category schemas
- */
-export const Upload: StreamOf<typeof Schema.Uint8ArrayFromSelf> = streamOf(Schema.Uint8ArrayFromSelf)
-
-/**
- * The streamed field of a payload schema, if it has one: its name and element schema.
- *
- * @since 0.1.0
- * @category annotations
- */
-export const streamedField: (
-  payload: Schema.Schema.All
-) => { readonly name: string; readonly item: Schema.Schema<unknown, unknown> } | undefined =
-  internalStreamOf.streamedField
+export { streamedField, type StreamOf, streamOf, StreamOfAnnotationId, Upload } from "./StreamOf.ts"
 
 /**
  * The address of the instance a handler belongs to.

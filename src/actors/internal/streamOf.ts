@@ -9,7 +9,7 @@ import * as Schema from "effect/Schema"
 import type * as AST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
 import type { StreamError } from "../../schema/Errors.ts"
-import type * as Actor from "../Actor.ts"
+import type * as Actor from "../StreamOf.ts"
 
 /** @internal */
 export const StreamOfAnnotationId: typeof Actor.StreamOfAnnotationId = Symbol.for(

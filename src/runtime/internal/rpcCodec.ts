@@ -9,7 +9,7 @@ import * as RpcSchema from "@effect/rpc/RpcSchema"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { streamedField } from "../../actors/Actor.ts"
+import { streamedField } from "../../actors/internal/streamOf.ts"
 import { decodeWith, encodeWith } from "../../layers/Codec.ts"
 import type { DecodeError, EncodeError } from "../../schema/Errors.ts"
 
