@@ -30,17 +30,26 @@ const DOT = 46 // "."
  *
  * @since 0.5.0
  */
-export const isToken = (u: unknown): u is string => {
-  // a loop, not a regular expression: it runs on every frame received
+export const isToken = (u: unknown): u is string => everyChar(u, isTokenChar)
+
+/** `[A-Za-z0-9_-]` */
+const isTokenChar = (c: number): boolean =>
+  (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f
+
+/** anything but a space, a control character, a dot, a wildcard or a Unicode line break */
+const isSubjectChar = (c: number): boolean =>
+  !(c <= 0x20 || c === DOT || c === STAR || c === GREATER || c === 0x7f || (c >= 0x80 && c <= 0xa0) || c === 0x2028 ||
+    c === 0x2029)
+
+/**
+ * A string of 1 to `MAX_TOKEN_LENGTH` characters, each `allowed`: a loop, not a regular
+ * expression (it runs on every frame received).
+ */
+const everyChar = (u: unknown, allowed: (c: number) => boolean): u is string => {
   if (typeof u !== "string") return false
   const length = u.length
   if (length === 0 || length > MAX_TOKEN_LENGTH) return false
-  for (let i = 0; i < length; i++) {
-    const c = u.charCodeAt(i)
-    if (
-      !((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f)
-    ) return false
-  }
+  for (let i = 0; i < length; i++) if (!allowed(u.charCodeAt(i))) return false
   return true
 }
 
@@ -52,21 +61,7 @@ export const isToken = (u: unknown): u is string => {
  *
  * @since 0.5.0
  */
-export const isSubjectSafe = (u: unknown): u is string => {
-  if (typeof u !== "string") return false
-  const length = u.length
-  if (length === 0 || length > MAX_TOKEN_LENGTH) return false
-  for (let i = 0; i < length; i++) {
-    const c = u.charCodeAt(i)
-    if (
-      c <= 0x20 || c === DOT || c === STAR || c === GREATER || c === 0x7f || (c >= 0x80 && c <= 0xa0) || c === 0x2028 ||
-      c === 0x2029
-    ) {
-      return false
-    }
-  }
-  return true
-}
+export const isSubjectSafe = (u: unknown): u is string => everyChar(u, isSubjectChar)
 
 /**
  * Whether `u` is a concrete subject (no wildcards) that can be published to: dot-separated

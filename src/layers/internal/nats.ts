@@ -55,10 +55,9 @@ export const make = (
     const connection = yield* makeConnection(settings.reconnectWaitMillis)
     const nc = yield* connectTo(options, backoff)
     const limits = limitsOf(nc.info?.max_payload ?? 1024 * 1024)
-    const listeners = new Set<(event: TransportEvent) => void>()
     const log = Runtime.runFork(yield* Effect.runtime<never>())
     const clock = yield* Effect.clock
-    yield* Effect.forkScoped(watchStatus(nc, backoff, connection, listeners))
+    yield* Effect.forkScoped(watchStatus(nc, backoff, connection))
     const { prefix } = settings
     const sender = yield* makeSender(nc, prefix, connection, codec, limits, options.coalesce ?? true, log, clock)
     const subscriber: Subscriber = { nc, prefix, codec, limits, clock, log, coalescer: sender.coalescer, makeReceiver }
@@ -68,11 +67,7 @@ export const make = (
       publish: publishOf(sender.publish),
       unsafePublish: sender.publish,
       subscribe: (subject, onFrame, subscribeOptions) => subscribe(subscriber, subject, onFrame, subscribeOptions),
-      watch: (listener) =>
-        Effect.acquireRelease(
-          Effect.sync(() => listeners.add(listener)),
-          () => Effect.sync(() => listeners.delete(listener))
-        ).pipe(Effect.asVoid),
+      watch: connection.watch,
       isConnected: connection.isConnected,
       awaitConnected: connection.awaitConnected
     }
@@ -145,12 +140,11 @@ const connectTo = (
   )
 }
 
-/** the connection's status events: the backoff's dial count, the connection state, the node's listeners */
+/** the connection's status events: the backoff's dial count, the connection state (which tells the node's listeners) */
 const watchStatus = (
   nc: NatsConnection,
   backoff: Backoff,
-  connection: Connection,
-  listeners: ReadonlySet<(event: TransportEvent) => void>
+  connection: Connection
 ): Effect.Effect<void> =>
   Effect.promise(async () => {
     for await (const status of nc.status()) {
@@ -168,7 +162,6 @@ const watchStatus = (
       } else {
         connection.onDisconnected()
       }
-      for (const listener of listeners) listener(event)
     }
   })
 

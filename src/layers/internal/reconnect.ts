@@ -5,7 +5,9 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { TransportError } from "../../schema/Errors.ts"
+import type { TransportEvent } from "../Transport.ts"
 
 /**
  * The reconnect backoff: exponential with jitter, from `initialMillis` doubling to `maxMillis`,
@@ -65,7 +67,8 @@ export class Backoff {
 export const disconnected = (): TransportError => new TransportError({ reason: "disconnected" })
 
 /**
- * Whether the connection is up, and a wait for it bounded by `reconnectWaitMillis`.
+ * Whether the connection is up, a wait for it bounded by `reconnectWaitMillis`, and the
+ * transport's `watch` listeners, told of each change.
  *
  * @internal
  */
@@ -73,6 +76,8 @@ export interface Connection {
   readonly isConnected: () => boolean
   /** succeeds once connected, or fails with `TransportError` "disconnected" after the bound */
   readonly awaitConnected: (maxMillis: number) => Effect.Effect<void, TransportError>
+  /** `TransportShape.watch`: `listener` hears every change until the scope closes */
+  readonly watch: (listener: (event: TransportEvent) => void) => Effect.Effect<void, never, Scope.Scope>
   readonly onDisconnected: () => void
   readonly onReconnected: () => void
 }
@@ -81,7 +86,16 @@ export interface Connection {
 export const makeConnection = (reconnectWaitMillis: number): Effect.Effect<Connection> =>
   Effect.map(Effect.makeLatch(true), (latch) => {
     let connected = true
+    const listeners = new Set<(event: TransportEvent) => void>()
+    const tell = (event: TransportEvent) => {
+      for (const listener of [...listeners]) listener(event)
+    }
     return {
+      watch: (listener) =>
+        Effect.asVoid(Effect.acquireRelease(
+          Effect.sync(() => listeners.add(listener)),
+          () => Effect.sync(() => listeners.delete(listener))
+        )),
       isConnected: () => connected,
       awaitConnected: (maxMillis) =>
         Effect.suspend(() => {
@@ -93,10 +107,12 @@ export const makeConnection = (reconnectWaitMillis: number): Effect.Effect<Conne
       onDisconnected: () => {
         connected = false
         latch.unsafeClose()
+        tell("disconnected")
       },
       onReconnected: () => {
         connected = true
         latch.unsafeOpen()
+        tell("reconnected")
       }
     }
   })

@@ -13,13 +13,13 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
-import { ActorStopped, DecodeError, RemoteDefect } from "../../schema/Errors.ts"
+import { ActorStopped, DecodeError } from "../../schema/Errors.ts"
 import { withCommit } from "./durable.ts"
 import type { Job, JobExit } from "./job.ts"
 import { type Instance, type KindState, now, publishGauges, settle } from "./kindState.ts"
 import { continueTrace } from "./metrics.ts"
 import { evictIfQuiescent } from "./passivation.ts"
-import { restart, retire } from "./supervision.ts"
+import { defectOf, restart, retire } from "./supervision.ts"
 
 /** A waiting job left its mailbox without running (its caller gave up). @internal */
 export const dropped = (state: KindState, job: Job): void => {
@@ -91,19 +91,6 @@ const start = (state: KindState, instance: Instance, job: Job): void => {
   const fiber = instance.fork!(effect as Effect.Effect<unknown, unknown>)
   job.fiber = fiber
   fiber.addObserver((exit) => finish(state, instance, job, exit))
-}
-
-/** The runtime error of a handler that died: where, which Rpc, and the defect's message. */
-const defectOf = (state: KindState, instance: Instance, job: Job, cause: Cause.Cause<unknown>): RemoteDefect => {
-  const defect = Cause.squash(cause)
-  return new RemoteDefect({
-    kind: state.kind,
-    id: instance.id,
-    tag: job.tag,
-    node: state.options.nodeId,
-    defect: defect instanceof Error ? defect.message : String(defect),
-    ...(defect instanceof Error && defect.stack !== undefined ? { stack: defect.stack } : {})
-  })
 }
 
 const finish = (state: KindState, instance: Instance, job: Job, exit: Exit.Exit<unknown, unknown>): void => {

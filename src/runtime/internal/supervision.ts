@@ -30,6 +30,31 @@ import type { Job } from "./job.ts"
 import { type Instance, type KindState, now, remove, stopInstance, track } from "./kindState.ts"
 import { passivate } from "./passivation.ts"
 
+/**
+ * The runtime error of a handler or build that died: where, which Rpc, and the defect's message
+ * (after `context`, when given) and stack.
+ *
+ * @internal
+ */
+export const defectOf = (
+  state: KindState,
+  instance: Instance,
+  job: Job,
+  cause: Cause.Cause<unknown>,
+  context?: string
+): RemoteDefect => {
+  const defect = Cause.squash(cause)
+  const message = defect instanceof Error ? defect.message : String(defect)
+  return new RemoteDefect({
+    kind: state.kind,
+    id: instance.id,
+    tag: job.tag,
+    node: state.options.nodeId,
+    defect: context === undefined ? message : `${context}: ${message}`,
+    ...(defect instanceof Error && defect.stack !== undefined ? { stack: defect.stack } : {})
+  })
+}
+
 /** What the callers waiting for an activation that failed get: a durable actor's own error, or a defect. */
 const activationError =
   (state: KindState, instance: Instance, cause: Cause.Cause<unknown>) => (job: Job): TroupeError => {
@@ -37,16 +62,7 @@ const activationError =
     if (
       Option.isSome(failure) && (failure.value instanceof StateDecodeError || failure.value instanceof PersistenceError)
     ) return failure.value
-    const defect = Cause.squash(cause)
-    return new RemoteDefect({
-      kind: state.kind,
-      id: instance.id,
-      tag: job.tag,
-      node: state.options.nodeId,
-      defect: `activation failed (the build effect of the kind failed or died): ${
-        defect instanceof Error ? defect.message : String(defect)
-      }`
-    })
+    return defectOf(state, instance, job, cause, "activation failed (the build effect of the kind failed or died)")
   }
 
 /** Builds the handlers into `instance`: undefined on success, else the cause of the failure. */
@@ -98,10 +114,23 @@ export const activate = (state: KindState, instance: Instance): Effect.Effect<bo
     if (previous !== undefined) yield* Deferred.await(previous)
     const failed = yield* build(state, instance)
     if (failed === undefined) return true
-    remove(state, instance)
-    stopInstance(state, instance, "activation failed", activationError(state, instance, failed))
+    failActivation(state, instance, failed)
     return false
   })
+
+/** The activation failed: the waiting messages get the error, and the actor is removed. */
+const failActivation = (state: KindState, instance: Instance, failed: Cause.Cause<unknown>): void => {
+  remove(state, instance)
+  stopInstance(state, instance, "activation failed", activationError(state, instance, failed))
+}
+
+/** The actor is being rebuilt: it takes no message meanwhile, and its old scope is handed over to close. */
+const detachScope = (instance: Instance): Scope.CloseableScope | undefined => {
+  instance.status = "restarting"
+  const scope = instance.scope
+  instance.scope = undefined
+  return scope
+}
 
 /**
  * A durable actor whose save was lost (another activation wrote first) or whose outcome is
@@ -114,9 +143,7 @@ export const activate = (state: KindState, instance: Instance): Effect.Effect<bo
 export const retire = (state: KindState, instance: Instance, reloaded: () => void): void => {
   if (instance.status !== "ready") return
   if (instance.queue.length === 0) return track(state, instance, passivate(state, instance))
-  instance.status = "restarting"
-  const scope = instance.scope
-  instance.scope = undefined
+  const scope = detachScope(instance)
   track(
     state,
     instance,
@@ -124,8 +151,7 @@ export const retire = (state: KindState, instance: Instance, reloaded: () => voi
       if (scope !== undefined) yield* Scope.close(scope, Exit.void)
       const failed = yield* build(state, instance)
       if (failed === undefined) return reloaded()
-      remove(state, instance)
-      stopInstance(state, instance, "activation failed", activationError(state, instance, failed))
+      failActivation(state, instance, failed)
     })
   )
 }
@@ -142,10 +168,8 @@ export const restart = (
   cause: Cause.Cause<unknown>,
   restarted: () => void
 ): void => {
-  instance.status = "restarting"
   instance.failures++
-  const scope = instance.scope
-  instance.scope = undefined
+  const scope = detachScope(instance)
   track(
     state,
     instance,

@@ -23,7 +23,7 @@ import * as Discovery from "../../layers/Discovery.ts"
 import { Persistence } from "../../layers/Persistence.ts"
 import { type InMemoryNetwork, makeInMemorySerialized } from "../../layers/internal/inMemory.ts"
 import { disconnected, makeConnection } from "../../layers/internal/reconnect.ts"
-import { Transport, type TransportEvent, type TransportShape } from "../../layers/Transport.ts"
+import { Transport, type TransportShape } from "../../layers/Transport.ts"
 import { NodeIdSuffix } from "../../runtime/internal/nodeState.ts"
 import * as Node from "../../runtime/Node.ts"
 import type { Endpoint, FaultyNetwork } from "./network.ts"
@@ -68,18 +68,13 @@ export interface Incarnation {
 /** a serializing transport whose connection the kit drops and restores */
 const connectable = (inner: TransportShape, endpoint: Endpoint) =>
   Effect.map(makeConnection(2000), (connection) => {
-    const listeners = new Set<(event: TransportEvent) => void>()
     const transport: TransportShape = {
       ...inner,
       publish: (subject, frame, options) =>
         endpoint.connected ? inner.publish(subject, frame, options) : Effect.fail(disconnected()),
       unsafePublish: (subject, frame, options) =>
         endpoint.connected ? inner.unsafePublish(subject, frame, options) : disconnected(),
-      watch: (listener) =>
-        Effect.asVoid(Effect.acquireRelease(
-          Effect.sync(() => listeners.add(listener)),
-          () => Effect.sync(() => listeners.delete(listener))
-        )),
+      watch: connection.watch,
       isConnected: connection.isConnected,
       awaitConnected: connection.awaitConnected
     }
@@ -89,7 +84,6 @@ const connectable = (inner: TransportShape, endpoint: Endpoint) =>
       endpoint.connected = connected
       if (connected) connection.onReconnected()
       else connection.onDisconnected()
-      for (const listener of [...listeners]) listener(connected ? "reconnected" : "disconnected")
     }
     return { transport, setConnected }
   })
