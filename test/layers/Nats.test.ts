@@ -29,6 +29,7 @@ import { type Envelope, ProtocolVersion } from "../../src/schema/Envelope.ts"
 import { eventually } from "../fixtures/clock.ts"
 import { type NatsCluster, type NatsServer, startNatsCluster, startNatsServer } from "../fixtures/nats.ts"
 import { nodeOf } from "../fixtures/nodes.ts"
+import { owner } from "../../src/runtime/internal/placement.ts"
 import { makeProbeState, Probe, ProbeService, probeLayer, probeServiceLayer } from "../fixtures/probe.ts"
 import {
   bytes,
@@ -635,6 +636,59 @@ describe.each(["json", "msgpack"] as const)("hostile frames over NATS (%s)", (co
   const plain = (u: unknown): Uint8Array =>
     codec === "json" ? new TextEncoder().encode(JSON.stringify(u)) : packr.pack(u)
   const malformedCount = () => Effect.map(Metric.value(Transport.malformedFrames), (state) => state.count)
+
+  it.live("an ask whose owners by placement are two ghosts in a row is sent on to the live node that serves it", () =>
+    Effect.gen(function*() {
+      const namespace = `ghosts-${codec}`
+      const base = { servers: server.url, namespace, heartbeat: "200 millis", codec } as const
+      const state = makeProbeState()
+      const host = yield* Layer.build(
+        probeLayer(state).pipe(Layer.provideMerge(Node.layerNats({ ...base, name: "host" })))
+      )
+      const caller = yield* Layer.build(Node.layerNats({ ...base, name: "caller" }).pipe(Layer.orDie))
+      yield* Effect.provide(Discovery.awaitServing("Probe", { timeout: "5 seconds" }), caller)
+      const hostId = Context.get(host, Node.Node).nodeId
+      // two heartbeats of nodes that serve Probe, with nothing behind them (anyone on the broker can send them)
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: server.url })),
+        (c) => Effect.promise(() => c.close())
+      )
+      const ghosts = ["ghost-1", "ghost-2"]
+      for (const ghost of ghosts) {
+        nc.publish(
+          `troupe.${namespace}.discovery`,
+          plain({
+            _tag: "Heartbeat",
+            v: ProtocolVersion,
+            source: ghost,
+            name: ghost,
+            incarnation: `${ghost}.1`,
+            address: "nowhere",
+            kinds: ["Probe"],
+            isServing: true,
+            startedAt: 0,
+            periodMillis: 60_000
+          })
+        )
+      }
+      yield* Effect.promise(() => nc.flush())
+      yield* waitFor(() =>
+        Effect.runSync(Effect.provide(Discovery.state, caller)).members.filter((m) =>
+          ghosts.includes(m.nodeId) && m.status === "alive"
+        ).length === 2
+      )
+      // an id owned by a ghost, and by the other ghost once the first is gone
+      const all = [...ghosts, hostId]
+      const id = Array.from({ length: 1_000 }, (_, i) => `id-${i}`).find((candidate) => {
+        const first = owner(all, candidate)
+        return first !== hostId && owner(all.filter((n) => n !== first), candidate) !== hostId
+      })
+      expect(id).toBeDefined()
+      const probe = (yield* Effect.provide(Actor.client(Probe), caller))(id!)
+      expect(yield* probe.Increment({ by: 1 }, { timeout: "20 seconds" })).toBe(1)
+      expect(state.builds).toBe(1)
+      expect(nodeOf(caller).pendingAsks()).toBe(0)
+    }).pipe(Effect.scoped))
 
   it.live(
     "frames with a source that is not a subject token are dropped and counted; the node keeps its connection and answers",

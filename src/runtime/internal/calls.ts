@@ -41,6 +41,13 @@ const askRemoteWithUpload = (
     : askRemote(state, target.subject, target.target, target.direct, envelope)
 }
 
+/** how often an ask that reached no one ("no responders" from its owner) is sent to the next owner */
+const MAX_RESENDS = 3
+
+/** the `troupe-unreachable` header: the nodes proved gone, space-separated */
+const withUnreachable = (previous: string | undefined, node: string): string =>
+  previous === undefined || previous === "" ? node : `${previous} ${node}`
+
 const askRouted = (state: NodeState, envelope: Envelope, attempt: number): Effect.Effect<unknown, unknown> => {
   const target = route(state, envelope.definition, envelope.id)
   switch (target._tag) {
@@ -52,8 +59,9 @@ const askRouted = (state: NodeState, envelope: Envelope, attempt: number): Effec
       }
       const remote = askRemoteWithUpload(state, target, envelope)
       // "no responders" proves the request reached nobody: after the dead owner is
-      // suspected, the actor has a new owner, and sending again cannot run it twice
-      return attempt === 0 && target.target !== undefined
+      // suspected, the actor has a new owner, and sending again cannot run it twice (a few
+      // times over: each owner found gone is one more member that never answered)
+      return attempt < MAX_RESENDS && target.target !== undefined
         ? Effect.catchIf(
           remote,
           (error) => state.noResponders.has(error as object),
@@ -61,9 +69,15 @@ const askRouted = (state: NodeState, envelope: Envelope, attempt: number): Effec
             Effect.suspend(() =>
               askRouted(state, {
                 ...envelope,
-                // the new owner may not have noticed yet: tell it what we proved
-                headers: { ...envelope.headers, [UNREACHABLE_HEADER]: state.noResponders.get(error as object)! }
-              }, 1)
+                // the new owner may not have noticed yet: tell it every node we proved gone
+                headers: {
+                  ...envelope.headers,
+                  [UNREACHABLE_HEADER]: withUnreachable(
+                    envelope.headers?.[UNREACHABLE_HEADER],
+                    state.noResponders.get(error as object)!
+                  )
+                }
+              }, attempt + 1)
             )
         )
         : remote

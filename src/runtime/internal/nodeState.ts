@@ -154,7 +154,8 @@ export interface NodeState {
 export const replySlotsOf: (caller: string) => string = Subjects.replySlotsOf
 
 /**
- * Names a node the sender found unreachable (NATS "no responders" on its direct subject).
+ * Names the nodes the sender found unreachable (NATS "no responders" on their direct subjects),
+ * space-separated.
  *
  * @internal
  */

@@ -164,15 +164,28 @@ const mismatchedReply = (frame: RequestFrame, codec: RpcCodec): StreamError | un
  *
  * @internal
  */
+/** at most this many nodes named in one `troupe-unreachable` header are taken */
+const MAX_UNREACHABLE_NAMED = 4
+
+/**
+ * The caller proved these nodes gone (space-separated): claims about nodes we know of, never
+ * names that would grow our tables, and a bounded number of them.
+ */
+const takeUnreachable = (state: NodeState, header: string): void => {
+  if (header.length > MAX_UNREACHABLE_NAMED * (Subject.MAX_TOKEN_LENGTH + 1)) return
+  const members = state.discovery.unsafeState().members
+  for (const node of header.split(" ", MAX_UNREACHABLE_NAMED)) {
+    if (node !== state.nodeId && Subject.isToken(node) && members.some((m) => m.nodeId === node)) {
+      proveUnreachable(state, node)
+    }
+  }
+}
+
 export const onRequest = (state: NodeState, frame: RequestFrame): void => {
   // the codec let only subject tokens through; these become subjects below
   if (!Subject.isToken(frame.source) || !Subject.isToken(frame.kind)) return malformedFrames.unsafeUpdate(1, [])
   const unreachable = frame.headers[UNREACHABLE_HEADER]
-  // a claim about a node we know of, never a name that would grow our tables
-  if (
-    unreachable !== undefined && unreachable !== state.nodeId && Subject.isToken(unreachable) &&
-    state.discovery.unsafeState().members.some((m) => m.nodeId === unreachable)
-  ) proveUnreachable(state, unreachable)
+  if (unreachable !== undefined) takeUnreachable(state, unreachable)
   const manager = state.managers.get(frame.kind)
   if (manager === undefined || state.closed) {
     return replyTo(state, frame, {
