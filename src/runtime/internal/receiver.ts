@@ -159,11 +159,6 @@ const mismatchedReply = (frame: RequestFrame, codec: RpcCodec): StreamError | un
       : "this Rpc replies once: call it with ask, not as a stream"
   })
 
-/**
- * A request arriving for a kind hosted here (or for an actor this node no longer owns).
- *
- * @internal
- */
 /** at most this many nodes named in one `troupe-unreachable` header are taken */
 const MAX_UNREACHABLE_NAMED = 4
 
@@ -181,6 +176,11 @@ const takeUnreachable = (state: NodeState, header: string): void => {
   }
 }
 
+/**
+ * A request arriving for a kind hosted here (or for an actor this node no longer owns).
+ *
+ * @internal
+ */
 export const onRequest = (state: NodeState, frame: RequestFrame): void => {
   // the codec let only subject tokens through; these become subjects below
   if (!Subject.isToken(frame.source) || !Subject.isToken(frame.kind)) return malformedFrames.unsafeUpdate(1, [])
